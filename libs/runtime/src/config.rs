@@ -1,0 +1,358 @@
+//! Configuration: defaults → `kopter.toml` (optional) → `KOPTER_*` env.
+//!
+//! Nested keys are split on `__`: `KOPTER_WORKER__CONCURRENCY=8` sets
+//! `worker.concurrency`. The file is `kopter.toml` in the working
+//! directory, or the path in `KOPTER_CONFIG`. The standard AWS variables
+//! (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_PROFILE`, credentials) are read
+//! by the AWS SDK itself; `aws.endpoint_url` / `aws.region` here override
+//! them when set. After loading, [`Config::validate`] lists every problem
+//! at once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use kopter_schema::{EnvName, Names, Service};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Environment name; prefixes every table, queue and topic
+    /// (`{env}-kopter-…`). Default `dev`.
+    pub env: String,
+    pub aws: AwsConfig,
+    pub worker: WorkerConfig,
+    pub telemetry: TelemetryConfig,
+    pub credentials: CredentialsConfig,
+    pub queues: QueuesConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Endpoint for every AWS service (moto, LocalStack). Default: unset,
+    /// i.e. `AWS_ENDPOINT_URL` or the real AWS endpoints.
+    pub endpoint_url: Option<String>,
+    /// Region of Kopter's own resources. Default: unset, i.e. `AWS_REGION`
+    /// or the profile's region.
+    pub region: Option<String>,
+    /// Attempts per AWS call, first included (adaptive retry with jitter).
+    /// Default 5.
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Handlers running at once per service. Default 8.
+    pub concurrency: usize,
+    /// Long-poll wait, seconds (0-20). Default 20.
+    pub wait_time_seconds: u32,
+    /// Messages per receive (1-10). Default 10.
+    pub max_messages: u32,
+    /// Visibility timeout set on receive and by each heartbeat. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+    /// Heartbeat period; must be well under the visibility timeout.
+    /// Default 20 s.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight handlers may finish before
+    /// their messages are returned to the queue. Default 25 s (ECS gives 30).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// First retry delay for a failed message (visibility set to this,
+    /// doubling per receive, with jitter). Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// Longest retry delay. Default 5 min.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Address of the `/metrics` `/healthz` `/readyz` server. Default
+    /// `0.0.0.0:<service port>` (describer 9101 … notifier 9105).
+    pub listen: SocketAddr,
+    /// `auto` (pretty on a terminal, JSON otherwise), `json` or `pretty`.
+    pub log_format: LogFormat,
+    /// `tracing` filter directive. Default `info`; `RUST_LOG` wins if set.
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// Customer accounts whose assumed-role credentials are cached.
+    /// Default 20000.
+    pub cache_capacity: u64,
+    /// Assumed-role session length. Default 1 h (AWS minimum 15 min).
+    #[serde(with = "humantime_serde")]
+    pub session_duration: Duration,
+    /// Refresh credentials this long before they expire. Default 5 min.
+    #[serde(with = "humantime_serde")]
+    pub refresh_before_expiry: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuesConfig {
+    /// Receives before a message moves to its DLQ. Default 5.
+    pub max_receive_count: u32,
+    /// How long the DLQ keeps messages. Default 14 days (the SQS maximum).
+    #[serde(with = "humantime_serde")]
+    pub dlq_retention: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Defaults for one service (its own HTTP port), or for a process that
+    /// is not a service (`kopterctl`, the all-in-one) with `None`.
+    pub fn defaults(service: Option<Service>) -> Self {
+        let port = service.map_or(9100, |s| s.default_http_port());
+        Self {
+            env: "dev".into(),
+            aws: AwsConfig {
+                endpoint_url: None,
+                region: None,
+                max_attempts: 5,
+            },
+            worker: WorkerConfig {
+                concurrency: 8,
+                wait_time_seconds: 20,
+                max_messages: 10,
+                visibility_timeout: Duration::from_secs(60),
+                heartbeat_interval: Duration::from_secs(20),
+                shutdown_grace: Duration::from_secs(25),
+                retry_base: Duration::from_secs(5),
+                retry_max: Duration::from_secs(300),
+            },
+            telemetry: TelemetryConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], port)),
+                log_format: LogFormat::Auto,
+                log_level: "info".into(),
+            },
+            credentials: CredentialsConfig {
+                cache_capacity: 20_000,
+                session_duration: Duration::from_secs(3600),
+                refresh_before_expiry: Duration::from_secs(300),
+            },
+            queues: QueuesConfig {
+                max_receive_count: 5,
+                dlq_retention: Duration::from_secs(14 * 24 * 3600),
+            },
+        }
+    }
+
+    /// Loads from the real environment and validates.
+    pub fn load(service: Option<Service>) -> anyhow::Result<Self> {
+        let file = std::env::var_os("KOPTER_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("kopter.toml"));
+        let config = Self::figment(service, file)
+            .extract::<Config>()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The layered figment, exposed so tests can add their own layers.
+    pub fn figment(service: Option<Service>, file: PathBuf) -> Figment {
+        Figment::from(Serialized::defaults(Self::defaults(service)))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("KOPTER_").split("__").ignore(&["config"]))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if let Err(e) = EnvName::new(self.env.clone()) {
+            problems.push(format!("env: {e}"));
+        }
+        let w = &self.worker;
+        if w.concurrency == 0 || w.concurrency > 1000 {
+            problems.push(format!(
+                "worker.concurrency: {} is outside 1..=1000",
+                w.concurrency
+            ));
+        }
+        if w.wait_time_seconds > 20 {
+            problems.push(format!(
+                "worker.wait_time_seconds: {} is over the SQS maximum of 20",
+                w.wait_time_seconds
+            ));
+        }
+        if !(1..=10).contains(&w.max_messages) {
+            problems.push(format!(
+                "worker.max_messages: {} is outside 1..=10",
+                w.max_messages
+            ));
+        }
+        if w.visibility_timeout < Duration::from_secs(1)
+            || w.visibility_timeout > Duration::from_secs(12 * 3600)
+        {
+            problems.push("worker.visibility_timeout: must be between 1s and 12h".into());
+        }
+        if w.heartbeat_interval.is_zero() || w.heartbeat_interval * 2 > w.visibility_timeout {
+            problems.push(format!(
+                "worker.heartbeat_interval: {:?} must be non-zero and at most half of worker.visibility_timeout ({:?})",
+                w.heartbeat_interval, w.visibility_timeout
+            ));
+        }
+        if w.shutdown_grace > Duration::from_secs(120) {
+            problems.push(
+                "worker.shutdown_grace: must be at most 120s (the longest ECS stopTimeout)".into(),
+            );
+        }
+        if w.retry_base.is_zero() || w.retry_base > w.retry_max {
+            problems
+                .push("worker.retry_base: must be non-zero and at most worker.retry_max".into());
+        }
+        if w.retry_max > Duration::from_secs(12 * 3600) {
+            problems
+                .push("worker.retry_max: must be at most 12h (the SQS visibility maximum)".into());
+        }
+        if self.aws.max_attempts == 0 || self.aws.max_attempts > 20 {
+            problems.push(format!(
+                "aws.max_attempts: {} is outside 1..=20",
+                self.aws.max_attempts
+            ));
+        }
+        if let Some(url) = &self.aws.endpoint_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problems.push(format!(
+                "aws.endpoint_url: {url:?} must start with http:// or https://"
+            ));
+        }
+        let c = &self.credentials;
+        if c.cache_capacity == 0 {
+            problems.push("credentials.cache_capacity: must be at least 1".into());
+        }
+        if c.session_duration < Duration::from_secs(900)
+            || c.session_duration > Duration::from_secs(12 * 3600)
+        {
+            problems.push(
+                "credentials.session_duration: must be between 15m and 12h (AWS limits)".into(),
+            );
+        }
+        if c.refresh_before_expiry >= c.session_duration {
+            problems.push(
+                "credentials.refresh_before_expiry: must be shorter than credentials.session_duration"
+                    .into(),
+            );
+        }
+        if !(1..=1000).contains(&self.queues.max_receive_count) {
+            problems.push(format!(
+                "queues.max_receive_count: {} is outside 1..=1000 (SQS limits)",
+                self.queues.max_receive_count
+            ));
+        }
+        if self.queues.dlq_retention < Duration::from_secs(60)
+            || self.queues.dlq_retention > Duration::from_secs(14 * 24 * 3600)
+        {
+            problems.push("queues.dlq_retention: must be between 1m and 14d".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Resource names of this config's environment. Call after `validate`.
+    pub fn names(&self) -> Names {
+        Names::new(EnvName::new(self.env.clone()).expect("validated env name"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn layers_apply_in_order() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "kopter.toml",
+                "env = \"staging\"\n[worker]\nconcurrency = 3\nshutdown_grace = \"10s\"\n",
+            )?;
+            jail.set_env("KOPTER_WORKER__CONCURRENCY", "7");
+            jail.set_env("KOPTER_AWS__ENDPOINT_URL", "http://127.0.0.1:5000");
+            let c: Config =
+                Config::figment(Some(Service::Pricing), "kopter.toml".into()).extract()?;
+            assert_eq!(c.env, "staging");
+            assert_eq!(c.worker.concurrency, 7);
+            assert_eq!(c.worker.shutdown_grace, Duration::from_secs(10));
+            assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+            assert_eq!(c.telemetry.listen.port(), 9102);
+            c.validate().unwrap();
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn validate_lists_every_problem() {
+        let mut c = Config::defaults(None);
+        c.env = "Bad Env".into();
+        c.worker.concurrency = 0;
+        c.worker.max_messages = 11;
+        c.worker.heartbeat_interval = Duration::from_secs(59);
+        c.aws.endpoint_url = Some("localhost:5000".into());
+        let err = c.validate().unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 5, "{text}");
+        for needle in [
+            "env:",
+            "worker.concurrency",
+            "worker.max_messages",
+            "worker.heartbeat_interval",
+            "aws.endpoint_url",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_are_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("KOPTER_WORKER__CONCURENCY", "3");
+            let err = Config::figment(None, "none.toml".into())
+                .extract::<Config>()
+                .unwrap_err();
+            assert!(err.to_string().contains("concurency"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("KOPTER_WORKER__CONCURRENCY", "many");
+            let err = Config::figment(None, "none.toml".into())
+                .extract::<Config>()
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .to_lowercase()
+                    .contains("worker.concurrency"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,157 @@
+//! Kopter's worker runtime, shared by every service.
+//!
+//! A service's `main` is one call to [`service_main`] with a function that
+//! builds its [`Handler`] from the [`ServiceContext`]; everything else —
+//! config, logs, metrics and health endpoints, the SQS consume loop with
+//! heartbeats, batched deletes, DLQ-bound failures and the SIGTERM drain,
+//! cross-account credentials and AWS retry — lives here, once.
+
+pub mod accounts;
+pub mod aws;
+pub mod config;
+pub mod credentials;
+pub mod messaging;
+pub mod metrics;
+pub mod provision;
+pub mod queue;
+pub mod telemetry;
+pub mod worker;
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use kopter_schema::{Envelope, Names, Service};
+use tokio_util::sync::CancellationToken;
+
+pub use crate::aws::AwsContext;
+pub use crate::config::Config;
+pub use crate::credentials::{AssumeRoleError, CredentialCache, CustomerRole};
+pub use crate::queue::{Queue, SqsQueue};
+pub use crate::worker::{BoxFuture, Delivery, FnHandler, Handler, HandlerError, Worker};
+
+/// What a service's handler is built from. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ServiceContext {
+    pub config: Config,
+    pub names: Names,
+    pub aws: AwsContext,
+    pub credentials: CredentialCache,
+    pub outbox: messaging::Outbox,
+    pub accounts: accounts::AccountStore,
+    /// The service this process runs, or `None` for the all-in-one.
+    pub service: Option<Service>,
+}
+
+impl ServiceContext {
+    pub async fn new(config: Config, service: Option<Service>) -> Self {
+        let aws = AwsContext::load(&config).await;
+        let names = config.names();
+        let label = service.map_or("kopter", |s| s.name());
+        Self {
+            credentials: CredentialCache::new(aws.sts(), label, &config.credentials),
+            outbox: messaging::Outbox::new(aws.sqs(), aws.sns(), names.clone()),
+            accounts: accounts::AccountStore::new(aws.dynamodb(), &names),
+            names,
+            aws,
+            config,
+            service,
+        }
+    }
+}
+
+/// Entry point of a service binary: load config (exit 2 with every problem
+/// listed if invalid), start telemetry, build the handler, consume until
+/// SIGTERM/SIGINT, drain, exit 0.
+pub async fn service_main<F, Fut>(service: Service, make_handler: F) -> ExitCode
+where
+    F: FnOnce(ServiceContext) -> Fut,
+    Fut: Future<Output = anyhow::Result<Arc<dyn Handler>>>,
+{
+    let config = match Config::load(Some(service)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e:#}", service.name());
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(&config.telemetry);
+    let ctx = ServiceContext::new(config, Some(service)).await;
+    let result = async {
+        let handler = make_handler(ctx.clone())
+            .await
+            .with_context(|| format!("start {}", service.name()))?;
+        run_workers(
+            &ctx,
+            vec![(service, handler)],
+            telemetry::shutdown_on_signals(),
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "exiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one worker per `(service, handler)` against the services' queues,
+/// with one metrics/health server, until `shutdown`; then drains each.
+pub async fn run_workers(
+    ctx: &ServiceContext,
+    workers: Vec<(Service, Arc<dyn Handler>)>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut queues = Vec::new();
+    for (service, handler) in workers {
+        let q = SqsQueue::resolve(ctx.aws.sqs(), &ctx.names.queue(service)).await?;
+        queues.push((service, Arc::new(q), handler));
+    }
+    let checks: Vec<telemetry::ReadyCheck> = queues
+        .iter()
+        .map(|(_, q, _)| {
+            let q = q.clone();
+            Arc::new(move || {
+                let q = q.clone();
+                Box::pin(async move { q.check_ready().await }) as BoxFuture<'static, _>
+            }) as telemetry::ReadyCheck
+        })
+        .collect();
+    telemetry::serve(ctx.config.telemetry.listen, checks, shutdown.clone()).await?;
+    let settings = worker::WorkerSettings::from(&ctx.config.worker);
+    let mut tasks = Vec::new();
+    for (service, q, handler) in queues {
+        let w = Worker::new(q, handler, settings.clone()).with_service_label(service);
+        tasks.push(tokio::spawn(w.run(shutdown.clone())));
+    }
+    for t in tasks {
+        t.await.context("worker task")?;
+    }
+    Ok(())
+}
+
+/// Decodes a delivery as an envelope meant for `service`. Malformed bodies,
+/// unknown versions and kinds, and kinds that belong to another queue are
+/// permanent failures, named with the message id.
+pub fn decode_for(service: Service, delivery: &Delivery) -> Result<Envelope, HandlerError> {
+    let env = Envelope::decode(&delivery.body).map_err(|e| {
+        HandlerError::permanent(anyhow::anyhow!(
+            "message {} on the {} queue: {e}",
+            delivery.message_id,
+            service.name()
+        ))
+    })?;
+    if !service.accepts(env.message.kind()) {
+        return Err(HandlerError::permanent(anyhow::anyhow!(
+            "message {} on the {} queue has kind {:?}, which is not for this service",
+            delivery.message_id,
+            service.name(),
+            env.message.kind()
+        )));
+    }
+    Ok(env)
+}

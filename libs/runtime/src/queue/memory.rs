@@ -1,0 +1,212 @@
+//! In-memory [`Queue`] for unit tests of the consume loop.
+//!
+//! Models what the loop depends on: visibility timeouts (on tokio's clock,
+//! so `start_paused` tests are exact), a fresh receipt per receive that
+//! invalidates the previous one, `ApproximateReceiveCount`, and redrive to a
+//! DLQ once a message has been received `max_receive_count` times.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{BatchFailures, Queue, ReceivedMessage};
+
+#[derive(Debug)]
+struct Stored {
+    id: String,
+    body: String,
+    receive_count: u32,
+    visible_at: Instant,
+    receipt: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: u64,
+    messages: Vec<Stored>,
+    dlq: Vec<String>,
+    deleted: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct MemoryQueue {
+    name: String,
+    max_receive_count: u32,
+    state: Mutex<State>,
+    fail_receives: AtomicBool,
+}
+
+impl MemoryQueue {
+    pub fn new(name: &str, max_receive_count: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            max_receive_count,
+            state: Mutex::default(),
+            fail_receives: AtomicBool::new(false),
+        }
+    }
+
+    /// Enqueues a message, returning its id.
+    pub fn send(&self, body: &str) -> String {
+        let mut s = self.state.lock().unwrap();
+        s.next_id += 1;
+        let id = format!("m{}", s.next_id);
+        s.messages.push(Stored {
+            id: id.clone(),
+            body: body.to_owned(),
+            receive_count: 0,
+            visible_at: Instant::now(),
+            receipt: None,
+        });
+        id
+    }
+
+    /// Makes the next receives fail (to test the loop's error path).
+    pub fn set_fail_receives(&self, fail: bool) {
+        self.fail_receives.store(fail, Ordering::SeqCst);
+    }
+
+    /// Bodies moved to the DLQ.
+    pub fn dlq(&self) -> Vec<String> {
+        self.state.lock().unwrap().dlq.clone()
+    }
+
+    /// Bodies deleted (acknowledged).
+    pub fn deleted(&self) -> Vec<String> {
+        self.state.lock().unwrap().deleted.clone()
+    }
+
+    /// Messages still in the queue (visible or not).
+    pub fn len(&self) -> usize {
+        self.state.lock().unwrap().messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Messages visible now.
+    pub fn visible(&self) -> usize {
+        let now = Instant::now();
+        let s = self.state.lock().unwrap();
+        s.messages.iter().filter(|m| m.visible_at <= now).count()
+    }
+
+    /// `ApproximateReceiveCount` of each message still queued, by body.
+    pub fn receive_counts(&self) -> HashMap<String, u32> {
+        let s = self.state.lock().unwrap();
+        s.messages
+            .iter()
+            .map(|m| (m.body.clone(), m.receive_count))
+            .collect()
+    }
+
+    fn take_visible(&self, max: u32, visibility: Duration) -> Vec<ReceivedMessage> {
+        let now = Instant::now();
+        let mut s = self.state.lock().unwrap();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < s.messages.len() && out.len() < max as usize {
+            if s.messages[i].visible_at > now {
+                i += 1;
+                continue;
+            }
+            if s.messages[i].receive_count >= self.max_receive_count {
+                let m = s.messages.remove(i);
+                s.dlq.push(m.body);
+                continue;
+            }
+            let m = &mut s.messages[i];
+            m.receive_count += 1;
+            let receipt = format!("{}#{}", m.id, m.receive_count);
+            m.receipt = Some(receipt.clone());
+            m.visible_at = now + visibility;
+            out.push(ReceivedMessage {
+                message_id: m.id.clone(),
+                receipt_handle: receipt,
+                body: m.body.clone(),
+                receive_count: m.receive_count,
+                attributes: HashMap::new(),
+            });
+            i += 1;
+        }
+        out
+    }
+}
+
+impl Queue for MemoryQueue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn receive(
+        &self,
+        max: u32,
+        wait: Duration,
+        visibility: Duration,
+    ) -> anyhow::Result<Vec<ReceivedMessage>> {
+        if self.fail_receives.load(Ordering::SeqCst) {
+            anyhow::bail!("receive from {}: injected failure", self.name);
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            let got = self.take_visible(max, visibility);
+            if !got.is_empty() || Instant::now() >= deadline {
+                return Ok(got);
+            }
+            tokio::time::sleep_until(deadline.min(Instant::now() + Duration::from_millis(100)))
+                .await;
+        }
+    }
+
+    async fn delete_batch(&self, receipts: &[String]) -> anyhow::Result<BatchFailures> {
+        let mut s = self.state.lock().unwrap();
+        let mut failures = BatchFailures::default();
+        for r in receipts {
+            match s
+                .messages
+                .iter()
+                .position(|m| m.receipt.as_deref() == Some(r.as_str()))
+            {
+                Some(i) => {
+                    let m = s.messages.remove(i);
+                    s.deleted.push(m.body);
+                }
+                None => failures
+                    .failed
+                    .push((r.clone(), "ReceiptHandleIsInvalid".into())),
+            }
+        }
+        Ok(failures)
+    }
+
+    async fn change_visibility_batch(
+        &self,
+        receipts: &[String],
+        visibility: Duration,
+    ) -> anyhow::Result<BatchFailures> {
+        let now = Instant::now();
+        let mut s = self.state.lock().unwrap();
+        let mut failures = BatchFailures::default();
+        for r in receipts {
+            match s
+                .messages
+                .iter_mut()
+                .find(|m| m.receipt.as_deref() == Some(r.as_str()))
+            {
+                Some(m) => m.visible_at = now + visibility,
+                None => failures
+                    .failed
+                    .push((r.clone(), "ReceiptHandleIsInvalid".into())),
+            }
+        }
+        Ok(failures)
+    }
+
+    async fn check_ready(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}

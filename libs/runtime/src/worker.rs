@@ -1,0 +1,496 @@
+//! The consume loop every service runs: receive → handle → delete.
+//!
+//! Delivery semantics (see `queue/design.md` for the why):
+//! - long-poll up to `max_messages`, never more than free handler slots;
+//! - a heartbeat extends a message's visibility while its handler runs;
+//! - success: the receipt goes to a batcher that deletes in groups of ≤10;
+//! - retryable failure or panic: the message is left, its visibility set to
+//!   an exponential backoff with jitter, and SQS redrives it to the DLQ
+//!   after `maxReceiveCount` receives;
+//! - permanent failure (malformed, unknown version): logged with its id and
+//!   reason and made visible at once, so it reaches the DLQ quickly;
+//! - shutdown: stop receiving, let handlers finish within the grace period,
+//!   then abort the rest and return their messages (visibility 0).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kopter_schema::Service;
+use rand::Rng;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::WorkerConfig;
+use crate::metrics;
+use crate::queue::{Queue, ReceivedMessage};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a handler sees of a message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message_id: String,
+    pub body: String,
+    /// 1 on first delivery; grows with each redelivery.
+    pub receive_count: u32,
+    /// String message attributes (e.g. SNS `event_type` with raw delivery).
+    pub attributes: std::collections::HashMap<String, String>,
+}
+
+/// Why a handler did not finish the work.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Might succeed later (throttling, a dependency down): redeliver with
+    /// backoff.
+    #[error("{0:#}")]
+    Retry(anyhow::Error),
+    /// Can never succeed (malformed message): straight on to the DLQ.
+    #[error("{0:#}")]
+    Permanent(anyhow::Error),
+}
+
+impl HandlerError {
+    pub fn retry(e: impl Into<anyhow::Error>) -> Self {
+        Self::Retry(e.into())
+    }
+    pub fn permanent(e: impl Into<anyhow::Error>) -> Self {
+        Self::Permanent(e.into())
+    }
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent(_))
+    }
+}
+
+impl From<anyhow::Error> for HandlerError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Retry(e)
+    }
+}
+
+/// A service's message handler. Must be idempotent: SQS delivers at least
+/// once.
+pub trait Handler: Send + Sync + 'static {
+    fn handle<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), HandlerError>>;
+}
+
+/// A handler from an async closure (tests, small services).
+pub struct FnHandler<F>(pub F);
+
+impl<F, Fut> Handler for FnHandler<F>
+where
+    F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    fn handle<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin((self.0)(delivery.clone()))
+    }
+}
+
+/// Loop settings (from [`WorkerConfig`]).
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub max_messages: u32,
+    pub wait: Duration,
+    pub visibility: Duration,
+    pub heartbeat: Duration,
+    pub grace: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// How long the delete batcher waits to fill a batch.
+    pub delete_linger: Duration,
+}
+
+impl From<&WorkerConfig> for WorkerSettings {
+    fn from(c: &WorkerConfig) -> Self {
+        Self {
+            concurrency: c.concurrency,
+            max_messages: c.max_messages,
+            wait: Duration::from_secs(u64::from(c.wait_time_seconds)),
+            visibility: c.visibility_timeout,
+            heartbeat: c.heartbeat_interval,
+            grace: c.shutdown_grace,
+            retry_base: c.retry_base,
+            retry_max: c.retry_max,
+            delete_linger: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Counts of one run, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub received: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub released: u64,
+}
+
+pub struct Worker<Q: Queue> {
+    queue: Arc<Q>,
+    handler: Arc<dyn Handler>,
+    settings: WorkerSettings,
+    label: String,
+}
+
+enum Outcome {
+    Ok,
+    Failed(HandlerError),
+    Panicked(String),
+    Cancelled,
+}
+
+impl<Q: Queue> Worker<Q> {
+    pub fn new(queue: Arc<Q>, handler: Arc<dyn Handler>, settings: WorkerSettings) -> Self {
+        let label = queue.name().to_owned();
+        Self {
+            queue,
+            handler,
+            settings,
+            label,
+        }
+    }
+
+    /// Uses a service name as the `queue` metric label instead of the
+    /// (environment-prefixed) queue name, keeping label values fixed.
+    pub fn with_service_label(mut self, service: Service) -> Self {
+        self.label = service.name().to_owned();
+        self
+    }
+
+    /// Runs until `shutdown` is cancelled, then drains (see module docs).
+    pub async fn run(self, shutdown: CancellationToken) -> RunSummary {
+        let Worker {
+            queue,
+            handler,
+            settings,
+            label,
+        } = self;
+        let m = metrics::runtime();
+        let slots = Arc::new(Semaphore::new(settings.concurrency));
+        let tracker = TaskTracker::new();
+        let abort_handlers = CancellationToken::new();
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<String>();
+        let deleter = tokio::spawn(delete_batcher(
+            queue.clone(),
+            ack_rx,
+            settings.delete_linger,
+            label.clone(),
+        ));
+        let summary = Arc::new(std::sync::Mutex::new(RunSummary::default()));
+        let mut receive_failures = 0u32;
+
+        tracing::info!(queue = %queue.name(), concurrency = settings.concurrency, "worker started");
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+            };
+            let mut permits = vec![first];
+            while permits.len() < settings.max_messages as usize {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = queue.receive(permits.len() as u32, settings.wait, settings.visibility) => r,
+            };
+            let messages = match received {
+                Ok(msgs) => {
+                    receive_failures = 0;
+                    msgs
+                }
+                Err(error) => {
+                    m.receive_errors.with_label_values(&[&label]).inc();
+                    receive_failures += 1;
+                    let delay = retry_delay(
+                        receive_failures,
+                        Duration::from_millis(200),
+                        Duration::from_secs(20),
+                    );
+                    tracing::warn!(queue = %queue.name(), error = %format!("{error:#}"), retry_in = ?delay, "receive failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => continue,
+                    }
+                }
+            };
+            m.received
+                .with_label_values(&[&label])
+                .inc_by(messages.len() as u64);
+            summary.lock().unwrap().received += messages.len() as u64;
+            for (msg, permit) in messages.into_iter().zip(permits.drain(..)) {
+                let ctx = MessageTask {
+                    queue: queue.clone(),
+                    handler: handler.clone(),
+                    settings: settings.clone(),
+                    label: label.clone(),
+                    ack_tx: ack_tx.clone(),
+                    abort: abort_handlers.clone(),
+                    summary: summary.clone(),
+                };
+                let span = tracing::info_span!("message", message_id = %msg.message_id, queue = %label, receive_count = msg.receive_count);
+                tracker.spawn(
+                    async move {
+                        ctx.run(msg).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+
+        tracker.close();
+        let in_flight = tracker.len();
+        tracing::info!(queue = %queue.name(), in_flight, grace = ?settings.grace, "shutdown: stopped receiving, draining");
+        if tokio::time::timeout(settings.grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(queue = %queue.name(), still_running = tracker.len(), "grace period over: returning unfinished messages to the queue");
+            abort_handlers.cancel();
+            tracker.wait().await;
+        }
+        drop(ack_tx);
+        if let Err(e) = deleter.await {
+            tracing::error!(error = %e, "delete batcher ended abnormally");
+        }
+        let summary = summary.lock().unwrap().clone();
+        tracing::info!(queue = %queue.name(), ?summary, "worker stopped");
+        summary
+    }
+}
+
+struct MessageTask<Q: Queue> {
+    queue: Arc<Q>,
+    handler: Arc<dyn Handler>,
+    settings: WorkerSettings,
+    label: String,
+    ack_tx: mpsc::UnboundedSender<String>,
+    abort: CancellationToken,
+    summary: Arc<std::sync::Mutex<RunSummary>>,
+}
+
+impl<Q: Queue> MessageTask<Q> {
+    async fn run(self, msg: ReceivedMessage) {
+        let m = metrics::runtime();
+        let in_flight = m.in_flight.with_label_values(&[&self.label]);
+        in_flight.inc();
+        let started = Instant::now();
+        let heartbeat = Heartbeat::start(
+            self.queue.clone(),
+            msg.receipt_handle.clone(),
+            self.settings.heartbeat,
+            self.settings.visibility,
+            self.label.clone(),
+        );
+        let delivery = Delivery {
+            message_id: msg.message_id.clone(),
+            body: msg.body,
+            receive_count: msg.receive_count,
+            attributes: msg.attributes,
+        };
+        let handler = self.handler.clone();
+        let mut task =
+            tokio::spawn(async move { handler.handle(&delivery).await }.in_current_span());
+        let outcome = tokio::select! {
+            joined = &mut task => match joined {
+                Ok(Ok(())) => Outcome::Ok,
+                Ok(Err(e)) => Outcome::Failed(e),
+                Err(e) if e.is_panic() => Outcome::Panicked(panic_text(e.into_panic())),
+                Err(_) => Outcome::Cancelled,
+            },
+            _ = self.abort.cancelled() => {
+                task.abort();
+                Outcome::Cancelled
+            }
+        };
+        drop(heartbeat);
+        in_flight.dec();
+        let elapsed = started.elapsed().as_secs_f64();
+        let receipt = msg.receipt_handle;
+        let outcome_label = match &outcome {
+            Outcome::Ok => "ok",
+            Outcome::Failed(e) if e.is_permanent() => "permanent",
+            Outcome::Failed(_) => "retry",
+            Outcome::Panicked(_) => "panic",
+            Outcome::Cancelled => "cancelled",
+        };
+        m.handler_seconds
+            .with_label_values(&[&self.label, outcome_label])
+            .observe(elapsed);
+
+        let next_visibility = match outcome {
+            Outcome::Ok => {
+                tracing::debug!(elapsed, "handled");
+                self.summary.lock().unwrap().succeeded += 1;
+                // The batcher outlives every message task.
+                let _ = self.ack_tx.send(receipt);
+                return;
+            }
+            Outcome::Failed(HandlerError::Permanent(error)) => {
+                tracing::error!(error = %format!("{error:#}"), "message can never succeed; leaving it for the DLQ");
+                Duration::ZERO
+            }
+            Outcome::Failed(HandlerError::Retry(error)) => {
+                let delay = retry_delay(
+                    msg.receive_count,
+                    self.settings.retry_base,
+                    self.settings.retry_max,
+                );
+                tracing::warn!(error = %format!("{error:#}"), retry_in = ?delay, "handler failed; message will be redelivered");
+                delay
+            }
+            Outcome::Panicked(text) => {
+                let delay = retry_delay(
+                    msg.receive_count,
+                    self.settings.retry_base,
+                    self.settings.retry_max,
+                );
+                tracing::error!(panic = %text, retry_in = ?delay, "handler panicked; message will be redelivered");
+                delay
+            }
+            Outcome::Cancelled => {
+                m.released.with_label_values(&[&self.label]).inc();
+                self.summary.lock().unwrap().released += 1;
+                Duration::ZERO
+            }
+        };
+        if outcome_label != "cancelled" {
+            m.failed
+                .with_label_values(&[&self.label, outcome_label])
+                .inc();
+            self.summary.lock().unwrap().failed += 1;
+        }
+        if let Err(error) = self
+            .queue
+            .change_visibility(&receipt, next_visibility)
+            .await
+        {
+            tracing::warn!(error = %format!("{error:#}"), "could not set visibility; the message reappears when its timeout ends");
+        }
+    }
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}
+
+/// Exponential backoff with jitter: `base·2^(attempt-1)` capped at `max`,
+/// then a random point in its upper half.
+pub fn retry_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let full = base.saturating_mul(1u32 << exp).min(max);
+    let half = full / 2;
+    let jitter = rand::rng().random_range(0..=half.as_millis() as u64);
+    half + Duration::from_millis(jitter)
+}
+
+/// Keeps one message invisible while its handler runs; dropping it stops.
+struct Heartbeat {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    fn start<Q: Queue>(
+        queue: Arc<Q>,
+        receipt: String,
+        every: Duration,
+        visibility: Duration,
+        label: String,
+    ) -> Self {
+        let task = tokio::spawn(
+            async move {
+                let beats = metrics::runtime();
+                loop {
+                    tokio::time::sleep(every).await;
+                    match queue.change_visibility(&receipt, visibility).await {
+                        Ok(()) => beats.heartbeats.with_label_values(&[&label, "ok"]).inc(),
+                        Err(error) => {
+                            beats.heartbeats.with_label_values(&[&label, "err"]).inc();
+                            tracing::warn!(error = %format!("{error:#}"), "visibility heartbeat failed");
+                        }
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Self { task }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Deletes acknowledged receipts in batches of up to 10, waiting at most
+/// `linger` to fill a batch. Ends when every sender is gone, after a last
+/// flush.
+async fn delete_batcher<Q: Queue>(
+    queue: Arc<Q>,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    linger: Duration,
+    label: String,
+) {
+    let m = metrics::runtime();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::sleep(linger);
+        tokio::pin!(deadline);
+        while batch.len() < 10 {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(receipt) => batch.push(receipt),
+                    None => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        batch.sort_unstable();
+        batch.dedup();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match queue.delete_batch(&batch).await {
+                Ok(failures) => {
+                    let failed = failures.failed.len();
+                    m.deleted
+                        .with_label_values(&[&label])
+                        .inc_by((batch.len() - failed) as u64);
+                    for (receipt, reason) in failures.failed {
+                        m.delete_failures.with_label_values(&[&label]).inc();
+                        tracing::warn!(%reason, receipt_prefix = %&receipt[..receipt.len().min(16)], "delete not confirmed; the message will be redelivered and must be handled idempotently");
+                    }
+                    break;
+                }
+                Err(error) if attempt < 3 => {
+                    tracing::warn!(error = %format!("{error:#}"), attempt, "delete batch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(error) => {
+                    m.delete_failures
+                        .with_label_values(&[&label])
+                        .inc_by(batch.len() as u64);
+                    tracing::error!(error = %format!("{error:#}"), count = batch.len(), "delete batch failed; messages will be redelivered");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
