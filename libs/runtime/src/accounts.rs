@@ -150,7 +150,11 @@ impl AccountStore {
     }
 
     /// Registers the account with a new ExternalId and returns the record.
-    pub async fn onboard(&self, req: Onboarding) -> Result<AccountRecord, OnboardError> {
+    pub async fn onboard(
+        &self,
+        req: Onboarding,
+        trail: Option<kopter_schema::items::TrailSource>,
+    ) -> Result<AccountRecord, OnboardError> {
         let claim = keys::system_dedup("account-owner", req.account.as_str());
         let claimed = self
             .ddb
@@ -174,7 +178,7 @@ impl AccountStore {
             ));
         }
 
-        let record = AccountRecord::new(
+        let mut record = AccountRecord::new(
             req.tenant.clone(),
             req.account.clone(),
             req.role_arn,
@@ -182,6 +186,7 @@ impl AccountStore {
             req.regions,
             Utc::now(),
         );
+        record.trail = trail;
         let item = serde_dynamo::to_item(&record).context("encode account record")?;
         let put = self
             .ddb

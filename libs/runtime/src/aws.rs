@@ -109,7 +109,7 @@ pub struct AwsMetrics;
 
 fn labels(cfg: &ConfigBag) -> (String, String) {
     cfg.load::<Metadata>()
-        .map(|m| (m.service().to_owned(), m.name().to_owned()))
+        .map(|m| (m.service().to_ascii_lowercase(), m.name().to_owned()))
         .unwrap_or_else(|| ("unknown".into(), "unknown".into()))
 }
 

@@ -48,7 +48,7 @@ impl ServiceContext {
     pub async fn new(config: Config, service: Option<Service>) -> Self {
         let aws = AwsContext::load(&config).await;
         let names = config.names();
-        let label = service.map_or("kopter", |s| s.name());
+        let label = service.map_or("all", |s| s.name());
         Self {
             credentials: CredentialCache::new(aws.sts(), label, &config.credentials),
             outbox: messaging::Outbox::new(aws.sqs(), aws.sns(), names.clone()),
@@ -154,4 +154,24 @@ pub fn decode_for(service: Service, delivery: &Delivery) -> Result<Envelope, Han
         )));
     }
     Ok(env)
+}
+
+/// Handler of a service whose logic is not in this build yet: it checks
+/// the contract (so wrong and malformed messages are named as such) and
+/// then refuses every message permanently, so nothing is acknowledged that
+/// was not done. The messages wait in the DLQ for a build that handles them.
+pub struct UnimplementedHandler(pub Service);
+
+impl Handler for UnimplementedHandler {
+    fn handle<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let env = decode_for(self.0, delivery)?;
+            Err(HandlerError::permanent(anyhow::anyhow!(
+                "message {}: the {} service does not handle {:?} in this build yet",
+                delivery.message_id,
+                self.0.name(),
+                env.message.kind()
+            )))
+        })
+    }
 }

@@ -1,1 +1,371 @@
-fn main() {}
+//! `kopterctl`: the operator's command line.
+//!
+//! Reads the same configuration as the services (`kopter.toml`, `KOPTER_*`,
+//! the standard AWS variables). Exit codes: 0 done, 1 failed, 2 refused
+//! (bad arguments or configuration).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use kopter_runtime::accounts::{OnboardError, Onboarding, trust_policy};
+use kopter_runtime::messaging::envelope;
+use kopter_runtime::provision::{self, Action};
+use kopter_runtime::{AwsContext, Config};
+use kopter_schema::items::TrailSource;
+use kopter_schema::messages::{AggregateHour, DailyDigest, RegionOnly, SpotRefresh, Sweep};
+use kopter_schema::{Message, Service, TenantId};
+
+#[derive(Parser)]
+#[command(name = "kopterctl", version, about = "Operate a Kopter environment")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create every queue, DLQ, topic, subscription and table (idempotent).
+    Bootstrap,
+    /// Register a customer account and print the trust policy it needs.
+    Onboard {
+        #[arg(long)]
+        tenant: String,
+        /// The customer's 12-digit AWS account id.
+        #[arg(long)]
+        account: String,
+        /// The role Kopter assumes: arn:aws:iam::<account>:role/KopterAccess…
+        #[arg(long)]
+        role_arn: String,
+        /// Regions to watch (comma-separated); default every enabled region.
+        #[arg(long, value_delimiter = ',')]
+        regions: Vec<String>,
+        /// S3 bucket that receives the account's CloudTrail logs.
+        #[arg(long)]
+        trail_bucket: Option<String>,
+        /// Key prefix before `AWSLogs/` in the trail bucket.
+        #[arg(long, default_value = "")]
+        trail_prefix: String,
+        /// The trail bucket belongs to the customer (read via the role).
+        #[arg(long)]
+        trail_customer_owned: bool,
+    },
+    /// Onboarded accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Depth, in-flight and DLQ depth of every service queue.
+    Queues,
+    /// Send the message the schedule sends (EventBridge Scheduler in AWS).
+    Tick {
+        job: Job,
+        /// For `aggregate`: the hour to compute (default: the last full hour).
+        #[arg(long)]
+        hour: Option<DateTime<Utc>>,
+        /// For `aggregate`: also recompute this many hours before it.
+        #[arg(long, default_value_t = 0)]
+        backfill: u32,
+        /// For `aggregate`: only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// For `pricing-region`: the region; for `spot-refresh`: limit to these.
+        #[arg(long, value_delimiter = ',')]
+        region: Vec<String>,
+        /// For `daily-digest`: the day (default: today, UTC).
+        #[arg(long)]
+        day: Option<NaiveDate>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// List accounts, of one tenant or all.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Job {
+    /// Describe every account × enabled region (hourly).
+    DescribeSweep,
+    /// Refresh every region's prices from the Price List (daily).
+    PricingRefresh,
+    /// Refresh one region's prices (`--region`).
+    PricingRegion,
+    /// Refresh spot prices.
+    SpotRefresh,
+    /// Compute the cost of the last hour (hourly).
+    Aggregate,
+    /// Take scheduled EBS backups (every 12 h).
+    Backups,
+    /// Send each tenant's daily digest (23:00).
+    DailyDigest,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kopterctl: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli, config).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kopterctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
+    let aws = AwsContext::load(&config).await;
+    let names = config.names();
+    match cli.command {
+        Command::Bootstrap => {
+            let changes = provision::bootstrap(&aws, &config).await?;
+            for c in &changes {
+                println!("{c}");
+            }
+            let changed = changes
+                .iter()
+                .filter(|c| c.action != Action::Unchanged)
+                .count();
+            if changed == 0 {
+                println!(
+                    "environment {} is up to date: nothing changed ({} resources)",
+                    config.env,
+                    changes.len()
+                );
+            } else {
+                println!(
+                    "environment {}: {changed} of {} resources created or updated",
+                    config.env,
+                    changes.len()
+                );
+            }
+        }
+        Command::Onboard {
+            tenant,
+            account,
+            role_arn,
+            regions,
+            trail_bucket,
+            trail_prefix,
+            trail_customer_owned,
+        } => {
+            let req = match Onboarding::parse(&tenant, &account, &role_arn, &regions) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("kopterctl: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let store = kopter_runtime::accounts::AccountStore::new(aws.dynamodb(), &names);
+            let trail = trail_bucket.map(|bucket| TrailSource {
+                bucket,
+                prefix: trail_prefix,
+                customer_owned: trail_customer_owned,
+            });
+            let record = match store.onboard(req, trail).await {
+                Ok(r) => r,
+                Err(
+                    e @ (OnboardError::OwnedByOtherTenant(_)
+                    | OnboardError::AlreadyOnboarded { .. }),
+                ) => {
+                    eprintln!("kopterctl: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let me = aws
+                .sts()
+                .get_caller_identity()
+                .send()
+                .await
+                .context("find Kopter's own account id (sts:GetCallerIdentity)")?;
+            let kopter_account = me.account.unwrap_or_default();
+            println!(
+                "onboarded account {} for tenant {} (regions: {})",
+                record.account_id,
+                record.tenant_id,
+                if record.regions.is_empty() {
+                    "all enabled".to_string()
+                } else {
+                    record.regions.join(",")
+                }
+            );
+            println!("external id: {}", record.external_id);
+            println!(
+                "create role {} in account {} with this trust policy:",
+                record.role_arn, record.account_id
+            );
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&trust_policy(&kopter_account, &record.external_id))?
+            );
+        }
+        Command::Accounts {
+            command: AccountsCommand::List { tenant, json },
+        } => {
+            let tenant = match tenant.map(TenantId::new).transpose() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("kopterctl: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let store = kopter_runtime::accounts::AccountStore::new(aws.dynamodb(), &names);
+            let accounts = store.list(tenant.as_ref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&accounts)?);
+            } else {
+                println!(
+                    "{:<20} {:<12} {:<8} {:<24} ROLE",
+                    "TENANT", "ACCOUNT", "HEALTH", "REGIONS"
+                );
+                for a in &accounts {
+                    println!(
+                        "{:<20} {:<12} {:<8} {:<24} {}",
+                        a.tenant_id,
+                        a.account_id,
+                        if a.healthy { "ok" } else { "failing" },
+                        if a.regions.is_empty() {
+                            "all".to_string()
+                        } else {
+                            a.regions.join(",")
+                        },
+                        a.role_arn
+                    );
+                }
+                println!("{} account(s)", accounts.len());
+            }
+        }
+        Command::Queues => {
+            let sqs = aws.sqs();
+            println!(
+                "{:<14} {:>8} {:>10} {:>8} {:>6}",
+                "SERVICE", "VISIBLE", "IN-FLIGHT", "DELAYED", "DLQ"
+            );
+            for s in Service::ALL {
+                let q = depth(&sqs, &names.queue(s)).await?;
+                let d = depth(&sqs, &names.dlq(s)).await?;
+                println!(
+                    "{:<14} {:>8} {:>10} {:>8} {:>6}",
+                    s.name(),
+                    q[0],
+                    q[1],
+                    q[2],
+                    d[0] + d[1] + d[2]
+                );
+            }
+        }
+        Command::Tick {
+            job,
+            hour,
+            backfill,
+            tenant,
+            region,
+            day,
+        } => {
+            let tenant = match tenant.map(TenantId::new).transpose() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("kopterctl: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let (service, message) = match job {
+                Job::DescribeSweep => (Service::Describer, Message::DescribeSweep(Sweep {})),
+                Job::Backups => (Service::Describer, Message::BackupSweep(Sweep {})),
+                Job::PricingRefresh => (Service::Pricing, Message::PricingRefreshAll(Sweep {})),
+                Job::PricingRegion => {
+                    let [region] = region.as_slice() else {
+                        eprintln!("kopterctl: tick pricing-region needs exactly one --region");
+                        return Ok(ExitCode::from(2));
+                    };
+                    (
+                        Service::Pricing,
+                        Message::PricingRefreshRegion(RegionOnly {
+                            region: region.clone(),
+                        }),
+                    )
+                }
+                Job::SpotRefresh => (
+                    Service::Pricing,
+                    Message::PricingRefreshSpot(SpotRefresh { regions: region }),
+                ),
+                Job::Aggregate => {
+                    let hour = match hour {
+                        Some(h) => h.duration_trunc(Duration::hours(1))?,
+                        None => Utc::now().duration_trunc(Duration::hours(1))? - Duration::hours(1),
+                    };
+                    (
+                        Service::Aggregator,
+                        Message::AggregateHour(AggregateHour {
+                            hour,
+                            backfill_hours: backfill,
+                            tenant,
+                        }),
+                    )
+                }
+                Job::DailyDigest => (
+                    Service::Notifier,
+                    Message::DailyDigest(DailyDigest {
+                        day: day.unwrap_or_else(|| Utc::now().date_naive()),
+                    }),
+                ),
+            };
+            let outbox = kopter_runtime::messaging::Outbox::new(aws.sqs(), aws.sns(), names);
+            let env = envelope(message);
+            outbox.send(service, &env).await?;
+            println!(
+                "sent {} to the {} queue (message {})",
+                env.message.kind(),
+                service.name(),
+                env.id
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `[visible, in flight, delayed]` of a queue.
+async fn depth(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<[u64; 3]> {
+    let url = sqs
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .with_context(|| format!("look up queue {name} (has `kopterctl bootstrap` run?)"))?
+        .queue_url
+        .unwrap_or_default();
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .with_context(|| format!("read depth of {name}"))?
+        .attributes
+        .unwrap_or_default();
+    let get = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0u64);
+    Ok([
+        get(QueueAttributeName::ApproximateNumberOfMessages),
+        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+    ])
+}

@@ -1,0 +1,44 @@
+# Kopter — the two commands a new machine needs:
+#   make demo   run Kopter locally on an embedded AWS (moto)
+#   make test   lint and run every test against moto
+# Both install what they need (project venv with the pinned moto server).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+export MOTO_PORT ?= 5055
+
+.PHONY: help deps test lint fmt unit-test build demo moto-start moto-stop clean
+
+help:
+	@echo "make demo   - run Kopter locally (moto + bootstrap + services)"
+	@echo "make test   - fmt, clippy and all tests against moto"
+	@echo "make moto-start / moto-stop - the local AWS on 127.0.0.1:$(MOTO_PORT)"
+
+deps:
+	@scripts/deps.sh
+
+build:
+	$(CARGO) build --workspace --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit-test:
+	$(CARGO) test --workspace --lib
+
+test: deps lint
+	scripts/with-moto.sh $(CARGO) test --workspace --no-fail-fast
+
+demo: deps build
+	scripts/demo.sh
+
+moto-start: deps
+	scripts/moto.sh start
+
+moto-stop:
+	scripts/moto.sh stop
+
+clean:
+	scripts/moto.sh stop
+	rm -rf .run
