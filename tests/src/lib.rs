@@ -83,6 +83,19 @@ impl TestEnv {
             ("KOPTER_TELEMETRY__LISTEN".into(), "127.0.0.1:0".into()),
             ("KOPTER_TELEMETRY__LOG_FORMAT".into(), "json".into()),
             ("KOPTER_WORKER__WAIT_TIME_SECONDS".into(), "1".into()),
+            // What bootstrap compares queues against, as in `TestEnv::with`.
+            (
+                "KOPTER_WORKER__VISIBILITY_TIMEOUT".into(),
+                format!("{}s", self.config.worker.visibility_timeout.as_secs()),
+            ),
+            (
+                "KOPTER_WORKER__HEARTBEAT_INTERVAL".into(),
+                format!("{}s", self.config.worker.heartbeat_interval.as_secs()),
+            ),
+            (
+                "KOPTER_QUEUES__MAX_RECEIVE_COUNT".into(),
+                self.config.queues.max_receive_count.to_string(),
+            ),
             // Keep a developer's kopter.toml out of the tests.
             ("KOPTER_CONFIG".into(), "/nonexistent/kopter.toml".into()),
         ]

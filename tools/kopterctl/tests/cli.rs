@@ -1,0 +1,171 @@
+//! `kopterctl` as an operator runs it, against moto.
+
+use std::process::Output;
+use std::time::Duration;
+
+use kopter_schema::{Envelope, Message, Service};
+use kopter_tests::{TestEnv, random_account};
+
+async fn kopterctl(env: &TestEnv, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kopterctl"))
+        .envs(env.env_vars())
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn bootstrap_says_when_nothing_changed() {
+    let env = TestEnv::new().await;
+    let out = kopterctl(&env, &["bootstrap"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("nothing changed (23 resources)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("created"), "{stdout}");
+}
+
+#[tokio::test]
+async fn onboard_prints_the_trust_policy_and_refuses_bad_input() {
+    let env = TestEnv::new().await;
+    let account = random_account();
+    let arn = format!("arn:aws:iam::{account}:role/KopterAccess");
+    let out = kopterctl(
+        &env,
+        &[
+            "onboard",
+            "--tenant",
+            "acme",
+            "--account",
+            &account,
+            "--role-arn",
+            &arn,
+            "--regions",
+            "eu-west-1,us-east-1",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let external_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("external id: "))
+        .expect("external id line")
+        .to_owned();
+    let policy_start = stdout.find('{').expect("policy JSON");
+    let policy: serde_json::Value = serde_json::from_str(&stdout[policy_start..]).unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+        external_id.as_str()
+    );
+    assert_eq!(
+        policy["Statement"][0]["Principal"]["AWS"],
+        "arn:aws:iam::123456789012:root"
+    );
+
+    let listed = kopterctl(&env, &["accounts", "list", "--json"]).await;
+    let accounts: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(accounts.as_array().unwrap().len(), 1);
+    assert_eq!(accounts[0]["account_id"], account.as_str());
+    assert_eq!(
+        accounts[0]["regions"],
+        serde_json::json!(["eu-west-1", "us-east-1"])
+    );
+
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--account", "12345", "--role-arn", &arn],
+            "exactly 12 digits",
+        ),
+        (
+            &[
+                "--account",
+                &account,
+                "--role-arn",
+                "arn:aws:iam::000000000000:role/KopterAccess",
+            ],
+            "not in account",
+        ),
+        (
+            &[
+                "--account",
+                &account,
+                "--role-arn",
+                &arn.replace("KopterAccess", "Admin"),
+            ],
+            "must start with \"KopterAccess\"",
+        ),
+        (
+            &["--account", &account, "--role-arn", &arn],
+            "already onboarded by another tenant",
+        ),
+    ];
+    for (args, why) in cases {
+        let mut full = vec!["onboard", "--tenant", "globex"];
+        full.extend_from_slice(args);
+        let out = kopterctl(&env, &full).await;
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{full:?}: {stderr}");
+        assert!(stderr.contains(why), "{full:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn tick_sends_the_scheduled_message_and_queues_shows_it() {
+    let env = TestEnv::new().await;
+    let out = kopterctl(
+        &env,
+        &[
+            "tick",
+            "aggregate",
+            "--hour",
+            "2026-11-26T10:17:00Z",
+            "--backfill",
+            "3",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out).1);
+    let out = kopterctl(&env, &["tick", "describe-sweep"]).await;
+    assert!(out.status.success());
+
+    let q = kopterctl(&env, &["queues"]).await;
+    let (stdout, _) = text(&q);
+    let row = |svc: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(svc))
+            .unwrap_or_else(|| panic!("no {svc} row in {stdout}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(row("aggregator")[1], "1");
+    assert_eq!(row("describer")[1], "1");
+    assert_eq!(row("pricing")[1], "0");
+
+    let url = env.queue_url(Service::Aggregator).await;
+    let msgs = env.receive(&url, Duration::from_secs(30)).await;
+    let env_msg = Envelope::decode(msgs[0].body.as_deref().unwrap()).unwrap();
+    match env_msg.message {
+        Message::AggregateHour(a) => {
+            assert_eq!(a.hour.to_rfc3339(), "2026-11-26T10:00:00+00:00");
+            assert_eq!(a.backfill_hours, 3);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    let out = kopterctl(&env, &["tick", "pricing-region"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("exactly one --region"));
+}
