@@ -183,7 +183,7 @@ async fn assumed_role_sees_the_customer_account_and_not_ours() {
         .sdk_config(&env.ctx.aws.sdk, &customer, "eu-west-1")
         .await
         .unwrap();
-    let customer_ec2 = aws::ec2_client(&customer_sdk);
+    let customer_ec2 = aws::ec2_client_for_account(&customer_sdk, &rec.account_id);
     let theirs = launch(&customer_ec2).await;
 
     let seen = instance_ids(&customer_ec2).await;

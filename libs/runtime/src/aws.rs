@@ -85,6 +85,24 @@ client_with_metrics!(sts_client, aws_sdk_sts);
 client_with_metrics!(ec2_client, aws_sdk_ec2);
 client_with_metrics!(pricing_client, aws_sdk_pricing);
 
+/// An EC2 client for one customer account, from the account's `SdkConfig`
+/// (see `CredentialCache::sdk_config`). Its adaptive-retry state (token
+/// bucket, client-side rate limiter) is partitioned per account and region,
+/// so one throttled account slows down only itself.
+pub fn ec2_client_for_account(
+    sdk: &SdkConfig,
+    account: &kopter_schema::AccountId,
+) -> aws_sdk_ec2::Client {
+    let region = sdk.region().map_or("none", |r| r.as_ref());
+    let conf = aws_sdk_ec2::config::Builder::from(sdk)
+        .retry_partition(aws_smithy_runtime::client::retries::RetryPartition::new(
+            format!("ec2-{account}-{region}"),
+        ))
+        .interceptor(AwsMetrics)
+        .build();
+    aws_sdk_ec2::Client::from_conf(conf)
+}
+
 /// Error codes AWS uses for throttling across protocols.
 const THROTTLE_CODES: &[&str] = &[
     "Throttling",
