@@ -28,6 +28,23 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub credentials: CredentialsConfig,
     pub queues: QueuesConfig,
+    pub trail: TrailConfig,
+}
+
+/// trail-ingest settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrailConfig {
+    /// How long audit rows are kept (DynamoDB TTL). Default 365 days.
+    pub retention_days: u32,
+    /// A CloudTrail record larger than this is rejected. Default 8 MiB.
+    pub max_record_bytes: usize,
+    /// Audit rows written at once per log file. Default 32.
+    pub write_concurrency: usize,
+    /// How often the account directory (account → tenant, trail buckets)
+    /// is reloaded. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub directory_refresh: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +176,12 @@ impl Config {
                 max_receive_count: 5,
                 dlq_retention: Duration::from_secs(14 * 24 * 3600),
             },
+            trail: TrailConfig {
+                retention_days: 365,
+                max_record_bytes: 8 << 20,
+                write_concurrency: 32,
+                directory_refresh: Duration::from_secs(60),
+            },
         }
     }
 
@@ -269,6 +292,19 @@ impl Config {
             || self.queues.dlq_retention > Duration::from_secs(14 * 24 * 3600)
         {
             problems.push("queues.dlq_retention: must be between 1m and 14d".into());
+        }
+        let t = &self.trail;
+        if t.retention_days == 0 {
+            problems.push("trail.retention_days: must be at least 1".into());
+        }
+        if t.max_record_bytes < 1024 || t.max_record_bytes > (64 << 20) {
+            problems.push("trail.max_record_bytes: must be between 1 KiB and 64 MiB".into());
+        }
+        if t.write_concurrency == 0 || t.write_concurrency > 512 {
+            problems.push(format!(
+                "trail.write_concurrency: {} is outside 1..=512",
+                t.write_concurrency
+            ));
         }
         if problems.is_empty() {
             Ok(())

@@ -59,6 +59,31 @@ enum Command {
     },
     /// Depth, in-flight and DLQ depth of every service queue.
     Queues,
+    /// Search a tenant's CloudTrail audit log (newest first).
+    Audit {
+        #[arg(long)]
+        tenant: String,
+        /// Start: RFC 3339 time or a duration back from now (`24h`, `7d`).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// End: RFC 3339 time (default now).
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
+        /// Principal ARN.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Event name (e.g. ConsoleLogin, RunInstances).
+        #[arg(long)]
+        event: Option<String>,
+        /// Resource id or ARN (e.g. an instance id).
+        #[arg(long)]
+        resource: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON rows (with the raw record) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send the message the schedule sends (EventBridge Scheduler in AWS).
     Tick {
         job: Job,
@@ -269,6 +294,73 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                     q[2],
                     d[0] + d[1] + d[2]
                 );
+            }
+        }
+        Command::Audit {
+            tenant,
+            since,
+            until,
+            principal,
+            event,
+            resource,
+            limit,
+            json,
+        } => {
+            let tenant = match TenantId::new(tenant) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("kopterctl: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let until = until.unwrap_or_else(Utc::now);
+            let since = match since.parse::<DateTime<Utc>>() {
+                Ok(t) => t,
+                Err(_) => match humantime_serde::re::humantime::parse_duration(&since) {
+                    Ok(d) => until - Duration::from_std(d)?,
+                    Err(_) => {
+                        eprintln!(
+                            "kopterctl: --since {since:?} is neither an RFC 3339 time nor a duration like 24h"
+                        );
+                        return Ok(ExitCode::from(2));
+                    }
+                },
+            };
+            let store = trail_ingest::store::AuditStore::new(aws.dynamodb(), &names);
+            let rows = store
+                .query(&trail_ingest::store::AuditQuery {
+                    tenant,
+                    since,
+                    until,
+                    principal,
+                    event,
+                    resource,
+                    limit,
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<24} {:<12} {:<12} {:<34} {:<10} PRINCIPAL",
+                    "TIME", "ACCOUNT", "REGION", "EVENT", "FINDINGS"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<24} {:<12} {:<12} {:<34} {:<10} {}",
+                        r.event_time.format("%Y-%m-%dT%H:%M:%SZ"),
+                        r.account,
+                        r.region,
+                        format!(
+                            "{}:{}",
+                            r.event_source.trim_end_matches(".amazonaws.com"),
+                            r.event_name
+                        ),
+                        r.findings.len(),
+                        r.principal_arn.as_deref().unwrap_or("-")
+                    );
+                }
+                println!("{} event(s)", rows.len());
             }
         }
         Command::Tick {

@@ -1,0 +1,49 @@
+//! trail-ingest: customers' CloudTrail log files into a per-tenant audit
+//! log. See `DESIGN.md` next to this file.
+
+pub mod directory;
+pub mod ingest;
+pub mod key;
+pub mod normalise;
+pub mod notification;
+pub mod records;
+pub mod rules;
+pub mod store;
+
+use kopter_runtime::{BoxFuture, Delivery, Handler, HandlerError, ServiceContext};
+
+/// The service's queue handler.
+pub struct TrailHandler(pub ingest::Ingestor);
+
+impl Handler for TrailHandler {
+    fn handle<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(self.0.handle(delivery))
+    }
+}
+
+/// An ingestor wired to the process's AWS clients and config.
+pub fn ingestor(ctx: &ServiceContext) -> ingest::Ingestor {
+    ingest::Ingestor {
+        store: store::AuditStore::new(ctx.aws.dynamodb(), &ctx.names),
+        directory: directory::Directory::new(
+            ctx.accounts.clone(),
+            ctx.config.trail.directory_refresh,
+        ),
+        s3: s3_client(&ctx.aws.sdk),
+        base_sdk: ctx.aws.sdk.clone(),
+        credentials: ctx.credentials.clone(),
+        outbox: Some(ctx.outbox.clone()),
+        config: ctx.config.trail.clone(),
+    }
+}
+
+/// An S3 client with the metrics interceptor; path-style addressing when a
+/// custom endpoint (moto, LocalStack) is configured, since bucket
+/// subdomains of `127.0.0.1` do not resolve.
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .interceptor(kopter_runtime::aws::AwsMetrics)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}

@@ -1,0 +1,388 @@
+//! The per-tenant audit log in DynamoDB: idempotent writes and the queries
+//! a frontend needs.
+//!
+//! Key layout (see `libs/schema/src/DESIGN.md`):
+//! - `pk = {tenant}#{yyyy-mm-dd}` (day of `eventTime`, UTC),
+//!   `sk = {eventTime}#{eventID}` — time-range queries walk days;
+//! - `by-principal`: `principal_key = {tenant}#{principal ARN}`;
+//! - `by-event`: `event_key = {tenant}#{eventName}`;
+//! - `by-resource`: `resource_key = {tenant}#{resource id or ARN}`.
+//!
+//! A record has one key whatever file or message brought it (CloudTrail
+//! gives one `eventTime` per `eventID`), so a conditional put both dedups
+//! and tells new from duplicate. A record touching several resources gets
+//! one extra *reference* row per further resource (`sk = …#r{n}`,
+//! `ref = true`), so each resource finds it through `by-resource`;
+//! time-range queries skip reference rows.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
+use kopter_schema::{AccountId, Names, Table, TenantId};
+use serde::{Deserialize, Serialize};
+
+use crate::normalise::AuditRecord;
+
+/// DynamoDB items are at most 400 KB; raw records above this are stored
+/// cut, with `raw_truncated` set (the normalised fields stay complete).
+pub const MAX_RAW_BYTES: usize = 300 * 1024;
+
+/// A time-range query without a principal, event or resource filter walks
+/// one partition per day; it looks back at most this many days from
+/// `until` (retention defaults to 365 days anyway).
+pub const MAX_WALK_DAYS: i64 = 400;
+
+/// One audit log row as stored and as queries return it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub pk: String,
+    pub sk: String,
+    pub tenant: TenantId,
+    pub account: AccountId,
+    pub event_id: String,
+    pub event_time: DateTime<Utc>,
+    pub region: String,
+    pub event_source: String,
+    pub event_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Security rules this record matched.
+    #[serde(default)]
+    pub findings: Vec<String>,
+    pub raw: String,
+    #[serde(default)]
+    pub raw_truncated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_key: Option<String>,
+    pub event_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_key: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A reference row: makes a record findable by a further resource.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ResourceRef {
+    pk: String,
+    sk: String,
+    resource_key: String,
+    r#ref: bool,
+    expires_at: i64,
+}
+
+impl AuditRow {
+    pub fn new(
+        tenant: &TenantId,
+        account: &AccountId,
+        rec: &AuditRecord,
+        findings: Vec<String>,
+        retention_days: u32,
+    ) -> Self {
+        let day = rec.event_time.date_naive();
+        let mut raw = rec.raw.clone();
+        let raw_truncated = raw.len() > MAX_RAW_BYTES;
+        if raw_truncated {
+            let mut cut = MAX_RAW_BYTES;
+            while !raw.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            raw.truncate(cut);
+        }
+        Self {
+            pk: day_pk(tenant, day),
+            sk: sort_key(rec.event_time, &rec.event_id),
+            tenant: tenant.clone(),
+            account: account.clone(),
+            event_id: rec.event_id.clone(),
+            event_time: rec.event_time,
+            region: rec.aws_region.clone(),
+            event_source: rec.event_source.clone(),
+            event_name: rec.event_name.clone(),
+            principal_arn: rec.principal_arn.clone(),
+            principal_type: rec.principal_type.clone(),
+            source_ip: rec.source_ip.clone(),
+            user_agent: rec.user_agent.clone(),
+            read_only: rec.read_only,
+            error_code: rec.error_code.clone(),
+            resources: rec.resources.clone(),
+            findings,
+            raw,
+            raw_truncated,
+            principal_key: rec.principal_arn.as_ref().map(|p| format!("{tenant}#{p}")),
+            event_key: format!("{tenant}#{}", rec.event_name),
+            resource_key: rec.resources.first().map(|r| format!("{tenant}#{r}")),
+            expires_at: (rec.event_time.max(Utc::now() - Duration::days(1))
+                + Duration::days(i64::from(retention_days)))
+            .timestamp(),
+        }
+    }
+}
+
+pub fn day_pk(tenant: &TenantId, day: NaiveDate) -> String {
+    format!("{tenant}#{}", day.format("%Y-%m-%d"))
+}
+
+/// Millisecond RFC 3339 so that sort keys order by time.
+pub fn sort_key(time: DateTime<Utc>, event_id: &str) -> String {
+    format!(
+        "{}#{event_id}",
+        time.to_rfc3339_opts(SecondsFormat::Millis, true)
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    New,
+    Duplicate,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditStore {
+    ddb: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl AuditStore {
+    pub fn new(ddb: aws_sdk_dynamodb::Client, names: &Names) -> Self {
+        Self {
+            ddb,
+            table: names.table(Table::AuditLog),
+        }
+    }
+
+    /// Writes a row once: a second write of the same event is a duplicate
+    /// and changes nothing.
+    pub async fn put(&self, row: &AuditRow) -> anyhow::Result<WriteOutcome> {
+        let item = serde_dynamo::to_item(row).context("encode audit row")?;
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        let outcome = match put {
+            Ok(_) => WriteOutcome::New,
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                WriteOutcome::Duplicate
+            }
+            Err(err) => {
+                return Err(anyhow::Error::new(err))
+                    .with_context(|| format!("write audit event {}", row.event_id));
+            }
+        };
+        // References are idempotent puts; rewrite them on duplicates too, in
+        // case an earlier attempt stopped between the row and its references.
+        for (n, resource) in row.resources.iter().enumerate().skip(1) {
+            let r = ResourceRef {
+                pk: row.pk.clone(),
+                sk: format!("{}#r{n}", row.sk),
+                resource_key: format!("{}#{resource}", row.tenant),
+                r#ref: true,
+                expires_at: row.expires_at,
+            };
+            self.ddb
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(
+                    serde_dynamo::to_item(&r).context("encode reference row")?,
+                ))
+                .send()
+                .await
+                .with_context(|| format!("write resource reference of {}", row.event_id))?;
+        }
+        Ok(outcome)
+    }
+
+    /// Runs a query (newest first, at most `q.limit` rows).
+    pub async fn query(&self, q: &AuditQuery) -> anyhow::Result<Vec<AuditRow>> {
+        let from = sort_key(q.since, "");
+        let to = sort_key(q.until, "\u{10ffff}");
+        let t = &q.tenant;
+        let (index, attr, value) = if let Some(r) = &q.resource {
+            (Some("by-resource"), "resource_key", format!("{t}#{r}"))
+        } else if let Some(p) = &q.principal {
+            (Some("by-principal"), "principal_key", format!("{t}#{p}"))
+        } else if let Some(e) = &q.event {
+            (Some("by-event"), "event_key", format!("{t}#{e}"))
+        } else {
+            (None, "pk", String::new())
+        };
+        let mut rows = Vec::new();
+        match index {
+            Some(index) => {
+                let keys = self
+                    .query_keys(Some(index), attr, &value, &from, &to, q.limit)
+                    .await?;
+                rows.extend(self.fetch(keys).await?);
+            }
+            None => {
+                // Walk days newest first until the limit is reached.
+                let mut day = q.until.date_naive();
+                let first = q
+                    .since
+                    .max(q.until - Duration::days(MAX_WALK_DAYS))
+                    .date_naive();
+                while day >= first && rows.len() < q.limit {
+                    let keys = self
+                        .query_keys(
+                            None,
+                            "pk",
+                            &day_pk(t, day),
+                            &from,
+                            &to,
+                            q.limit - rows.len(),
+                        )
+                        .await?;
+                    rows.extend(self.fetch(keys).await?);
+                    day = match day.pred_opt() {
+                        Some(d) => d,
+                        None => break,
+                    };
+                }
+            }
+        }
+        // Every filter applies, whichever one picked the index.
+        rows.retain(|r| {
+            q.principal
+                .as_ref()
+                .is_none_or(|p| r.principal_arn.as_ref() == Some(p))
+                && q.event.as_ref().is_none_or(|e| &r.event_name == e)
+                && q.resource.as_ref().is_none_or(|x| r.resources.contains(x))
+                && &r.tenant == t
+        });
+        rows.sort_by(|a, b| b.sk.cmp(&a.sk));
+        rows.truncate(q.limit);
+        Ok(rows)
+    }
+
+    /// `(pk, sk)` of matching rows, newest first; reference rows resolve to
+    /// the row they point at.
+    async fn query_keys(
+        &self,
+        index: Option<&str>,
+        attr: &str,
+        value: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let resp = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression("#k = :v AND sk BETWEEN :from AND :to")
+                .expression_attribute_names("#k", attr)
+                .expression_attribute_values(":v", AttributeValue::S(value.to_owned()))
+                .expression_attribute_values(":from", AttributeValue::S(from.to_owned()))
+                .expression_attribute_values(":to", AttributeValue::S(to.to_owned()))
+                .projection_expression("pk, sk, #r")
+                .expression_attribute_names("#r", "ref")
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .with_context(|| format!("query the audit log ({attr})"))?;
+            for item in resp.items.unwrap_or_default() {
+                let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                let (Some(pk), Some(sk)) = (s("pk"), s("sk")) else {
+                    continue;
+                };
+                let is_ref = item.get("ref").and_then(|v| v.as_bool().ok()).copied() == Some(true);
+                if is_ref && index.is_none() {
+                    continue;
+                }
+                let sk = if is_ref {
+                    sk.rsplit_once("#r")
+                        .map_or(sk.clone(), |(base, _)| base.to_owned())
+                } else {
+                    sk
+                };
+                out.push((pk, sk));
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn fetch(&self, keys: Vec<(String, String)>) -> anyhow::Result<Vec<AuditRow>> {
+        let mut rows = BTreeMap::new();
+        for (pk, sk) in keys {
+            if rows.contains_key(&(pk.clone(), sk.clone())) {
+                continue;
+            }
+            let item = self
+                .ddb
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(pk.clone()))
+                .key("sk", AttributeValue::S(sk.clone()))
+                .send()
+                .await
+                .context("read an audit row")?
+                .item;
+            if let Some(item) = item {
+                let row: AuditRow = serde_dynamo::from_item(item).context("decode audit row")?;
+                rows.insert((pk, sk), row);
+            }
+        }
+        Ok(rows.into_values().collect())
+    }
+}
+
+/// What a frontend asks of the audit log. At most one of principal, event
+/// and resource picks the index; all given filters apply.
+#[derive(Debug, Clone)]
+pub struct AuditQuery {
+    pub tenant: TenantId,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub principal: Option<String>,
+    pub event: Option<String>,
+    pub resource: Option<String>,
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    /// The last `days` days of a tenant's log, 100 rows.
+    pub fn recent(tenant: TenantId, days: i64) -> Self {
+        let now = Utc::now();
+        Self {
+            tenant,
+            since: now - Duration::days(days),
+            until: now,
+            principal: None,
+            event: None,
+            resource: None,
+            limit: 100,
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! trail-ingest end to end against moto: a log file put into S3, with a
+//! bucket notification to the queue, ends as audit rows of the right
+//! tenant, once; spoofed accounts are rejected; derived events are sent.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::{TimeZone, Utc};
+use kopter_runtime::accounts::Onboarding;
+use kopter_runtime::worker::{RunSummary, WorkerSettings};
+use kopter_runtime::{SqsQueue, Worker};
+use kopter_schema::items::TrailSource;
+use kopter_schema::{Envelope, Message, Service, TenantId};
+use kopter_tests::{TestEnv, eventually, random_account, unique};
+use tokio_util::sync::CancellationToken;
+use trail_ingest::store::AuditQuery;
+
+const FIXTURE: &str = include_str!("fixtures/doc_example_records.json");
+const DOC_ACCOUNT: &str = "111122223333";
+const DOC_OTHER_ACCOUNT: &str = "123456789012";
+
+/// The AWS documentation's records that carry a recipient account, with
+/// that account renamed to `ours`, and the other account to `theirs`;
+/// gzipped as CloudTrail delivers them. Returns (file, records of ours,
+/// records of theirs).
+fn log_file(ours: &str, theirs: &str) -> (Vec<u8>, usize, usize) {
+    let doc: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+    let mut kept = Vec::new();
+    // Documentation examples reuse some event ids: count distinct events.
+    let mut seen = std::collections::HashSet::new();
+    let (mut n_ours, mut n_theirs) = (0, 0);
+    for (i, r) in doc["Records"].as_array().unwrap().iter().enumerate() {
+        // Some documentation examples are partial (no eventSource).
+        if r.get("eventSource").is_none() || r.get("eventTime").is_none() {
+            continue;
+        }
+        // The EC2 and IAM examples omit eventID and recipientAccountId:
+        // complete them as CloudTrail would, for our account.
+        let mut r = r.clone();
+        // Examples span 2014-2022; put them all on one day, in their order.
+        r["eventTime"] = format!("2022-11-10T16:{:02}:00Z", i % 60).into();
+        if r.get("eventID").is_none() {
+            r["eventID"] = format!("00000000-0000-4000-8000-{i:012}").into();
+            r["recipientAccountId"] = DOC_ACCOUNT.into();
+        }
+        let Some(id) = r["eventID"].as_str() else {
+            continue;
+        };
+        let first = seen.insert((
+            id.to_owned(),
+            r["eventTime"].to_string(),
+            r["recipientAccountId"].to_string(),
+        ));
+        match r["recipientAccountId"].as_str() {
+            Some(DOC_ACCOUNT) => n_ours += usize::from(first),
+            Some(DOC_OTHER_ACCOUNT) => n_theirs += usize::from(first),
+            _ => continue,
+        }
+        let text = r
+            .to_string()
+            .replace(DOC_ACCOUNT, ours)
+            .replace(DOC_OTHER_ACCOUNT, theirs);
+        kept.push(serde_json::from_str::<serde_json::Value>(&text).unwrap());
+    }
+    let body = serde_json::json!({ "Records": kept }).to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.as_bytes()).unwrap();
+    (gz.finish().unwrap(), n_ours, n_theirs)
+}
+
+struct Setup {
+    env: TestEnv,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    ours: String,
+    theirs: String,
+}
+
+async fn setup() -> Setup {
+    let env = TestEnv::with(|c| c.queues.max_receive_count = 1).await;
+    let s3 = trail_ingest::s3_client(&env.ctx.aws.sdk);
+    let bucket = unique("trail-");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let queue_url = env.queue_url(Service::TrailIngest).await;
+    let queue_arn = env
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    s3.put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(queue_arn)
+                        .events(Event::from("s3:ObjectCreated:*"))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (ours, theirs) = (random_account(), random_account());
+    let role = |a: &str| format!("arn:aws:iam::{a}:role/KopterAccess");
+    env.ctx
+        .accounts
+        .onboard(
+            Onboarding::parse("acme", &ours, &role(&ours), &[]).unwrap(),
+            Some(TrailSource {
+                bucket: bucket.clone(),
+                prefix: "acme".into(),
+                customer_owned: false,
+            }),
+        )
+        .await
+        .unwrap();
+    env.ctx
+        .accounts
+        .onboard(
+            Onboarding::parse("globex", &theirs, &role(&theirs), &[]).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    Setup {
+        env,
+        s3,
+        bucket,
+        ours,
+        theirs,
+    }
+}
+
+fn key_for(account: &str, prefix: &str) -> String {
+    format!(
+        "{prefix}/AWSLogs/{account}/CloudTrail/us-east-1/2022/11/10/{account}_CloudTrail_us-east-1_20221110T1625Z_{}.json.gz",
+        unique("f")
+    )
+}
+
+fn all_time(tenant: &str) -> AuditQuery {
+    AuditQuery {
+        tenant: TenantId::new(tenant).unwrap(),
+        since: Utc.with_ymd_and_hms(2022, 11, 1, 0, 0, 0).unwrap(),
+        until: Utc.with_ymd_and_hms(2022, 12, 1, 0, 0, 0).unwrap(),
+        principal: None,
+        event: None,
+        resource: None,
+        limit: 1000,
+    }
+}
+
+async fn start(s: &Setup) -> (CancellationToken, tokio::task::JoinHandle<RunSummary>) {
+    let q = SqsQueue::resolve(s.env.sqs(), &s.env.ctx.names.queue(Service::TrailIngest))
+        .await
+        .unwrap();
+    let handler = Arc::new(trail_ingest::TrailHandler(trail_ingest::ingestor(
+        &s.env.ctx,
+    )));
+    let token = CancellationToken::new();
+    let settings = WorkerSettings::from(&s.env.config.worker);
+    let task = tokio::spawn(Worker::new(Arc::new(q), handler, settings).run(token.clone()));
+    (token, task)
+}
+
+async fn drained(s: &Setup) {
+    let url = s.env.queue_url(Service::TrailIngest).await;
+    eventually(
+        "the trail queue to drain",
+        Duration::from_secs(30),
+        || async { (s.env.depth(&url).await == (0, 0)).then_some(()) },
+    )
+    .await;
+}
+
+async fn messages(s: &Setup, service: Service) -> Vec<Envelope> {
+    let url = s.env.queue_url(service).await;
+    let mut out = Vec::new();
+    loop {
+        let got = s.env.receive(&url, Duration::from_secs(60)).await;
+        if got.is_empty() {
+            return out;
+        }
+        out.extend(
+            got.iter()
+                .map(|m| Envelope::decode(m.body.as_deref().unwrap()).unwrap()),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_log_file_in_s3_becomes_audit_rows_once_and_derived_events() {
+    let s = setup().await;
+    let (file, n_ours, n_theirs) = log_file(&s.ours, &s.theirs);
+    assert!(n_ours >= 6 && n_theirs >= 3, "{n_ours} {n_theirs}");
+    let key = key_for(&s.ours, "acme");
+    let (stop, task) = start(&s).await;
+    s.s3.put_object()
+        .bucket(&s.bucket)
+        .key(&key)
+        .body(ByteStream::from(file.clone()))
+        .send()
+        .await
+        .unwrap();
+    let store = trail_ingest::ingestor(&s.env.ctx).store;
+    let rows = eventually("audit rows for acme", Duration::from_secs(30), || async {
+        let rows = store.query(&all_time("acme")).await.unwrap();
+        (rows.len() >= n_ours).then_some(rows)
+    })
+    .await;
+    drained(&s).await;
+    // Exactly acme's records, all filed under acme and its account; the
+    // records naming globex's account inside acme's file were rejected.
+    assert_eq!(rows.len(), n_ours);
+    assert!(
+        rows.iter()
+            .all(|r| r.tenant.as_str() == "acme" && r.account.as_str() == s.ours)
+    );
+    assert!(store.query(&all_time("globex")).await.unwrap().is_empty());
+
+    // The same file again (a re-put): nothing new.
+    s.s3.put_object()
+        .bucket(&s.bucket)
+        .key(&key)
+        .body(ByteStream::from(file))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drained(&s).await;
+    assert_eq!(store.query(&all_time("acme")).await.unwrap().len(), n_ours);
+
+    // A key naming globex's account inside acme's prefix is rejected whole.
+    let spoof = key_for(&s.theirs, "acme");
+    let (file, _, _) = log_file(&s.theirs, &s.ours);
+    s.s3.put_object()
+        .bucket(&s.bucket)
+        .key(&spoof)
+        .body(ByteStream::from(file))
+        .send()
+        .await
+        .unwrap();
+    let dlq = s.env.dlq_url(Service::TrailIngest).await;
+    eventually(
+        "the spoofed file's message in the DLQ",
+        Duration::from_secs(30),
+        || async { (s.env.depth(&dlq).await.0 >= 1).then_some(()) },
+    )
+    .await;
+    assert!(store.query(&all_time("globex")).await.unwrap().is_empty());
+    assert_eq!(store.query(&all_time("acme")).await.unwrap().len(), n_ours);
+    stop.cancel();
+    task.await.unwrap();
+
+    // Derived events: a targeted re-describe of the EC2 instances that were
+    // started/stopped, and security findings, for acme only.
+    let describes: Vec<_> = messages(&s, Service::Describer)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.message {
+            Message::DescribeTargeted(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert!(!describes.is_empty(), "no describe.targeted");
+    assert!(
+        describes
+            .iter()
+            .all(|d| d.tenant.as_str() == "acme" && d.account.as_str() == s.ours)
+    );
+    assert!(describes.iter().any(|d| !d.instance_ids.is_empty()));
+    let findings: Vec<_> = messages(&s, Service::Notifier)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.message {
+            Message::SecurityFinding(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert!(!findings.is_empty(), "no security findings");
+    assert!(findings.iter().all(|f| f.tenant.as_str() == "acme"));
+}
+
+#[tokio::test]
+async fn queries_by_principal_event_and_resource() {
+    let s = setup().await;
+    let (file, _, _) = log_file(&s.ours, &s.theirs);
+    let ingestor = trail_ingest::ingestor(&s.env.ctx);
+    let tenant = TenantId::new("acme").unwrap();
+    let account = kopter_schema::AccountId::new(s.ours.clone()).unwrap();
+    let report = ingestor
+        .ingest_reader(&tenant, &account, std::io::Cursor::new(file.clone()), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.new + report.duplicates,
+        report.records - report.rejected
+    );
+    assert!(
+        report.rejected > 0,
+        "records naming another account must be rejected"
+    );
+    let again = ingestor
+        .ingest_reader(&tenant, &account, std::io::Cursor::new(file), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.new, again.duplicates),
+        (0, report.new + report.duplicates)
+    );
+
+    let all = ingestor.store.query(&all_time("acme")).await.unwrap();
+    // Newest first.
+    assert!(all.windows(2).all(|w| w[0].sk >= w[1].sk));
+    let mut by_event = all_time("acme");
+    by_event.event = Some("ConsoleLogin".into());
+    let logins = ingestor.store.query(&by_event).await.unwrap();
+    assert!(!logins.is_empty());
+    assert!(logins.iter().all(|r| r.event_name == "ConsoleLogin"));
+    assert_eq!(
+        logins.len(),
+        all.iter()
+            .filter(|r| r.event_name == "ConsoleLogin")
+            .count()
+    );
+
+    let principal = all.iter().find_map(|r| r.principal_arn.clone()).unwrap();
+    let mut by_principal = all_time("acme");
+    by_principal.principal = Some(principal.clone());
+    let mine = ingestor.store.query(&by_principal).await.unwrap();
+    assert_eq!(
+        mine.len(),
+        all.iter()
+            .filter(|r| r.principal_arn.as_ref() == Some(&principal))
+            .count()
+    );
+
+    let resource = all
+        .iter()
+        .find_map(|r| r.resources.first().cloned())
+        .expect("a record with resources");
+    let mut by_resource = all_time("acme");
+    by_resource.resource = Some(resource.clone());
+    let touched = ingestor.store.query(&by_resource).await.unwrap();
+    assert_eq!(
+        touched.len(),
+        all.iter()
+            .filter(|r| r.resources.contains(&resource))
+            .count()
+    );
+    // Another tenant asking for the same resource sees nothing.
+    let mut other = all_time("globex");
+    other.resource = Some(resource);
+    assert!(ingestor.store.query(&other).await.unwrap().is_empty());
+}
