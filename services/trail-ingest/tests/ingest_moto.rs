@@ -366,3 +366,225 @@ async fn queries_by_principal_event_and_resource() {
     other.resource = Some(resource);
     assert!(ingestor.store.query(&other).await.unwrap().is_empty());
 }
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(body).unwrap();
+    gz.finish().unwrap()
+}
+
+fn record(account: &str, id: &str, name: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut r = serde_json::json!({
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::{account}:user/dev"), "accountId": account},
+        "eventTime": "2022-11-10T17:00:00Z",
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": name,
+        "awsRegion": "eu-west-1",
+        "sourceIPAddress": "192.0.2.1",
+        "userAgent": "aws-cli/2",
+        "eventID": id,
+        "readOnly": false,
+        "recipientAccountId": account,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        r[k] = v.clone();
+    }
+    r
+}
+
+#[tokio::test]
+async fn run_instances_produces_a_targeted_describe_for_the_new_instance() {
+    let s = setup().await;
+    let run = record(
+        &s.ours,
+        "11111111-2222-4333-8444-555555555555",
+        "RunInstances",
+        serde_json::json!({"responseElements": {"instancesSet": {"items": [{"instanceId": "i-0123456789abcdef0"}]}}}),
+    );
+    let file = gzip(serde_json::json!({"Records": [run]}).to_string().as_bytes());
+    let ingestor = trail_ingest::ingestor(&s.env.ctx);
+    let report = ingestor
+        .ingest_reader(
+            &TenantId::new("acme").unwrap(),
+            &kopter_schema::AccountId::new(s.ours.clone()).unwrap(),
+            std::io::Cursor::new(file),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.new, 1);
+    assert_eq!(report.targets.len(), 1);
+    let describes = messages(&s, Service::Describer).await;
+    match &describes[..] {
+        [e] => match &e.message {
+            Message::DescribeTargeted(t) => {
+                assert_eq!(t.region, "eu-west-1");
+                assert_eq!(t.account.as_str(), s.ours);
+                assert_eq!(t.instance_ids, vec!["i-0123456789abcdef0".to_string()]);
+            }
+            other => panic!("unexpected {other:?}"),
+        },
+        other => panic!("expected one describe.targeted, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_files_keep_earlier_rows_and_fail_with_a_clear_error() {
+    let s = setup().await;
+    let tenant = TenantId::new("acme").unwrap();
+    let account = kopter_schema::AccountId::new(s.ours.clone()).unwrap();
+    let mut ingestor = trail_ingest::ingestor(&s.env.ctx);
+    ingestor.config.max_record_bytes = 64 * 1024;
+    let ids: Vec<String> = (0..200)
+        .map(|i| format!("aaaaaaaa-0000-4000-8000-{i:012}"))
+        .collect();
+    let good: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            record(
+                &s.ours,
+                id,
+                "DescribeInstances",
+                serde_json::json!({"readOnly": true}),
+            )
+        })
+        .collect();
+    let body = serde_json::json!({"Records": good}).to_string();
+
+    // Truncated gzip: the rows before the cut are written, the error names
+    // the problem and the byte offset.
+    let full = gzip(body.as_bytes());
+    let cut = full[..full.len() / 2].to_vec();
+    let err = ingestor
+        .ingest_reader(&tenant, &account, std::io::Cursor::new(cut), false)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("offset") || text.contains("byte"), "{text}");
+    let written = ingestor.store.query(&all_time("acme")).await.unwrap().len();
+    assert!(
+        written > 0 && written < 200,
+        "{written} rows after a truncated file"
+    );
+    // The retry of the whole file completes it without duplicates.
+    let report = ingestor
+        .ingest_reader(&tenant, &account, std::io::Cursor::new(full), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.new as usize, report.duplicates as usize),
+        (200 - written, written)
+    );
+
+    // Not gzip at all.
+    let err = ingestor
+        .ingest_reader(
+            &tenant,
+            &account,
+            std::io::Cursor::new(body.clone().into_bytes()),
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("gzip"), "{err}");
+
+    // Invalid JSON in the middle, a record without eventID, a huge record.
+    let broken = body.replacen("\"eventName\"", "\"eventName\" oops", 1);
+    let err = ingestor
+        .ingest_reader(
+            &tenant,
+            &account,
+            std::io::Cursor::new(gzip(broken.as_bytes())),
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("record 0"), "{err}");
+    let no_id = serde_json::json!({"Records": [{"eventTime": "2022-11-10T17:00:00Z", "eventSource": "ec2.amazonaws.com", "eventName": "X", "awsRegion": "eu-west-1", "recipientAccountId": s.ours}]});
+    let err = ingestor
+        .ingest_reader(
+            &tenant,
+            &account,
+            std::io::Cursor::new(gzip(no_id.to_string().as_bytes())),
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no eventID"), "{err}");
+    let huge = record(
+        &s.ours,
+        "bbbbbbbb-0000-4000-8000-000000000000",
+        "X",
+        serde_json::json!({"requestParameters": {"blob": "x".repeat(200 * 1024)}}),
+    );
+    let err = ingestor
+        .ingest_reader(
+            &tenant,
+            &account,
+            std::io::Cursor::new(gzip(
+                serde_json::json!({"Records": [huge]})
+                    .to_string()
+                    .as_bytes(),
+            )),
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("65536"), "{err}");
+    assert_eq!(
+        ingestor.store.query(&all_time("acme")).await.unwrap().len(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn unknown_envelopes_are_permanent_errors_naming_the_message() {
+    let s = setup().await;
+    let handler = trail_ingest::TrailHandler(trail_ingest::ingestor(&s.env.ctx));
+    let delivery = kopter_runtime::Delivery {
+        message_id: "msg-123".into(),
+        body: r#"{"hello": "world"}"#.into(),
+        receive_count: 1,
+        attributes: Default::default(),
+    };
+    let err = kopter_runtime::Handler::handle(&handler, &delivery)
+        .await
+        .unwrap_err();
+    assert!(err.is_permanent());
+    assert!(err.to_string().contains("msg-123"), "{err}");
+    // An S3 test event is acknowledged.
+    let test_event = kopter_runtime::Delivery {
+        body: include_str!("fixtures/s3_TestEvent.json").into(),
+        ..delivery
+    };
+    kopter_runtime::Handler::handle(&handler, &test_event)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn replay_dry_run_counts_records_without_aws() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trail.json.gz");
+    let (file, n_ours, n_theirs) = log_file("111122223333", "123456789012");
+    std::fs::write(&path, file).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_trail-ingest"))
+        .args(["replay", "--dry-run"])
+        .arg(&path)
+        .env("KOPTER_CONFIG", "/nonexistent/kopter.toml")
+        // Nothing listens here: a dry run must not call AWS.
+        .env("KOPTER_AWS__ENDPOINT_URL", "http://127.0.0.1:9")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("rejected {n_theirs}")), "{stdout}");
+    assert!(stdout.contains("records/s"), "{stdout}");
+    assert!(n_ours > 0);
+}
