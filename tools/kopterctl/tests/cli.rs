@@ -169,3 +169,112 @@ async fn tick_sends_the_scheduled_message_and_queues_shows_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("exactly one --region"));
 }
+
+#[tokio::test]
+async fn audit_searches_a_tenants_log() {
+    use std::io::Write;
+    let env = TestEnv::new().await;
+    let account = random_account();
+    let rec = |id: &str, name: &str, minute: u32| {
+        serde_json::json!({
+            "eventVersion": "1.08",
+            "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::{account}:user/ops"), "accountId": account},
+            "eventTime": format!("2022-11-10T17:{minute:02}:00Z"),
+            "eventSource": "ec2.amazonaws.com", "eventName": name, "awsRegion": "eu-west-1",
+            "eventID": id, "recipientAccountId": account,
+            "requestParameters": {"instancesSet": {"items": [{"instanceId": "i-0aaa1111"}]}},
+        })
+    };
+    let body = serde_json::json!({"Records": [
+        rec("e0000000-0000-4000-8000-000000000001", "StopInstances", 1),
+        rec("e0000000-0000-4000-8000-000000000002", "StartInstances", 2),
+        rec("e0000000-0000-4000-8000-000000000003", "DescribeInstances", 3),
+    ]});
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(body.to_string().as_bytes()).unwrap();
+    let ingestor = trail_ingest::ingestor(&env.ctx);
+    let tenant = kopter_schema::TenantId::new("acme").unwrap();
+    let acct = kopter_schema::AccountId::new(account.clone()).unwrap();
+    ingestor
+        .ingest_reader(
+            &tenant,
+            &acct,
+            std::io::Cursor::new(gz.finish().unwrap()),
+            true,
+        )
+        .await
+        .unwrap();
+    // A dry run writes nothing.
+    let window = [
+        "--since",
+        "2022-11-10T00:00:00Z",
+        "--until",
+        "2022-11-11T00:00:00Z",
+    ];
+    let out = kopterctl(
+        &env,
+        &[&["audit", "--tenant", "acme"][..], &window[..]].concat(),
+    )
+    .await;
+    assert!(text(&out).0.contains("0 event(s)"), "{}", text(&out).0);
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(body.to_string().as_bytes()).unwrap();
+    ingestor
+        .ingest_reader(
+            &tenant,
+            &acct,
+            std::io::Cursor::new(gz.finish().unwrap()),
+            false,
+        )
+        .await
+        .unwrap();
+    let out = kopterctl(
+        &env,
+        &[&["audit", "--tenant", "acme"][..], &window[..]].concat(),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("3 event(s)"), "{stdout}");
+    let first_row = stdout.lines().nth(1).unwrap();
+    assert!(
+        first_row.contains("ec2:DescribeInstances"),
+        "newest first: {stdout}"
+    );
+
+    let out = kopterctl(
+        &env,
+        &[
+            &[
+                "audit",
+                "--tenant",
+                "acme",
+                "--event",
+                "StopInstances",
+                "--json",
+            ][..],
+            &window[..],
+        ]
+        .concat(),
+    )
+    .await;
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["event_name"], "StopInstances");
+    assert_eq!(rows[0]["resources"], serde_json::json!(["i-0aaa1111"]));
+
+    let out = kopterctl(
+        &env,
+        &[&["audit", "--tenant", "globex"][..], &window[..]].concat(),
+    )
+    .await;
+    assert!(text(&out).0.contains("0 event(s)"));
+    let out = kopterctl(
+        &env,
+        &["audit", "--tenant", "acme", "--since", "yesterday-ish"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("--since"));
+}
