@@ -588,3 +588,90 @@ async fn replay_dry_run_counts_records_without_aws() {
     assert!(stdout.contains("records/s"), "{stdout}");
     assert!(n_ours > 0);
 }
+
+#[tokio::test]
+async fn a_customer_owned_bucket_is_read_through_the_customers_role() {
+    let s = setup().await;
+    let account = random_account();
+    let bucket = unique("cust-trail-");
+    let rec = s
+        .env
+        .ctx
+        .accounts
+        .onboard(
+            Onboarding::parse(
+                "initech",
+                &account,
+                &format!("arn:aws:iam::{account}:role/KopterAccess"),
+                &[],
+            )
+            .unwrap(),
+            Some(TrailSource {
+                bucket: bucket.clone(),
+                prefix: String::new(),
+                customer_owned: true,
+            }),
+        )
+        .await
+        .unwrap();
+    // The customer creates the bucket and CloudTrail writes into it, in the
+    // customer's own account.
+    let role = kopter_runtime::CustomerRole::from(&rec);
+    let customer_sdk = s
+        .env
+        .ctx
+        .credentials
+        .sdk_config(&s.env.ctx.aws.sdk, &role, "us-east-1")
+        .await
+        .unwrap();
+    let customer_s3 = trail_ingest::s3_client(&customer_sdk);
+    customer_s3
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let key = format!(
+        "AWSLogs/{account}/CloudTrail/us-east-1/2022/11/10/{account}_CloudTrail_us-east-1_20221110T1700Z_abc.json.gz"
+    );
+    let body = serde_json::json!({"Records": [record(&account, "cccccccc-0000-4000-8000-000000000001", "DescribeInstances", serde_json::json!({}))]});
+    customer_s3
+        .put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(ByteStream::from(gzip(body.to_string().as_bytes())))
+        .send()
+        .await
+        .unwrap();
+    // moto does not enforce S3 permissions, so check that the ingestor
+    // assumed the customer's role to read (a fresh credential cache must
+    // call AssumeRole once).
+    let mut ingestor = trail_ingest::ingestor(&s.env.ctx);
+    ingestor.credentials = kopter_runtime::CredentialCache::new(
+        s.env.ctx.aws.sts(),
+        "trail-ingest",
+        &s.env.config.credentials,
+    );
+    let assumed = || {
+        kopter_runtime::metrics::runtime()
+            .assume_role
+            .with_label_values(&["ok"])
+            .get()
+    };
+    let before = assumed();
+    let outcome = ingestor
+        .ingest_object(&trail_ingest::notification::TrailObject { bucket, key })
+        .await
+        .unwrap();
+    match outcome {
+        trail_ingest::ingest::FileOutcome::Ingested(r) => assert_eq!((r.records, r.new), (1, 1)),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        assumed() > before,
+        "the customer's bucket was read without its role"
+    );
+    let rows = ingestor.store.query(&all_time("initech")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].account.as_str(), account);
+}
