@@ -233,7 +233,7 @@ impl AuditStore {
                 let keys = self
                     .query_keys(Some(index), attr, &value, &from, &to, q.limit)
                     .await?;
-                rows.extend(self.fetch(keys).await?);
+                rows.extend(self.resolve(keys).await?);
             }
             None => {
                 // Walk days newest first until the limit is reached.
@@ -253,7 +253,7 @@ impl AuditStore {
                             q.limit - rows.len(),
                         )
                         .await?;
-                    rows.extend(self.fetch(keys).await?);
+                    rows.extend(self.resolve(keys).await?);
                     day = match day.pred_opt() {
                         Some(d) => d,
                         None => break,
@@ -275,8 +275,9 @@ impl AuditStore {
         Ok(rows)
     }
 
-    /// `(pk, sk)` of matching rows, newest first; reference rows resolve to
-    /// the row they point at.
+    /// Matching rows, newest first. Indexes project every attribute, so
+    /// rows come back whole; only reference rows need a read of the row they
+    /// point at.
     async fn query_keys(
         &self,
         index: Option<&str>,
@@ -285,7 +286,7 @@ impl AuditStore {
         from: &str,
         to: &str,
         limit: usize,
-    ) -> anyhow::Result<Vec<(String, String)>> {
+    ) -> anyhow::Result<Vec<Found>> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -299,29 +300,30 @@ impl AuditStore {
                 .expression_attribute_values(":v", AttributeValue::S(value.to_owned()))
                 .expression_attribute_values(":from", AttributeValue::S(from.to_owned()))
                 .expression_attribute_values(":to", AttributeValue::S(to.to_owned()))
-                .projection_expression("pk, sk, #r")
-                .expression_attribute_names("#r", "ref")
                 .scan_index_forward(false)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .with_context(|| format!("query the audit log ({attr})"))?;
             for item in resp.items.unwrap_or_default() {
-                let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-                let (Some(pk), Some(sk)) = (s("pk"), s("sk")) else {
-                    continue;
-                };
                 let is_ref = item.get("ref").and_then(|v| v.as_bool().ok()).copied() == Some(true);
-                if is_ref && index.is_none() {
-                    continue;
-                }
-                let sk = if is_ref {
-                    sk.rsplit_once("#r")
-                        .map_or(sk.clone(), |(base, _)| base.to_owned())
+                if is_ref {
+                    if index.is_none() {
+                        continue;
+                    }
+                    let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                    let (Some(pk), Some(sk)) = (s("pk"), s("sk")) else {
+                        continue;
+                    };
+                    let base = sk
+                        .rsplit_once("#r")
+                        .map_or(sk.clone(), |(b, _)| b.to_owned());
+                    out.push(Found::Ref(pk, base));
                 } else {
-                    sk
-                };
-                out.push((pk, sk));
+                    let row: AuditRow =
+                        serde_dynamo::from_item(item).context("decode audit row")?;
+                    out.push(Found::Row(Box::new(row)));
+                }
                 if out.len() >= limit {
                     return Ok(out);
                 }
@@ -333,29 +335,42 @@ impl AuditStore {
         }
     }
 
-    async fn fetch(&self, keys: Vec<(String, String)>) -> anyhow::Result<Vec<AuditRow>> {
+    async fn resolve(&self, found: Vec<Found>) -> anyhow::Result<Vec<AuditRow>> {
         let mut rows = BTreeMap::new();
-        for (pk, sk) in keys {
-            if rows.contains_key(&(pk.clone(), sk.clone())) {
-                continue;
-            }
-            let item = self
-                .ddb
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(pk.clone()))
-                .key("sk", AttributeValue::S(sk.clone()))
-                .send()
-                .await
-                .context("read an audit row")?
-                .item;
-            if let Some(item) = item {
-                let row: AuditRow = serde_dynamo::from_item(item).context("decode audit row")?;
-                rows.insert((pk, sk), row);
+        for f in found {
+            match f {
+                Found::Row(row) => {
+                    rows.insert((row.pk.clone(), row.sk.clone()), *row);
+                }
+                Found::Ref(pk, sk) => {
+                    if rows.contains_key(&(pk.clone(), sk.clone())) {
+                        continue;
+                    }
+                    let item = self
+                        .ddb
+                        .get_item()
+                        .table_name(&self.table)
+                        .key("pk", AttributeValue::S(pk.clone()))
+                        .key("sk", AttributeValue::S(sk.clone()))
+                        .send()
+                        .await
+                        .context("read an audit row")?
+                        .item;
+                    if let Some(item) = item {
+                        let row: AuditRow =
+                            serde_dynamo::from_item(item).context("decode audit row")?;
+                        rows.insert((pk, sk), row);
+                    }
+                }
             }
         }
         Ok(rows.into_values().collect())
     }
+}
+
+enum Found {
+    Row(Box<AuditRow>),
+    Ref(String, String),
 }
 
 /// What a frontend asks of the audit log. At most one of principal, event
