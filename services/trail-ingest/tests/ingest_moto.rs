@@ -361,6 +361,36 @@ async fn queries_by_principal_event_and_resource() {
             .filter(|r| r.resources.contains(&resource))
             .count()
     );
+    // A record touching two instances is found through either of them.
+    let two = record(
+        &s.ours,
+        "dddddddd-0000-4000-8000-000000000001",
+        "StopInstances",
+        serde_json::json!({"requestParameters": {"instancesSet": {"items": [
+            {"instanceId": "i-0000000000000000a"}, {"instanceId": "i-0000000000000000b"}]}}}),
+    );
+    ingestor
+        .ingest_reader(
+            &tenant,
+            &account,
+            std::io::Cursor::new(gzip(
+                serde_json::json!({"Records": [two]}).to_string().as_bytes(),
+            )),
+            false,
+        )
+        .await
+        .unwrap();
+    for id in ["i-0000000000000000a", "i-0000000000000000b"] {
+        let mut q = all_time("acme");
+        q.resource = Some(id.into());
+        let found = ingestor.store.query(&q).await.unwrap();
+        assert_eq!(found.len(), 1, "{id}");
+        assert_eq!(found[0].event_id, "dddddddd-0000-4000-8000-000000000001");
+    }
+    // The reference row does not show up as an event of its own.
+    let everything = ingestor.store.query(&all_time("acme")).await.unwrap();
+    assert_eq!(everything.len(), all.len() + 1);
+
     // Another tenant asking for the same resource sees nothing.
     let mut other = all_time("globex");
     other.resource = Some(resource);
