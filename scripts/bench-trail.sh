@@ -65,6 +65,9 @@ EOF
 echo "== zcat"
 measure zcat sh -c 'zcat "$1" > /dev/null' sh "$FILE"
 
+echo "== kopter bench_parse, by stage (best of 3; stages are single-threaded)"
+"$BIN/bench_parse" --split --repeat 3 "$FILE" | grep -v '^RESULT'
+
 echo "== kopter bench_parse"
 measure kopter "$BIN/bench_parse" "$FILE"
 cat "$TMP/kopter.out"
@@ -141,14 +144,14 @@ row() { # name label
     sec="$(cat "$TMP/$1.sec")"
     rss="$(cat "$TMP/$1.rss")"
     awk -v l="$2" -v s="$sec" -v r="$RECORDS" -v b="$BYTES" -v m="$rss" \
-        'BEGIN { printf "| %-34s | %8.2f | %12.0f | %8.1f | %11.1f |\n", l, s, r / s, b / 1e6 / s, m / 1024 }'
+        'BEGIN { printf "| %-36s | %8.2f | %12.0f | %8.1f | %11.1f |\n", l, s, r / s, b / 1e6 / s, m / 1024 }'
 }
 
 echo
 echo "$RECORDS records, $(awk -v b="$BYTES" 'BEGIN { printf "%.0f", b / 1e6 }') MB uncompressed, $(nproc) cores"
 echo
-echo "| run                                | wall s   | records/s    | MB/s     | peak RSS MB |"
-echo "|------------------------------------|----------|--------------|----------|-------------|"
+echo "| run                                  | wall s   | records/s    | MB/s     | peak RSS MB |"
+echo "|--------------------------------------|----------|--------------|----------|-------------|"
 row zcat "zcat > /dev/null (floor)"
 row kopter "kopter gunzip+split+normalise+rules"
 [ "$RUN_PY" = 1 ] && row python "python gzip+json.load+normalise"

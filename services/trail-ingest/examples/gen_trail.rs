@@ -562,7 +562,7 @@ impl Gen {
             s % 60
         );
         let error = if r.chance(3) {
-            r#","errorCode":"AccessDenied","errorMessage":"User: arn:aws:sts::111111111111:assumed-role/ecsTaskRole/x is not authorized to perform: this action because no identity-based policy allows the \"action\""#
+            r#","errorCode":"AccessDenied","errorMessage":"User: arn:aws:sts::111111111111:assumed-role/ecsTaskRole/x is not authorized to perform: this action because no identity-based policy allows the \"action\"""#
         } else {
             ""
         };

@@ -2,7 +2,7 @@
 //!
 //! Parsing is the hot loop of trail-ingest (a busy account writes millions
 //! of records a day), so a record is deserialised into a borrowed, typed
-//! view ([`WireRecord`]): only the fields the audit row needs are
+//! view (`WireRecord`): only the fields the audit row needs are
 //! materialised, strings borrow from the input unless they contain escapes,
 //! unknown fields are skipped by serde without building anything, and the
 //! free-form members (`requestParameters`, `responseElements`,
@@ -15,6 +15,11 @@
 //!   string-token scan, whatever the request's shape;
 //! * `additionalEventData.MFAUsed` and `responseElements.ConsoleLogin` are
 //!   parsed only when their key occurs in the raw text.
+//!
+//! [`next_normalised`] fuses splitting and parsing: `serde_json` parses the
+//! record straight from the stream's read buffer and reports where it ended,
+//! which saves the splitter's scan and copy (see
+//! [`RecordStream::next_parsed`]).
 //!
 //! [`ec2_targets`] and the rules in [`crate::rules`] that need request
 //! details parse `raw` again, with their own narrow structs, for the few
@@ -29,12 +34,16 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::io::BufRead;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use memchr::{memchr, memchr2, memmem};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use crate::records::{Parsed, RecordError, RecordStream};
 
 /// The fields of one audit-log row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,6 +195,11 @@ struct WireConsoleLogin<'a> {
     console_login: Option<Str<'a>>,
 }
 
+static MFA_USED: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"MFAUsed\""));
+static CONSOLE_LOGIN: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"ConsoleLogin\""));
+
 fn required(field: Option<Str<'_>>, name: &'static str) -> Result<String, NormaliseError> {
     match field {
         Some(s) if !s.as_str().is_empty() => Ok(s.into_string()),
@@ -196,8 +210,64 @@ fn required(field: Option<Str<'_>>, name: &'static str) -> Result<String, Normal
 /// Builds the audit row of one record (`raw` is one element of `Records`).
 pub fn normalise(raw: &[u8]) -> Result<AuditRecord, NormaliseError> {
     let text = std::str::from_utf8(raw)?;
-    let wire: WireRecord<'_> = serde_json::from_str(text)?;
+    from_wire(serde_json::from_str(text)?, text)
+}
 
+/// One record of a stream, normalised.
+pub type Normalised = Parsed<Result<AuditRecord, NormaliseError>>;
+
+/// The next record of `stream`, normalised: the same result as
+/// [`normalise`] on [`RecordStream::next_record`]'s bytes, but the JSON
+/// parser finds where the record ends, in the reader's buffer, so the
+/// record is neither scanned nor copied before it is parsed (about a
+/// quarter less work per record). Records that span two reads, or that do
+/// not parse, take the scanning path.
+///
+/// The outer error is the stream's (the file cannot be read further, or
+/// one record was too large); the inner one is this record's.
+pub fn next_normalised<R: BufRead>(
+    stream: &mut RecordStream<R>,
+) -> Option<Result<Normalised, RecordError>> {
+    stream.next_parsed(parse_prefix, |record| normalise(record.bytes))
+}
+
+/// Bytes of the buffer checked as UTF-8 for the first attempt: a little
+/// more than most records.
+const FIRST_WINDOW: usize = 4 << 10;
+
+/// Parses the record at the start of `rest` (a read buffer that continues
+/// past it); returns it and its length, or `None` to fall back to scanning.
+///
+/// `serde_json` parses a `&str` without checking UTF-8 again (a `&[u8]`
+/// would be checked string by string, and `raw` once more), so a window of
+/// the buffer is checked once, then grown if the record is longer.
+fn parse_prefix(rest: &[u8]) -> Option<(Result<AuditRecord, NormaliseError>, usize)> {
+    let mut window = FIRST_WINDOW.min(rest.len());
+    loop {
+        let text = valid_utf8_prefix(&rest[..window]);
+        let mut records = serde_json::Deserializer::from_str(text).into_iter::<WireRecord<'_>>();
+        match records.next()? {
+            Ok(wire) => {
+                let len = records.byte_offset();
+                return Some((from_wire(wire, text.get(..len)?), len));
+            }
+            Err(e) if e.is_eof() && window < rest.len() => {
+                window = window.saturating_mul(8).min(rest.len());
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The longest prefix of `bytes` that is valid UTF-8.
+fn valid_utf8_prefix(bytes: &[u8]) -> &str {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
+
+fn from_wire(wire: WireRecord<'_>, text: &str) -> Result<AuditRecord, NormaliseError> {
     let event_id = required(wire.event_id, "eventID")?;
     let event_time = match wire.event_time {
         Some(t) => DateTime::parse_from_rfc3339(t.as_str())
@@ -258,7 +328,7 @@ pub fn normalise(raw: &[u8]) -> Result<AuditRecord, NormaliseError> {
 
     let mfa_used = wire
         .additional_event_data
-        .filter(|v| memmem::find(v.get().as_bytes(), b"\"MFAUsed\"").is_some())
+        .filter(|v| MFA_USED.find(v.get().as_bytes()).is_some())
         .and_then(|v| serde_json::from_str::<WireMfa<'_>>(v.get()).ok())
         .and_then(|m| m.mfa_used)
         .and_then(|m| match m.as_str() {
@@ -268,7 +338,7 @@ pub fn normalise(raw: &[u8]) -> Result<AuditRecord, NormaliseError> {
         });
     let console_login = wire
         .response_elements
-        .filter(|v| memmem::find(v.get().as_bytes(), b"\"ConsoleLogin\"").is_some())
+        .filter(|v| CONSOLE_LOGIN.find(v.get().as_bytes()).is_some())
         .and_then(|v| serde_json::from_str::<WireConsoleLogin<'_>>(v.get()).ok())
         .and_then(|c| owned(c.console_login));
 
@@ -342,18 +412,22 @@ pub enum Ec2IdKind {
 /// Classifies `s` if it has the shape of an EC2 id: a known prefix and 8 or
 /// 17 lower-case hex digits (`i-0123456789abcdef0`, `vol-1a2b3c4d`).
 pub fn ec2_id_kind(s: &str) -> Option<Ec2IdKind> {
-    let (prefix, hex) = s.split_once('-')?;
-    let kind = match prefix {
-        "i" => Ec2IdKind::Instance,
-        "vol" => Ec2IdKind::Volume,
-        "snap" => Ec2IdKind::Snapshot,
-        "sg" => Ec2IdKind::SecurityGroup,
+    let b = s.as_bytes();
+    // Cheapest test first: most strings are not 10 to 22 bytes long.
+    if !(10..=22).contains(&b.len()) {
+        return None;
+    }
+    let (kind, hex) = match b {
+        [b'i', b'-', hex @ ..] => (Ec2IdKind::Instance, hex),
+        [b'v', b'o', b'l', b'-', hex @ ..] => (Ec2IdKind::Volume, hex),
+        [b's', b'n', b'a', b'p', b'-', hex @ ..] => (Ec2IdKind::Snapshot, hex),
+        [b's', b'g', b'-', hex @ ..] => (Ec2IdKind::SecurityGroup, hex),
         _ => return None,
     };
     let ok = matches!(hex.len(), 8 | 17)
         && hex
-            .bytes()
-            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
     ok.then_some(kind)
 }
 
@@ -894,6 +968,123 @@ mod tests {
         assert!(ec2_targets(&r).is_some());
         r.event_source = "rds.amazonaws.com".into();
         assert_eq!(ec2_targets(&r), None);
+    }
+
+    type Outcome = Result<(u64, usize, Result<AuditRecord, String>), String>;
+
+    fn fused(data: &[u8], capacity: usize, limit: usize) -> Vec<Outcome> {
+        let reader = std::io::BufReader::with_capacity(capacity, data);
+        let mut stream = crate::records::json_records(reader, limit);
+        let mut out = Vec::new();
+        while let Some(r) = next_normalised(&mut stream) {
+            out.push(
+                r.map(|p| (p.offset, p.index, p.value.map_err(|e| e.to_string())))
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        out
+    }
+
+    fn split_then_normalise(data: &[u8], limit: usize) -> Vec<Outcome> {
+        crate::records::json_records(data, limit)
+            .map(|r| {
+                r.map(|r| {
+                    (
+                        r.offset,
+                        r.index,
+                        normalise(&r.bytes).map_err(|e| e.to_string()),
+                    )
+                })
+                .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    /// The fused path gives exactly what splitting then normalising gives,
+    /// whether records fit the read buffer (parsed in place) or not
+    /// (scanned), good or bad.
+    #[test]
+    fn next_normalised_matches_split_then_normalise() {
+        let big = "x".repeat(300);
+        let mixed = format!(
+            r#"{{"Records":[{},{{"eventID":"e-2"}},{{"bad":,}},{},{{"big":"{big}"}},{}]}}"#,
+            String::from_utf8(minimal("")).expect("utf8"),
+            String::from_utf8(minimal(r#""userAgent":"q\"}}""#)).expect("utf8"),
+            String::from_utf8(minimal(r#""readOnly":true"#)).expect("utf8"),
+        );
+        let mut files: Vec<(String, Vec<u8>)> =
+            ["doc_example_records.json", "SerializerTestFile.json"]
+                .iter()
+                .map(|n| {
+                    (
+                        n.to_string(),
+                        std::fs::read(format!("{FIXTURES}/{n}")).expect("fixture"),
+                    )
+                })
+                .collect();
+        files.push(("mixed".into(), mixed.into_bytes()));
+        files.push(("truncated".into(), files[0].1[..5000].to_vec()));
+        // Longer than the first UTF-8 window (the parse is retried on a
+        // larger one), and a record that is not UTF-8 between good ones.
+        let long = format!(r#""errorMessage":"{}""#, "é".repeat(20_000));
+        let mut odd = b"{\"Records\":[".to_vec();
+        odd.extend(minimal(&long));
+        odd.extend(b",");
+        // `@` becomes 0xff, which is never UTF-8.
+        odd.extend(
+            minimal(r#""userAgent":"@""#)
+                .into_iter()
+                .map(|b| if b == b'@' { 0xff } else { b }),
+        );
+        odd.extend(b",");
+        odd.extend(minimal(""));
+        odd.extend(b"]}");
+        files.push(("odd".into(), odd));
+        for (name, data) in &files {
+            let limit = if name == "mixed" { 250 } else { 1 << 20 };
+            let want = split_then_normalise(data, limit);
+            assert!(want.len() > 2, "{name}");
+            for capacity in [1, 100, 1000, 1 << 20] {
+                assert_eq!(
+                    fused(data, capacity, limit),
+                    want,
+                    "{name} with a {capacity}-byte buffer"
+                );
+            }
+        }
+        let odd = split_then_normalise(&files[4].1, 1 << 20);
+        assert!(
+            matches!(&odd[0], Ok((_, 0, Ok(r))) if r.error_message.as_ref().is_some_and(|m| m.len() == 40_000))
+        );
+        assert!(
+            matches!(&odd[1], Ok((_, 1, Err(e))) if e.starts_with("record is not UTF-8")),
+            "{:?}",
+            odd[1]
+        );
+        assert!(matches!(&odd[2], Ok((_, 2, Ok(_)))));
+        let mixed = split_then_normalise(&files[2].1, 250);
+        let errors: Vec<_> = mixed
+            .iter()
+            .map(|r| match r {
+                Ok((_, _, Ok(_))) => "ok".to_owned(),
+                Ok((_, _, Err(e))) => e.clone(),
+                Err(e) => e.clone(),
+            })
+            .collect();
+        assert_eq!(errors[0], "ok");
+        assert_eq!(errors[1], "record has no eventTime");
+        assert!(
+            errors[2].starts_with("record is not a valid CloudTrail record"),
+            "{}",
+            errors[2]
+        );
+        assert_eq!(errors[3], "ok");
+        assert!(
+            errors[4].contains("larger than the 250-byte limit"),
+            "{}",
+            errors[4]
+        );
+        assert_eq!(errors[5], "ok");
     }
 
     #[test]
