@@ -267,6 +267,7 @@ impl AuditStore {
                 .as_ref()
                 .is_none_or(|p| r.principal_arn.as_ref() == Some(p))
                 && q.event.as_ref().is_none_or(|e| &r.event_name == e)
+                && q.source.as_ref().is_none_or(|s| &r.event_source == s)
                 && q.resource.as_ref().is_none_or(|x| r.resources.contains(x))
                 && &r.tenant == t
         });
@@ -382,6 +383,9 @@ pub struct AuditQuery {
     pub until: DateTime<Utc>,
     pub principal: Option<String>,
     pub event: Option<String>,
+    /// Event source (`ec2.amazonaws.com`); a filter on whichever index the
+    /// other fields pick.
+    pub source: Option<String>,
     pub resource: Option<String>,
     pub limit: usize,
 }
@@ -396,6 +400,7 @@ impl AuditQuery {
             until: now,
             principal: None,
             event: None,
+            source: None,
             resource: None,
             limit: 100,
         }

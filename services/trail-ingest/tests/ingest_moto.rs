@@ -158,6 +158,7 @@ fn all_time(tenant: &str) -> AuditQuery {
         until: Utc.with_ymd_and_hms(2022, 12, 1, 0, 0, 0).unwrap(),
         principal: None,
         event: None,
+        source: None,
         resource: None,
         limit: 1000,
     }
@@ -334,6 +335,17 @@ async fn queries_by_principal_event_and_resource() {
         logins.len(),
         all.iter()
             .filter(|r| r.event_name == "ConsoleLogin")
+            .count()
+    );
+
+    let mut by_source = all_time("acme");
+    by_source.source = Some("signin.amazonaws.com".into());
+    let signins = ingestor.store.query(&by_source).await.unwrap();
+    assert!(!signins.is_empty());
+    assert_eq!(
+        signins.len(),
+        all.iter()
+            .filter(|r| r.event_source == "signin.amazonaws.com")
             .count()
     );
 

@@ -75,6 +75,9 @@ enum Command {
         /// Event name (e.g. ConsoleLogin, RunInstances).
         #[arg(long)]
         event: Option<String>,
+        /// Event source (e.g. ec2.amazonaws.com).
+        #[arg(long)]
+        source: Option<String>,
         /// Resource id or ARN (e.g. an instance id).
         #[arg(long)]
         resource: Option<String>,
@@ -302,6 +305,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             until,
             principal,
             event,
+            source,
             resource,
             limit,
             json,
@@ -334,6 +338,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                     until,
                     principal,
                     event,
+                    source,
                     resource,
                     limit,
                 })
