@@ -460,18 +460,20 @@ pub const EC2_WRITE_EVENTS: &[&str] = &[
     "DeleteTags",
 ];
 
+/// A record's request and response, left unparsed (shared with `rules`).
 #[derive(Deserialize)]
-struct Ec2Wire<'a> {
+pub(crate) struct Ec2Wire<'a> {
     #[serde(rename = "requestParameters", borrow)]
-    request_parameters: Option<&'a RawValue>,
+    pub(crate) request_parameters: Option<&'a RawValue>,
     #[serde(rename = "responseElements", borrow)]
-    response_elements: Option<&'a RawValue>,
+    pub(crate) response_elements: Option<&'a RawValue>,
 }
 
+/// EC2's `{"items": [...]}` list wrapper (shared with `rules`).
 #[derive(Deserialize)]
-struct Items<T> {
+pub(crate) struct Items<T> {
     #[serde(default = "Vec::new")]
-    items: Vec<T>,
+    pub(crate) items: Vec<T>,
 }
 
 #[derive(Deserialize)]

@@ -16,9 +16,8 @@
 
 use kopter_schema::messages::Severity;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use crate::normalise::AuditRecord;
+use crate::normalise::{AuditRecord, Ec2Wire, Items};
 
 /// One security rule.
 #[derive(Debug, Clone, Copy)]
@@ -182,20 +181,6 @@ fn security_group_open_to_world(rec: &AuditRecord) -> bool {
             .any(|c| matches!(c.as_str(), "0.0.0.0/0" | "::/0"))
 }
 
-#[derive(Deserialize)]
-struct SgWire<'a> {
-    #[serde(rename = "requestParameters", borrow)]
-    request: Option<&'a RawValue>,
-    #[serde(rename = "responseElements", borrow)]
-    response: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Items<T> {
-    #[serde(default = "Vec::new")]
-    items: Vec<T>,
-}
-
 /// `requestParameters` of AuthorizeSecurityGroupIngress: the `ipPermissions`
 /// list, or the legacy flat `cidrIp`.
 #[derive(Deserialize)]
@@ -237,13 +222,13 @@ struct SgResponse {
 /// The CIDRs an AuthorizeSecurityGroupIngress record opens, from the request
 /// and from the rules the response lists.
 fn ingress_cidrs(raw: &str) -> Vec<String> {
-    let Ok(wire) = serde_json::from_str::<SgWire<'_>>(raw) else {
+    let Ok(wire) = serde_json::from_str::<Ec2Wire<'_>>(raw) else {
         return Vec::new();
     };
     let mut ranges: Vec<Cidr> = Vec::new();
     let mut out = Vec::new();
     if let Some(req) = wire
-        .request
+        .request_parameters
         .and_then(|r| serde_json::from_str::<SgRequest>(r.get()).ok())
     {
         out.extend(req.cidr_ip);
@@ -253,7 +238,7 @@ fn ingress_cidrs(raw: &str) -> Vec<String> {
         }
     }
     if let Some(resp) = wire
-        .response
+        .response_elements
         .and_then(|r| serde_json::from_str::<SgResponse>(r.get()).ok())
     {
         ranges.extend(resp.rules.map(|r| r.items).unwrap_or_default());

@@ -389,20 +389,3 @@ pub struct AuditQuery {
     pub resource: Option<String>,
     pub limit: usize,
 }
-
-impl AuditQuery {
-    /// The last `days` days of a tenant's log, 100 rows.
-    pub fn recent(tenant: TenantId, days: i64) -> Self {
-        let now = Utc::now();
-        Self {
-            tenant,
-            since: now - Duration::days(days),
-            until: now,
-            principal: None,
-            event: None,
-            source: None,
-            resource: None,
-            limit: 100,
-        }
-    }
-}

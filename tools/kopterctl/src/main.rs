@@ -249,10 +249,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         } => {
             let tenant = match tenant.map(TenantId::new).transpose() {
                 Ok(t) => t,
-                Err(e) => {
-                    eprintln!("kopterctl: {e}");
-                    return Ok(ExitCode::from(2));
-                }
+                Err(e) => return Ok(refuse(e)),
             };
             let store = kopter_runtime::accounts::AccountStore::new(aws.dynamodb(), &names);
             let accounts = store.list(tenant.as_ref()).await?;
@@ -312,10 +309,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         } => {
             let tenant = match TenantId::new(tenant) {
                 Ok(t) => t,
-                Err(e) => {
-                    eprintln!("kopterctl: {e}");
-                    return Ok(ExitCode::from(2));
-                }
+                Err(e) => return Ok(refuse(e)),
             };
             let until = until.unwrap_or_else(Utc::now);
             let since = match since.parse::<DateTime<Utc>>() {
@@ -378,10 +372,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         } => {
             let tenant = match tenant.map(TenantId::new).transpose() {
                 Ok(t) => t,
-                Err(e) => {
-                    eprintln!("kopterctl: {e}");
-                    return Ok(ExitCode::from(2));
-                }
+                Err(e) => return Ok(refuse(e)),
             };
             let (service, message) = match job {
                 Job::DescribeSweep => (Service::Describer, Message::DescribeSweep(Sweep {})),
@@ -436,6 +427,12 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints why the arguments were refused; exit code 2.
+fn refuse(why: impl std::fmt::Display) -> ExitCode {
+    eprintln!("kopterctl: {why}");
+    ExitCode::from(2)
 }
 
 /// `[visible, in flight, delayed]` of a queue.

@@ -95,15 +95,6 @@ impl MemoryQueue {
         s.messages.iter().filter(|m| m.visible_at <= now).count()
     }
 
-    /// `ApproximateReceiveCount` of each message still queued, by body.
-    pub fn receive_counts(&self) -> HashMap<String, u32> {
-        let s = self.state.lock().unwrap();
-        s.messages
-            .iter()
-            .map(|m| (m.body.clone(), m.receive_count))
-            .collect()
-    }
-
     fn take_visible(&self, max: u32, visibility: Duration) -> Vec<ReceivedMessage> {
         let now = Instant::now();
         let mut s = self.state.lock().unwrap();
