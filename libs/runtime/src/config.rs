@@ -29,6 +29,46 @@ pub struct Config {
     pub credentials: CredentialsConfig,
     pub queues: QueuesConfig,
     pub trail: TrailConfig,
+    pub pricing: PricingConfig,
+}
+
+/// Where the pricing service reads the AWS Price List from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PriceSource {
+    /// The public bulk API: offer index → region index → region file.
+    Bulk,
+    /// The Price List Query API (`ListPriceLists` + `GetPriceListFileUrl`).
+    Api,
+}
+
+/// pricing settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    /// `bulk` (default) or `api`.
+    pub source: PriceSource,
+    /// Base URL of the bulk price list (the offer index is
+    /// `{offers_url}/offers/v1.0/aws/index.json`). Default AWS's public host.
+    pub offers_url: String,
+    /// Endpoint of the Price List Query API (source `api`); unset = AWS's.
+    pub api_endpoint_url: Option<String>,
+    /// Region of the Price List Query API (`us-east-1`, `eu-central-1` or
+    /// `ap-south-1`). Default `us-east-1`.
+    pub api_region: String,
+    /// Only these regions (empty = every region the price list has).
+    pub regions: Vec<String>,
+    /// Spot price history fetched on the first refresh of a region
+    /// (later refreshes continue from the newest point kept). Default 1 day.
+    #[serde(with = "humantime_serde")]
+    pub spot_lookback: Duration,
+    /// Longest a single offer file download + parse may take. Default 30 min.
+    #[serde(with = "humantime_serde")]
+    pub download_timeout: Duration,
+    /// DynamoDB batch writes in flight per region ingest. Default 8.
+    pub write_concurrency: usize,
+    /// Allow `http://` offer/file URLs (local development and tests only).
+    pub allow_http: bool,
 }
 
 /// trail-ingest settings.
@@ -182,6 +222,17 @@ impl Config {
                 write_concurrency: 32,
                 directory_refresh: Duration::from_secs(60),
             },
+            pricing: PricingConfig {
+                source: PriceSource::Bulk,
+                offers_url: "https://pricing.us-east-1.amazonaws.com".into(),
+                api_endpoint_url: None,
+                api_region: "us-east-1".into(),
+                regions: Vec::new(),
+                spot_lookback: Duration::from_secs(24 * 3600),
+                download_timeout: Duration::from_secs(30 * 60),
+                write_concurrency: 8,
+                allow_http: false,
+            },
         }
     }
 
@@ -305,6 +356,24 @@ impl Config {
                 "trail.write_concurrency: {} is outside 1..=512",
                 t.write_concurrency
             ));
+        }
+        let p = &self.pricing;
+        match p.offers_url.split_once("://") {
+            Some(("https", rest)) if !rest.is_empty() => {}
+            Some(("http", rest)) if !rest.is_empty() && p.allow_http => {}
+            _ => problems.push(format!(
+                "pricing.offers_url: {:?} must be an https:// URL (http:// only with pricing.allow_http)",
+                p.offers_url
+            )),
+        }
+        if p.write_concurrency == 0 || p.write_concurrency > 64 {
+            problems.push(format!(
+                "pricing.write_concurrency: {} is outside 1..=64",
+                p.write_concurrency
+            ));
+        }
+        if p.download_timeout < Duration::from_secs(10) {
+            problems.push("pricing.download_timeout: must be at least 10s".into());
         }
         if problems.is_empty() {
             Ok(())
