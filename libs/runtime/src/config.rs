@@ -30,6 +30,30 @@ pub struct Config {
     pub queues: QueuesConfig,
     pub trail: TrailConfig,
     pub pricing: PricingConfig,
+    pub notifier: NotifierConfig,
+}
+
+/// notifier settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    /// How long feed rows are kept (DynamoDB TTL). Default 90 days.
+    pub retention_days: u32,
+    /// Events of one tenant and rule within this window are delivered as
+    /// one message with a count, at the window's end. `0s` delivers each
+    /// event at once. At most 15 min (the SQS delay limit). Default 5 min.
+    #[serde(with = "humantime_serde")]
+    pub burst_window: Duration,
+    /// Sender address of notification emails (an SES-verified identity).
+    /// Unset: email channels fail with that reason. Default unset.
+    pub email_from: Option<String>,
+    /// Time limit of one webhook request. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+    /// Local development only: allow `http://` webhooks and loopback
+    /// addresses (private, link-local and metadata addresses stay
+    /// refused). Default false.
+    pub webhook_allow_local: bool,
 }
 
 /// Where the pricing service reads the AWS Price List from.
@@ -233,6 +257,13 @@ impl Config {
                 write_concurrency: 8,
                 allow_http: false,
             },
+            notifier: NotifierConfig {
+                retention_days: 90,
+                burst_window: Duration::from_secs(300),
+                email_from: None,
+                webhook_timeout: Duration::from_secs(10),
+                webhook_allow_local: false,
+            },
         }
     }
 
@@ -374,6 +405,24 @@ impl Config {
         }
         if p.download_timeout < Duration::from_secs(10) {
             problems.push("pricing.download_timeout: must be at least 10s".into());
+        }
+        let n = &self.notifier;
+        if n.retention_days == 0 {
+            problems.push("notifier.retention_days: must be at least 1".into());
+        }
+        if n.burst_window > Duration::from_secs(900) {
+            problems
+                .push("notifier.burst_window: must be at most 15m (the SQS delay limit)".into());
+        }
+        if n.webhook_timeout.is_zero() || n.webhook_timeout > Duration::from_secs(300) {
+            problems.push("notifier.webhook_timeout: must be between 1ms and 5m".into());
+        }
+        if let Some(from) = &n.email_from
+            && (from.matches('@').count() != 1 || from.starts_with('@') || from.ends_with('@'))
+        {
+            problems.push(format!(
+                "notifier.email_from: {from:?} is not an email address"
+            ));
         }
         if problems.is_empty() {
             Ok(())

@@ -119,6 +119,10 @@ pub enum Message {
     AggregateHour(AggregateHour),
     #[serde(rename = "notify.daily_digest")]
     DailyDigest(DailyDigest),
+    /// The notifier to itself, delayed to the end of a burst window:
+    /// deliver the collapsed burst.
+    #[serde(rename = "notify.burst_flush")]
+    BurstFlush(BurstFlush),
 
     // Events on the `kopter-events` topic.
     #[serde(rename = "inventory.changed")]
@@ -149,6 +153,7 @@ impl Message {
         "pricing.refresh_spot",
         "aggregate.hour",
         "notify.daily_digest",
+        "notify.burst_flush",
         "inventory.changed",
         "prices.updated",
         "security.finding",
@@ -170,6 +175,7 @@ impl Message {
             Message::PricingRefreshSpot(_) => "pricing.refresh_spot",
             Message::AggregateHour(_) => "aggregate.hour",
             Message::DailyDigest(_) => "notify.daily_digest",
+            Message::BurstFlush(_) => "notify.burst_flush",
             Message::InventoryChanged(_) => "inventory.changed",
             Message::PricesUpdated(_) => "prices.updated",
             Message::SecurityFinding(_) => "security.finding",
@@ -200,6 +206,8 @@ impl Message {
             Message::BudgetCrossed(m) => Some(&m.tenant),
             Message::CostSpike(m) => Some(&m.tenant),
             Message::AccountHealth(m) => Some(&m.tenant),
+            Message::DailyDigest(m) => m.tenant.as_ref(),
+            Message::BurstFlush(m) => Some(&m.tenant),
             _ => None,
         }
     }
@@ -293,6 +301,18 @@ pub struct AggregateHour {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DailyDigest {
     pub day: NaiveDate,
+    /// Unset: every tenant (the schedule's message, fanned out by the
+    /// notifier into one message per tenant). Set: that tenant only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantId>,
+}
+
+/// A burst window of one tenant and rule has ended (see the notifier).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BurstFlush {
+    pub tenant: TenantId,
+    pub rule: String,
+    pub window_start: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

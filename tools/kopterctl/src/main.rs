@@ -96,7 +96,7 @@ enum Command {
         /// For `aggregate`: also recompute this many hours before it.
         #[arg(long, default_value_t = 0)]
         backfill: u32,
-        /// For `aggregate`: only this tenant.
+        /// For `aggregate` and `daily-digest`: only this tenant.
         #[arg(long)]
         tenant: Option<String>,
         /// For `pricing-region`: the region; for `spot-refresh`: limit to these.
@@ -412,6 +412,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                     Service::Notifier,
                     Message::DailyDigest(DailyDigest {
                         day: day.unwrap_or_else(|| Utc::now().date_naive()),
+                        tenant,
                     }),
                 ),
             };
