@@ -1,17 +1,20 @@
-//! The notifier service. Its message handling is not built yet: the runtime
-//! consumes its queue, checks each message against the contracts and leaves
-//! it for the DLQ with the reason logged (see `UnimplementedHandler`).
+//! `notifier`: consume the notifier queue (feed, webhook and email
+//! delivery, burst collapse, daily digest). The logic is in the library.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use kopter_runtime::{Handler, UnimplementedHandler};
+use kopter_runtime::Handler;
 use kopter_schema::Service;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    kopter_runtime::service_main(Service::Notifier, |_ctx| async {
-        Ok(Arc::new(UnimplementedHandler(Service::Notifier)) as Arc<dyn Handler>)
+    kopter_runtime::service_main(Service::Notifier, |ctx| async move {
+        Ok(
+            Arc::new(notifier::NotifierHandler(Arc::new(notifier::notifier(
+                &ctx,
+            )))) as Arc<dyn Handler>,
+        )
     })
     .await
 }

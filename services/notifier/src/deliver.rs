@@ -1,0 +1,326 @@
+//! Delivery of one dispatch (an event, a collapsed burst or a digest) to a
+//! tenant's channels, each at most once.
+//!
+//! - A channel is skipped when it is not configured, when the dispatch is
+//!   below the channel's minimum severity, or when a marker in the dedup
+//!   table (`{tenant}#notify-sent#{dispatch}#{channel}`) says it was
+//!   delivered already: a retried message re-sends only what failed.
+//! - A failed attempt is retried through the queue (the worker's backoff).
+//!   On the last receive (`queues.max_receive_count`), or at once for a
+//!   permanent failure (address refused, SES rejection, HTTP 4xx), the
+//!   channel is marked failing with the reason and the message goes on to
+//!   the DLQ. While a channel is marked failing its messages are not
+//!   attempted: they go to the DLQ until `kopterctl channels set|reset`
+//!   clears the mark (then redrive the DLQ).
+//! - Each message is one tenant's; retries wait in the queue, not in a
+//!   handler slot, so a failing tenant does not hold up the others.
+
+use std::sync::LazyLock;
+
+use anyhow::Context;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{Duration, Utc};
+use kopter_runtime::{HandlerError, metrics};
+use kopter_schema::items::keys;
+use kopter_schema::messages::Severity;
+use kopter_schema::{Names, Table, TenantId};
+use prometheus::{IntCounterVec, Opts};
+
+use crate::channels::{Channel, ChannelStore, TenantChannels};
+use crate::email::Mailer;
+use crate::event::severity_name;
+use crate::webhook::WebhookClient;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendErrorKind {
+    /// The destination is not allowed (SSRF policy).
+    Refused,
+    /// Will not succeed by retrying (HTTP 4xx, SES rejection, no sender).
+    Permanent,
+    /// Might succeed later (timeouts, 5xx, 429, throttling).
+    Retry,
+}
+
+/// A failed delivery attempt. `reason` never contains the webhook URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct SendError {
+    pub kind: SendErrorKind,
+    pub reason: String,
+}
+
+impl SendError {
+    pub fn refused(reason: String) -> Self {
+        Self {
+            kind: SendErrorKind::Refused,
+            reason,
+        }
+    }
+    pub fn permanent(reason: String) -> Self {
+        Self {
+            kind: SendErrorKind::Permanent,
+            reason,
+        }
+    }
+    pub fn retry(reason: String) -> Self {
+        Self {
+            kind: SendErrorKind::Retry,
+            reason,
+        }
+    }
+}
+
+/// What to deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dispatch {
+    pub tenant: TenantId,
+    /// Names the delivery markers: the same dispatch is delivered once.
+    pub id: String,
+    pub severity: Severity,
+    pub subject: String,
+    pub text: String,
+    /// A daily digest: goes to every channel with digests on, whatever its
+    /// minimum severity.
+    pub digest: bool,
+}
+
+impl Dispatch {
+    pub fn webhook_text(&self) -> String {
+        format!(
+            "*[{}]* {}\n{}",
+            severity_name(self.severity),
+            self.subject,
+            self.text
+        )
+    }
+
+    pub fn email_subject(&self) -> String {
+        if self.digest {
+            format!("[Kopter] {}", self.subject)
+        } else {
+            format!(
+                "[Kopter] [{}] {}",
+                severity_name(self.severity),
+                self.subject
+            )
+        }
+    }
+}
+
+struct DeliveryMetrics {
+    deliveries: IntCounterVec,
+}
+
+fn m() -> &'static DeliveryMetrics {
+    static M: LazyLock<DeliveryMetrics> = LazyLock::new(|| DeliveryMetrics {
+        deliveries: metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "kopter_notifier_deliveries_total",
+                    "Notification deliveries by channel and outcome (sent, failed, refused, \
+                     duplicate, skipped_failing, marked_failing).",
+                ),
+                &["channel", "outcome"],
+            )
+            .expect("valid metric"),
+        ),
+    });
+    &M
+}
+
+fn count(ch: Channel, outcome: &str) {
+    m().deliveries
+        .with_label_values(&[ch.name(), outcome])
+        .inc();
+}
+
+/// Per-channel "delivered" markers in the dedup table.
+#[derive(Clone, Debug)]
+pub struct Markers {
+    ddb: aws_sdk_dynamodb::Client,
+    table: String,
+    retention_days: u32,
+}
+
+impl Markers {
+    pub fn new(ddb: aws_sdk_dynamodb::Client, names: &Names, retention_days: u32) -> Self {
+        Self {
+            ddb,
+            table: names.table(Table::Dedup),
+            retention_days,
+        }
+    }
+
+    fn key(tenant: &TenantId, dispatch: &str, ch: Channel) -> String {
+        keys::tenant_dedup(tenant, "notify-sent", &format!("{dispatch}#{}", ch.name()))
+    }
+
+    pub async fn delivered(
+        &self,
+        tenant: &TenantId,
+        dispatch: &str,
+        ch: Channel,
+    ) -> anyhow::Result<bool> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(Self::key(tenant, dispatch, ch)))
+            .consistent_read(true)
+            .send()
+            .await
+            .context("read a delivery marker")?;
+        Ok(out.item.is_some())
+    }
+
+    pub async fn record(
+        &self,
+        tenant: &TenantId,
+        dispatch: &str,
+        ch: Channel,
+    ) -> anyhow::Result<()> {
+        let expires = Utc::now() + Duration::days(i64::from(self.retention_days));
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(Self::key(tenant, dispatch, ch)))
+            .item("delivered_at", AttributeValue::S(Utc::now().to_rfc3339()))
+            .item(
+                "expires_at",
+                AttributeValue::N(expires.timestamp().to_string()),
+            )
+            .send()
+            .await
+            .context("write a delivery marker")?;
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+pub struct Deliverer {
+    pub channels: ChannelStore,
+    pub webhook: WebhookClient,
+    pub mailer: Mailer,
+    pub markers: Markers,
+    /// `queues.max_receive_count`: the receive after which a failing
+    /// channel is marked failing (the message then goes to the DLQ).
+    pub max_receive_count: u32,
+}
+
+/// Channels a dispatch went to in this call.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub sent: Vec<Channel>,
+    pub already: Vec<Channel>,
+}
+
+impl Deliverer {
+    /// Delivers to every channel that wants it and has not had it yet.
+    pub async fn deliver(
+        &self,
+        d: &Dispatch,
+        receive_count: u32,
+    ) -> Result<Delivered, HandlerError> {
+        let settings = self.channels.get(&d.tenant).await?;
+        let mut report = Delivered::default();
+        let mut errors: Vec<(Channel, SendError)> = Vec::new();
+        for ch in Channel::ALL {
+            if !wants(&settings, ch, d) {
+                continue;
+            }
+            if self.markers.delivered(&d.tenant, &d.id, ch).await? {
+                count(ch, "duplicate");
+                report.already.push(ch);
+                continue;
+            }
+            if let Some(f) = settings.failing(ch) {
+                count(ch, "skipped_failing");
+                errors.push((
+                    ch,
+                    SendError::permanent(format!(
+                        "the {} channel is marked failing since {} ({}); not attempted — fix it, \
+                         run `kopterctl channels reset`, then redrive the DLQ",
+                        ch.name(),
+                        f.since.to_rfc3339(),
+                        f.reason
+                    )),
+                ));
+                continue;
+            }
+            let result = match ch {
+                Channel::Webhook => {
+                    let url = settings.notify_webhook.as_ref().expect("configured");
+                    self.webhook.post(url, &d.webhook_text()).await
+                }
+                Channel::Email => {
+                    self.mailer
+                        .send(&settings.notify_email, &d.email_subject(), &d.text)
+                        .await
+                }
+            };
+            match result {
+                Ok(()) => {
+                    count(ch, "sent");
+                    self.markers.record(&d.tenant, &d.id, ch).await?;
+                    report.sent.push(ch);
+                }
+                Err(e) => {
+                    count(
+                        ch,
+                        if e.kind == SendErrorKind::Refused {
+                            "refused"
+                        } else {
+                            "failed"
+                        },
+                    );
+                    let last = receive_count >= self.max_receive_count;
+                    if e.kind != SendErrorKind::Retry || last {
+                        self.channels.mark_failing(&d.tenant, ch, &e.reason).await?;
+                        count(ch, "marked_failing");
+                        tracing::warn!(
+                            tenant = %d.tenant,
+                            channel = ch.name(),
+                            reason = %e.reason,
+                            "channel marked failing; its messages go to the DLQ"
+                        );
+                        errors.push((ch, SendError::permanent(e.reason)));
+                    } else {
+                        tracing::info!(
+                            tenant = %d.tenant,
+                            channel = ch.name(),
+                            reason = %e.reason,
+                            receive_count,
+                            "delivery failed; will retry"
+                        );
+                        errors.push((ch, e));
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            return Ok(report);
+        }
+        let text = errors
+            .iter()
+            .map(|(ch, e)| format!("{}: {}", ch.name(), e.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let err = anyhow::anyhow!("deliver {} to tenant {}: {text}", d.id, d.tenant);
+        if errors.iter().any(|(_, e)| e.kind == SendErrorKind::Retry) {
+            Err(HandlerError::Retry(err))
+        } else {
+            Err(HandlerError::Permanent(err))
+        }
+    }
+}
+
+fn wants(settings: &TenantChannels, ch: Channel, d: &Dispatch) -> bool {
+    if !settings.configured(ch) {
+        return false;
+    }
+    if d.digest {
+        settings.digest()
+    } else {
+        d.severity >= settings.min_severity(ch)
+    }
+}

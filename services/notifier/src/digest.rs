@@ -1,0 +1,180 @@
+//! The daily digest (the talk's 23:00 `audit` cron): per tenant, the day's
+//! security findings and notable audit events, the changes told in the
+//! feed, and the day's cost.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use kopter_schema::{Names, Table, TenantId};
+use trail_ingest::store::{AuditQuery, AuditRow, AuditStore};
+
+use crate::feed::FeedRow;
+
+/// Audit rows read per digest; more are reported as "N+".
+pub const MAX_AUDIT_ROWS: usize = 5000;
+/// Notable (finding-matching) audit events listed one per line.
+pub const MAX_NOTABLE_LINES: usize = 10;
+
+/// The day's cost, if the aggregator has written it.
+///
+/// Read from the price-graph table at `pk = {tenant}#daily-total`,
+/// `sk = {yyyy-mm-dd}` with `cost` (number) and `currency`; this is the
+/// notifier's side of a contract the aggregator does not write yet, so
+/// the digest says "no cost data" until it does.
+#[derive(Clone, Debug)]
+pub struct CostReader {
+    ddb: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl CostReader {
+    pub fn new(ddb: aws_sdk_dynamodb::Client, names: &Names) -> Self {
+        Self {
+            ddb,
+            table: names.table(Table::PriceGraph),
+        }
+    }
+
+    pub async fn day_total(
+        &self,
+        tenant: &TenantId,
+        day: NaiveDate,
+    ) -> anyhow::Result<Option<(f64, String)>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("{tenant}#daily-total")))
+            .key("sk", AttributeValue::S(day.format("%Y-%m-%d").to_string()))
+            .send()
+            .await
+            .context("read the day's cost")?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let cost = item
+            .get("cost")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<f64>().ok());
+        let currency = item
+            .get("currency")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_else(|| "USD".into());
+        Ok(cost.map(|c| (c, currency)))
+    }
+}
+
+pub fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    (start, start + Duration::days(1))
+}
+
+pub async fn audit_rows(
+    audit: &AuditStore,
+    tenant: &TenantId,
+    day: NaiveDate,
+) -> anyhow::Result<Vec<AuditRow>> {
+    let (start, end) = day_bounds(day);
+    audit
+        .query(&AuditQuery {
+            tenant: tenant.clone(),
+            since: start,
+            until: end - Duration::milliseconds(1),
+            principal: None,
+            event: None,
+            source: None,
+            resource: None,
+            limit: MAX_AUDIT_ROWS,
+        })
+        .await
+        .context("read the day's audit log")
+}
+
+/// The digest's text.
+pub fn render(
+    tenant: &TenantId,
+    day: NaiveDate,
+    audit: &[AuditRow],
+    feed: &[FeedRow],
+    cost: Option<(f64, String)>,
+) -> String {
+    let mut out = format!("Kopter daily digest for {tenant}, {day} (UTC)\n");
+
+    let mut findings: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in audit {
+        for f in &r.findings {
+            *findings.entry(f.as_str()).or_default() += 1;
+        }
+    }
+    let notable: Vec<&AuditRow> = audit.iter().filter(|r| !r.findings.is_empty()).collect();
+    out.push_str(&format!(
+        "\nSecurity findings: {}\n",
+        findings.values().sum::<usize>()
+    ));
+    for (rule, n) in &findings {
+        out.push_str(&format!("  - {rule}: {n}\n"));
+    }
+    if !notable.is_empty() {
+        out.push_str("Notable audit events:\n");
+        for r in notable.iter().take(MAX_NOTABLE_LINES) {
+            out.push_str(&format!(
+                "  {} {} {} {} by {} [{}]\n",
+                r.event_time.format("%H:%M:%S"),
+                r.account,
+                r.region,
+                r.event_name,
+                r.principal_arn.as_deref().unwrap_or("?"),
+                r.findings.join(", ")
+            ));
+        }
+        if notable.len() > MAX_NOTABLE_LINES {
+            out.push_str(&format!(
+                "  … and {} more\n",
+                notable.len() - MAX_NOTABLE_LINES
+            ));
+        }
+    }
+
+    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in audit {
+        *by_name.entry(r.event_name.as_str()).or_default() += 1;
+    }
+    let mut top: Vec<_> = by_name.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let plus = if audit.len() >= MAX_AUDIT_ROWS {
+        "+"
+    } else {
+        ""
+    };
+    out.push_str(&format!("\nAudit events: {}{plus}", audit.len()));
+    if !top.is_empty() {
+        let list: Vec<String> = top
+            .iter()
+            .take(5)
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        out.push_str(&format!(" (most: {})", list.join(", ")));
+    }
+    out.push('\n');
+
+    let mut changes: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in feed
+        .iter()
+        .filter(|r| r.kind != "security.finding" && r.kind != "notify.daily_digest")
+    {
+        *changes.entry(r.title.as_str()).or_default() += 1;
+    }
+    out.push_str(&format!("\nChanges: {}\n", changes.values().sum::<usize>()));
+    for (title, n) in &changes {
+        out.push_str(&format!("  - {title}: {n}\n"));
+    }
+
+    match cost {
+        Some((c, cur)) => out.push_str(&format!("\nCost: {c:.2} {cur}\n")),
+        None => out.push_str("\nCost: no cost data\n"),
+    }
+    out
+}

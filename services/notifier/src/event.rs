@@ -1,0 +1,362 @@
+//! From a topic event to what the notifier tells: severity, text, links,
+//! the rule it collapses under, and the identity it is deduplicated by.
+//!
+//! The identity is built from the event's own fields, never from the
+//! envelope id: publishers make a new envelope when they publish again
+//! (trail-ingest republishes findings for duplicate records; a describer
+//! retry republishes a change), so only the body is stable across both
+//! SQS redelivery and republishing.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use kopter_schema::messages::Severity;
+use kopter_schema::{AccountId, Message, TenantId};
+use serde::{Deserialize, Serialize};
+
+/// The audit-log row a finding came from (trail-ingest's key layout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRef {
+    pub pk: String,
+    pub sk: String,
+}
+
+/// One event the notifier tells a tenant about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub tenant: TenantId,
+    /// The message kind (`security.finding`, …).
+    pub kind: &'static str,
+    /// Bursts collapse per tenant and rule: the finding's rule id, or the
+    /// kind plus what happened (`inventory.terminated`).
+    pub rule: String,
+    /// Deduplication identity, stable across redelivery and republish.
+    pub identity: String,
+    pub severity: Severity,
+    pub title: String,
+    pub text: String,
+    /// When it happened (the event's time, not the message's).
+    pub at: DateTime<Utc>,
+    pub account: Option<AccountId>,
+    /// `{account}/{region}/{resource id}` of the resource concerned.
+    pub resource: Option<String>,
+    pub audit: Option<AuditRef>,
+}
+
+/// Inventory changes a person wants to hear about. `state_changed`
+/// (start/stop) and `created` (mostly Kopter's own backup snapshots) are
+/// routine and stay out of the feed.
+pub const TOLD_INVENTORY_CHANGES: &[&str] = &[
+    "launched",
+    "terminated",
+    "type_changed",
+    "resized",
+    "deleted",
+    "gone",
+];
+
+pub fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    }
+}
+
+pub fn parse_severity(s: &str) -> Option<Severity> {
+    match s {
+        "info" => Some(Severity::Info),
+        "warning" => Some(Severity::Warning),
+        "critical" => Some(Severity::Critical),
+        _ => None,
+    }
+}
+
+/// A rule id usable inside a key: `[a-z0-9._-]`, anything else becomes `_`.
+pub fn key_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect()
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The event to tell for a topic message; `None` for messages that are
+/// not events or not worth telling.
+pub fn from_message(msg: &Message) -> Option<Event> {
+    let ev = match msg {
+        Message::SecurityFinding(f) => Event {
+            tenant: f.tenant.clone(),
+            kind: msg.kind(),
+            rule: key_safe(&f.rule),
+            identity: format!("finding:{}:{}:{}", f.account, f.event_id, f.rule),
+            severity: f.severity,
+            title: f.summary.clone(),
+            text: format!(
+                "{} in account {} ({}) by {} at {}",
+                f.event_name,
+                f.account,
+                f.region,
+                f.principal.as_deref().unwrap_or("an unknown principal"),
+                ts(f.at)
+            ),
+            at: f.at,
+            account: Some(f.account.clone()),
+            resource: None,
+            audit: Some(AuditRef {
+                pk: format!("{}#{}", f.tenant, f.at.format("%Y-%m-%d")),
+                sk: format!("{}#{}", ts(f.at), f.event_id),
+            }),
+        },
+        Message::InventoryChanged(c) => {
+            if !TOLD_INVENTORY_CHANGES.contains(&c.change.as_str()) {
+                return None;
+            }
+            Event {
+                tenant: c.tenant.clone(),
+                kind: msg.kind(),
+                rule: key_safe(&format!("inventory.{}.{}", c.resource_kind, c.change)),
+                identity: format!(
+                    "inventory:{}:{}:{}:{}:{}",
+                    c.account,
+                    c.region,
+                    c.resource_id,
+                    c.change,
+                    ts(c.at)
+                ),
+                severity: Severity::Info,
+                title: format!(
+                    "{} {}",
+                    capitalise(&c.resource_kind),
+                    c.change.replace('_', " ")
+                ),
+                text: format!(
+                    "{} {} in account {} ({}) {} at {}",
+                    c.resource_kind,
+                    c.resource_id,
+                    c.account,
+                    c.region,
+                    c.change.replace('_', " "),
+                    ts(c.at)
+                ),
+                at: c.at,
+                account: Some(c.account.clone()),
+                resource: Some(format!("{}/{}/{}", c.account, c.region, c.resource_id)),
+                audit: None,
+            }
+        }
+        Message::BackupFailed(b) => Event {
+            tenant: b.tenant.clone(),
+            kind: msg.kind(),
+            rule: "backup.failed".into(),
+            identity: format!(
+                "backup:{}:{}:{}:{}",
+                b.account,
+                b.region,
+                b.resource_id,
+                ts(b.at)
+            ),
+            severity: Severity::Warning,
+            title: "Backup failed".into(),
+            text: format!(
+                "Backup of {} in account {} ({}) failed at {}: {}",
+                b.resource_id,
+                b.account,
+                b.region,
+                ts(b.at),
+                b.reason
+            ),
+            at: b.at,
+            account: Some(b.account.clone()),
+            resource: Some(format!("{}/{}/{}", b.account, b.region, b.resource_id)),
+            audit: None,
+        },
+        Message::BudgetCrossed(b) => Event {
+            tenant: b.tenant.clone(),
+            kind: msg.kind(),
+            rule: "budget.crossed".into(),
+            // Once per month and threshold, however often it is recomputed.
+            identity: format!("budget:{}:{}", b.month, b.threshold_percent),
+            severity: if b.threshold_percent >= 100 {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            title: format!("Budget {}% crossed", b.threshold_percent),
+            text: format!(
+                "{}: month to date {:.2} {cur} of a {:.2} {cur} budget; forecast {:.2} {cur}",
+                b.month,
+                b.month_to_date,
+                b.budget,
+                b.forecast,
+                cur = b.currency
+            ),
+            // The month's first instant keeps the feed key stable.
+            at: format!("{}-01T00:00:00Z", b.month)
+                .parse()
+                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            account: None,
+            resource: None,
+            audit: None,
+        },
+        Message::CostSpike(c) => Event {
+            tenant: c.tenant.clone(),
+            kind: msg.kind(),
+            rule: "cost.spike".into(),
+            identity: format!("cost-spike:{}:{}", c.account, ts(c.hour)),
+            severity: Severity::Warning,
+            title: "Cost spike".into(),
+            text: format!(
+                "Account {} cost {:.2} {cur} in the hour from {}, {:.1}× the {:.2} {cur} before",
+                c.account,
+                c.current,
+                ts(c.hour),
+                c.factor,
+                c.previous,
+                cur = c.currency
+            ),
+            at: c.hour,
+            account: Some(c.account.clone()),
+            resource: None,
+            audit: None,
+        },
+        Message::AccountHealth(h) => Event {
+            tenant: h.tenant.clone(),
+            kind: msg.kind(),
+            rule: if h.healthy {
+                "account.healthy".into()
+            } else {
+                "account.unhealthy".into()
+            },
+            identity: format!("health:{}:{}:{}", h.account, h.healthy, ts(h.at)),
+            severity: if h.healthy {
+                Severity::Info
+            } else {
+                Severity::Critical
+            },
+            title: if h.healthy {
+                "Account reachable again".into()
+            } else {
+                "Account unreachable".into()
+            },
+            text: format!(
+                "Account {} is {} since {}{}",
+                h.account,
+                if h.healthy { "healthy" } else { "unhealthy" },
+                ts(h.at),
+                h.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            at: h.at,
+            account: Some(h.account.clone()),
+            resource: None,
+            audit: None,
+        },
+        _ => return None,
+    };
+    Some(ev)
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// A stable 128-bit id (FNV-1a) of an identity string, as 32 hex digits.
+/// Not cryptographic: it only names rows that are already scoped by
+/// tenant; stability across builds and processes is what matters.
+pub fn stable_id(identity: &str) -> String {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+    let mut h = OFFSET;
+    for b in identity.bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(PRIME);
+    }
+    format!("{h:032x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kopter_schema::messages::{InventoryChanged, SecurityFinding};
+
+    fn finding(event_id: &str) -> Message {
+        Message::SecurityFinding(SecurityFinding {
+            tenant: TenantId::new("acme").unwrap(),
+            account: AccountId::new("111122223333").unwrap(),
+            region: "us-east-1".into(),
+            rule: "console-login-failed".into(),
+            severity: Severity::Info,
+            event_id: event_id.into(),
+            event_name: "ConsoleLogin".into(),
+            principal: Some("arn:aws:iam::111122223333:user/bob".into()),
+            at: "2026-01-02T03:04:05Z".parse().unwrap(),
+            summary: "Failed console sign-in".into(),
+        })
+    }
+
+    #[test]
+    fn findings_are_identified_by_account_event_and_rule() {
+        let a = from_message(&finding("e1")).unwrap();
+        let b = from_message(&finding("e1")).unwrap();
+        let c = from_message(&finding("e2")).unwrap();
+        assert_eq!(a.identity, b.identity);
+        assert_ne!(a.identity, c.identity);
+        assert_eq!(a.rule, "console-login-failed");
+        assert_eq!(
+            a.audit.unwrap(),
+            AuditRef {
+                pk: "acme#2026-01-02".into(),
+                sk: "2026-01-02T03:04:05.000Z#e1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn routine_inventory_changes_are_not_told() {
+        let change = |c: &str| {
+            Message::InventoryChanged(InventoryChanged {
+                tenant: TenantId::new("acme").unwrap(),
+                account: AccountId::new("111122223333").unwrap(),
+                region: "us-east-1".into(),
+                resource_id: "i-1".into(),
+                resource_kind: "instance".into(),
+                change: c.into(),
+                at: Utc::now(),
+                detail: serde_json::Value::Null,
+            })
+        };
+        assert!(from_message(&change("state_changed")).is_none());
+        assert!(from_message(&change("created")).is_none());
+        let t = from_message(&change("terminated")).unwrap();
+        assert_eq!(t.rule, "inventory.instance.terminated");
+        assert_eq!(t.title, "Instance terminated");
+    }
+
+    #[test]
+    fn stable_ids_are_stable_and_distinct() {
+        assert_eq!(stable_id("a"), stable_id("a"));
+        assert_ne!(stable_id("a"), stable_id("b"));
+        assert_eq!(stable_id("").len(), 32);
+        // FNV-1a 128 of "" is its offset basis.
+        assert_eq!(stable_id(""), "6c62272e07bb014262b821756295c58d");
+    }
+
+    #[test]
+    fn key_safe_keeps_separators_out() {
+        assert_eq!(key_safe("a#b/C"), "a_b__");
+    }
+}
