@@ -1,17 +1,16 @@
-//! The describer service. Its message handling is not built yet: the runtime
-//! consumes its queue, checks each message against the contracts and leaves
-//! it for the DLQ with the reason logged (see `UnimplementedHandler`).
+//! `describer`: consume the describer queue (describe sweeps and jobs,
+//! targeted describes, backups). The logic is the `describer` library.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use kopter_runtime::{Handler, UnimplementedHandler};
+use kopter_runtime::Handler;
 use kopter_schema::Service;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    kopter_runtime::service_main(Service::Describer, |_ctx| async {
-        Ok(Arc::new(UnimplementedHandler(Service::Describer)) as Arc<dyn Handler>)
+    kopter_runtime::service_main(Service::Describer, |ctx| async move {
+        Ok(Arc::new(describer::DescriberHandler(describer::describer(&ctx))) as Arc<dyn Handler>)
     })
     .await
 }

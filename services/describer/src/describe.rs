@@ -1,0 +1,625 @@
+//! The describer's jobs: sweeps (fan-out), describing one account and
+//! region (whole or targeted), and what happens when an account refuses us.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use futures::{StreamExt, TryStreamExt};
+use kopter_runtime::accounts::AccountStore;
+use kopter_runtime::messaging::{Outbox, envelope};
+use kopter_runtime::{BoxFuture, CredentialCache, CustomerRole, HandlerError, metrics};
+use kopter_schema::items::{AccountRecord, keys};
+use kopter_schema::messages::{AccountHealth, AccountRegion, InventoryChanged, TargetedDescribe};
+use kopter_schema::{AccountId, Message, Service, TenantId};
+use prometheus::{IntCounterVec, Opts};
+use tokio::sync::Semaphore;
+
+use crate::diff::{DiffContext, Scope, Write, diff};
+use crate::ec2::{self, AccountError};
+use crate::rows::{EventRow, InventoryRow, ResourceKind, now_ms};
+use crate::store::{Conflict, Store};
+
+pub(crate) struct DescriberMetrics {
+    pub jobs: IntCounterVec,
+    pub changes: IntCounterVec,
+    pub accounts: IntCounterVec,
+}
+
+pub(crate) fn m() -> &'static DescriberMetrics {
+    static M: LazyLock<DescriberMetrics> = LazyLock::new(|| DescriberMetrics {
+        jobs: metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "kopter_describer_jobs_total",
+                    "Describer jobs by kind (sweep, account, targeted, backup) and outcome.",
+                ),
+                &["job", "outcome"],
+            )
+            .expect("valid metric"),
+        ),
+        changes: metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "kopter_describer_changes_total",
+                    "History rows written, by resource kind and change.",
+                ),
+                &["kind", "change"],
+            )
+            .expect("valid metric"),
+        ),
+        accounts: metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "kopter_describer_account_failures_total",
+                    "Accounts that failed a job, by cause (denied = marked unhealthy, transient).",
+                ),
+                &["cause"],
+            )
+            .expect("valid metric"),
+        ),
+    });
+    &M
+}
+
+/// How the describer enters a customer account. The real one assumes the
+/// role through the runtime's credential cache; tests wrap it to simulate
+/// refusals that moto does not produce.
+pub trait AccountAccess: Send + Sync {
+    fn ec2<'a>(
+        &'a self,
+        role: &'a CustomerRole,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<aws_sdk_ec2::Client, AccountError>>;
+}
+
+/// `sts:AssumeRole` (with the account's ExternalId) via [`CredentialCache`],
+/// an EC2 client with its own adaptive-retry partition per account and
+/// region, sharing the process's HTTP client.
+pub struct AssumedRoles {
+    pub base: SdkConfig,
+    pub credentials: CredentialCache,
+}
+
+impl AccountAccess for AssumedRoles {
+    fn ec2<'a>(
+        &'a self,
+        role: &'a CustomerRole,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<aws_sdk_ec2::Client, AccountError>> {
+        Box::pin(async move {
+            let sdk = self
+                .credentials
+                .sdk_config(&self.base, role, region)
+                .await?;
+            Ok(kopter_runtime::aws::ec2_client_for_account(
+                &sdk,
+                &role.account,
+            ))
+        })
+    }
+}
+
+/// Settings of the describer (from `describer.*` in the config).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Jobs of one account running at once in this process.
+    pub account_concurrency: usize,
+    /// Accounts a sweep resolves at once.
+    pub sweep_concurrency: usize,
+    /// Inventory writes at once per job.
+    pub write_concurrency: usize,
+    /// Region used for `DescribeRegions` when the account chose none.
+    pub home_region: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            account_concurrency: 2,
+            sweep_concurrency: 16,
+            write_concurrency: 16,
+            home_region: "us-east-1".into(),
+        }
+    }
+}
+
+/// What the describer needs; cheap to clone.
+#[derive(Clone)]
+pub struct Describer {
+    pub store: Store,
+    pub backups: crate::backup::BackupStore,
+    pub accounts: AccountStore,
+    pub access: Arc<dyn AccountAccess>,
+    pub outbox: Outbox,
+    pub sqs: aws_sdk_sqs::Client,
+    pub settings: Settings,
+    /// One semaphore per account seen recently (idle ones are dropped).
+    pub permits: moka::future::Cache<AccountId, Arc<Semaphore>>,
+}
+
+/// The per-account semaphores: bounded, idle entries evicted.
+pub fn permit_cache() -> moka::future::Cache<AccountId, Arc<Semaphore>> {
+    moka::future::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_idle(Duration::from_secs(600))
+        .build()
+}
+
+/// What a describe of one account and region did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DescribeReport {
+    pub observed: usize,
+    pub written: usize,
+    pub events: Vec<(String, String)>,
+    /// The account refused us; recorded as unhealthy.
+    pub denied: Option<String>,
+    /// The job did nothing (unknown account, region not chosen).
+    pub skipped: Option<String>,
+}
+
+/// Which jobs a sweep fans out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepKind {
+    Describe,
+    Backup,
+}
+
+/// What a sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    pub accounts: usize,
+    pub jobs: usize,
+    pub denied: usize,
+    pub transient: usize,
+}
+
+fn role(a: &AccountRecord) -> CustomerRole {
+    CustomerRole::from(a)
+}
+
+impl Describer {
+    pub(crate) async fn permit(&self, account: &AccountId) -> tokio::sync::OwnedSemaphorePermit {
+        let n = self.settings.account_concurrency.max(1);
+        let sem = self
+            .permits
+            .get_with_by_ref(account, async { Arc::new(Semaphore::new(n)) })
+            .await;
+        sem.acquire_owned().await.expect("never closed")
+    }
+
+    /// Records a refusal: the account is marked unhealthy with the reason
+    /// and time, and an `account.health` event is published when the
+    /// health changes (published first, so a crash in between repeats the
+    /// event rather than losing it).
+    pub async fn record_denied(
+        &self,
+        account: &AccountRecord,
+        reason: &str,
+    ) -> Result<(), HandlerError> {
+        m().accounts.with_label_values(&["denied"]).inc();
+        tracing::warn!(tenant = %account.tenant_id, account = %account.account_id, %reason,
+            "account refused access; marked unhealthy");
+        self.set_health(account, false, Some(reason)).await
+    }
+
+    async fn set_health(
+        &self,
+        account: &AccountRecord,
+        healthy: bool,
+        reason: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        let changed = account.healthy != healthy || account.health_reason.as_deref() != reason;
+        let at = now_ms();
+        if changed {
+            let env = envelope(Message::AccountHealth(AccountHealth {
+                tenant: account.tenant_id.clone(),
+                account: account.account_id.clone(),
+                healthy,
+                reason: reason.map(str::to_owned),
+                at,
+            }));
+            self.outbox
+                .publish(&env)
+                .await
+                .map_err(HandlerError::retry)?;
+        }
+        self.store
+            .set_health(&account.tenant_id, &account.account_id, healthy, reason, at)
+            .await
+            .map_err(HandlerError::retry)
+    }
+
+    /// `describe.sweep` / `backup.sweep`: one job per onboarded account ×
+    /// enabled region, onto the describer's own queue.
+    pub async fn sweep(&self, kind: SweepKind) -> Result<SweepReport, HandlerError> {
+        let accounts = self
+            .accounts
+            .list(None)
+            .await
+            .map_err(HandlerError::retry)?;
+        let url = self
+            .outbox
+            .queue_url(Service::Describer)
+            .await
+            .map_err(HandlerError::retry)?;
+        let jobs: Vec<_> = accounts
+            .iter()
+            .map(|a| self.sweep_account(a, kind, &url))
+            .collect();
+        let results: Vec<Result<(usize, Option<bool>), HandlerError>> = futures::stream::iter(jobs)
+            .buffer_unordered(self.settings.sweep_concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = SweepReport {
+            accounts: accounts.len(),
+            ..Default::default()
+        };
+        for r in results {
+            match r? {
+                (n, None) => report.jobs += n,
+                (n, Some(true)) => {
+                    report.jobs += n;
+                    report.denied += 1;
+                }
+                (_, Some(false)) => report.transient += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Returns (jobs sent, Some(true) if denied / Some(false) if a
+    /// transient failure skipped the account this time).
+    async fn sweep_account(
+        &self,
+        account: &AccountRecord,
+        kind: SweepKind,
+        url: &str,
+    ) -> Result<(usize, Option<bool>), HandlerError> {
+        let home = account
+            .regions
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.settings.home_region.clone());
+        let enabled = match self.access.ec2(&role(account), &home).await {
+            Ok(ec2) => ec2::enabled_regions(&ec2).await,
+            Err(e) => Err(e),
+        };
+        let enabled = match enabled {
+            Ok(r) => r,
+            Err(AccountError::Denied(reason)) => {
+                self.record_denied(account, &reason).await?;
+                return Ok((0, Some(true)));
+            }
+            Err(AccountError::Transient(e)) => {
+                // Skipped this time; the next sweep tries again. Retrying
+                // the sweep would re-send every other account's jobs.
+                m().accounts.with_label_values(&["transient"]).inc();
+                tracing::warn!(tenant = %account.tenant_id, account = %account.account_id,
+                    error = %format!("{e:#}"), "could not list the account's regions; skipped this sweep");
+                return Ok((0, Some(false)));
+            }
+        };
+        let chosen: Vec<String> = if account.regions.is_empty() {
+            enabled.clone()
+        } else {
+            account.regions.clone()
+        };
+        let (regions, disabled): (Vec<String>, Vec<String>) =
+            chosen.into_iter().partition(|r| enabled.contains(r));
+        let mut sent = 0;
+        for chunk in regions.chunks(10) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, region)| {
+                    let body = AccountRegion {
+                        tenant: account.tenant_id.clone(),
+                        account: account.account_id.clone(),
+                        region: region.clone(),
+                    };
+                    let msg = match kind {
+                        SweepKind::Describe => Message::DescribeAccount(body),
+                        SweepKind::Backup => Message::BackupRun(body),
+                    };
+                    SendMessageBatchRequestEntry::builder()
+                        .id(format!("m{i}"))
+                        .message_body(envelope(msg).to_json())
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| HandlerError::retry(anyhow::Error::new(e).context("fan out jobs")))?;
+            if !out.failed().is_empty() {
+                return Err(HandlerError::retry(anyhow::anyhow!(
+                    "fan out jobs of account {}: {} of {} not sent",
+                    account.account_id,
+                    out.failed().len(),
+                    chunk.len()
+                )));
+            }
+            sent += chunk.len();
+        }
+        if disabled.is_empty() {
+            if !account.healthy {
+                self.set_health(account, true, None).await?;
+            }
+            Ok((sent, None))
+        } else {
+            let reason = format!(
+                "regions chosen at onboarding are not enabled in the account: {}",
+                disabled.join(",")
+            );
+            self.record_denied(account, &reason).await?;
+            Ok((sent, Some(true)))
+        }
+    }
+
+    /// `describe.account` (whole region) or `describe.targeted` (`only`).
+    pub async fn describe(
+        &self,
+        target: &AccountRegion,
+        only: Option<&TargetedDescribe>,
+    ) -> Result<DescribeReport, HandlerError> {
+        let AccountRegion {
+            tenant,
+            account,
+            region,
+        } = target;
+        let Some(record) = self
+            .accounts
+            .get(tenant, account)
+            .await
+            .map_err(HandlerError::retry)?
+        else {
+            tracing::warn!(%tenant, %account, "describe of an account that is not onboarded; skipped");
+            return Ok(DescribeReport {
+                skipped: Some("account not onboarded".into()),
+                ..Default::default()
+            });
+        };
+        if !record.regions.is_empty() && !record.regions.contains(region) {
+            return Ok(DescribeReport {
+                skipped: Some(format!("region {region} not chosen for the account")),
+                ..Default::default()
+            });
+        }
+        let _permit = self.permit(account).await;
+        let observed_at = now_ms();
+        match self
+            .describe_inner(&record, region, only, observed_at)
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(AccountError::Denied(reason)) => {
+                let reason = format!("{region}: {reason}");
+                self.record_denied(&record, &reason).await?;
+                Ok(DescribeReport {
+                    denied: Some(reason),
+                    ..Default::default()
+                })
+            }
+            Err(AccountError::Transient(e)) => {
+                m().accounts.with_label_values(&["transient"]).inc();
+                Err(HandlerError::retry(e))
+            }
+        }
+    }
+
+    async fn describe_inner(
+        &self,
+        record: &AccountRecord,
+        region: &str,
+        only: Option<&TargetedDescribe>,
+        observed_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<DescribeReport, AccountError> {
+        let ec2 = self.access.ec2(&role(record), region).await?;
+        let (observed, scope) = match only {
+            None => {
+                let (i, v, s) = tokio::try_join!(
+                    ec2::instances(&ec2, None),
+                    ec2::volumes(&ec2, None),
+                    ec2::snapshots(&ec2, record.account_id.as_str(), None)
+                )?;
+                (
+                    i.into_iter().chain(v).chain(s).collect::<Vec<_>>(),
+                    Scope::Full,
+                )
+            }
+            Some(t) => {
+                let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+                let (ids_i, ids_v, ids_s) = (
+                    set(&t.instance_ids),
+                    set(&t.volume_ids),
+                    set(&t.snapshot_ids),
+                );
+                let (i, v, s) = tokio::try_join!(
+                    ec2::instances(&ec2, Some(&ids_i)),
+                    ec2::volumes(&ec2, Some(&ids_v)),
+                    ec2::snapshots(&ec2, record.account_id.as_str(), Some(&ids_s))
+                )?;
+                let mut scope = BTreeSet::new();
+                for (kind, ids) in [
+                    (ResourceKind::Instance, ids_i),
+                    (ResourceKind::Volume, ids_v),
+                    (ResourceKind::Snapshot, ids_s),
+                ] {
+                    scope.extend(ids.into_iter().map(|id| (kind, id)));
+                }
+                (
+                    i.into_iter().chain(v).chain(s).collect::<Vec<_>>(),
+                    Scope::Only(scope),
+                )
+            }
+        };
+        let mut previous = self
+            .store
+            .inventory(&record.tenant_id, &record.account_id, Some(region), None)
+            .await?;
+        self.publish_pending(&mut previous).await?;
+        let ctx = DiffContext {
+            tenant: record.tenant_id.clone(),
+            account: record.account_id.clone(),
+            region: region.to_owned(),
+            onboarded_at: record.onboarded_at,
+            observed_at,
+        };
+        let n_observed = observed.len();
+        let writes = diff(&ctx, &previous, observed, &scope);
+        let report = self.apply(&ctx, writes).await?;
+        Ok(DescribeReport {
+            observed: n_observed,
+            ..report
+        })
+    }
+
+    /// Writes a diff, then publishes its history rows and marks them
+    /// published.
+    async fn apply(&self, ctx: &DiffContext, writes: Vec<Write>) -> anyhow::Result<DescribeReport> {
+        let pk = keys::tenant_account(&ctx.tenant, &ctx.account);
+        let jobs: Vec<_> = writes
+            .iter()
+            .map(|w| self.store.apply(w, ctx.observed_at, &pk))
+            .collect();
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(jobs)
+            .buffer_unordered(self.settings.write_concurrency.max(1))
+            .collect()
+            .await;
+        let mut first_err = None;
+        for r in results {
+            if let Err(e) = r {
+                if e.downcast_ref::<Conflict>().is_some() {
+                    tracing::info!(error = %format!("{e:#}"), "inventory write lost a race");
+                }
+                first_err.get_or_insert(e);
+            }
+        }
+        // Publish what was committed even if some writes failed: the rows
+        // that made it are durable and their events are due.
+        let mut report = DescribeReport::default();
+        for w in &writes {
+            if let Write::Put { row, events, .. } = w {
+                report.written += 1;
+                for e in events {
+                    m().changes
+                        .with_label_values(&[e.resource_kind.as_str(), e.change.as_str()])
+                        .inc();
+                    report
+                        .events
+                        .push((e.resource_id.clone(), e.change.to_string()));
+                }
+                if first_err.is_none() && !row.unpublished.is_empty() {
+                    self.publish_row(row, events).await?;
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Publishes a row's unpublished history: rows in `known` directly,
+    /// the rest read back from the table (left over by a crash).
+    async fn publish_row(&self, row: &InventoryRow, known: &[EventRow]) -> anyhow::Result<()> {
+        let by_sk: HashMap<&str, &EventRow> = known.iter().map(|e| (e.sk.as_str(), e)).collect();
+        for sk in &row.unpublished {
+            let fetched;
+            let event = match by_sk.get(sk.as_str()) {
+                Some(e) => *e,
+                None => match self.store.event(&row.pk, sk).await? {
+                    Some(e) => {
+                        fetched = e;
+                        &fetched
+                    }
+                    None => continue,
+                },
+            };
+            self.outbox
+                .publish(&envelope(Message::InventoryChanged(inventory_changed(
+                    event,
+                ))))
+                .await?;
+        }
+        self.store.mark_published(row).await
+    }
+
+    /// Publishes history a crash left unpublished, before diffing.
+    async fn publish_pending(
+        &self,
+        previous: &mut HashMap<String, InventoryRow>,
+    ) -> anyhow::Result<()> {
+        for row in previous.values_mut().filter(|r| !r.unpublished.is_empty()) {
+            self.publish_row(row, &[]).await?;
+            row.unpublished.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The `inventory.changed` event of a history row; `detail` is the whole
+/// row (full state after the change).
+pub fn inventory_changed(e: &EventRow) -> InventoryChanged {
+    InventoryChanged {
+        tenant: e.tenant.clone(),
+        account: e.account.clone(),
+        region: e.region.clone(),
+        resource_id: e.resource_id.clone(),
+        resource_kind: e.resource_kind.to_string(),
+        change: e.change.to_string(),
+        at: e.at,
+        detail: serde_json::to_value(e).unwrap_or_default(),
+    }
+}
+
+/// Every account of a tenant, or one: for `kopterctl inventory`.
+pub async fn accounts_of(
+    accounts: &AccountStore,
+    tenant: &TenantId,
+    account: Option<&AccountId>,
+) -> anyhow::Result<Vec<AccountId>> {
+    Ok(match account {
+        Some(a) => vec![a.clone()],
+        None => accounts
+            .list(Some(tenant))
+            .await?
+            .into_iter()
+            .map(|a| a.account_id)
+            .collect(),
+    })
+}
+
+/// Inventory rows of a tenant (optionally one account / region), sorted by
+/// account then sort key.
+pub async fn inventory_rows(
+    store: &Store,
+    accounts: &AccountStore,
+    tenant: &TenantId,
+    account: Option<&AccountId>,
+    region: Option<&str>,
+) -> anyhow::Result<Vec<InventoryRow>> {
+    let ids = accounts_of(accounts, tenant, account).await?;
+    let jobs: Vec<_> = ids
+        .iter()
+        .map(|a| store.inventory(tenant, a, region, None))
+        .collect();
+    let per_account: Vec<HashMap<String, InventoryRow>> = futures::stream::iter(jobs)
+        .buffered(8)
+        .try_collect()
+        .await?;
+    let mut rows: Vec<InventoryRow> = per_account
+        .into_iter()
+        .flat_map(|m| m.into_values())
+        .collect();
+    rows.sort_by(|a, b| (&a.account, &a.sk).cmp(&(&b.account, &b.sk)));
+    Ok(rows)
+}

@@ -1,0 +1,305 @@
+//! Reading a customer account's EC2 estate, and telling which errors are
+//! the account's fault (permanent until the customer fixes something) from
+//! which are worth retrying.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{Filter, Tag};
+use chrono::{DateTime, Utc};
+use kopter_runtime::AssumeRoleError;
+
+use crate::rows::{InstanceFields, Resource, SnapshotFields, VolumeFields};
+
+/// EC2 error codes that mean "this account (or region) will not let us
+/// in": the role lacks permissions, the region is disabled, the account is
+/// suspended. Retrying cannot help until the customer acts.
+const ACCOUNT_ERROR_CODES: &[&str] = &[
+    "AuthFailure",
+    "UnauthorizedOperation",
+    "OptInRequired",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "Blocked",
+    "PendingVerification",
+    "AccessDenied",
+    "AccessDeniedException",
+    "AccountDisabled",
+];
+
+/// Why describing (or backing up) an account failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The account refuses us (role, ExternalId, permissions, disabled
+    /// region): mark it unhealthy, do not retry.
+    #[error("{0}")]
+    Denied(String),
+    /// Anything else (throttling beyond the retry budget, network, our own
+    /// DynamoDB): retry the message.
+    #[error("{0:#}")]
+    Transient(anyhow::Error),
+}
+
+impl From<AssumeRoleError> for AccountError {
+    fn from(e: AssumeRoleError) -> Self {
+        if e.is_permanent() {
+            AccountError::Denied(e.to_string())
+        } else {
+            AccountError::Transient(e.into())
+        }
+    }
+}
+
+impl From<anyhow::Error> for AccountError {
+    fn from(e: anyhow::Error) -> Self {
+        AccountError::Transient(e)
+    }
+}
+
+/// Classifies an EC2 SDK error.
+pub fn classify<E, R>(what: &str, err: SdkError<E, R>) -> AccountError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let code = err.code().unwrap_or("").to_owned();
+    if is_account_error(&code) {
+        let message = err.message().unwrap_or("").to_owned();
+        return AccountError::Denied(format!("{what}: {code}: {message}"));
+    }
+    AccountError::Transient(anyhow::anyhow!(
+        "{what}: {}",
+        aws_smithy_types::error::display::DisplayErrorContext(&err)
+    ))
+}
+
+pub fn is_account_error(code: &str) -> bool {
+    ACCOUNT_ERROR_CODES.contains(&code)
+}
+
+fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+fn tags(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or("").to_owned())))
+        .collect()
+}
+
+fn id_filter(name: &str, ids: &BTreeSet<String>) -> Option<Filter> {
+    (!ids.is_empty()).then(|| {
+        Filter::builder()
+            .name(name)
+            .set_values(Some(ids.iter().cloned().collect()))
+            .build()
+    })
+}
+
+/// Regions enabled in the account (`opt-in-not-required` or `opted-in`).
+pub async fn enabled_regions(ec2: &aws_sdk_ec2::Client) -> Result<Vec<String>, AccountError> {
+    let out = ec2
+        .describe_regions()
+        .all_regions(true)
+        .send()
+        .await
+        .map_err(|e| classify("DescribeRegions", e))?;
+    let mut regions: Vec<String> = out
+        .regions()
+        .iter()
+        .filter(|r| {
+            r.opt_in_status()
+                .is_none_or(|s| s == "opt-in-not-required" || s == "opted-in")
+        })
+        .filter_map(|r| r.region_name().map(str::to_owned))
+        .collect();
+    regions.sort();
+    regions.dedup();
+    Ok(regions)
+}
+
+/// Instances, all or those with the given ids (a filter rather than
+/// `InstanceIds`, so an id that no longer exists is simply absent instead
+/// of failing the whole call).
+pub async fn instances(
+    ec2: &aws_sdk_ec2::Client,
+    only: Option<&BTreeSet<String>>,
+) -> Result<Vec<(String, Resource)>, AccountError> {
+    let mut req = ec2.describe_instances();
+    match only {
+        Some(ids) if ids.is_empty() => return Ok(vec![]),
+        Some(ids) => req = req.set_filters(id_filter("instance-id", ids).map(|f| vec![f])),
+        None => req = req.max_results(1000),
+    }
+    let pages: Vec<_> = req
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| classify("DescribeInstances", e))?;
+    let mut out = Vec::new();
+    for page in pages {
+        for r in page.reservations() {
+            for i in r.instances() {
+                let Some(id) = i.instance_id() else { continue };
+                out.push((id.to_owned(), Resource::Instance(instance_fields(i))));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn instance_fields(i: &aws_sdk_ec2::types::Instance) -> InstanceFields {
+    let mut volume_ids: Vec<String> = i
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs()?.volume_id().map(str::to_owned))
+        .collect();
+    volume_ids.sort();
+    InstanceFields {
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map_or("unknown", |n| n.as_str())
+            .to_owned(),
+        instance_type: i
+            .instance_type()
+            .map_or("unknown", |t| t.as_str())
+            .to_owned(),
+        usage_operation: i.usage_operation().unwrap_or("").to_owned(),
+        platform_details: i.platform_details().unwrap_or("").to_owned(),
+        tenancy: i
+            .placement()
+            .and_then(|p| p.tenancy())
+            .map_or("default", |t| t.as_str())
+            .to_owned(),
+        lifecycle: i
+            .instance_lifecycle()
+            .map_or("on-demand", |l| l.as_str())
+            .to_owned(),
+        availability_zone: i
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .unwrap_or("")
+            .to_owned(),
+        launch_time: time(i.launch_time()),
+        state_transition_reason: i.state_transition_reason().unwrap_or("").to_owned(),
+        tags: tags(i.tags()),
+        volume_ids,
+    }
+}
+
+pub async fn volumes(
+    ec2: &aws_sdk_ec2::Client,
+    only: Option<&BTreeSet<String>>,
+) -> Result<Vec<(String, Resource)>, AccountError> {
+    let mut req = ec2.describe_volumes();
+    match only {
+        Some(ids) if ids.is_empty() => return Ok(vec![]),
+        Some(ids) => req = req.set_filters(id_filter("volume-id", ids).map(|f| vec![f])),
+        None => req = req.max_results(500),
+    }
+    let pages: Vec<_> = req
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| classify("DescribeVolumes", e))?;
+    let mut out = Vec::new();
+    for page in pages {
+        for v in page.volumes() {
+            let Some(id) = v.volume_id() else { continue };
+            let fields = VolumeFields {
+                state: v.state().map_or("unknown", |s| s.as_str()).to_owned(),
+                volume_type: v.volume_type().map_or("unknown", |t| t.as_str()).to_owned(),
+                size_gib: i64::from(v.size().unwrap_or(0)),
+                iops: v.iops().map(i64::from),
+                throughput: v.throughput().map(i64::from),
+                attached_instance: v
+                    .attachments()
+                    .iter()
+                    .find_map(|a| a.instance_id().map(str::to_owned)),
+                availability_zone: v.availability_zone().unwrap_or("").to_owned(),
+                create_time: time(v.create_time()),
+                tags: tags(v.tags()),
+            };
+            out.push((id.to_owned(), Resource::Volume(fields)));
+        }
+    }
+    Ok(out)
+}
+
+/// Snapshots owned by the account itself (`owner` is its id: checked
+/// here too, as not every endpoint honours `OwnerIds=self`).
+pub async fn snapshots(
+    ec2: &aws_sdk_ec2::Client,
+    owner: &str,
+    only: Option<&BTreeSet<String>>,
+) -> Result<Vec<(String, Resource)>, AccountError> {
+    let mut req = ec2.describe_snapshots().owner_ids("self");
+    match only {
+        Some(ids) if ids.is_empty() => return Ok(vec![]),
+        Some(ids) => req = req.set_filters(id_filter("snapshot-id", ids).map(|f| vec![f])),
+        None => req = req.max_results(1000),
+    }
+    let pages: Vec<_> = req
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| classify("DescribeSnapshots", e))?;
+    let mut out = Vec::new();
+    for page in pages {
+        for s in page.snapshots() {
+            let Some(id) = s.snapshot_id() else { continue };
+            if s.owner_id().is_some_and(|o| o != owner) {
+                continue;
+            }
+            out.push((id.to_owned(), Resource::Snapshot(snapshot_fields(s))));
+        }
+    }
+    Ok(out)
+}
+
+pub fn snapshot_fields(s: &aws_sdk_ec2::types::Snapshot) -> SnapshotFields {
+    SnapshotFields {
+        state: s.state().map_or("unknown", |st| st.as_str()).to_owned(),
+        volume_size_gib: i64::from(s.volume_size().unwrap_or(0)),
+        start_time: time(s.start_time()).unwrap_or(DateTime::UNIX_EPOCH),
+        volume_id: s.volume_id().unwrap_or("").to_owned(),
+        tags: tags(s.tags()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_errors_are_the_customers_side() {
+        for c in ["AuthFailure", "UnauthorizedOperation", "OptInRequired"] {
+            assert!(is_account_error(c), "{c}");
+        }
+        for c in ["RequestLimitExceeded", "InternalError", "Unavailable", ""] {
+            assert!(!is_account_error(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn assume_role_denials_are_permanent() {
+        let account = kopter_schema::AccountId::new("111122223333").unwrap();
+        let denied = AccountError::from(AssumeRoleError::Denied {
+            account: account.clone(),
+            role_arn: "arn:aws:iam::111122223333:role/KopterAccess".into(),
+            code: "AccessDenied".into(),
+            message: "not authorized".into(),
+        });
+        assert!(matches!(denied, AccountError::Denied(ref m) if m.contains("AccessDenied")));
+        let transient = AccountError::from(AssumeRoleError::Transient {
+            account,
+            role_arn: "arn".into(),
+            message: "timeout".into(),
+        });
+        assert!(matches!(transient, AccountError::Transient(_)));
+    }
+}

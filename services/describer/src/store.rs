@@ -1,0 +1,284 @@
+//! DynamoDB side of the describer: inventory reads and writes, the state
+//! history, account health.
+//!
+//! A changed resource is one `TransactWriteItems`: its history rows (plain
+//! puts of deterministic keys) and its inventory row (conditional on the
+//! version read), so a crash leaves both or neither, and two describes of
+//! one region racing each other cannot both win: the loser fails and is
+//! retried against the new state.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+use kopter_schema::items::keys;
+use kopter_schema::{AccountId, Names, Table, TenantId};
+
+use crate::diff::Write;
+use crate::rows::{EventRow, InventoryRow, ResourceKind, fixed_time, inventory_prefix};
+
+/// A write lost an optimistic-concurrency race.
+#[derive(Debug, thiserror::Error)]
+#[error("inventory row {sk} changed while it was being described; retry")]
+pub struct Conflict {
+    pub sk: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    ddb: aws_sdk_dynamodb::Client,
+    inventory: String,
+    events: String,
+    accounts: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+impl Store {
+    pub fn new(ddb: aws_sdk_dynamodb::Client, names: &Names) -> Self {
+        Self {
+            ddb,
+            inventory: names.table(Table::Inventory),
+            events: names.table(Table::Ec2Events),
+            accounts: names.table(Table::Accounts),
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.ddb
+    }
+
+    /// Inventory rows of an account, optionally of one region (and kind),
+    /// keyed by sort key. Strongly consistent: the diff must see the last
+    /// write.
+    pub async fn inventory(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        region: Option<&str>,
+        kind: Option<ResourceKind>,
+    ) -> anyhow::Result<HashMap<String, InventoryRow>> {
+        let mut q = self
+            .ddb
+            .query()
+            .table_name(&self.inventory)
+            .consistent_read(true)
+            .expression_attribute_values(":pk", s(keys::tenant_account(tenant, account)));
+        q = match region {
+            Some(r) => q
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", s(inventory_prefix(r, kind))),
+            None => q.key_condition_expression("pk = :pk"),
+        };
+        let items: Vec<_> = q
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .with_context(|| format!("read the inventory of {tenant}/{account}"))?;
+        let mut out = HashMap::with_capacity(items.len());
+        for item in items {
+            let row: InventoryRow =
+                serde_dynamo::from_item(item).context("decode an inventory row")?;
+            out.insert(row.sk.clone(), row);
+        }
+        Ok(out)
+    }
+
+    /// Applies one write of a diff.
+    pub async fn apply(
+        &self,
+        write: &Write,
+        observed_at: DateTime<Utc>,
+        pk: &str,
+    ) -> anyhow::Result<()> {
+        match write {
+            Write::Touch { sk } => {
+                let res = self
+                    .ddb
+                    .update_item()
+                    .table_name(&self.inventory)
+                    .key("pk", s(pk))
+                    .key("sk", s(sk.clone()))
+                    .update_expression("SET last_seen = :o")
+                    .condition_expression("attribute_exists(pk) AND last_seen < :o")
+                    .expression_attribute_values(":o", s(fixed_time(observed_at)))
+                    .send()
+                    .await;
+                match res {
+                    Ok(_) => Ok(()),
+                    // A later describe already moved it on: fine.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(anyhow::Error::new(e).context(format!("touch {sk}"))),
+                }
+            }
+            Write::Put {
+                row,
+                expected_version,
+                events,
+            } => {
+                let mut items = Vec::with_capacity(events.len() + 1);
+                for e in events {
+                    let item = serde_dynamo::to_item(e).context("encode a history row")?;
+                    items.push(
+                        TransactWriteItem::builder()
+                            .put(
+                                Put::builder()
+                                    .table_name(&self.events)
+                                    .set_item(Some(item))
+                                    .build()
+                                    .expect("table and item are set"),
+                            )
+                            .build(),
+                    );
+                }
+                let item =
+                    serde_dynamo::to_item(row.as_ref()).context("encode an inventory row")?;
+                let mut put = Put::builder()
+                    .table_name(&self.inventory)
+                    .set_item(Some(item));
+                put = match expected_version {
+                    None => put.condition_expression("attribute_not_exists(pk)"),
+                    Some(v) => put
+                        .condition_expression("version = :v")
+                        .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+                };
+                items.push(
+                    TransactWriteItem::builder()
+                        .put(put.build().expect("table and item are set"))
+                        .build(),
+                );
+                let res = self
+                    .ddb
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .send()
+                    .await;
+                match res {
+                    Ok(_) => Ok(()),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+                    {
+                        Err(
+                            anyhow::Error::new(Conflict { sk: row.sk.clone() }).context(format!(
+                                "{}",
+                                aws_smithy_types::error::display::DisplayErrorContext(&e)
+                            )),
+                        )
+                    }
+                    Err(e) => Err(anyhow::Error::new(e).context(format!("write {}", row.sk))),
+                }
+            }
+        }
+    }
+
+    /// History rows by key (to republish ones a crash left unpublished).
+    pub async fn event(&self, pk: &str, sk: &str) -> anyhow::Result<Option<EventRow>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.events)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .with_context(|| format!("read history row {sk}"))?;
+        out.item
+            .map(|i| serde_dynamo::from_item(i).context("decode a history row"))
+            .transpose()
+    }
+
+    /// Marks an inventory row's history as published, unless it changed
+    /// since (then the newer writer owns the list).
+    pub async fn mark_published(&self, row: &InventoryRow) -> anyhow::Result<()> {
+        let res = self
+            .ddb
+            .update_item()
+            .table_name(&self.inventory)
+            .key("pk", s(row.pk.clone()))
+            .key("sk", s(row.sk.clone()))
+            .update_expression("REMOVE unpublished")
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", AttributeValue::N(row.version.to_string()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!("mark {} published", row.sk))),
+        }
+    }
+
+    /// Every history row of an account (oldest first); for tests and tools.
+    pub async fn history(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> anyhow::Result<Vec<EventRow>> {
+        let items: Vec<_> = self
+            .ddb
+            .query()
+            .table_name(&self.events)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(keys::tenant_account(tenant, account)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .with_context(|| format!("read the history of {tenant}/{account}"))?;
+        items
+            .into_iter()
+            .map(|i| serde_dynamo::from_item(i).context("decode a history row"))
+            .collect()
+    }
+
+    /// Records the account's health. Returns whether the stored health
+    /// changed (healthy flag or reason), so callers publish only
+    /// transitions.
+    pub async fn set_health(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        healthy: bool,
+        reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let mut req = self
+            .ddb
+            .update_item()
+            .table_name(&self.accounts)
+            .key("pk", s(keys::account_pk(tenant)))
+            .key("sk", s(keys::account_sk(account)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":h", AttributeValue::Bool(healthy))
+            .expression_attribute_values(":t", s(at.to_rfc3339()));
+        req = match reason {
+            Some(r) => req
+                .update_expression("SET healthy = :h, health_reason = :r, health_checked_at = :t")
+                .expression_attribute_values(":r", s(r)),
+            None => req
+                .update_expression("SET healthy = :h, health_checked_at = :t REMOVE health_reason"),
+        };
+        req.send()
+            .await
+            .with_context(|| format!("record the health of account {account}"))?;
+        Ok(())
+    }
+}
