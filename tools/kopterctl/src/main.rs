@@ -4,6 +4,8 @@
 //! the standard AWS variables). Exit codes: 0 done, 1 failed, 2 refused
 //! (bad arguments or configuration).
 
+mod inventory;
+
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -59,6 +61,8 @@ enum Command {
     },
     /// Depth, in-flight and DLQ depth of every service queue.
     Queues,
+    /// A tenant's instances, volumes and snapshots with their state.
+    Inventory(inventory::InventoryArgs),
     /// Search a tenant's CloudTrail audit log (newest first).
     Audit {
         #[arg(long)]
@@ -277,6 +281,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 println!("{} account(s)", accounts.len());
             }
         }
+        Command::Inventory(args) => return inventory::run(&aws, &names, args).await,
         Command::Queues => {
             let sqs = aws.sqs();
             println!(
