@@ -1,0 +1,929 @@
+//! notifier end to end against moto (SNS → filtered queue → worker →
+//! DynamoDB feed, SES email) and a local HTTP receiver for webhooks.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use kopter_runtime::accounts::Onboarding;
+use kopter_runtime::config::Config;
+use kopter_runtime::messaging::envelope;
+use kopter_runtime::worker::{RunSummary, WorkerSettings};
+use kopter_runtime::{Delivery, HandlerError, SqsQueue, Worker};
+use kopter_schema::messages::{DailyDigest, SecurityFinding, Severity};
+use kopter_schema::{AccountId, Message, Service, TenantId};
+use kopter_tests::{TestEnv, endpoint, eventually, random_account, unique};
+use notifier::channels::{Channel, ChannelUpdate};
+use notifier::deliver::SendErrorKind;
+use notifier::webhook::{AddressPolicy, Lookup, LookupFuture, WebhookClient, WebhookUrl};
+use notifier::{Handled, Notifier, NotifierHandler};
+use tokio_util::sync::CancellationToken;
+
+// ---------------------------------------------------------------- receiver
+
+/// A local webhook receiver: records every POST per path; answers with the
+/// status set for that path (200 by default).
+#[derive(Clone, Default)]
+struct Receiver {
+    calls: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+    status: Arc<Mutex<HashMap<String, Arc<AtomicU16>>>>,
+}
+
+impl Receiver {
+    async fn start() -> (Self, SocketAddr) {
+        let r = Receiver::default();
+        let app = Router::new()
+            .route("/hook/{name}", post(receive))
+            .with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (r, addr)
+    }
+
+    fn answer(&self, name: &str, status: u16) {
+        self.status
+            .lock()
+            .unwrap()
+            .entry(name.to_owned())
+            .or_default()
+            .store(status, Ordering::SeqCst);
+    }
+
+    fn calls(&self, name: &str) -> Vec<serde_json::Value> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn total(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+}
+
+async fn receive(
+    State(r): State<Receiver>,
+    Path(name): Path<String>,
+    body: String,
+) -> (StatusCode, [(&'static str, &'static str); 1], &'static str) {
+    let value = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+    r.calls.lock().unwrap().push((name.clone(), value));
+    let status = r
+        .status
+        .lock()
+        .unwrap()
+        .get(&name)
+        .map(|s| s.load(Ordering::SeqCst))
+        .filter(|s| *s != 0)
+        .unwrap_or(200);
+    (
+        StatusCode::from_u16(status).unwrap(),
+        // For the redirect test: where a followed redirect would go.
+        [("location", "http://169.254.169.254/latest/meta-data/")],
+        "ok",
+    )
+}
+
+// ------------------------------------------------------------------- setup
+
+struct Setup {
+    env: TestEnv,
+    notifier: Arc<Notifier>,
+    receiver: Receiver,
+    addr: SocketAddr,
+    /// Unique per test, so emails can be told apart in moto's shared store.
+    mail_domain: String,
+}
+
+async fn setup(tweak: impl FnOnce(&mut Config)) -> Setup {
+    let mail_domain = format!("{}.example.com", unique("m"));
+    let from = format!("kopter@{mail_domain}");
+    let env = TestEnv::with(|c| {
+        c.notifier.webhook_allow_local = true;
+        c.notifier.burst_window = Duration::ZERO;
+        c.notifier.email_from = Some(from.clone());
+        c.notifier.webhook_timeout = Duration::from_secs(3);
+        tweak(c)
+    })
+    .await;
+    // moto, like SES, sends only from verified identities.
+    notifier::email::ses_client(&env.ctx.aws.sdk)
+        .create_email_identity()
+        .email_identity(&mail_domain)
+        .send()
+        .await
+        .expect("verify the sender domain in moto");
+    let (receiver, addr) = Receiver::start().await;
+    let notifier = Arc::new(notifier::notifier(&env.ctx));
+    Setup {
+        env,
+        notifier,
+        receiver,
+        addr,
+        mail_domain,
+    }
+}
+
+impl Setup {
+    fn tenant(&self, t: &str) -> TenantId {
+        TenantId::new(t).unwrap()
+    }
+
+    fn hook(&self, name: &str) -> String {
+        format!("http://{}/hook/{name}", self.addr)
+    }
+
+    fn inbox(&self, t: &str) -> String {
+        format!("{t}-ops@{}", self.mail_domain)
+    }
+
+    /// Gives a tenant a webhook (path `/hook/{tenant}`) and an inbox, both
+    /// for every severity.
+    async fn channels(&self, t: &str) {
+        let url = WebhookUrl::parse(&self.hook(t), AddressPolicy { allow_local: true }).unwrap();
+        self.notifier
+            .deliverer
+            .channels
+            .update(
+                &self.tenant(t),
+                &ChannelUpdate {
+                    webhook: Some(Some(url)),
+                    webhook_min_severity: Some(Severity::Info),
+                    email: Some(vec![self.inbox(t)]),
+                    email_min_severity: Some(Severity::Info),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn start(&self) -> (CancellationToken, tokio::task::JoinHandle<RunSummary>) {
+        let q = SqsQueue::resolve(self.env.sqs(), &self.env.ctx.names.queue(Service::Notifier))
+            .await
+            .unwrap();
+        let handler = Arc::new(NotifierHandler(self.notifier.clone()));
+        let token = CancellationToken::new();
+        let settings = WorkerSettings::from(&self.env.config.worker);
+        let task = tokio::spawn(Worker::new(Arc::new(q), handler, settings).run(token.clone()));
+        (token, task)
+    }
+
+    async fn drained(&self) {
+        let url = self.env.queue_url(Service::Notifier).await;
+        eventually(
+            "the notifier queue to drain",
+            Duration::from_secs(30),
+            || async { (self.env.depth(&url).await == (0, 0)).then_some(()) },
+        )
+        .await;
+    }
+
+    async fn publish(&self, m: Message) {
+        self.env.ctx.outbox.publish(&envelope(m)).await.unwrap();
+    }
+
+    /// Emails moto's SES accepted for `to` (subject, body).
+    async fn emails(&self, to: &str) -> Vec<(String, String)> {
+        let url = format!("{}/moto-api/data.json", endpoint());
+        // moto builds this from live state; under concurrent requests it
+        // can fail mid-way (500), so read it until it parses.
+        let mut data = serde_json::Value::Null;
+        for attempt in 0..20 {
+            let resp = reqwest::get(&url).await.unwrap();
+            let status = resp.status();
+            match resp.json::<serde_json::Value>().await {
+                Ok(v) if status.is_success() => {
+                    data = v;
+                    break;
+                }
+                _ if attempt < 19 => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => panic!("moto data.json: HTTP {status}: {other:?}"),
+            }
+        }
+        let mut out = Vec::new();
+        for m in data["ses"]["Message"].as_array().into_iter().flatten() {
+            let dest = m["destinations"]["ToAddresses"].as_array();
+            if dest.is_some_and(|d| d.iter().any(|a| a == to)) {
+                out.push((
+                    m["subject"].as_str().unwrap_or_default().to_owned(),
+                    m["body"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn finding(tenant: &str, account: &str, event_id: &str, rule: &str, sev: Severity) -> Message {
+    Message::SecurityFinding(SecurityFinding {
+        tenant: TenantId::new(tenant).unwrap(),
+        account: AccountId::new(account).unwrap(),
+        region: "us-east-1".into(),
+        rule: rule.into(),
+        severity: sev,
+        event_id: event_id.into(),
+        event_name: "ConsoleLogin".into(),
+        principal: Some(format!("arn:aws:iam::{account}:user/mallory")),
+        at: "2026-03-04T05:06:07Z".parse().unwrap(),
+        summary: "Failed console sign-in".into(),
+    })
+}
+
+fn delivery(m: Message, receive_count: u32) -> Delivery {
+    let env = envelope(m);
+    Delivery {
+        message_id: env.id.clone(),
+        body: env.to_json(),
+        receive_count,
+        attributes: HashMap::new(),
+    }
+}
+
+// ------------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn one_event_is_one_feed_row_one_webhook_call_one_email_and_duplicates_add_nothing() {
+    let s = setup(|_| {}).await;
+    s.channels("acme").await;
+    s.channels("globex").await;
+    let acct = random_account();
+    let (stop, task) = s.start().await;
+
+    // Through the topic: the notifier's filter policy routes it.
+    s.publish(finding(
+        "acme",
+        &acct,
+        "ev-1",
+        "root-activity",
+        Severity::Critical,
+    ))
+    .await;
+    let acme = s.tenant("acme");
+    let rows = eventually("acme's feed row", Duration::from_secs(30), || async {
+        let rows = s.notifier.feed.list(&acme, false, 100).await.unwrap();
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await;
+    eventually(
+        "the webhook call and the email",
+        Duration::from_secs(30),
+        || async {
+            (s.receiver.calls("acme").len() == 1 && s.emails(&s.inbox("acme")).await.len() == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    s.drained().await;
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.kind, "security.finding");
+    assert_eq!(row.severity, Severity::Critical);
+    assert!(row.unread());
+    let audit = row.audit.as_ref().expect("a link to the audit record");
+    assert_eq!(audit.pk, "acme#2026-03-04");
+    assert_eq!(audit.sk, "2026-03-04T05:06:07.000Z#ev-1");
+
+    let call = &s.receiver.calls("acme")[0];
+    let text = call["text"]
+        .as_str()
+        .expect("Slack-compatible {\"text\": …}");
+    assert!(
+        text.contains("Failed console sign-in") && text.contains(&acct),
+        "{text}"
+    );
+    let (subject, body) = &s.emails(&s.inbox("acme")).await[0];
+    assert!(subject.contains("[critical]"), "{subject}");
+    assert!(body.contains("ConsoleLogin"), "{body}");
+
+    // The same finding republished (a new envelope, as trail-ingest does
+    // for duplicate records) and redelivered: nothing new anywhere.
+    s.publish(finding(
+        "acme",
+        &acct,
+        "ev-1",
+        "root-activity",
+        Severity::Critical,
+    ))
+    .await;
+    let same = finding("acme", &acct, "ev-1", "root-activity", Severity::Critical);
+    let again = s.notifier.handle(&delivery(same, 2)).await.unwrap();
+    assert!(
+        matches!(again, Handled::Duplicate(Some(ref d)) if d.sent.is_empty() && d.already.len() == 2),
+        "{again:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.drained().await;
+    assert_eq!(
+        s.notifier.feed.list(&acme, false, 100).await.unwrap().len(),
+        1
+    );
+    assert_eq!(s.receiver.calls("acme").len(), 1);
+    assert_eq!(s.emails(&s.inbox("acme")).await.len(), 1);
+
+    // Tenancy: globex saw nothing of it.
+    assert!(
+        s.notifier
+            .feed
+            .list(&s.tenant("globex"), false, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.receiver.calls("globex").is_empty());
+    assert!(s.emails(&s.inbox("globex")).await.is_empty());
+
+    // Unread → read.
+    assert_eq!(
+        s.notifier.feed.list(&acme, true, 100).await.unwrap().len(),
+        1
+    );
+    assert!(s.notifier.feed.mark_read(&acme, &row.sk).await.unwrap());
+    assert!(
+        s.notifier
+            .feed
+            .list(&acme, true, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let read = s.notifier.feed.list(&acme, false, 100).await.unwrap();
+    assert!(read[0].read_at.is_some() && !read[0].unread());
+    // Another tenant cannot mark it (its partition has no such row).
+    assert!(
+        !s.notifier
+            .feed
+            .mark_read(&s.tenant("globex"), &row.sk)
+            .await
+            .unwrap()
+    );
+
+    // A routine change is not told; a termination is.
+    let change = |c: &str, id: &str| {
+        Message::InventoryChanged(kopter_schema::messages::InventoryChanged {
+            tenant: acme.clone(),
+            account: AccountId::new(acct.clone()).unwrap(),
+            region: "eu-west-1".into(),
+            resource_id: id.into(),
+            resource_kind: "instance".into(),
+            change: c.into(),
+            at: Utc::now(),
+            detail: serde_json::Value::Null,
+        })
+    };
+    let h = s
+        .notifier
+        .handle(&delivery(change("state_changed", "i-1"), 1))
+        .await
+        .unwrap();
+    assert_eq!(h, Handled::Ignored);
+    s.notifier
+        .handle(&delivery(change("terminated", "i-2"), 1))
+        .await
+        .unwrap();
+    let rows = s.notifier.feed.list(&acme, false, 100).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0].resource.as_deref(),
+        Some(format!("{acct}/eu-west-1/i-2").as_str())
+    );
+    // Info goes to the webhook (min info) but email's min is info here too.
+    assert_eq!(s.receiver.calls("acme").len(), 2);
+
+    // Metrics: by channel and outcome, no tenant anywhere.
+    let text = kopter_runtime::metrics::render();
+    assert!(
+        text.contains(r#"kopter_notifier_deliveries_total{channel="webhook",outcome="sent"}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"kopter_notifier_deliveries_total{channel="email",outcome="sent"}"#));
+    assert!(!text.contains("acme") && !text.contains("/hook/"));
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_burst_is_one_message_with_a_count() {
+    let window = Duration::from_secs(12);
+    let s = setup(|c| c.notifier.burst_window = window).await;
+    s.channels("acme").await;
+    let acct = random_account();
+    let (stop, task) = s.start().await;
+    // Start right after a window boundary so the burst fits in one window.
+    let w = window.as_millis() as i64;
+    let now = Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_millis((w - now.rem_euclid(w) + 100) as u64)).await;
+    let n = 20;
+    for i in 0..n {
+        s.env
+            .send_raw(
+                &s.env.queue_url(Service::Notifier).await,
+                &envelope(finding(
+                    "acme",
+                    &acct,
+                    &format!("login-{i}"),
+                    "console-login-failed",
+                    Severity::Info,
+                ))
+                .to_json(),
+            )
+            .await;
+    }
+    // One of them again: counted once.
+    s.publish(finding(
+        "acme",
+        &acct,
+        "login-3",
+        "console-login-failed",
+        Severity::Info,
+    ))
+    .await;
+    // Counts per message: "×N" in the text, or one event without it.
+    let counted = |calls: &[serde_json::Value]| -> usize {
+        calls
+            .iter()
+            .map(|c| {
+                let t = c["text"].as_str().unwrap();
+                t.split_once('×')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .map_or(1, |n| n.parse::<usize>().unwrap())
+            })
+            .sum()
+    };
+    eventually(
+        "every event counted in a delivered message",
+        Duration::from_secs(60),
+        || async { (counted(&s.receiver.calls("acme")) >= n).then_some(()) },
+    )
+    .await;
+    s.drained().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let calls = s.receiver.calls("acme");
+    assert_eq!(counted(&calls), n, "{calls:?}");
+    // Sent within one window they are one message; a slow machine may
+    // spill into the next window, never more.
+    assert!(
+        calls.len() <= 2,
+        "{} messages for one burst: {calls:?}",
+        calls.len()
+    );
+    let text = calls[0]["text"].as_str().unwrap();
+    assert!(text.contains("Failed console sign-in ×"), "{text}");
+    let mails = s.emails(&s.inbox("acme")).await;
+    assert_eq!(mails.len(), calls.len());
+    assert!(mails.iter().any(|m| m.0.contains('×')), "{mails:?}");
+    // Every event is in the feed, once, linked to its burst.
+    let rows = s
+        .notifier
+        .feed
+        .list(&s.tenant("acme"), false, 100)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), n);
+    let bursts: std::collections::HashSet<_> = rows.iter().map(|r| r.burst.clone()).collect();
+    assert_eq!(bursts.len(), calls.len());
+    assert!(bursts.iter().all(Option::is_some));
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_webhook_is_retried_then_dead_lettered_and_other_tenants_go_on() {
+    let s = setup(|c| c.queues.max_receive_count = 3).await;
+    s.channels("acme").await;
+    s.channels("globex").await;
+    s.receiver.answer("acme", 503);
+    let (a, g) = (random_account(), random_account());
+    let (stop, task) = s.start().await;
+    s.publish(finding(
+        "acme",
+        &a,
+        "a-1",
+        "root-activity",
+        Severity::Critical,
+    ))
+    .await;
+    s.publish(finding(
+        "globex",
+        &g,
+        "g-1",
+        "root-activity",
+        Severity::Critical,
+    ))
+    .await;
+
+    // globex is delivered at once, while acme's receiver keeps failing.
+    eventually("globex's webhook call", Duration::from_secs(20), || async {
+        (s.receiver.calls("globex").len() == 1).then_some(())
+    })
+    .await;
+    let dlq = s.env.dlq_url(Service::Notifier).await;
+    eventually(
+        "acme's message in the DLQ",
+        Duration::from_secs(60),
+        || async { (s.env.depth(&dlq).await.0 == 1).then_some(()) },
+    )
+    .await;
+    // Retried up to the limit, not more; the email went out once.
+    assert_eq!(s.receiver.calls("acme").len(), 3);
+    assert_eq!(s.emails(&s.inbox("acme")).await.len(), 1);
+    let acme = s
+        .notifier
+        .deliverer
+        .channels
+        .get(&s.tenant("acme"))
+        .await
+        .unwrap();
+    let failing = acme.failing(Channel::Webhook).expect("marked failing");
+    assert!(failing.reason.contains("503"), "{}", failing.reason);
+    assert!(!failing.reason.contains("/hook/"), "{}", failing.reason);
+    assert!(acme.failing(Channel::Email).is_none());
+    let globex = s
+        .notifier
+        .deliverer
+        .channels
+        .get(&s.tenant("globex"))
+        .await
+        .unwrap();
+    assert!(globex.failing(Channel::Webhook).is_none());
+    // The feed row was written before delivery was tried.
+    assert_eq!(
+        s.notifier
+            .feed
+            .list(&s.tenant("acme"), false, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // While marked failing, acme's messages are not attempted: DLQ.
+    s.publish(finding(
+        "acme",
+        &a,
+        "a-2",
+        "root-activity",
+        Severity::Critical,
+    ))
+    .await;
+    eventually(
+        "the second message in the DLQ",
+        Duration::from_secs(30),
+        || async { (s.env.depth(&dlq).await.0 == 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(s.receiver.calls("acme").len(), 3);
+    // globex still fine.
+    s.publish(finding(
+        "globex",
+        &g,
+        "g-2",
+        "root-activity",
+        Severity::Critical,
+    ))
+    .await;
+    eventually("globex's second call", Duration::from_secs(20), || async {
+        (s.receiver.calls("globex").len() == 2).then_some(())
+    })
+    .await;
+
+    // Fixed and reset: delivered again, mark gone.
+    s.receiver.answer("acme", 200);
+    s.notifier
+        .deliverer
+        .channels
+        .update(
+            &s.tenant("acme"),
+            &ChannelUpdate {
+                reset: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    s.publish(finding(
+        "acme",
+        &a,
+        "a-3",
+        "root-activity",
+        Severity::Critical,
+    ))
+    .await;
+    eventually(
+        "acme delivered after the reset",
+        Duration::from_secs(20),
+        || async { (s.receiver.calls("acme").len() == 4).then_some(()) },
+    )
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// Resolves chosen names to chosen addresses (a hostile DNS answer).
+struct FakeDns(HashMap<String, IpAddr>);
+
+impl Lookup for FakeDns {
+    fn lookup(&self, host: String) -> LookupFuture {
+        let r = self
+            .0
+            .get(&host)
+            .copied()
+            .map(|ip| vec![ip])
+            .ok_or_else(|| std::io::Error::other(format!("{host}: no such name")));
+        Box::pin(async move { r })
+    }
+}
+
+#[tokio::test]
+async fn webhooks_to_internal_addresses_are_refused() {
+    let (receiver, addr) = Receiver::start().await;
+    let port = addr.port();
+    let dns = Arc::new(FakeDns(HashMap::from([
+        (
+            "internal.example.com".to_owned(),
+            "10.0.0.7".parse().unwrap(),
+        ),
+        (
+            "metadata.example.com".to_owned(),
+            "169.254.169.254".parse().unwrap(),
+        ),
+        (
+            "sneaky.example.com".to_owned(),
+            "127.0.0.1".parse().unwrap(),
+        ),
+        (
+            "mapped.example.com".to_owned(),
+            "::ffff:127.0.0.1".parse().unwrap(),
+        ),
+    ])));
+    let strict = WebhookClient::new(
+        Duration::from_secs(3),
+        AddressPolicy::default(),
+        dns.clone(),
+    );
+    let local = WebhookClient::new(
+        Duration::from_secs(3),
+        AddressPolicy { allow_local: true },
+        dns.clone(),
+    );
+    // Stored URLs are parsed without the policy (as from the table), so
+    // the delivery-time checks are what is tested.
+    let stored = |u: &str| -> WebhookUrl { serde_json::from_value(u.into()).unwrap() };
+    let refused = [
+        (&strict, format!("https://127.0.0.1:{port}/hook/x")),
+        (&strict, format!("http://127.0.0.1:{port}/hook/x")),
+        (
+            &strict,
+            "https://169.254.169.254/latest/meta-data/".to_owned(),
+        ),
+        (&strict, "https://10.1.2.3/hook".to_owned()),
+        (
+            &strict,
+            format!("https://internal.example.com:{port}/hook/x"),
+        ),
+        (&strict, "https://metadata.example.com/latest".to_owned()),
+        (&strict, format!("https://sneaky.example.com:{port}/hook/x")),
+        (&strict, format!("https://mapped.example.com:{port}/hook/x")),
+        (&strict, format!("https://[::1]:{port}/hook/x")),
+        // Local development allows loopback, nothing else.
+        (&local, format!("http://internal.example.com:{port}/hook/x")),
+        (
+            &local,
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+        ),
+        (&local, "http://10.1.2.3/hook".to_owned()),
+    ];
+    for (client, url) in &refused {
+        let err = client.post(&stored(url), "hi").await.unwrap_err();
+        assert_eq!(err.kind, SendErrorKind::Refused, "{url}: {err}");
+    }
+    // A name the real resolver maps to loopback.
+    let system = WebhookClient::new(
+        Duration::from_secs(3),
+        AddressPolicy::default(),
+        Arc::new(notifier::webhook::SystemLookup),
+    );
+    let err = system
+        .post(&stored(&format!("https://localhost:{port}/hook/x")), "hi")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, SendErrorKind::Refused, "{err}");
+    assert!(err.reason.contains("loopback"), "{err}");
+    assert_eq!(
+        receiver.total(),
+        0,
+        "a refused request reached the receiver"
+    );
+
+    // Allowed in local mode; credentials in the URL never.
+    local
+        .post(
+            &stored(&format!("http://sneaky.example.com:{port}/hook/ok")),
+            "hi",
+        )
+        .await
+        .unwrap();
+    assert_eq!(receiver.calls("ok").len(), 1);
+    let err = local
+        .post(
+            &stored(&format!("http://u:p@127.0.0.1:{port}/hook/x")),
+            "hi",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, SendErrorKind::Refused);
+    // Redirects are not followed (the receiver points at the metadata
+    // service), and the failure does not show the URL.
+    receiver.answer("redirect", 302);
+    let err = local
+        .post(
+            &stored(&format!("http://127.0.0.1:{port}/hook/redirect")),
+            "hi",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, SendErrorKind::Permanent);
+    assert!(err.reason.contains("redirects are not followed"), "{err}");
+    assert!(!err.reason.contains("/hook/"), "{err}");
+    // Connection errors do not show the URL either.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = local
+        .post(
+            &stored(&format!("http://127.0.0.1:{closed}/hook/s3cr3t")),
+            "hi",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, SendErrorKind::Retry);
+    assert!(!err.reason.contains("s3cr3t"), "{err}");
+}
+
+#[tokio::test]
+async fn a_tenant_webhook_resolving_to_a_private_address_is_refused_and_marked() {
+    let s = setup(|c| c.notifier.webhook_allow_local = false).await;
+    let dns = Arc::new(FakeDns(HashMap::from([(
+        "hooks.evil.example".to_owned(),
+        "10.9.8.7".parse().unwrap(),
+    )])));
+    let notifier = notifier::notifier_with_lookup(&s.env.ctx, dns);
+    let acme = s.tenant("acme");
+    // A name that passes the static check (it is not an IP literal).
+    let url = WebhookUrl::parse(
+        "https://hooks.evil.example/services/x",
+        AddressPolicy::default(),
+    )
+    .unwrap();
+    notifier
+        .deliverer
+        .channels
+        .update(
+            &acme,
+            &ChannelUpdate {
+                webhook: Some(Some(url)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let acct = random_account();
+    let err = notifier
+        .handle(&delivery(
+            finding("acme", &acct, "x-1", "root-activity", Severity::Critical),
+            1,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err}");
+    assert!(err.to_string().contains("resolves to 10.9.8.7"), "{err}");
+    assert!(!err.to_string().contains("/services/x"), "{err}");
+    let ch = notifier.deliverer.channels.get(&acme).await.unwrap();
+    assert!(
+        ch.failing(Channel::Webhook)
+            .unwrap()
+            .reason
+            .contains("private")
+    );
+    // The feed row is there regardless.
+    assert_eq!(notifier.feed.list(&acme, false, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_daily_digest_sums_up_each_tenants_day() {
+    let s = setup(|_| {}).await;
+    s.channels("acme").await;
+    s.channels("globex").await;
+    let (a, g) = (random_account(), random_account());
+    let role = |x: &str| format!("arn:aws:iam::{x}:role/KopterAccess");
+    for (t, acct) in [("acme", &a), ("globex", &g)] {
+        s.env
+            .ctx
+            .accounts
+            .onboard(Onboarding::parse(t, acct, &role(acct), &[]).unwrap(), None)
+            .await
+            .unwrap();
+    }
+    // acme's day: an audit record with a finding, and a finding in the feed.
+    let day: chrono::NaiveDate = "2026-03-04".parse().unwrap();
+    let at: DateTime<Utc> = "2026-03-04T05:06:07Z".parse().unwrap();
+    let rec = trail_ingest::normalise::normalise(
+        serde_json::json!({
+            "eventVersion": "1.08", "eventID": "d-1", "eventTime": "2026-03-04T05:06:07Z",
+            "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin",
+            "awsRegion": "us-east-1", "recipientAccountId": a,
+            "userIdentity": {"type": "Root", "arn": format!("arn:aws:iam::{a}:root")},
+            "responseElements": {"ConsoleLogin": "Success"}
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(rec.event_time, at);
+    let row = trail_ingest::store::AuditRow::new(
+        &s.tenant("acme"),
+        &AccountId::new(a.clone()).unwrap(),
+        &rec,
+        vec!["root-activity".into()],
+        365,
+    );
+    s.notifier.audit.put(&row).await.unwrap();
+    s.notifier
+        .handle(&delivery(
+            finding("acme", &a, "d-1", "root-activity", Severity::Critical),
+            1,
+        ))
+        .await
+        .unwrap();
+    let calls_before = s.receiver.calls("acme").len();
+
+    // The schedule's message fans out one message per tenant.
+    let fan = s
+        .notifier
+        .handle(&delivery(
+            Message::DailyDigest(DailyDigest { day, tenant: None }),
+            1,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(fan, Handled::DigestFannedOut(2));
+    let url = s.env.queue_url(Service::Notifier).await;
+    let mut per_tenant = Vec::new();
+    for m in s.env.receive(&url, Duration::from_secs(60)).await {
+        let d = Delivery {
+            message_id: m.message_id.clone().unwrap(),
+            body: m.body.clone().unwrap(),
+            receive_count: 1,
+            attributes: HashMap::new(),
+        };
+        per_tenant.push(s.notifier.handle(&d).await.unwrap());
+    }
+    assert_eq!(per_tenant.len(), 2, "{per_tenant:?}");
+    let acme_calls = s.receiver.calls("acme");
+    assert_eq!(acme_calls.len(), calls_before + 1);
+    let digest = acme_calls.last().unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for needle in [
+        "Daily digest 2026-03-04",
+        "root-activity: 1",
+        "ConsoleLogin",
+        "no cost data",
+    ] {
+        assert!(digest.contains(needle), "{needle} missing from {digest}");
+    }
+    let globex = s.receiver.calls("globex");
+    assert_eq!(globex.len(), 1);
+    let text = globex[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("Security findings: 0") && !text.contains(&a),
+        "{text}"
+    );
+    assert!(
+        s.emails(&s.inbox("acme"))
+            .await
+            .iter()
+            .any(|(subj, _)| subj.contains("Daily digest 2026-03-04"))
+    );
+
+    // Again (a redelivery): no second digest.
+    let again = s.notifier.digest(&s.tenant("acme"), day, 2).await.unwrap();
+    assert!(
+        matches!(again, Handled::Digest(ref d) if d.sent.is_empty()),
+        "{again:?}"
+    );
+    assert_eq!(s.receiver.calls("acme").len(), calls_before + 1);
+}
