@@ -1,11 +1,10 @@
-//! `pricing`: with no arguments, the pricing service (the runtime consumes
-//! its queue; message handling is not built yet, so each message is checked
-//! against the contracts and left for the DLQ with the reason logged — see
-//! `UnimplementedHandler`).
+//! `pricing`: with no arguments, the pricing service (consumes its queue:
+//! refresh all regions / one region / spot history).
 //!
 //! `pricing ingest-file <offer.json> [--region R] [--dry-run]` parses a
 //! local EC2 offer file with the streaming parser and reports what it found,
-//! how fast, and the process's peak memory.
+//! how fast, and the process's peak memory; without `--dry-run` it stores
+//! the prices of region R as the file's version (made current when complete).
 
 use std::fs::File;
 use std::io::IsTerminal;
@@ -15,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use kopter_runtime::{Handler, UnimplementedHandler};
+use kopter_runtime::Handler;
 use kopter_schema::Service;
 use pricing::offer::{self, Counts, OfferMeta, ParseOptions, Price};
 
@@ -33,19 +32,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Parse a local EC2 offer file (`index.json` of the AWS Price List bulk
-    /// API) and print counts, MB/s and peak RSS.
-    ///
-    /// Always a dry run for now: prices are parsed and counted, nothing is
-    /// written (storing them is not built yet).
+    /// API), print counts, MB/s and peak RSS, and (without `--dry-run`)
+    /// store region R's prices as the file's version.
     IngestFile {
         /// The offer file, uncompressed JSON.
         file: PathBuf,
         /// Keep only products of this region (regionCode); also the region
-        /// of products that have none (files before 2020).
+        /// of products that have none (files before 2020). Required to store.
         #[arg(long)]
         region: Option<String>,
-        /// Parse and count only, write nothing. Currently implied: this
-        /// command never writes.
+        /// Parse and count only, write nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -54,13 +50,26 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         None => run_service(),
-        Some(Command::IngestFile { file, region, .. }) => match ingest_file(&file, region) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("pricing: {e:#}");
-                ExitCode::FAILURE
+        Some(Command::IngestFile {
+            file,
+            region,
+            dry_run,
+        }) => {
+            let result = match (dry_run, region) {
+                (true, region) => ingest_file(&file, region),
+                (false, Some(region)) => store_file(&file, &region),
+                (false, None) => Err(anyhow::anyhow!(
+                    "--region is required to store prices (or pass --dry-run)"
+                )),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pricing: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 
@@ -77,8 +86,40 @@ fn run_service() -> ExitCode {
     };
     runtime.block_on(kopter_runtime::service_main(
         Service::Pricing,
-        |_ctx| async { Ok(Arc::new(UnimplementedHandler(Service::Pricing)) as Arc<dyn Handler>) },
+        |ctx| async move {
+            let ingestor = pricing::ingest::Ingestor::new(&ctx)?;
+            Ok(Arc::new(pricing::PricingHandler(ingestor)) as Arc<dyn Handler>)
+        },
     ))
+}
+
+/// `ingest-file` without `--dry-run`: parse, then store as the file's
+/// version of `region` (configuration and AWS as for the service).
+fn store_file(path: &Path, region: &str) -> anyhow::Result<()> {
+    let file = File::open(path).map_err(|e| anyhow::anyhow!("open {}: {e}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let config = kopter_runtime::Config::load(Some(Service::Pricing))?;
+        let ctx = kopter_runtime::ServiceContext::new(config, Some(Service::Pricing)).await;
+        let ingestor = pricing::ingest::Ingestor::new(&ctx)?;
+        let bar = progress_bar(size);
+        let started = Instant::now();
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let result = ingestor
+            .ingest_reader(bar.wrap_read(file), &name, region)
+            .await;
+        bar.finish_and_clear();
+        let (outcome, meta, counts) = result?;
+        report(path, &meta, &counts, started.elapsed().as_secs_f64(), false);
+        println!("  stored in table {}: {outcome:?}", ingestor.store.table());
+        Ok(())
+    })
 }
 
 /// Peak resident set size of this process, in kB (`VmHWM`), if known.
@@ -119,17 +160,22 @@ fn ingest_file(path: &Path, region: Option<String>) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let (meta, counts) = result.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    report(path, &meta, &counts, secs);
+    report(path, &meta, &counts, secs, true);
     Ok(())
 }
 
-fn report(path: &Path, meta: &OfferMeta, c: &Counts, secs: f64) {
+fn report(path: &Path, meta: &OfferMeta, c: &Counts, secs: f64, dry_run: bool) {
     println!(
-        "{}: {} version {} published {} (dry run: nothing written)",
+        "{}: {} version {} published {}{}",
         path.display(),
         meta.offer_code,
         meta.version,
-        meta.publication_date
+        meta.publication_date,
+        if dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
     );
     println!(
         "  products {} (instances {}, EBS {}, skipped {}{})",

@@ -1,0 +1,440 @@
+//! Refreshing prices: a region's offer file (download → stream-parse →
+//! rows → write → commit), every region, spot history.
+//!
+//! A region is skipped without downloading when the index names the
+//! version already in force, or when the server answers 304 to the ETag
+//! kept from the last download of the same URL. A file that fails to
+//! parse, or names no on-demand price of its region, writes nothing; a
+//! failure while writing leaves rows under the new version's partition
+//! that no reader sees (the pointer still names the previous version) and
+//! that a retry overwrites.
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow, bail};
+use aws_config::SdkConfig;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use futures::TryStreamExt;
+use kopter_runtime::config::PricingConfig;
+use kopter_runtime::messaging::{Outbox, envelope};
+use kopter_runtime::{HandlerError, ServiceContext};
+use kopter_schema::messages::{PricesUpdated, RegionOnly};
+use kopter_schema::{Message, Service};
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::metrics::PricingMetrics;
+use crate::offer::{self, Counts, OfferMeta, ParseOptions};
+use crate::rows::PriceSet;
+use crate::source::{OfferLocation, Sources};
+use crate::store::{PriceStore, RegionPointer, SpotPoint, StoredCounts};
+
+/// What a region refresh did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionOutcome {
+    /// A new version was written; `committed` is false when a newer one
+    /// was already in force (it stays in force).
+    Ingested {
+        version: String,
+        counts: StoredCounts,
+        committed: bool,
+    },
+    /// The version in force is current.
+    Unchanged { version: String },
+}
+
+/// What a spot refresh did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpotSummary {
+    pub regions: usize,
+    pub points: u64,
+}
+
+/// The pricing service's work, wired to its stores and sources.
+#[derive(Clone)]
+pub struct Ingestor {
+    pub store: PriceStore,
+    pub sources: Sources,
+    /// Publishes `prices.updated` and fans out region refreshes.
+    pub outbox: Option<Outbox>,
+    pub config: PricingConfig,
+    /// Kopter's own AWS configuration (spot history is read in Kopter's
+    /// account, one client per region).
+    pub sdk: SdkConfig,
+}
+
+impl Ingestor {
+    pub fn new(ctx: &ServiceContext) -> anyhow::Result<Self> {
+        let config = ctx.config.pricing.clone();
+        let pricing = (config.source == kopter_runtime::config::PriceSource::Api)
+            .then(|| pricing_client(&ctx.aws.sdk, &config));
+        Ok(Self {
+            store: PriceStore::new(ctx.aws.dynamodb(), &ctx.names),
+            sources: Sources::new(&config, pricing)?,
+            outbox: Some(ctx.outbox.clone()),
+            config,
+            sdk: ctx.aws.sdk.clone(),
+        })
+    }
+
+    /// The regions to price: the source's, restricted to
+    /// `pricing.regions` when set.
+    pub async fn locations(&self) -> anyhow::Result<Vec<OfferLocation>> {
+        let mut all = self.sources.list().await?;
+        if !self.config.regions.is_empty() {
+            all.retain(|l| self.config.regions.contains(&l.region));
+        }
+        Ok(all)
+    }
+
+    /// Every region: queues one `pricing.refresh_region` per region whose
+    /// version is not already in force. Returns the regions queued.
+    pub async fn refresh_all(&self) -> Result<Vec<String>, HandlerError> {
+        let locations = self.locations().await.map_err(HandlerError::retry)?;
+        let current: std::collections::HashMap<String, String> = self
+            .store
+            .regions()
+            .await
+            .map_err(HandlerError::retry)?
+            .into_iter()
+            .map(|p| (p.region, p.version))
+            .collect();
+        let outbox = self.outbox.as_ref().ok_or_else(|| {
+            HandlerError::permanent(anyhow!("no outbox to queue region refreshes"))
+        })?;
+        let mut queued = Vec::new();
+        for l in locations {
+            if l.version.is_some() && current.get(&l.region) == l.version.as_ref() {
+                PricingMetrics::get().refresh("unchanged");
+                continue;
+            }
+            let msg = Message::PricingRefreshRegion(RegionOnly {
+                region: l.region.clone(),
+            });
+            outbox
+                .send(Service::Pricing, &envelope(msg))
+                .await
+                .map_err(HandlerError::retry)?;
+            queued.push(l.region);
+        }
+        tracing::info!(queued = queued.len(), "price refresh fanned out");
+        Ok(queued)
+    }
+
+    /// One region, from the source. A region the source does not list is
+    /// a permanent failure (the message names it).
+    pub async fn refresh_region(&self, region: &str) -> Result<RegionOutcome, HandlerError> {
+        let locations = self.locations().await.map_err(HandlerError::retry)?;
+        let Some(location) = locations.into_iter().find(|l| l.region == region) else {
+            return Err(HandlerError::permanent(anyhow!(
+                "region {region:?} is not in the EC2 price list{}",
+                if self.config.regions.is_empty() {
+                    ""
+                } else {
+                    " (or not in pricing.regions)"
+                }
+            )));
+        };
+        let outcome = self.ingest_location(&location).await;
+        PricingMetrics::get().refresh(match &outcome {
+            Ok(RegionOutcome::Ingested { .. }) => "ingested",
+            Ok(RegionOutcome::Unchanged { .. }) => "unchanged",
+            Err(_) => "failed",
+        });
+        outcome.map_err(|e| HandlerError::retry(e.context(format!("refresh prices of {region}"))))
+    }
+
+    /// Downloads, parses and stores one region's file unless unchanged.
+    pub async fn ingest_location(&self, location: &OfferLocation) -> anyhow::Result<RegionOutcome> {
+        let region = location.region.as_str();
+        let current = self.store.current(region).await?;
+        if let (Some(cur), Some(v)) = (&current, &location.version)
+            && cur.version == *v
+        {
+            tracing::info!(region, version = %v, "prices unchanged (index names the version in force)");
+            return Ok(RegionOutcome::Unchanged { version: v.clone() });
+        }
+        let url = self.sources.resolve(location).await?;
+        let source = location.source();
+        let etag = current
+            .as_ref()
+            .filter(|c| c.source == source)
+            .and_then(|c| c.etag.clone());
+        let Some(resp) = self.sources.get(&url, etag.as_deref()).await? else {
+            let version = current.map(|c| c.version).unwrap_or_default();
+            tracing::info!(region, %version, "prices unchanged (304 for the ETag kept)");
+            return Ok(RegionOutcome::Unchanged { version });
+        };
+        let new_etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let started = Instant::now();
+        let stream = resp.bytes_stream().map_err(std::io::Error::other);
+        let reader = SyncIoBridge::new(StreamReader::new(stream));
+        let options = ParseOptions {
+            region: Some(region.to_string()),
+            ..ParseOptions::default()
+        };
+        let set_region = region.to_string();
+        let parsed = tokio::time::timeout(
+            self.config.download_timeout,
+            tokio::task::spawn_blocking(move || parse_into_set(reader, &options, &set_region)),
+        )
+        .await
+        .map_err(|_| {
+            anyhow!("{url}: download and parse took longer than pricing.download_timeout")
+        })?
+        .context("parser task")?;
+        let (meta, counts, set) = parsed.with_context(|| format!("{url} (region {region})"))?;
+        PricingMetrics::get().parsed(&counts, started.elapsed().as_secs_f64());
+        if let Some(v) = &location.version
+            && *v != meta.version
+        {
+            tracing::warn!(region, index = %v, file = %meta.version, "offer file version differs from the index's; using the file's");
+        }
+        if let Some(cur) = &current
+            && cur.version == meta.version
+        {
+            return Ok(RegionOutcome::Unchanged {
+                version: meta.version,
+            });
+        }
+        self.store_version(region, &meta, set, &source, new_etag)
+            .await
+            .with_context(|| format!("{url} (region {region})"))
+    }
+
+    /// Writes a parsed version's rows, then makes it current.
+    pub async fn store_version(
+        &self,
+        region: &str,
+        meta: &OfferMeta,
+        set: PriceSet,
+        source: &str,
+        etag: Option<String>,
+    ) -> anyhow::Result<RegionOutcome> {
+        if meta.version.is_empty() {
+            bail!("the offer file has no version");
+        }
+        let foreign = set.foreign;
+        let (rows, ebs, counts) = set.into_rows(&meta.version);
+        if counts.on_demand == 0 {
+            bail!(
+                "no on-demand instance price for region {region} in version {} (other regions' prices: {foreign}); previous prices kept",
+                meta.version
+            );
+        }
+        let concurrency = self.config.write_concurrency;
+        self.store.put_all(&rows, concurrency).await?;
+        self.store.put_all(&ebs, concurrency).await?;
+        let pointer = RegionPointer::new(
+            region,
+            &meta.version,
+            &meta.publication_date,
+            source,
+            etag,
+            counts,
+        );
+        let committed = self.store.commit(&pointer).await?;
+        let m = PricingMetrics::get();
+        m.stored(&counts);
+        if committed {
+            m.mark_fresh(region);
+            if let Some(outbox) = &self.outbox {
+                let msg = Message::PricesUpdated(PricesUpdated {
+                    region: region.into(),
+                    version: meta.version.clone(),
+                });
+                // The prices are in force whether or not the event goes
+                // out; a failure here retries the message, which then
+                // finds the version current and skips the download.
+                outbox.publish(&envelope(msg)).await?;
+            }
+        }
+        tracing::info!(region, version = %meta.version, on_demand = counts.on_demand, reserved = counts.reserved, ebs = counts.ebs, rows = counts.rows, committed, "prices stored");
+        Ok(RegionOutcome::Ingested {
+            version: meta.version.clone(),
+            counts,
+            committed,
+        })
+    }
+
+    /// Stores a local offer file (`pricing ingest-file` without
+    /// `--dry-run`) as region `region`'s prices, which the file must have.
+    /// `name` names the file in errors and as the prices' source.
+    pub async fn ingest_reader<R: std::io::Read + Send + 'static>(
+        &self,
+        reader: R,
+        name: &str,
+        region: &str,
+    ) -> anyhow::Result<(RegionOutcome, OfferMeta, Counts)> {
+        let options = ParseOptions {
+            region: Some(region.to_string()),
+            ..ParseOptions::default()
+        };
+        let r = region.to_string();
+        let (meta, counts, set) =
+            tokio::task::spawn_blocking(move || parse_into_set(reader, &options, &r))
+                .await
+                .context("parser task")?
+                .with_context(|| format!("{name} (region {region})"))?;
+        let outcome = self
+            .store_version(region, &meta, set, &format!("file:{name}"), None)
+            .await
+            .with_context(|| format!("{name} (region {region})"))?;
+        Ok((outcome, meta, counts))
+    }
+
+    /// Spot price history of `regions` (empty: `pricing.regions`, else
+    /// every region with prices), from the newest point kept on.
+    pub async fn refresh_spot(&self, regions: &[String]) -> Result<SpotSummary, HandlerError> {
+        let regions: Vec<String> = if !regions.is_empty() {
+            regions.to_vec()
+        } else if !self.config.regions.is_empty() {
+            self.config.regions.clone()
+        } else {
+            self.store
+                .regions()
+                .await
+                .map_err(HandlerError::retry)?
+                .into_iter()
+                .map(|p| p.region)
+                .collect()
+        };
+        let mut summary = SpotSummary::default();
+        let mut failed = Vec::new();
+        for region in &regions {
+            match self.refresh_spot_region(region).await {
+                Ok(n) => {
+                    summary.regions += 1;
+                    summary.points += n;
+                }
+                Err(e) => {
+                    tracing::warn!(region, error = %format!("{e:#}"), "spot price refresh failed");
+                    failed.push(format!("{region}: {e:#}"));
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(summary)
+        } else {
+            Err(HandlerError::retry(anyhow!(
+                "spot refresh failed in {} of {} regions: {}",
+                failed.len(),
+                regions.len(),
+                failed.join("; ")
+            )))
+        }
+    }
+
+    async fn refresh_spot_region(&self, region: &str) -> anyhow::Result<u64> {
+        let since = match self.store.spot_cursor(region).await? {
+            Some(c) => c.newest,
+            None => {
+                Utc::now()
+                    - ChronoDuration::from_std(self.config.spot_lookback)
+                        .unwrap_or(ChronoDuration::days(1))
+            }
+        };
+        let ec2 = ec2_in_region(&self.sdk, region);
+        let history: Vec<aws_sdk_ec2::types::SpotPrice> = ec2
+            .describe_spot_price_history()
+            .start_time(aws_smithy_types::DateTime::from_secs(since.timestamp()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .with_context(|| format!("DescribeSpotPriceHistory in {region}"))?;
+        let (points, newest, bad) = spot_points(region, &history);
+        if bad > 0 {
+            tracing::warn!(
+                region,
+                bad,
+                "spot price entries without type, AZ, time or a numeric price skipped"
+            );
+        }
+        self.store
+            .put_all(&points, self.config.write_concurrency)
+            .await?;
+        if let Some(newest) = newest {
+            self.store.set_spot_cursor(region, newest).await?;
+        }
+        PricingMetrics::get().spot(points.len() as u64);
+        Ok(points.len() as u64)
+    }
+}
+
+/// Converts DescribeSpotPriceHistory entries into points (deduplicated by
+/// key), with the newest time seen and the number of unusable entries.
+pub fn spot_points(
+    region: &str,
+    history: &[aws_sdk_ec2::types::SpotPrice],
+) -> (Vec<SpotPoint>, Option<DateTime<Utc>>, u64) {
+    let mut points = std::collections::BTreeMap::new();
+    let mut newest = None;
+    let mut bad = 0;
+    for p in history {
+        let (Some(t), Some(az), Some(ts), Some(price)) = (
+            p.instance_type.as_ref(),
+            p.availability_zone.as_deref(),
+            p.timestamp,
+            p.spot_price.as_deref().and_then(|s| s.parse::<f64>().ok()),
+        ) else {
+            bad += 1;
+            continue;
+        };
+        let Some(at) = DateTime::<Utc>::from_timestamp(ts.secs(), 0) else {
+            bad += 1;
+            continue;
+        };
+        if !price.is_finite() || price < 0.0 {
+            bad += 1;
+            continue;
+        }
+        let product = p
+            .product_description
+            .as_ref()
+            .map_or("Linux/UNIX", |d| d.as_str());
+        let point = SpotPoint::new(region, t.as_str(), az, product, at, price);
+        newest = newest.max(Some(at));
+        points.insert((point.pk.clone(), point.sk.clone()), point);
+    }
+    (points.into_values().collect(), newest, bad)
+}
+
+/// Parses an offer file into a [`PriceSet`] of `region`.
+pub fn parse_into_set<R: std::io::Read>(
+    reader: R,
+    options: &ParseOptions,
+    region: &str,
+) -> Result<(OfferMeta, Counts, PriceSet), offer::OfferError> {
+    let mut set = PriceSet::new(region);
+    let (meta, counts) = offer::parse_offer_with(reader, options, |p| {
+        set.add(p);
+        Ok::<(), Infallible>(())
+    })?;
+    Ok((meta, counts, set))
+}
+
+/// An EC2 client of Kopter's own account in `region`.
+pub fn ec2_in_region(sdk: &SdkConfig, region: &str) -> aws_sdk_ec2::Client {
+    let conf = aws_sdk_ec2::config::Builder::from(sdk)
+        .region(aws_config::Region::new(region.to_string()))
+        .interceptor(kopter_runtime::aws::AwsMetrics)
+        .build();
+    aws_sdk_ec2::Client::from_conf(conf)
+}
+
+/// The Price List Query API client (its own endpoint and region).
+pub fn pricing_client(sdk: &SdkConfig, config: &PricingConfig) -> aws_sdk_pricing::Client {
+    let mut b = aws_sdk_pricing::config::Builder::from(sdk)
+        .region(aws_config::Region::new(config.api_region.clone()))
+        .interceptor(kopter_runtime::aws::AwsMetrics);
+    if let Some(url) = &config.api_endpoint_url {
+        b = b.endpoint_url(url);
+    }
+    aws_sdk_pricing::Client::from_conf(b.build())
+}

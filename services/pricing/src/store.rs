@@ -1,0 +1,591 @@
+//! Prices in DynamoDB (the `prices` table): versioned on-demand, reserved
+//! and EBS prices per region, and spot price history.
+//!
+//! Key layout (all rows share the table's `pk`/`sk`):
+//!
+//! | pk | sk | row |
+//! |---|---|---|
+//! | `regions` | `{region}` | [`RegionPointer`]: the version in force now |
+//! | `versions#{region}` | `{version}` | [`VersionRecord`]: every version fully ingested |
+//! | `ec2#{region}#{version}` | `{instance_type}#{tenancy}` | [`InstancePrices`] |
+//! | `ebs#{region}#{version}` | `{volume}#{kind}#{usage_type}` | [`EbsPriceItem`] |
+//! | `spot#{region}#{instance_type}` | `{az}#{product}#{timestamp}` | [`SpotPoint`] |
+//! | `spot-cursor` | `{region}` | [`SpotCursor`]: newest spot point fetched |
+//!
+//! **Visibility.** A version's price rows are written under their own
+//! partition (`…#{version}`) first; only when every row is written are the
+//! version record and then the region pointer put ([`PriceStore::commit`]).
+//! Readers go through the pointer or the version records, so a half-written
+//! version is never seen and a failed ingest leaves the previous one in
+//! force. Re-writing a version writes the same keys (idempotent).
+//!
+//! **Price in force at a past hour.** [`version_at`] picks, among the
+//! committed versions of a region, the newest one published at or before
+//! the hour; hours before the oldest version kept use the oldest one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{StreamExt, TryStreamExt};
+use kopter_schema::{Names, Table};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// `pk` of the region pointers.
+pub const REGIONS_PK: &str = "regions";
+/// `pk` of the spot cursors.
+pub const SPOT_CURSOR_PK: &str = "spot-cursor";
+
+/// What one region ingest wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCounts {
+    pub on_demand: u64,
+    pub reserved: u64,
+    pub ebs: u64,
+    /// Rows written (instance type × tenancy rows + EBS rows).
+    pub rows: u64,
+}
+
+/// The version of a region's prices in force now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionPointer {
+    pub pk: String,
+    pub sk: String,
+    pub region: String,
+    pub version: String,
+    /// The offer file's `publicationDate`.
+    pub publication_date: String,
+    /// Where the file came from (URL, or Price List API ARN).
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    pub ingested_at: DateTime<Utc>,
+    pub counts: StoredCounts,
+}
+
+/// A version fully ingested (same fields as the pointer; kept for history).
+pub type VersionRecord = RegionPointer;
+
+impl RegionPointer {
+    pub fn new(
+        region: &str,
+        version: &str,
+        publication_date: &str,
+        source: &str,
+        etag: Option<String>,
+        counts: StoredCounts,
+    ) -> Self {
+        Self {
+            pk: REGIONS_PK.into(),
+            sk: region.into(),
+            region: region.into(),
+            version: version.into(),
+            publication_date: publication_date.into(),
+            source: source.into(),
+            etag,
+            ingested_at: Utc::now(),
+            counts,
+        }
+    }
+
+    /// When this version was published (`None` if the file's date does not
+    /// parse).
+    pub fn published(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.publication_date)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+}
+
+/// On-demand price of one operation (OS × license × software) of an
+/// instance type × tenancy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnDemandEntry {
+    pub usd_per_hour: f64,
+    pub operating_system: String,
+    pub license_model: String,
+    pub pre_installed_sw: String,
+    /// The term's `effectiveDate`.
+    pub effective: String,
+}
+
+/// One reserved offering's rates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReservedEntry {
+    /// Hourly rate plus the upfront fee amortised over the term.
+    pub effective_hourly_usd: f64,
+    pub upfront_usd: f64,
+    pub hourly_usd: f64,
+    pub effective: String,
+}
+
+/// Every price of one instance type × tenancy in one region and version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstancePrices {
+    pub pk: String,
+    pub sk: String,
+    pub region: String,
+    pub version: String,
+    pub instance_type: String,
+    /// The offer's tenancy: `Shared`, `Dedicated` or `Host`.
+    pub tenancy: String,
+    /// Keyed by `operation` (= DescribeInstances' `UsageOperation`).
+    pub on_demand: BTreeMap<String, OnDemandEntry>,
+    /// Keyed by [`reserved_key`].
+    #[serde(default)]
+    pub reserved: BTreeMap<String, ReservedEntry>,
+}
+
+/// Key of a reserved offering in [`InstancePrices::reserved`]:
+/// `{operation}|{years}yr|{class}|{purchase option}`, e.g.
+/// `RunInstances|1yr|standard|No Upfront`.
+pub fn reserved_key(operation: &str, years: u8, class: &str, option: &str) -> String {
+    format!("{operation}|{years}yr|{class}|{option}")
+}
+
+pub fn instance_pk(region: &str, version: &str) -> String {
+    format!("ec2#{region}#{version}")
+}
+pub fn instance_sk(instance_type: &str, tenancy: &str) -> String {
+    format!("{instance_type}#{tenancy}")
+}
+pub fn ebs_pk(region: &str, version: &str) -> String {
+    format!("ebs#{region}#{version}")
+}
+pub fn versions_pk(region: &str) -> String {
+    format!("versions#{region}")
+}
+pub fn spot_pk(region: &str, instance_type: &str) -> String {
+    format!("spot#{region}#{instance_type}")
+}
+/// `at` as a fixed-width sort key component (UTC, seconds).
+pub fn spot_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// An EBS price (storage, IOPS, throughput or snapshot storage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EbsPriceItem {
+    pub pk: String,
+    pub sk: String,
+    pub region: String,
+    pub version: String,
+    /// `gp3`, `io2`, … or `snapshot`.
+    pub volume_api_name: String,
+    /// `storage`, `iops`, `throughput` or `snapshot`.
+    pub kind: String,
+    pub usage_type: String,
+    pub usd_per_unit: f64,
+    /// `GB-Mo`, `IOPS-Mo`, `GiBps-mo`.
+    pub unit: String,
+    pub effective: String,
+}
+
+/// One spot price observation (a price change as AWS reports it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpotPoint {
+    pub pk: String,
+    pub sk: String,
+    pub region: String,
+    pub instance_type: String,
+    pub availability_zone: String,
+    /// e.g. `Linux/UNIX`, `Windows (Amazon VPC)`.
+    pub product_description: String,
+    pub at: DateTime<Utc>,
+    pub usd_per_hour: f64,
+}
+
+impl SpotPoint {
+    pub fn new(
+        region: &str,
+        instance_type: &str,
+        availability_zone: &str,
+        product_description: &str,
+        at: DateTime<Utc>,
+        usd_per_hour: f64,
+    ) -> Self {
+        Self {
+            pk: spot_pk(region, instance_type),
+            sk: format!(
+                "{availability_zone}#{product_description}#{}",
+                spot_time(at)
+            ),
+            region: region.into(),
+            instance_type: instance_type.into(),
+            availability_zone: availability_zone.into(),
+            product_description: product_description.into(),
+            at,
+            usd_per_hour,
+        }
+    }
+}
+
+/// The newest spot point fetched for a region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpotCursor {
+    pub pk: String,
+    pub sk: String,
+    pub newest: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Rows of the `prices` table.
+#[derive(Clone, Debug)]
+pub struct PriceStore {
+    ddb: Client,
+    table: String,
+}
+
+/// DynamoDB's BatchWriteItem limit.
+const BATCH: usize = 25;
+/// Attempts at the unprocessed part of a batch before giving up.
+const BATCH_ATTEMPTS: u32 = 8;
+
+impl PriceStore {
+    pub fn new(ddb: Client, names: &Names) -> Self {
+        Self {
+            ddb,
+            table: names.table(Table::Prices),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Puts rows in batches of 25, `concurrency` batches in flight,
+    /// retrying unprocessed items with backoff. Puts are idempotent.
+    pub async fn put_all<T: Serialize>(
+        &self,
+        rows: &[T],
+        concurrency: usize,
+    ) -> anyhow::Result<()> {
+        let mut requests = Vec::with_capacity(rows.len());
+        for row in rows {
+            let item = serde_dynamo::to_item(row).context("encode price row")?;
+            requests.push(
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build()?)
+                    .build(),
+            );
+        }
+        let batches: Vec<Vec<WriteRequest>> = requests
+            .chunks(BATCH)
+            .map(<[WriteRequest]>::to_vec)
+            .collect();
+        futures::stream::iter(batches.into_iter().map(|b| self.write_batch(b)))
+            .buffer_unordered(concurrency.max(1))
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn write_batch(&self, mut batch: Vec<WriteRequest>) -> anyhow::Result<()> {
+        for attempt in 0..BATCH_ATTEMPTS {
+            let out = self
+                .ddb
+                .batch_write_item()
+                .request_items(&self.table, batch)
+                .send()
+                .await
+                .with_context(|| format!("BatchWriteItem on {}", self.table))?;
+            batch = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(&self.table))
+                .unwrap_or_default();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let ms = 50u64 << attempt.min(6);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        Err(anyhow!(
+            "BatchWriteItem on {}: {} items still unprocessed after {BATCH_ATTEMPTS} attempts",
+            self.table,
+            batch.len()
+        ))
+    }
+
+    /// Makes a fully written version the one in force: puts its version
+    /// record, then the region pointer — unless the pointer already names a
+    /// newer version (an older ingest finishing late never rolls prices
+    /// back). Returns whether the pointer now names this version.
+    pub async fn commit(&self, pointer: &RegionPointer) -> anyhow::Result<bool> {
+        let mut record = pointer.clone();
+        record.pk = versions_pk(&pointer.region);
+        record.sk = pointer.version.clone();
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(&record)?))
+            .send()
+            .await
+            .with_context(|| format!("put version record {} {}", record.region, record.version))?;
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(pointer)?))
+            .condition_expression("attribute_not_exists(pk) OR version <= :v")
+            .expression_attribute_values(":v", AttributeValue::S(pointer.version.clone()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(anyhow::Error::new(e))
+                .with_context(|| format!("put region pointer {}", pointer.region)),
+        }
+    }
+
+    /// The version of `region` in force now.
+    pub async fn current(&self, region: &str) -> anyhow::Result<Option<RegionPointer>> {
+        self.get(REGIONS_PK, region).await
+    }
+
+    /// Every region with prices, and its version in force.
+    pub async fn regions(&self) -> anyhow::Result<Vec<RegionPointer>> {
+        self.query_pk(REGIONS_PK).await
+    }
+
+    /// Every version of `region` fully ingested, oldest first.
+    pub async fn versions(&self, region: &str) -> anyhow::Result<Vec<VersionRecord>> {
+        self.query_pk(&versions_pk(region)).await
+    }
+
+    /// One instance type × tenancy's prices in a version.
+    pub async fn instance_prices(
+        &self,
+        region: &str,
+        version: &str,
+        instance_type: &str,
+        tenancy: &str,
+    ) -> anyhow::Result<Option<InstancePrices>> {
+        self.get(
+            &instance_pk(region, version),
+            &instance_sk(instance_type, tenancy),
+        )
+        .await
+    }
+
+    /// Every instance price row of a version (tests and tools; a real
+    /// region has a few thousand rows).
+    pub async fn all_instance_prices(
+        &self,
+        region: &str,
+        version: &str,
+    ) -> anyhow::Result<Vec<InstancePrices>> {
+        self.query_pk(&instance_pk(region, version)).await
+    }
+
+    /// The EBS prices of a version.
+    pub async fn ebs_prices(
+        &self,
+        region: &str,
+        version: &str,
+    ) -> anyhow::Result<Vec<EbsPriceItem>> {
+        self.query_pk(&ebs_pk(region, version)).await
+    }
+
+    /// The spot price in force at `at`: the newest point at or before it
+    /// for this instance type, AZ and product description.
+    pub async fn spot_price_at(
+        &self,
+        region: &str,
+        instance_type: &str,
+        availability_zone: &str,
+        product_description: &str,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<Option<SpotPoint>> {
+        let prefix = format!("{availability_zone}#{product_description}#");
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", AttributeValue::S(spot_pk(region, instance_type)))
+            .expression_attribute_values(":lo", AttributeValue::S(prefix.clone()))
+            .expression_attribute_values(
+                ":hi",
+                AttributeValue::S(format!("{prefix}{}", spot_time(at))),
+            )
+            .scan_index_forward(false)
+            .limit(1)
+            .send()
+            .await
+            .with_context(|| {
+                format!("query spot prices of {instance_type} in {availability_zone}")
+            })?;
+        match out.items.unwrap_or_default().into_iter().next() {
+            Some(item) => Ok(Some(serde_dynamo::from_item(item)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every spot point of an instance type in a region (tests and tools).
+    pub async fn spot_history(
+        &self,
+        region: &str,
+        instance_type: &str,
+    ) -> anyhow::Result<Vec<SpotPoint>> {
+        self.query_pk(&spot_pk(region, instance_type)).await
+    }
+
+    pub async fn spot_cursor(&self, region: &str) -> anyhow::Result<Option<SpotCursor>> {
+        self.get(SPOT_CURSOR_PK, region).await
+    }
+
+    pub async fn set_spot_cursor(&self, region: &str, newest: DateTime<Utc>) -> anyhow::Result<()> {
+        let cursor = SpotCursor {
+            pk: SPOT_CURSOR_PK.into(),
+            sk: region.into(),
+            newest,
+            updated_at: Utc::now(),
+        };
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(&cursor)?))
+            .send()
+            .await
+            .with_context(|| format!("put spot cursor of {region}"))?;
+        Ok(())
+    }
+
+    async fn get<T: DeserializeOwned>(&self, pk: &str, sk: &str) -> anyhow::Result<Option<T>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .with_context(|| format!("get {pk} / {sk} from {}", self.table))?;
+        match out.item {
+            Some(item) => Ok(Some(
+                serde_dynamo::from_item(item).with_context(|| format!("decode {pk} / {sk}"))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn query_pk<T: DeserializeOwned>(&self, pk: &str) -> anyhow::Result<Vec<T>> {
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .with_context(|| format!("query {pk} in {}", self.table))?;
+        items
+            .into_iter()
+            .map(|i| serde_dynamo::from_item(i).with_context(|| format!("decode a row of {pk}")))
+            .collect()
+    }
+}
+
+/// The version in force at `at`: the newest of `versions` published at or
+/// before it; before the oldest one, the oldest one (prices older than
+/// what Kopter has seen are unknown, and the oldest known is the best
+/// estimate). Versions whose publication date does not parse sort by
+/// version string, which AWS writes as `yyyymmddhhmmss`.
+pub fn version_at(versions: &[VersionRecord], at: DateTime<Utc>) -> Option<&VersionRecord> {
+    let mut sorted: Vec<&VersionRecord> = versions.iter().collect();
+    sorted.sort_by(|a, b| a.version.cmp(&b.version));
+    sorted
+        .iter()
+        .rev()
+        .find(|v| v.published().is_some_and(|p| p <= at))
+        .or_else(|| sorted.first())
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(version: &str, published: &str) -> VersionRecord {
+        RegionPointer::new(
+            "eu-west-1",
+            version,
+            published,
+            "x",
+            None,
+            StoredCounts::default(),
+        )
+    }
+
+    #[test]
+    fn version_at_picks_the_one_published_before() {
+        let v = vec![
+            record("20250601000000", "2025-06-01T00:00:00Z"),
+            record("20250501000000", "2025-05-01T00:00:00Z"),
+            record("20250515000000", "2025-05-15T12:00:00Z"),
+        ];
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(
+            version_at(&v, at("2025-05-20T00:00:00Z")).unwrap().version,
+            "20250515000000"
+        );
+        assert_eq!(
+            version_at(&v, at("2025-05-15T12:00:00Z")).unwrap().version,
+            "20250515000000"
+        );
+        assert_eq!(
+            version_at(&v, at("2025-05-15T11:59:59Z")).unwrap().version,
+            "20250501000000"
+        );
+        assert_eq!(
+            version_at(&v, at("2026-01-01T00:00:00Z")).unwrap().version,
+            "20250601000000"
+        );
+        // Before the oldest: the oldest.
+        assert_eq!(
+            version_at(&v, at("2024-01-01T00:00:00Z")).unwrap().version,
+            "20250501000000"
+        );
+        assert!(version_at(&[], at("2024-01-01T00:00:00Z")).is_none());
+    }
+
+    #[test]
+    fn keys_sort_spot_points_by_time() {
+        let a = SpotPoint::new(
+            "us-east-1",
+            "m5.large",
+            "us-east-1a",
+            "Linux/UNIX",
+            "2025-01-02T03:04:05Z".parse().unwrap(),
+            0.03,
+        );
+        let b = SpotPoint::new(
+            "us-east-1",
+            "m5.large",
+            "us-east-1a",
+            "Linux/UNIX",
+            "2025-01-10T00:00:00Z".parse().unwrap(),
+            0.04,
+        );
+        assert_eq!(a.pk, "spot#us-east-1#m5.large");
+        assert_eq!(a.sk, "us-east-1a#Linux/UNIX#2025-01-02T03:04:05Z");
+        assert!(a.sk < b.sk);
+        assert_eq!(
+            reserved_key("RunInstances:0002", 3, "convertible", "All Upfront"),
+            "RunInstances:0002|3yr|convertible|All Upfront"
+        );
+    }
+}
