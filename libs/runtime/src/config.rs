@@ -30,6 +30,7 @@ pub struct Config {
     pub queues: QueuesConfig,
     pub trail: TrailConfig,
     pub pricing: PricingConfig,
+    pub aggregator: AggregatorConfig,
     pub notifier: NotifierConfig,
 }
 
@@ -54,6 +55,32 @@ pub struct NotifierConfig {
     /// addresses (private, link-local and metadata addresses stay
     /// refused). Default false.
     pub webhook_allow_local: bool,
+}
+
+/// aggregator settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregatorConfig {
+    /// Tag keys with their own cost roll-up (`--by tag:K`). Default
+    /// `["team", "env"]`.
+    pub rollup_tags: Vec<String>,
+    /// How long price-graph rows are kept (DynamoDB TTL). Default 400 days.
+    pub retention_days: u32,
+    /// An hour costing at least this many times the previous one is a
+    /// spike. Default 2.0.
+    pub spike_factor: f64,
+    /// …and at least this many USD more than it. Default 1.0.
+    pub spike_min_usd: f64,
+    /// A budget threshold is crossed by the forecast only after this much
+    /// of the month has passed (by month-to-date cost at any time).
+    /// Default 3 days.
+    #[serde(with = "humantime_serde")]
+    pub forecast_after: Duration,
+    /// Accounts computed at once per message. Default 4.
+    pub account_concurrency: usize,
+    /// Largest backfill one message may ask for, in hours. Default 1488
+    /// (62 days).
+    pub max_backfill_hours: u32,
 }
 
 /// Where the pricing service reads the AWS Price List from.
@@ -246,6 +273,15 @@ impl Config {
                 write_concurrency: 32,
                 directory_refresh: Duration::from_secs(60),
             },
+            aggregator: AggregatorConfig {
+                rollup_tags: vec!["team".into(), "env".into()],
+                retention_days: 400,
+                spike_factor: 2.0,
+                spike_min_usd: 1.0,
+                forecast_after: Duration::from_secs(3 * 24 * 3600),
+                account_concurrency: 4,
+                max_backfill_hours: 1488,
+            },
             pricing: PricingConfig {
                 source: PriceSource::Bulk,
                 offers_url: "https://pricing.us-east-1.amazonaws.com".into(),
@@ -387,6 +423,35 @@ impl Config {
                 "trail.write_concurrency: {} is outside 1..=512",
                 t.write_concurrency
             ));
+        }
+        let a = &self.aggregator;
+        if a.retention_days == 0 {
+            problems.push("aggregator.retention_days: must be at least 1".into());
+        }
+        if !(a.spike_factor > 1.0 && a.spike_factor.is_finite()) {
+            problems.push(format!(
+                "aggregator.spike_factor: {} must be a number above 1",
+                a.spike_factor
+            ));
+        }
+        if !(a.spike_min_usd >= 0.0 && a.spike_min_usd.is_finite()) {
+            problems.push("aggregator.spike_min_usd: must be 0 or more".into());
+        }
+        if a.account_concurrency == 0 || a.account_concurrency > 64 {
+            problems.push(format!(
+                "aggregator.account_concurrency: {} is outside 1..=64",
+                a.account_concurrency
+            ));
+        }
+        if a.max_backfill_hours == 0 {
+            problems.push("aggregator.max_backfill_hours: must be at least 1".into());
+        }
+        for k in &a.rollup_tags {
+            if k.is_empty() || k.contains('#') {
+                problems.push(format!(
+                    "aggregator.rollup_tags: {k:?} must be non-empty without '#'"
+                ));
+            }
         }
         let p = &self.pricing;
         match p.offers_url.split_once("://") {
