@@ -324,3 +324,53 @@ fn wants(settings: &TenantChannels, ch: Channel, d: &Dispatch) -> bool {
         d.severity >= settings.min_severity(ch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_carry_severity_and_subject() {
+        let d = Dispatch {
+            tenant: TenantId::new("acme").unwrap(),
+            id: "n-1".into(),
+            severity: Severity::Critical,
+            subject: "Root user activity".into(),
+            text: "ConsoleLogin in account 111122223333".into(),
+            digest: false,
+        };
+        assert_eq!(d.email_subject(), "[Kopter] [critical] Root user activity");
+        assert_eq!(
+            d.webhook_text(),
+            "*[critical]* Root user activity\nConsoleLogin in account 111122223333"
+        );
+        let digest = Dispatch {
+            digest: true,
+            subject: "Daily digest 2026-03-04".into(),
+            ..d
+        };
+        assert_eq!(digest.email_subject(), "[Kopter] Daily digest 2026-03-04");
+    }
+
+    #[test]
+    fn severity_and_digest_routing() {
+        let mut c = TenantChannels {
+            notify_email: vec!["ops@example.com".into()],
+            ..Default::default()
+        };
+        let d = |severity, digest| Dispatch {
+            tenant: TenantId::new("acme").unwrap(),
+            id: "x".into(),
+            severity,
+            subject: String::new(),
+            text: String::new(),
+            digest,
+        };
+        assert!(!wants(&c, Channel::Webhook, &d(Severity::Critical, false)));
+        assert!(!wants(&c, Channel::Email, &d(Severity::Info, false)));
+        assert!(wants(&c, Channel::Email, &d(Severity::Warning, false)));
+        assert!(wants(&c, Channel::Email, &d(Severity::Info, true)));
+        c.notify_digest = Some(false);
+        assert!(!wants(&c, Channel::Email, &d(Severity::Info, true)));
+    }
+}
