@@ -1,0 +1,166 @@
+# EventBridge Scheduler sends the periodic ticks straight to the services'
+# queues, the AWS counterpart of `kopterctl tick`. Each message body is a v1
+# envelope of libs/schema/src/messages.rs. Scheduler cannot run code, so the
+# per-invocation fields come from its context attributes:
+#   id      <aws.scheduler.execution-id>   unique per invocation, kept by
+#                                          Scheduler's own retries (the
+#                                          envelope's idempotency key)
+#   sent_at <aws.scheduler.scheduled-time> RFC 3339, e.g. 2026-11-26T23:00:00Z
+# tests/tests/terraform.rs substitutes both and decodes every enabled body with
+# `Envelope::decode`.
+
+locals {
+  envelope = {
+    v       = 1
+    id      = "<aws.scheduler.execution-id>"
+    sent_at = "<aws.scheduler.scheduled-time>"
+  }
+
+  schedules = {
+    # The seed's hourly describer cron: one describe.account per account x region.
+    "describe-sweep" = {
+      service    = "describer"
+      expression = "cron(0 * * * ? *)"
+      enabled    = true
+      input      = jsonencode(merge(local.envelope, { kind = "describe.sweep", body = {} }))
+    }
+    # The whole EC2 price list once a day (region files are skipped by ETag
+    # when unchanged).
+    "pricing-refresh" = {
+      service    = "pricing"
+      expression = "cron(15 2 * * ? *)"
+      enabled    = true
+      input      = jsonencode(merge(local.envelope, { kind = "pricing.refresh_all", body = {} }))
+    }
+    # Five minutes past the hour. `hour` is the scheduled time, which readers
+    # truncate to the hour that has just begun; backfill_hours = 1 makes the
+    # aggregator (re)compute the hour that has just ended too, which is the one
+    # `kopterctl tick aggregate` sends by default.
+    "aggregate" = {
+      service    = "aggregator"
+      expression = "cron(5 * * * ? *)"
+      enabled    = true
+      input = jsonencode(merge(local.envelope, {
+        kind = "aggregate.hour"
+        body = { hour = "<aws.scheduler.scheduled-time>", backfill_hours = 1 }
+      }))
+    }
+    # The seed's "backup-job": 0 */12 * * *.
+    "backups" = {
+      service    = "describer"
+      expression = "cron(0 */12 * * ? *)"
+      enabled    = true
+      input      = jsonencode(merge(local.envelope, { kind = "backup.sweep", body = {} }))
+    }
+    # The seed's 23:00 daily job. DISABLED: `notify.daily_digest` needs
+    # `day` as a bare date (YYYY-MM-DD) and Scheduler can only give a full
+    # timestamp, so this body does not decode yet. Enable it once the contract
+    # accepts a timestamp for `day` (or defaults it to the date of `sent_at`);
+    # tests/tests/terraform.rs fails as soon as the body decodes, to say so.
+    "daily-digest" = {
+      service    = "notifier"
+      expression = "cron(0 23 * * ? *)"
+      enabled    = false
+      input = jsonencode(merge(local.envelope, {
+        kind = "notify.daily_digest"
+        body = { day = "<aws.scheduler.scheduled-time>" }
+      }))
+    }
+  }
+}
+
+resource "aws_scheduler_schedule_group" "this" {
+  name = "${var.env}-kopter"
+  tags = var.tags
+}
+
+resource "aws_scheduler_schedule" "tick" {
+  for_each = local.schedules
+
+  name                         = "${var.env}-kopter-${each.key}"
+  group_name                   = aws_scheduler_schedule_group.this.name
+  description                  = "Sends ${jsondecode(each.value.input).kind} to the ${each.value.service} queue."
+  schedule_expression          = lookup(var.schedule_expressions, each.key, each.value.expression)
+  schedule_expression_timezone = var.timezone
+  state                        = each.value.enabled ? "ENABLED" : "DISABLED"
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = var.queues[each.value.service].queue_arn
+    role_arn = aws_iam_role.scheduler.arn
+    input    = each.value.input
+
+    retry_policy {
+      # A tick older than an hour is superseded by the next one.
+      maximum_event_age_in_seconds = 3600
+      maximum_retry_attempts       = 10
+    }
+
+    # A tick that cannot be delivered lands in the service's DLQ, whose alarm
+    # pages.
+    dead_letter_config {
+      arn = var.queues[each.value.service].dlq_arn
+    }
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["scheduler.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_scheduler_schedule_group.this.arn]
+    }
+  }
+}
+
+resource "aws_iam_role" "scheduler" {
+  name               = "${var.env}-kopter-scheduler"
+  description        = "EventBridge Scheduler: send Kopter's periodic ticks to the service queues."
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+  tags               = var.tags
+}
+
+locals {
+  target_services = distinct([for s in values(local.schedules) : s.service])
+}
+
+data "aws_iam_policy_document" "send" {
+  statement {
+    sid     = "SendTicks"
+    actions = ["sqs:SendMessage"]
+    resources = flatten([
+      for s in local.target_services : [var.queues[s].queue_arn, var.queues[s].dlq_arn]
+    ])
+  }
+
+  statement {
+    sid       = "EncryptedQueues"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [var.kms_key_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "send" {
+  name   = "send-ticks"
+  role   = aws_iam_role.scheduler.id
+  policy = data.aws_iam_policy_document.send.json
+}

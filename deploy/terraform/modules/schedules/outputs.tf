@@ -1,0 +1,14 @@
+output "schedule_arns" {
+  description = "Schedule ARN by job name."
+  value       = { for k, s in aws_scheduler_schedule.tick : k => s.arn }
+}
+
+output "role_arn" {
+  description = "ARN of the role Scheduler assumes to send the ticks."
+  value       = aws_iam_role.scheduler.arn
+}
+
+output "disabled_jobs" {
+  description = "Jobs declared but not enabled (see the module README)."
+  value       = [for k, s in local.schedules : k if !s.enabled]
+}
