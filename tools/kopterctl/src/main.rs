@@ -5,6 +5,7 @@
 //! (bad arguments or configuration).
 
 mod inventory;
+mod notifications;
 
 use std::process::ExitCode;
 
@@ -63,6 +64,10 @@ enum Command {
     Queues,
     /// A tenant's instances, volumes and snapshots with their state.
     Inventory(inventory::InventoryArgs),
+    /// A tenant's notification feed (newest first); mark notifications read.
+    Notifications(notifications::NotificationsArgs),
+    /// Where a tenant's notifications are delivered (webhook, email).
+    Channels(notifications::ChannelsArgs),
     /// Search a tenant's CloudTrail audit log (newest first).
     Audit {
         #[arg(long)]
@@ -282,6 +287,12 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Inventory(args) => return inventory::run(&aws, &names, args).await,
+        Command::Notifications(args) => {
+            return notifications::notifications(&aws, &names, args).await;
+        }
+        Command::Channels(args) => {
+            return notifications::channels(&aws, &names, &config, args).await;
+        }
         Command::Queues => {
             let sqs = aws.sqs();
             println!(
