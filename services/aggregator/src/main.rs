@@ -1,17 +1,17 @@
-//! The aggregator service. Its message handling is not built yet: the runtime
-//! consumes its queue, checks each message against the contracts and leaves
-//! it for the DLQ with the reason logged (see `UnimplementedHandler`).
+//! The aggregator service: consumes its queue (hourly `aggregate.hour`,
+//! `inventory.changed` and `prices.updated` events). See `DESIGN.md`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use kopter_runtime::{Handler, UnimplementedHandler};
+use kopter_runtime::Handler;
 use kopter_schema::Service;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    kopter_runtime::service_main(Service::Aggregator, |_ctx| async {
-        Ok(Arc::new(UnimplementedHandler(Service::Aggregator)) as Arc<dyn Handler>)
+    kopter_runtime::service_main(Service::Aggregator, |ctx| async move {
+        let aggregator = aggregator::Aggregator::new(&ctx);
+        Ok(Arc::new(aggregator::AggregatorHandler(aggregator)) as Arc<dyn Handler>)
     })
     .await
 }

@@ -1,0 +1,586 @@
+//! The price graph in DynamoDB (`price-graph` table): cost per resource
+//! per hour, roll-ups per hour and day, budgets.
+//!
+//! | pk | sk | row |
+//! |---|---|---|
+//! | `{tenant}#{account}#res#{yyyy-mm-ddThh}` | `{kind}#{resource id}` | [`ResourceHourRow`] |
+//! | `{tenant}#hour#{dimension}` | `{yyyy-mm-ddThh}#{group}#{account}` | [`RollupRow`] |
+//! | `{tenant}#day#{dimension}` | `{yyyy-mm-dd}#{group}#{account}` | [`RollupRow`] |
+//! | `{tenant}#budget` | `config` / `crossed#{yyyy-mm}#{percent}` | [`Budget`], crossing markers |
+//! | `{tenant}#spike` | `{account}#{yyyy-mm-ddThh}` | spike markers |
+//!
+//! Dimensions: `account`, `region`, `family`, `tag:{key}`. Roll-up rows
+//! keep the account in their key, so recomputing one account's hour
+//! replaces exactly that account's rows ([`GraphStore::replace_hour`]):
+//! rows of the new result are put, rows of the old one that the new one
+//! lacks are deleted. Tenant-wide series sum the accounts when read.
+//! Every partition key starts with the tenant.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use anyhow::Context;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use chrono::{DateTime, Duration, Utc};
+use kopter_schema::{AccountId, Names, Table, TenantId};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::CostLine;
+
+/// `2025-05-20T10`.
+pub fn hour_key(hour: DateTime<Utc>) -> String {
+    hour.format("%Y-%m-%dT%H").to_string()
+}
+/// `2025-05-20`.
+pub fn day_key(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+/// `2025-05`.
+pub fn month_key(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m").to_string()
+}
+
+/// Cost of one resource in one hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceHourRow {
+    pub pk: String,
+    pub sk: String,
+    pub tenant: TenantId,
+    pub account: AccountId,
+    pub region: String,
+    pub resource_id: String,
+    pub kind: String,
+    pub hour: String,
+    pub usage: f64,
+    pub unit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_usd: Option<f64>,
+    /// Set when the price is unknown ("price missing"; `cost_usd` absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_missing: Option<String>,
+    pub family: String,
+    pub detail: String,
+    #[serde(default)]
+    pub lifecycle: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub expires_at: i64,
+}
+
+/// Cost of one group (account, region, family or tag value) of one
+/// account in one hour or day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollupRow {
+    pub pk: String,
+    pub sk: String,
+    pub tenant: TenantId,
+    pub account: AccountId,
+    pub dimension: String,
+    /// Hour or day key.
+    pub period: String,
+    pub group: String,
+    pub cost_usd: f64,
+    pub reserved_usd: f64,
+    /// Resources of the group whose price is unknown (not in `cost_usd`).
+    pub price_missing: u64,
+    pub resources: u64,
+    pub expires_at: i64,
+}
+
+/// A tenant's monthly budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    pub pk: String,
+    pub sk: String,
+    pub tenant: TenantId,
+    pub monthly_usd: f64,
+    /// Percentages, ascending (default 50, 80, 100).
+    pub thresholds: Vec<u32>,
+}
+
+impl Budget {
+    pub fn new(tenant: &TenantId, monthly_usd: f64, mut thresholds: Vec<u32>) -> Self {
+        thresholds.sort_unstable();
+        thresholds.dedup();
+        Self {
+            pk: format!("{tenant}#budget"),
+            sk: "config".into(),
+            tenant: tenant.clone(),
+            monthly_usd,
+            thresholds,
+        }
+    }
+}
+
+/// Dimension names of a roll-up for the configured tag keys.
+pub fn dimensions(tag_keys: &[String]) -> Vec<String> {
+    let mut d = vec!["account".to_string(), "region".into(), "family".into()];
+    d.extend(tag_keys.iter().map(|k| format!("tag:{k}")));
+    d
+}
+
+/// The group of a line under a dimension.
+pub fn group_of(line: &CostLine, account: &AccountId, dimension: &str) -> String {
+    match dimension {
+        "account" => account.to_string(),
+        "region" => line.region.clone(),
+        "family" => line.family.clone(),
+        d => {
+            let key = d.strip_prefix("tag:").unwrap_or(d);
+            line.tags
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "(untagged)".into())
+        }
+    }
+}
+
+/// One point of a cost series (summed over accounts).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    pub period: String,
+    pub group: String,
+    pub cost_usd: f64,
+    pub reserved_usd: f64,
+    pub price_missing: u64,
+    pub resources: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct GraphStore {
+    ddb: Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+impl GraphStore {
+    pub fn new(ddb: Client, names: &Names) -> Self {
+        Self {
+            ddb,
+            table: names.table(Table::PriceGraph),
+        }
+    }
+
+    /// Replaces one account's hour: resource rows and hour roll-ups, then
+    /// the day roll-ups of that day (summed from the hour roll-ups).
+    pub async fn replace_hour(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        hour: DateTime<Utc>,
+        lines: &[CostLine],
+        tag_keys: &[String],
+        expires_at: i64,
+    ) -> anyhow::Result<()> {
+        let hk = hour_key(hour);
+        // Resource rows.
+        let res_pk = format!("{tenant}#{account}#res#{hk}");
+        let rows: Vec<ResourceHourRow> = lines
+            .iter()
+            .map(|l| ResourceHourRow {
+                pk: res_pk.clone(),
+                sk: format!("{}#{}", l.kind, l.resource_id),
+                tenant: tenant.clone(),
+                account: account.clone(),
+                region: l.region.clone(),
+                resource_id: l.resource_id.clone(),
+                kind: l.kind.into(),
+                hour: hk.clone(),
+                usage: l.usage,
+                unit: l.unit.into(),
+                cost_usd: l.cost_usd,
+                reserved_usd: l.reserved_usd,
+                price_missing: l.missing.clone(),
+                family: l.family.clone(),
+                detail: l.detail.clone(),
+                lifecycle: l.lifecycle.clone(),
+                tags: l.tags.clone(),
+                expires_at,
+            })
+            .collect();
+        let old = self.keys(&res_pk, None, None).await?;
+        self.replace(&rows, old).await?;
+
+        for dim in dimensions(tag_keys) {
+            let mut groups: BTreeMap<String, RollupRow> = BTreeMap::new();
+            let pk = format!("{tenant}#hour#{dim}");
+            for l in lines {
+                let g = group_of(l, account, &dim);
+                let row = groups.entry(g.clone()).or_insert_with(|| RollupRow {
+                    pk: pk.clone(),
+                    sk: format!("{hk}#{g}#{account}"),
+                    tenant: tenant.clone(),
+                    account: account.clone(),
+                    dimension: dim.clone(),
+                    period: hk.clone(),
+                    group: g,
+                    cost_usd: 0.0,
+                    reserved_usd: 0.0,
+                    price_missing: 0,
+                    resources: 0,
+                    expires_at,
+                });
+                row.resources += 1;
+                match l.cost_usd {
+                    Some(c) => row.cost_usd += c,
+                    None => row.price_missing += 1,
+                }
+                // Without a reserved alternative (spot, volumes…) the
+                // resource costs the same either way.
+                row.reserved_usd += l.reserved_usd.or(l.cost_usd).unwrap_or(0.0);
+            }
+            let rows: Vec<RollupRow> = groups.into_values().collect();
+            let old = self
+                .keys(&pk, Some(&format!("{hk}#")), Some(account))
+                .await?;
+            self.replace(&rows, old).await?;
+            self.rebuild_day(tenant, account, &dim, hour, expires_at)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn rebuild_day(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        dim: &str,
+        hour: DateTime<Utc>,
+        expires_at: i64,
+    ) -> anyhow::Result<()> {
+        let day = day_key(hour);
+        let hours: Vec<RollupRow> = self
+            .query(
+                &format!("{tenant}#hour#{dim}"),
+                &format!("{day}T00#"),
+                &format!("{day}T23#\u{10ffff}"),
+            )
+            .await?
+            .into_iter()
+            .filter(|r: &RollupRow| r.account == *account)
+            .collect();
+        let pk = format!("{tenant}#day#{dim}");
+        let mut groups: BTreeMap<String, RollupRow> = BTreeMap::new();
+        for h in hours {
+            let row = groups.entry(h.group.clone()).or_insert_with(|| RollupRow {
+                pk: pk.clone(),
+                sk: format!("{day}#{}#{account}", h.group),
+                tenant: tenant.clone(),
+                account: account.clone(),
+                dimension: dim.into(),
+                period: day.clone(),
+                group: h.group.clone(),
+                cost_usd: 0.0,
+                reserved_usd: 0.0,
+                price_missing: 0,
+                resources: 0,
+                expires_at,
+            });
+            row.cost_usd += h.cost_usd;
+            row.reserved_usd += h.reserved_usd;
+            row.price_missing += h.price_missing;
+            row.resources = row.resources.max(h.resources);
+        }
+        let rows: Vec<RollupRow> = groups.into_values().collect();
+        let old = self
+            .keys(&pk, Some(&format!("{day}#")), Some(account))
+            .await?;
+        self.replace(&rows, old).await
+    }
+
+    /// Puts `rows` and deletes the `old` keys that are not among them.
+    async fn replace<T: Serialize + HasKey>(
+        &self,
+        rows: &[T],
+        old: Vec<(String, String)>,
+    ) -> anyhow::Result<()> {
+        let new: HashSet<(String, String)> = rows.iter().map(|r| r.key()).collect();
+        let mut writes = Vec::new();
+        for r in rows {
+            writes.push(
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(serde_dynamo::to_item(r)?))
+                            .build()?,
+                    )
+                    .build(),
+            );
+        }
+        for (pk, sk) in old {
+            if !new.contains(&(pk.clone(), sk.clone())) {
+                writes.push(
+                    WriteRequest::builder()
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .key("pk", s(pk))
+                                .key("sk", s(sk))
+                                .build()?,
+                        )
+                        .build(),
+                );
+            }
+        }
+        for chunk in writes.chunks(25) {
+            let mut batch = chunk.to_vec();
+            for attempt in 0..8u32 {
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .request_items(&self.table, batch)
+                    .send()
+                    .await
+                    .with_context(|| format!("BatchWriteItem on {}", self.table))?;
+                batch = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if batch.is_empty() {
+                    break;
+                }
+                if attempt == 7 {
+                    anyhow::bail!("BatchWriteItem on {}: items left unprocessed", self.table);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn keys(
+        &self,
+        pk: &str,
+        prefix: Option<&str>,
+        account: Option<&AccountId>,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut q = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .projection_expression("pk, sk, account")
+            .expression_attribute_values(":pk", s(pk));
+        q = match prefix {
+            Some(p) => q
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":p", s(p)),
+            None => q.key_condition_expression("pk = :pk"),
+        };
+        let items: Vec<Item> = q
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .with_context(|| format!("query {pk}"))?;
+        Ok(items
+            .into_iter()
+            .filter(|i| {
+                account.is_none_or(|a| {
+                    i.get("account").and_then(|v| v.as_s().ok()) == Some(&a.to_string())
+                })
+            })
+            .filter_map(|i| {
+                Some((
+                    i.get("pk")?.as_s().ok()?.clone(),
+                    i.get("sk")?.as_s().ok()?.clone(),
+                ))
+            })
+            .collect())
+    }
+
+    async fn query<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: &str,
+        lo: &str,
+        hi: &str,
+    ) -> anyhow::Result<Vec<T>> {
+        let items: Vec<Item> = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":lo", s(lo))
+            .expression_attribute_values(":hi", s(hi))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .with_context(|| format!("query {pk} {lo}..{hi}"))?;
+        items
+            .into_iter()
+            .map(|i| serde_dynamo::from_item(i).context("decode a price-graph row"))
+            .collect()
+    }
+
+    /// Resource rows of one account's hour.
+    pub async fn resource_hours(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        hour: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<ResourceHourRow>> {
+        let pk = format!("{tenant}#{account}#res#{}", hour_key(hour));
+        self.query(&pk, "", "\u{10ffff}").await
+    }
+
+    /// A cost series: `granularity` `hour` or `day`, periods from `from`
+    /// to `to` (keys, inclusive), optionally one account; summed over
+    /// accounts per period and group.
+    pub async fn series(
+        &self,
+        tenant: &TenantId,
+        account: Option<&AccountId>,
+        granularity: &str,
+        dimension: &str,
+        from: &str,
+        to: &str,
+    ) -> anyhow::Result<Vec<SeriesPoint>> {
+        let rows: Vec<RollupRow> = self
+            .query(
+                &format!("{tenant}#{granularity}#{dimension}"),
+                &format!("{from}#"),
+                &format!("{to}#\u{10ffff}"),
+            )
+            .await?;
+        let mut out: BTreeMap<(String, String), SeriesPoint> = BTreeMap::new();
+        for r in rows
+            .into_iter()
+            .filter(|r| account.is_none_or(|a| r.account == *a))
+        {
+            let p = out
+                .entry((r.period.clone(), r.group.clone()))
+                .or_insert_with(|| SeriesPoint {
+                    period: r.period.clone(),
+                    group: r.group.clone(),
+                    ..SeriesPoint::default()
+                });
+            p.cost_usd += r.cost_usd;
+            p.reserved_usd += r.reserved_usd;
+            p.price_missing += r.price_missing;
+            p.resources += r.resources;
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// One account's total for an hour (`None` when never computed).
+    pub async fn account_hour_total(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        hour: DateTime<Utc>,
+    ) -> anyhow::Result<Option<f64>> {
+        let hk = hour_key(hour);
+        let rows: Vec<RollupRow> = self
+            .query(
+                &format!("{tenant}#hour#account"),
+                &format!("{hk}#{account}#{account}"),
+                &format!("{hk}#{account}#{account}"),
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.cost_usd))
+    }
+
+    /// Month-to-date cost of a tenant (every account), from day roll-ups.
+    pub async fn month_to_date(
+        &self,
+        tenant: &TenantId,
+        month_start: DateTime<Utc>,
+    ) -> anyhow::Result<f64> {
+        let m = month_key(month_start);
+        let rows: Vec<RollupRow> = self
+            .query(
+                &format!("{tenant}#day#account"),
+                &format!("{m}-01#"),
+                &format!("{m}-31#\u{10ffff}"),
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.cost_usd).sum())
+    }
+
+    pub async fn put_budget(&self, budget: &Budget) -> anyhow::Result<()> {
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(budget)?))
+            .send()
+            .await
+            .context("put budget")?;
+        Ok(())
+    }
+
+    pub async fn budget(&self, tenant: &TenantId) -> anyhow::Result<Option<Budget>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("{tenant}#budget")))
+            .key("sk", s("config"))
+            .consistent_read(true)
+            .send()
+            .await
+            .context("get budget")?;
+        out.item
+            .map(|i| serde_dynamo::from_item(i).context("decode budget"))
+            .transpose()
+    }
+
+    /// Whether a marker (budget crossing, spike) exists.
+    pub async fn marker_exists(&self, pk: &str, sk: &str) -> anyhow::Result<bool> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .with_context(|| format!("get marker {pk} {sk}"))?;
+        Ok(out.item.is_some())
+    }
+
+    pub async fn put_marker(&self, pk: &str, sk: &str, expires_at: i64) -> anyhow::Result<()> {
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk))
+            .item("sk", s(sk))
+            .item("at", s(Utc::now().to_rfc3339()))
+            .item("expires_at", AttributeValue::N(expires_at.to_string()))
+            .send()
+            .await
+            .with_context(|| format!("put marker {pk} {sk}"))?;
+        Ok(())
+    }
+}
+
+/// Rows with a table key.
+pub trait HasKey {
+    fn key(&self) -> (String, String);
+}
+impl HasKey for ResourceHourRow {
+    fn key(&self) -> (String, String) {
+        (self.pk.clone(), self.sk.clone())
+    }
+}
+impl HasKey for RollupRow {
+    fn key(&self) -> (String, String) {
+        (self.pk.clone(), self.sk.clone())
+    }
+}
+
+/// TTL epoch seconds for rows of `hour` kept `days`.
+pub fn expiry(hour: DateTime<Utc>, days: u32) -> i64 {
+    (hour + Duration::days(i64::from(days))).timestamp()
+}

@@ -1,0 +1,382 @@
+//! The aggregator: inventory history × prices → hourly cost per resource
+//! and account (the price graph), budgets and spikes. See `DESIGN.md`.
+
+pub mod engine;
+pub mod graph;
+pub mod load;
+
+#[cfg(test)]
+mod engine_tests;
+
+use std::collections::BTreeMap;
+
+use anyhow::anyhow;
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use futures::StreamExt;
+use kopter_runtime::accounts::AccountStore;
+use kopter_runtime::config::AggregatorConfig;
+use kopter_runtime::messaging::Outbox;
+use kopter_runtime::metrics::register;
+use kopter_runtime::{BoxFuture, Delivery, Handler, HandlerError, ServiceContext, decode_for};
+use kopter_schema::messages::{AggregateHour, BudgetCrossed, CostSpike};
+use kopter_schema::{AccountId, Envelope, Message, Service, TenantId};
+use pricing::store::PriceStore;
+use prometheus::{IntCounter, IntCounterVec, Opts};
+
+use crate::engine::{CostLine, hour_of, price_timeline};
+use crate::graph::{GraphStore, expiry, hour_key, month_key};
+use crate::load::{HistoryReader, load_book};
+
+struct Metrics {
+    /// `kopter_aggregator_hours_computed_total`
+    hours: IntCounter,
+    /// `kopter_aggregator_resource_hours_total{kind}`
+    lines: IntCounterVec,
+    /// `kopter_aggregator_prices_missing_total{kind}`
+    missing: IntCounterVec,
+    /// `kopter_aggregator_events_published_total{event=budget|spike}`
+    events: IntCounterVec,
+}
+
+fn metrics() -> &'static Metrics {
+    static M: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| Metrics {
+        hours: register(
+            IntCounter::new(
+                "kopter_aggregator_hours_computed_total",
+                "Account-hours computed",
+            )
+            .expect("metric"),
+        ),
+        lines: register(
+            IntCounterVec::new(
+                Opts::new(
+                    "kopter_aggregator_resource_hours_total",
+                    "Resource-hours priced, by kind",
+                ),
+                &["kind"],
+            )
+            .expect("metric"),
+        ),
+        missing: register(
+            IntCounterVec::new(
+                Opts::new(
+                    "kopter_aggregator_prices_missing_total",
+                    "Resource-hours written with a price-missing mark, by kind",
+                ),
+                &["kind"],
+            )
+            .expect("metric"),
+        ),
+        events: register(
+            IntCounterVec::new(
+                Opts::new(
+                    "kopter_aggregator_events_published_total",
+                    "Budget and spike events published",
+                ),
+                &["event"],
+            )
+            .expect("metric"),
+        ),
+    });
+    &M
+}
+
+/// What one account's computation did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AccountReport {
+    pub hours: usize,
+    pub lines: usize,
+    pub missing: usize,
+    pub spikes: usize,
+}
+
+/// The aggregator's work.
+#[derive(Clone)]
+pub struct Aggregator {
+    pub history: HistoryReader,
+    pub prices: PriceStore,
+    pub graph: GraphStore,
+    pub accounts: AccountStore,
+    pub outbox: Option<Outbox>,
+    pub config: AggregatorConfig,
+}
+
+impl Aggregator {
+    pub fn new(ctx: &ServiceContext) -> Self {
+        let ddb = ctx.aws.dynamodb();
+        Self {
+            history: HistoryReader::new(ddb.clone(), &ctx.names),
+            prices: PriceStore::new(ddb.clone(), &ctx.names),
+            graph: GraphStore::new(ddb, &ctx.names),
+            accounts: ctx.accounts.clone(),
+            outbox: Some(ctx.outbox.clone()),
+            config: ctx.config.aggregator.clone(),
+        }
+    }
+
+    /// Computes hours `[from, to)` of one account and replaces them in the
+    /// price graph, then checks each hour for a spike.
+    pub async fn compute_account(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> anyhow::Result<AccountReport> {
+        let (from, to) = (
+            hour_of(from),
+            hour_of(to - Duration::seconds(1)) + Duration::hours(1),
+        );
+        let timelines = self.history.timelines(tenant, account, from, to).await?;
+        let book = load_book(&self.prices, &timelines, from, to).await?;
+        let mut lines = Vec::new();
+        for t in &timelines {
+            price_timeline(t, from, to, &book, &mut lines);
+        }
+        let mut by_hour: BTreeMap<DateTime<Utc>, Vec<CostLine>> = BTreeMap::new();
+        let mut h = from;
+        while h < to {
+            by_hour.insert(h, Vec::new());
+            h += Duration::hours(1);
+        }
+        let mut report = AccountReport::default();
+        for l in lines {
+            report.lines += 1;
+            metrics().lines.with_label_values(&[l.kind]).inc();
+            if l.missing.is_some() {
+                report.missing += 1;
+                metrics().missing.with_label_values(&[l.kind]).inc();
+                tracing::warn!(%tenant, %account, resource = %l.resource_id, hour = %l.hour, reason = l.missing.as_deref().unwrap_or(""), "price missing");
+            }
+            by_hour.entry(l.hour).or_default().push(l);
+        }
+        for (hour, lines) in &by_hour {
+            self.graph
+                .replace_hour(
+                    tenant,
+                    account,
+                    *hour,
+                    lines,
+                    &self.config.rollup_tags,
+                    expiry(*hour, self.config.retention_days),
+                )
+                .await?;
+            report.hours += 1;
+            metrics().hours.inc();
+            let total: f64 = lines.iter().filter_map(|l| l.cost_usd).sum();
+            if self.check_spike(tenant, account, *hour, total).await? {
+                report.spikes += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Publishes one `cost.spike` for an hour costing `spike_factor` ×
+    /// the previous hour and `spike_min_usd` more (once per account-hour).
+    async fn check_spike(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        hour: DateTime<Utc>,
+        current: f64,
+    ) -> anyhow::Result<bool> {
+        let Some(previous) = self
+            .graph
+            .account_hour_total(tenant, account, hour - Duration::hours(1))
+            .await?
+        else {
+            return Ok(false);
+        };
+        if !(previous > 0.0
+            && current >= previous * self.config.spike_factor
+            && current - previous >= self.config.spike_min_usd)
+        {
+            return Ok(false);
+        }
+        let (pk, sk) = (
+            format!("{tenant}#spike"),
+            format!("{account}#{}", hour_key(hour)),
+        );
+        if self.graph.marker_exists(&pk, &sk).await? {
+            return Ok(false);
+        }
+        let msg = Message::CostSpike(CostSpike {
+            tenant: tenant.clone(),
+            account: account.clone(),
+            hour,
+            previous,
+            current,
+            factor: current / previous,
+            currency: "USD".into(),
+        });
+        // Deterministic id: a crash between publish and marker republishes
+        // the same event, which consumers deduplicate.
+        self.publish(format!("spike:{tenant}:{account}:{}", hour_key(hour)), msg)
+            .await?;
+        self.graph
+            .put_marker(&pk, &sk, expiry(hour, self.config.retention_days))
+            .await?;
+        metrics().events.with_label_values(&["spike"]).inc();
+        Ok(true)
+    }
+
+    /// Checks a tenant's budget at the end of `hour`: each threshold
+    /// crossed by month-to-date cost (or, after `forecast_after`, by the
+    /// linear forecast) publishes one `budget.crossed` per month.
+    pub async fn check_budget(
+        &self,
+        tenant: &TenantId,
+        hour: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<u32>> {
+        let Some(budget) = self.graph.budget(tenant).await? else {
+            return Ok(Vec::new());
+        };
+        let month_start = Utc
+            .with_ymd_and_hms(hour.year(), hour.month(), 1, 0, 0, 0)
+            .single()
+            .ok_or_else(|| anyhow!("month of {hour}"))?;
+        let mtd = self.graph.month_to_date(tenant, month_start).await?;
+        let elapsed = ((hour_of(hour) + Duration::hours(1)) - month_start).num_seconds() as f64;
+        let month_secs = engine::seconds_in_month(hour);
+        let forecast = if elapsed > 0.0 {
+            mtd / elapsed * month_secs
+        } else {
+            mtd
+        };
+        let forecast_counts = elapsed >= self.config.forecast_after.as_secs_f64();
+        let month = month_key(hour);
+        let mut crossed = Vec::new();
+        for &pct in &budget.thresholds {
+            let limit = budget.monthly_usd * f64::from(pct) / 100.0;
+            if !(mtd >= limit || (forecast_counts && forecast >= limit)) {
+                continue;
+            }
+            let (pk, sk) = (format!("{tenant}#budget"), format!("crossed#{month}#{pct}"));
+            if self.graph.marker_exists(&pk, &sk).await? {
+                continue;
+            }
+            let msg = Message::BudgetCrossed(BudgetCrossed {
+                tenant: tenant.clone(),
+                month: month.clone(),
+                threshold_percent: pct,
+                budget: budget.monthly_usd,
+                month_to_date: mtd,
+                forecast,
+                currency: "USD".into(),
+            });
+            self.publish(format!("budget:{tenant}:{month}:{pct}"), msg)
+                .await?;
+            self.graph.put_marker(&pk, &sk, expiry(hour, 400)).await?;
+            metrics().events.with_label_values(&["budget"]).inc();
+            crossed.push(pct);
+        }
+        Ok(crossed)
+    }
+
+    async fn publish(&self, id: String, msg: Message) -> anyhow::Result<()> {
+        if let Some(outbox) = &self.outbox {
+            outbox.publish(&Envelope::new(id, Utc::now(), msg)).await?;
+        }
+        Ok(())
+    }
+
+    /// `aggregate.hour`: every account (of one tenant when given), hours
+    /// `hour - backfill_hours ..= hour`, then budgets at `hour`.
+    pub async fn aggregate(&self, m: &AggregateHour) -> Result<Vec<AccountReport>, HandlerError> {
+        if m.backfill_hours > self.config.max_backfill_hours {
+            return Err(HandlerError::permanent(anyhow!(
+                "backfill of {} hours exceeds aggregator.max_backfill_hours ({})",
+                m.backfill_hours,
+                self.config.max_backfill_hours
+            )));
+        }
+        let hour = hour_of(m.hour);
+        let from = hour - Duration::hours(i64::from(m.backfill_hours));
+        let to = hour + Duration::hours(1);
+        let accounts = self
+            .accounts
+            .list(m.tenant.as_ref())
+            .await
+            .map_err(HandlerError::retry)?;
+        type Job<'a> = futures::future::BoxFuture<'a, (TenantId, anyhow::Result<AccountReport>)>;
+        let jobs: Vec<Job<'_>> = accounts
+            .iter()
+            .map(|a| {
+                let job: Job<'_> = Box::pin(async move {
+                    let r = self
+                        .compute_account(&a.tenant_id, &a.account_id, from, to)
+                        .await
+                        .map_err(|e| {
+                            e.context(format!("account {}/{}", a.tenant_id, a.account_id))
+                        });
+                    (a.tenant_id.clone(), r)
+                });
+                job
+            })
+            .collect();
+        let results: Vec<(TenantId, anyhow::Result<AccountReport>)> = futures::stream::iter(jobs)
+            .buffer_unordered(self.config.account_concurrency)
+            .collect()
+            .await;
+        let mut reports = Vec::new();
+        let mut failed = Vec::new();
+        let mut tenants = std::collections::BTreeSet::new();
+        for (tenant, r) in results {
+            tenants.insert(tenant);
+            match r {
+                Ok(r) => reports.push(r),
+                Err(e) => failed.push(format!("{e:#}")),
+            }
+        }
+        for t in &tenants {
+            self.check_budget(t, hour)
+                .await
+                .map_err(HandlerError::retry)?;
+        }
+        if failed.is_empty() {
+            Ok(reports)
+        } else {
+            Err(HandlerError::retry(anyhow!(
+                "{} of {} accounts failed: {}",
+                failed.len(),
+                accounts.len(),
+                failed.join("; ")
+            )))
+        }
+    }
+}
+
+/// The service's queue handler.
+pub struct AggregatorHandler(pub Aggregator);
+
+impl Handler for AggregatorHandler {
+    fn handle<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let env = decode_for(Service::Aggregator, delivery)?;
+            match env.message {
+                Message::AggregateHour(m) => self.0.aggregate(&m).await.map(drop),
+                // A change recomputes its hour of its account (the hourly
+                // tick computes it again once the hour is over).
+                Message::InventoryChanged(c) => {
+                    let hour = hour_of(c.at);
+                    self.0
+                        .compute_account(&c.tenant, &c.account, hour, hour + Duration::hours(1))
+                        .await
+                        .map(drop)
+                        .map_err(HandlerError::retry)
+                }
+                // New prices apply from their publication on; the hours
+                // after it are computed by the hourly tick.
+                Message::PricesUpdated(p) => {
+                    tracing::info!(region = %p.region, version = %p.version, "prices updated; hours from now on use them");
+                    Ok(())
+                }
+                other => Err(HandlerError::permanent(anyhow!(
+                    "message {}: the aggregator does not handle {:?}",
+                    delivery.message_id,
+                    other.kind()
+                ))),
+            }
+        })
+    }
+}

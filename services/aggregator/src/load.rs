@@ -1,0 +1,262 @@
+//! Reading what the engine needs from DynamoDB: resource timelines from
+//! the describer's tables and prices from the pricing service's.
+//!
+//! Timelines for `[from, to)` of one account take a bounded number of
+//! reads whatever the account's age: its inventory (current state of
+//! every resource, with `last_change_at`), its history rows since `from`,
+//! and — only for resources that changed since `from` — the one history
+//! row in force at `from` (index `by-resource`). A resource unchanged
+//! since before `from` was in its inventory state the whole window.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use anyhow::Context;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration, Utc};
+use describer::rows::{EventRow, Resource, fixed_time};
+use kopter_schema::items::keys;
+use kopter_schema::{AccountId, Names, Table, TenantId};
+use pricing::offer::platform;
+use pricing::store::PriceStore;
+
+use crate::engine::{MemoryBook, Timeline, hour_of};
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+#[derive(Clone, Debug)]
+pub struct HistoryReader {
+    ddb: Client,
+    inventory: describer::store::Store,
+    events_table: String,
+}
+
+impl HistoryReader {
+    pub fn new(ddb: Client, names: &Names) -> Self {
+        Self {
+            inventory: describer::store::Store::new(ddb.clone(), names),
+            events_table: names.table(Table::Ec2Events),
+            ddb,
+        }
+    }
+
+    /// Every resource of the account that may have existed in
+    /// `[from, to)`, with its states from before `from` to `to`.
+    pub async fn timelines(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<Timeline>> {
+        let inventory = self
+            .inventory
+            .inventory(tenant, account, None, None)
+            .await?;
+        let changed = self.events_since(tenant, account, from).await?;
+        let mut by_resource: HashMap<String, Vec<EventRow>> = HashMap::new();
+        for e in changed {
+            by_resource
+                .entry(e.resource_id.clone())
+                .or_default()
+                .push(e);
+        }
+        let before = from - Duration::seconds(1);
+        let mut out = Vec::with_capacity(inventory.len());
+        let mut seen = HashSet::new();
+        for row in inventory.values() {
+            seen.insert(row.resource_id.clone());
+            match by_resource.remove(&row.resource_id) {
+                None => {
+                    // Unchanged since before `from`: its inventory state
+                    // held the whole window (skip what ended before it).
+                    if row.gone
+                        && row.last_change_at.is_some_and(|t| t < from)
+                        && !alive(&row.resource)
+                    {
+                        continue;
+                    }
+                    out.push(Timeline {
+                        region: row.region.clone(),
+                        resource_id: row.resource_id.clone(),
+                        states: vec![(before, row.resource.clone())],
+                    });
+                }
+                Some(events) => {
+                    let initial = self
+                        .state_before(tenant, account, &row.resource_id, from)
+                        .await?;
+                    out.push(timeline(&row.region, &row.resource_id, initial, events, to));
+                }
+            }
+        }
+        // History rows of resources without an inventory row (should not
+        // happen; priced from their history all the same).
+        for (id, events) in by_resource {
+            if seen.contains(&id) {
+                continue;
+            }
+            let region = events[0].region.clone();
+            let initial = self.state_before(tenant, account, &id, from).await?;
+            out.push(timeline(&region, &id, initial, events, to));
+        }
+        out.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+        Ok(out)
+    }
+
+    async fn events_since(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        from: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<EventRow>> {
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .ddb
+            .query()
+            .table_name(&self.events_table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND sk >= :from")
+            .expression_attribute_values(":pk", s(keys::tenant_account(tenant, account)))
+            .expression_attribute_values(":from", s(fixed_time(from)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .with_context(|| format!("read the history of {tenant}/{account} since {from}"))?;
+        items
+            .into_iter()
+            .map(|i| serde_dynamo::from_item(i).context("decode a history row"))
+            .collect()
+    }
+
+    /// The history row of a resource in force just before `from`.
+    async fn state_before(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        resource_id: &str,
+        from: DateTime<Utc>,
+    ) -> anyhow::Result<Option<EventRow>> {
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.events_table)
+            .index_name("by-resource")
+            .key_condition_expression("resource_key = :r AND sk < :from")
+            .expression_attribute_values(":r", s(keys::tenant_resource(tenant, resource_id)))
+            .expression_attribute_values(":from", s(fixed_time(from)))
+            .scan_index_forward(false)
+            .send()
+            .await
+            .with_context(|| format!("read the state of {resource_id} before {from}"))?;
+        let pk = keys::tenant_account(tenant, account);
+        for item in out.items.unwrap_or_default() {
+            let row: EventRow = serde_dynamo::from_item(item).context("decode a history row")?;
+            if row.pk == pk {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn alive(r: &Resource) -> bool {
+    match r {
+        Resource::Instance(i) => i.state != "terminated",
+        Resource::Volume(v) => v.state != "deleted",
+        Resource::Snapshot(s) => s.state != "deleted",
+    }
+}
+
+fn timeline(
+    region: &str,
+    id: &str,
+    initial: Option<EventRow>,
+    mut events: Vec<EventRow>,
+    to: DateTime<Utc>,
+) -> Timeline {
+    events.sort_by(|a, b| a.sk.cmp(&b.sk));
+    let mut states = Vec::with_capacity(events.len() + 1);
+    if let Some(i) = initial {
+        states.push((i.at, i.resource));
+    }
+    states.extend(
+        events
+            .into_iter()
+            .filter(|e| e.at < to)
+            .map(|e| (e.at, e.resource)),
+    );
+    Timeline {
+        region: region.into(),
+        resource_id: id.into(),
+        states,
+    }
+}
+
+/// (instance type, tenancy) priced on demand; (instance type, AZ) spot.
+type Needs = (HashSet<(String, String)>, HashSet<(String, String)>);
+
+/// Loads the prices `timelines` need for `[from, to)` into memory.
+pub async fn load_book(
+    prices: &PriceStore,
+    timelines: &[Timeline],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<MemoryBook> {
+    let mut book = MemoryBook::default();
+    // What each region needs: instance type × tenancy, spot type × AZ.
+    let mut needs: BTreeMap<String, Needs> = BTreeMap::new();
+    for t in timelines {
+        let need = needs.entry(t.region.clone()).or_default();
+        for (_, r) in &t.states {
+            if let Resource::Instance(i) = r {
+                if i.lifecycle == "spot" {
+                    need.1
+                        .insert((i.instance_type.clone(), i.availability_zone.clone()));
+                } else if let Some(tenancy) = platform::offer_tenancy(&i.tenancy) {
+                    need.0
+                        .insert((i.instance_type.clone(), tenancy.to_string()));
+                }
+            }
+        }
+    }
+    for (region, (instances, spots)) in needs {
+        let versions = prices.versions(&region).await?;
+        // Versions in force at some hour of the window.
+        let mut in_force = HashSet::new();
+        let mut h = hour_of(from);
+        while h < to {
+            if let Some(v) = pricing::store::version_at(&versions, h) {
+                in_force.insert(v.version.clone());
+            }
+            h += Duration::hours(1);
+        }
+        for v in &in_force {
+            book.ebs.insert(
+                (region.clone(), v.clone()),
+                prices.ebs_prices(&region, v).await?,
+            );
+            for (ty, tenancy) in &instances {
+                if let Some(p) = prices.instance_prices(&region, v, ty, tenancy).await? {
+                    book.instances
+                        .insert((region.clone(), v.clone(), ty.clone(), tenancy.clone()), p);
+                }
+            }
+        }
+        for (ty, az) in spots {
+            let mut points: Vec<_> = prices
+                .spot_history(&region, &ty)
+                .await?
+                .into_iter()
+                .filter(|p| p.availability_zone == az && p.at < to)
+                .collect();
+            points.sort_by_key(|p| p.at);
+            book.spot.insert((region.clone(), ty, az), points);
+        }
+        book.versions.insert(region, versions);
+    }
+    Ok(book)
+}
