@@ -6,6 +6,7 @@
 //! | `{tenant}#{account}#res#{yyyy-mm-ddThh}` | `{kind}#{resource id}` | [`ResourceHourRow`] |
 //! | `{tenant}#hour#{dimension}` | `{yyyy-mm-ddThh}#{group}#{account}` | [`RollupRow`] |
 //! | `{tenant}#day#{dimension}` | `{yyyy-mm-dd}#{group}#{account}` | [`RollupRow`] |
+//! | `{tenant}#daily-total` | `{yyyy-mm-dd}` | every account's cost of the day (`cost`, `currency`; the notifier's digest reads it) |
 //! | `{tenant}#budget` | `config` / `crossed#{yyyy-mm}#{percent}` | [`Budget`], crossing markers |
 //! | `{tenant}#spike` | `{account}#{yyyy-mm-ddThh}` | spike markers |
 //!
@@ -292,7 +293,46 @@ impl GraphStore {
         let old = self
             .keys(&pk, Some(&format!("{day}#")), Some(account))
             .await?;
-        self.replace(&rows, old).await
+        self.replace(&rows, old).await?;
+        if dim == "account" {
+            // The tenant's total of the day, over every account.
+            let all: Vec<RollupRow> = self
+                .query(&pk, &format!("{day}#"), &format!("{day}#\u{10ffff}"))
+                .await?;
+            let cost: f64 = all.iter().map(|r| r.cost_usd).sum();
+            self.ddb
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(format!("{tenant}#daily-total")))
+                .item("sk", s(day.clone()))
+                .item("cost", AttributeValue::N(cost.to_string()))
+                .item("currency", s("USD"))
+                .item("expires_at", AttributeValue::N(expires_at.to_string()))
+                .send()
+                .await
+                .context("put the tenant's daily total")?;
+        }
+        Ok(())
+    }
+
+    /// The tenant's cost of a day over every account (`None` before any
+    /// hour of it is computed).
+    pub async fn daily_total(&self, tenant: &TenantId, day: &str) -> anyhow::Result<Option<f64>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("{tenant}#daily-total")))
+            .key("sk", s(day))
+            .consistent_read(true)
+            .send()
+            .await
+            .context("get the daily total")?;
+        Ok(out.item.and_then(|i| {
+            i.get("cost")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+        }))
     }
 
     /// Puts `rows` and deletes the `old` keys that are not among them.
@@ -431,7 +471,7 @@ impl GraphStore {
         hour: DateTime<Utc>,
     ) -> anyhow::Result<Vec<ResourceHourRow>> {
         let pk = format!("{tenant}#{account}#res#{}", hour_key(hour));
-        self.query(&pk, "", "\u{10ffff}").await
+        self.query(&pk, " ", "\u{10ffff}").await
     }
 
     /// A cost series: `granularity` `hour` or `day`, periods from `from`

@@ -4,6 +4,7 @@
 //! the standard AWS variables). Exit codes: 0 done, 1 failed, 2 refused
 //! (bad arguments or configuration).
 
+mod cost;
 mod inventory;
 mod notifications;
 
@@ -68,6 +69,10 @@ enum Command {
     Notifications(notifications::NotificationsArgs),
     /// Where a tenant's notifications are delivered (webhook, email).
     Channels(notifications::ChannelsArgs),
+    /// A tenant's cost series from the price graph.
+    Cost(cost::CostArgs),
+    /// A tenant's monthly budget.
+    Budget(cost::BudgetArgs),
     /// Search a tenant's CloudTrail audit log (newest first).
     Audit {
         #[arg(long)]
@@ -287,6 +292,10 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Inventory(args) => return inventory::run(&aws, &names, args).await,
+        Command::Cost(args) => {
+            return cost::cost(&aws, &names, &config.aggregator.rollup_tags, args).await;
+        }
+        Command::Budget(args) => return cost::budget(&aws, &names, args).await,
         Command::Notifications(args) => {
             return notifications::notifications(&aws, &names, args).await;
         }

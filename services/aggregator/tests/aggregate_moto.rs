@@ -1,0 +1,482 @@
+//! The aggregator against moto: describer history and pricing rows in
+//! DynamoDB (written through the same row types and the pricing
+//! ingestor), hours computed through the handler's entry point, the price
+//! graph read back; recomputation replaces exactly; budget crossings and
+//! spikes are published once.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aggregator::Aggregator;
+use aggregator::graph::Budget;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use describer::rows::{
+    Change, EventRow, InstanceFields, InventoryRow, Resource, VolumeFields, inventory_sk,
+};
+use kopter_runtime::accounts::Onboarding;
+use kopter_schema::items::keys;
+use kopter_schema::messages::AggregateHour;
+use kopter_schema::{AccountId, Envelope, Message, Service, Table, TenantId};
+use kopter_tests::{TestEnv, random_account, unique};
+
+const OFFER: &str = include_str!("../../pricing/tests/fixtures/offer_small.json");
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn instance(state: &str, ty: &str, op: &str, tags: &[(&str, &str)]) -> Resource {
+    Resource::Instance(InstanceFields {
+        state: state.into(),
+        instance_type: ty.into(),
+        usage_operation: op.into(),
+        platform_details: String::new(),
+        tenancy: "default".into(),
+        lifecycle: "on-demand".into(),
+        availability_zone: "us-east-1a".into(),
+        launch_time: None,
+        state_transition_reason: String::new(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
+        volume_ids: vec![],
+    })
+}
+
+fn volume() -> Resource {
+    Resource::Volume(VolumeFields {
+        state: "in-use".into(),
+        volume_type: "gp3".into(),
+        size_gib: 100,
+        iops: Some(3000),
+        throughput: Some(125),
+        attached_instance: Some("i-web".into()),
+        availability_zone: "us-east-1a".into(),
+        create_time: None,
+        tags: BTreeMap::new(),
+    })
+}
+
+struct World {
+    env: TestEnv,
+    agg: Aggregator,
+    tenant: TenantId,
+    account: AccountId,
+}
+
+async fn put<T: serde::Serialize>(env: &TestEnv, table: Table, row: &T) {
+    env.ctx
+        .aws
+        .dynamodb()
+        .put_item()
+        .table_name(env.ctx.names.table(table))
+        .set_item(Some(serde_dynamo::to_item(row).unwrap()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Writes a resource's history (each state from its time) and its
+/// inventory row (the last state), as the describer does.
+async fn history(w: &World, id: &str, states: &[(&str, Change, Resource)]) {
+    for (at, change, r) in states {
+        let row = EventRow::new(
+            &w.tenant,
+            &w.account,
+            "us-east-1",
+            id,
+            *change,
+            t(at),
+            t(at),
+            r.clone(),
+        );
+        put(&w.env, Table::Ec2Events, &row).await;
+    }
+    let (last_at, _, last) = states.last().unwrap();
+    let inv = InventoryRow {
+        pk: keys::tenant_account(&w.tenant, &w.account),
+        sk: inventory_sk("us-east-1", last.kind(), id),
+        tenant: w.tenant.clone(),
+        account: w.account.clone(),
+        region: "us-east-1".into(),
+        resource_id: id.into(),
+        gone: false,
+        first_seen: t(states[0].0),
+        last_seen: t("2025-06-02T12:00:00Z"),
+        last_change_at: Some(t(last_at)),
+        version: 1,
+        unpublished: vec![],
+        resource: last.clone(),
+    };
+    put(&w.env, Table::Inventory, &inv).await;
+}
+
+async fn world() -> World {
+    let env = TestEnv::with(|c| {
+        c.aggregator.spike_min_usd = 0.01;
+        c.aggregator.forecast_after = std::time::Duration::from_secs(365 * 24 * 3600);
+    })
+    .await;
+    let tenant = TenantId::new(unique("acme-")).unwrap();
+    let account = AccountId::new(random_account()).unwrap();
+    env.ctx
+        .accounts
+        .onboard(
+            Onboarding::parse(
+                tenant.as_str(),
+                account.as_str(),
+                &format!("arn:aws:iam::{account}:role/KopterAccess"),
+                &[],
+            )
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    // Prices: the pricing service's own ingest of the fixture (version
+    // 20250523232744, published 2025-05-23): m5.large Linux 0.096/h,
+    // Windows 0.188/h, gp3 0.08 GB-Mo.
+    let pricing = pricing::ingest::Ingestor::new(&env.ctx).unwrap();
+    pricing
+        .ingest_reader(
+            std::io::Cursor::new(OFFER.as_bytes().to_vec()),
+            "offer_small.json",
+            "us-east-1",
+        )
+        .await
+        .unwrap();
+    let agg = Aggregator::new(&env.ctx);
+    World {
+        env,
+        agg,
+        tenant,
+        account,
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+/// Hours 08–10 of 2025-06-02: i-web m5.large Linux running from 08:00,
+/// stopped 10:30; its 100 GiB gp3 volume all along; i-odd of an unknown
+/// type; i-win (Windows) launched at 10:00.
+async fn estate(w: &World) {
+    history(
+        w,
+        "i-web",
+        &[
+            (
+                "2025-06-02T08:00:00Z",
+                Change::Launched,
+                instance("running", "m5.large", "RunInstances", &[("team", "web")]),
+            ),
+            (
+                "2025-06-02T10:30:00Z",
+                Change::StateChanged,
+                instance("stopped", "m5.large", "RunInstances", &[("team", "web")]),
+            ),
+        ],
+    )
+    .await;
+    history(
+        w,
+        "vol-1",
+        &[("2025-06-02T08:00:00Z", Change::Created, volume())],
+    )
+    .await;
+    history(
+        w,
+        "i-odd",
+        &[(
+            "2025-06-02T08:00:00Z",
+            Change::Launched,
+            instance("running", "x9.huge", "RunInstances", &[]),
+        )],
+    )
+    .await;
+    history(
+        w,
+        "i-win",
+        &[(
+            "2025-06-02T10:00:00Z",
+            Change::Launched,
+            instance(
+                "running",
+                "m5.large",
+                "RunInstances:0002",
+                &[("team", "data")],
+            ),
+        )],
+    )
+    .await;
+}
+
+async fn events(env: &TestEnv, service: Service) -> Vec<Envelope> {
+    let url = env.queue_url(service).await;
+    let mut out = Vec::new();
+    loop {
+        let got = env.receive(&url, std::time::Duration::from_secs(30)).await;
+        if got.is_empty() {
+            return out;
+        }
+        out.extend(
+            got.iter()
+                .map(|m| Envelope::decode(m.body.as_deref().unwrap()).unwrap()),
+        );
+    }
+}
+
+#[tokio::test]
+async fn hours_are_priced_replaced_exactly_and_alert_once() {
+    let w = world().await;
+    estate(&w).await;
+    w.agg
+        .graph
+        .put_budget(&Budget::new(&w.tenant, 0.45, vec![50, 80, 100]))
+        .await
+        .unwrap();
+
+    let msg = AggregateHour {
+        hour: t("2025-06-02T10:00:00Z"),
+        backfill_hours: 2,
+        tenant: Some(w.tenant.clone()),
+    };
+    let reports = w.agg.aggregate(&msg).await.unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].hours, 3);
+
+    // Hour 10, by resource. June has 30 days = 2 592 000 s.
+    let vol_hour = 100.0 * 0.08 * 3600.0 / 2_592_000.0;
+    let rows: HashMap<String, _> = w
+        .agg
+        .graph
+        .resource_hours(&w.tenant, &w.account, t("2025-06-02T10:00:00Z"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.resource_id.clone(), r))
+        .collect();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(close(rows["i-web"].cost_usd.unwrap(), 0.5 * 0.096));
+    assert!(close(rows["i-web"].usage, 0.5));
+    assert!(close(rows["i-win"].cost_usd.unwrap(), 0.188));
+    assert!(close(rows["vol-1"].cost_usd.unwrap(), vol_hour));
+    assert_eq!(rows["i-odd"].cost_usd, None);
+    assert!(
+        rows["i-odd"]
+            .price_missing
+            .as_deref()
+            .unwrap()
+            .contains("x9.huge")
+    );
+    // Reserved alternative (1 yr standard no upfront, 0.06/h for Linux).
+    assert!(close(rows["i-web"].reserved_usd.unwrap(), 0.5 * 0.06));
+
+    // Roll-ups: by family and by tag, hour and day; summed series.
+    let fam = w
+        .agg
+        .graph
+        .series(
+            &w.tenant,
+            None,
+            "hour",
+            "family",
+            "2025-06-02T10",
+            "2025-06-02T10",
+        )
+        .await
+        .unwrap();
+    let by: HashMap<_, _> = fam.iter().map(|p| (p.group.as_str(), p)).collect();
+    assert!(close(by["m5"].cost_usd, 0.048 + 0.188));
+    assert_eq!(by["x9"].price_missing, 1);
+    assert!(close(by["ebs-gp3"].cost_usd, vol_hour));
+    let team = w
+        .agg
+        .graph
+        .series(
+            &w.tenant,
+            Some(&w.account),
+            "day",
+            "tag:team",
+            "2025-06-02",
+            "2025-06-02",
+        )
+        .await
+        .unwrap();
+    let by: HashMap<_, _> = team
+        .iter()
+        .map(|p| (p.group.as_str(), p.cost_usd))
+        .collect();
+    assert!(close(by["web"], 0.096 * 2.5), "{team:?}");
+    assert!(close(by["data"], 0.188));
+    assert!(close(by["(untagged)"], 3.0 * vol_hour));
+    let day_total = w
+        .agg
+        .graph
+        .daily_total(&w.tenant, "2025-06-02")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(close(day_total, 0.096 * 2.5 + 0.188 + 3.0 * vol_hour));
+
+    // Recompute: identical rows. A stale row in the hour (a resource no
+    // longer there) is removed; rows of other hours are untouched.
+    let before = w
+        .agg
+        .graph
+        .resource_hours(&w.tenant, &w.account, t("2025-06-02T09:00:00Z"))
+        .await
+        .unwrap();
+    let mut stale = rows["vol-1"].clone();
+    stale.sk = "volume#vol-stale".into();
+    stale.resource_id = "vol-stale".into();
+    put(&w.env, Table::PriceGraph, &stale).await;
+    w.agg.aggregate(&msg).await.unwrap();
+    let after: Vec<_> = w
+        .agg
+        .graph
+        .resource_hours(&w.tenant, &w.account, t("2025-06-02T10:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 4);
+    assert!(after.iter().all(|r| r.resource_id != "vol-stale"));
+    assert_eq!(
+        w.agg
+            .graph
+            .resource_hours(&w.tenant, &w.account, t("2025-06-02T09:00:00Z"))
+            .await
+            .unwrap(),
+        before
+    );
+    let day_again = w
+        .agg
+        .graph
+        .daily_total(&w.tenant, "2025-06-02")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(close(day_again, day_total));
+
+    // Events: hour 10 (0.048 + 0.188 + vol) ≥ 2 × hour 9 (0.096 + vol):
+    // one spike; the month so far (≈ 0.461 USD) crossed 50, 80 and 100 %
+    // of 0.45 USD (the forecast is switched off in this test). Each once, although everything was computed twice.
+    let got = events(&w.env, Service::Notifier).await;
+    let spikes: Vec<_> = got
+        .iter()
+        .filter_map(|e| match &e.message {
+            Message::CostSpike(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spikes.len(), 1, "{got:?}");
+    assert_eq!(spikes[0].hour, t("2025-06-02T10:00:00Z"));
+    assert!(close(spikes[0].previous, 0.096 + vol_hour));
+    let mut crossed: Vec<u32> = got
+        .iter()
+        .filter_map(|e| match &e.message {
+            Message::BudgetCrossed(b) => Some(b.threshold_percent),
+            _ => None,
+        })
+        .collect();
+    crossed.sort_unstable();
+    assert_eq!(crossed, vec![50, 80, 100], "{got:?}");
+}
+
+#[tokio::test]
+async fn tenants_do_not_see_each_other_and_changes_recompute_their_hour() {
+    let w = world().await;
+    estate(&w).await;
+    let other = TenantId::new(unique("other-")).unwrap();
+    // A change event recomputes only its account's hour.
+    let handler = aggregator::AggregatorHandler(w.agg.clone());
+    let env = kopter_runtime::messaging::envelope(Message::InventoryChanged(
+        kopter_schema::messages::InventoryChanged {
+            tenant: w.tenant.clone(),
+            account: w.account.clone(),
+            region: "us-east-1".into(),
+            resource_id: "i-web".into(),
+            resource_kind: "instance".into(),
+            change: "state_changed".into(),
+            at: t("2025-06-02T10:30:00Z"),
+            detail: serde_json::Value::Null,
+        },
+    ));
+    let delivery = kopter_runtime::Delivery {
+        message_id: "m-1".into(),
+        body: env.to_json(),
+        receive_count: 1,
+        attributes: HashMap::new(),
+    };
+    kopter_runtime::Handler::handle(&handler, &delivery)
+        .await
+        .unwrap();
+    let rows = w
+        .agg
+        .graph
+        .resource_hours(&w.tenant, &w.account, t("2025-06-02T10:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 4);
+    assert!(
+        w.agg
+            .graph
+            .resource_hours(&w.tenant, &w.account, t("2025-06-02T09:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Nothing under another tenant, whatever it asks for.
+    assert!(
+        w.agg
+            .graph
+            .resource_hours(&other, &w.account, t("2025-06-02T10:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        w.agg
+            .graph
+            .series(
+                &other,
+                None,
+                "hour",
+                "account",
+                "2025-06-02T00",
+                "2025-06-02T23"
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Every row of the tenant is under its own partition keys.
+    let scan = w
+        .env
+        .ctx
+        .aws
+        .dynamodb()
+        .scan()
+        .table_name(w.env.ctx.names.table(Table::PriceGraph))
+        .send()
+        .await
+        .unwrap();
+    for item in scan.items.unwrap_or_default() {
+        let pk = item["pk"].as_s().unwrap();
+        assert!(pk.starts_with(&format!("{}#", w.tenant)), "{pk}");
+        if let Some(AttributeValue::S(tn)) = item.get("tenant") {
+            assert_eq!(tn, w.tenant.as_str());
+        }
+    }
+    // A backfill beyond the cap is refused permanently.
+    let too_long = AggregateHour {
+        hour: t("2025-06-02T10:00:00Z"),
+        backfill_hours: 100_000,
+        tenant: None,
+    };
+    assert!(matches!(
+        w.agg.aggregate(&too_long).await,
+        Err(kopter_runtime::HandlerError::Permanent(_))
+    ));
+}
