@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export MOTO_PORT ?= 5055
 
-.PHONY: help deps test lint fmt unit-test build demo moto-start moto-stop clean
+.PHONY: help deps test lint fmt unit-test build demo moto-start moto-stop clean tf-check
 
 help:
 	@echo "make demo   - run Kopter locally (moto + bootstrap + services)"
@@ -27,7 +27,11 @@ lint:
 unit-test:
 	$(CARGO) test --workspace --lib
 
-test: deps lint
+# terraform fmt -check + checkov over deploy/terraform (offline; own venv)
+tf-check: deps
+	scripts/check-terraform.sh
+
+test: deps lint tf-check
 	scripts/with-moto.sh $(CARGO) test --workspace --no-fail-fast
 
 demo: deps build
