@@ -1,0 +1,247 @@
+//! `kopterctl cost` and `kopterctl budget` against moto: the price graph
+//! the aggregator wrote, per tenant, as a table and as JSON.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+
+use describer::rows::{Change, EventRow, InstanceFields, InventoryRow, Resource, inventory_sk};
+use kopter_runtime::accounts::Onboarding;
+use kopter_schema::items::keys;
+use kopter_schema::messages::AggregateHour;
+use kopter_schema::{AccountId, Table, TenantId};
+use kopter_tests::{TestEnv, random_account, unique};
+
+const OFFER: &str = include_str!("../../../services/pricing/tests/fixtures/offer_small.json");
+
+async fn kopterctl(env: &TestEnv, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kopterctl"))
+        .envs(env.env_vars())
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+async fn put<T: serde::Serialize>(env: &TestEnv, table: Table, row: &T) {
+    env.ctx
+        .aws
+        .dynamodb()
+        .put_item()
+        .table_name(env.ctx.names.table(table))
+        .set_item(Some(serde_dynamo::to_item(row).unwrap()))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn cost_prints_the_tenants_series_and_budget_is_kept() {
+    let env = TestEnv::new().await;
+    let tenant = TenantId::new(unique("acme-")).unwrap();
+    let account = AccountId::new(random_account()).unwrap();
+    env.ctx
+        .accounts
+        .onboard(
+            Onboarding::parse(
+                tenant.as_str(),
+                account.as_str(),
+                &format!("arn:aws:iam::{account}:role/KopterAccess"),
+                &[],
+            )
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    pricing::ingest::Ingestor::new(&env.ctx)
+        .unwrap()
+        .ingest_reader(
+            std::io::Cursor::new(OFFER.as_bytes().to_vec()),
+            "offer_small.json",
+            "us-east-1",
+        )
+        .await
+        .unwrap();
+    // One m5.large Linux (0.096/h) running 2025-06-02 from 10:00 on.
+    let at: chrono::DateTime<chrono::Utc> = "2025-06-02T10:00:00Z".parse().unwrap();
+    let r = Resource::Instance(InstanceFields {
+        state: "running".into(),
+        instance_type: "m5.large".into(),
+        usage_operation: "RunInstances".into(),
+        platform_details: "Linux/UNIX".into(),
+        tenancy: "default".into(),
+        lifecycle: "on-demand".into(),
+        availability_zone: "us-east-1a".into(),
+        launch_time: Some(at),
+        state_transition_reason: String::new(),
+        tags: BTreeMap::from([("team".into(), "web".into())]),
+        volume_ids: vec![],
+    });
+    put(
+        &env,
+        Table::Ec2Events,
+        &EventRow::new(
+            &tenant,
+            &account,
+            "us-east-1",
+            "i-1",
+            Change::Launched,
+            at,
+            at,
+            r.clone(),
+        ),
+    )
+    .await;
+    put(
+        &env,
+        Table::Inventory,
+        &InventoryRow {
+            pk: keys::tenant_account(&tenant, &account),
+            sk: inventory_sk("us-east-1", r.kind(), "i-1"),
+            tenant: tenant.clone(),
+            account: account.clone(),
+            region: "us-east-1".into(),
+            resource_id: "i-1".into(),
+            gone: false,
+            first_seen: at,
+            last_seen: at,
+            last_change_at: Some(at),
+            version: 1,
+            unpublished: vec![],
+            resource: r,
+        },
+    )
+    .await;
+    let agg = aggregator::Aggregator::new(&env.ctx);
+    agg.aggregate(&AggregateHour {
+        hour: "2025-06-02T12:00:00Z".parse().unwrap(),
+        backfill_hours: 2,
+        tenant: None,
+    })
+    .await
+    .unwrap();
+
+    let out = kopterctl(
+        &env,
+        &[
+            "cost",
+            "--tenant",
+            tenant.as_str(),
+            "--from",
+            "2025-06-02",
+            "--to",
+            "2025-06-02",
+            "--by",
+            "tag:team",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let series: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let points = series.as_array().unwrap();
+    assert_eq!(points.len(), 1, "{series}");
+    assert_eq!(points[0]["group"], "web");
+    assert_eq!(points[0]["period"], "2025-06-02");
+    assert!(
+        (points[0]["cost_usd"].as_f64().unwrap() - 3.0 * 0.096).abs() < 1e-9,
+        "{series}"
+    );
+
+    let out = kopterctl(
+        &env,
+        &[
+            "cost",
+            "--tenant",
+            tenant.as_str(),
+            "--from",
+            "2025-06-02T10:00:00Z",
+            "--to",
+            "2025-06-02T12:00:00Z",
+            "--granularity",
+            "hour",
+            "--by",
+            "family",
+        ],
+    )
+    .await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("2025-06-02T1") && l.contains(" m5 "))
+            .count(),
+        3,
+        "{table}"
+    );
+    assert!(table.contains("0.0960"), "{table}");
+
+    // Another tenant sees nothing; bad arguments are refused (exit 2).
+    let out = kopterctl(
+        &env,
+        &[
+            "cost",
+            "--tenant",
+            "globex",
+            "--from",
+            "2025-06-02",
+            "--to",
+            "2025-06-02",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    let out = kopterctl(
+        &env,
+        &["cost", "--tenant", tenant.as_str(), "--by", "tag:nope"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tag:team"));
+
+    let out = kopterctl(
+        &env,
+        &[
+            "budget",
+            "set",
+            "--tenant",
+            tenant.as_str(),
+            "--monthly-usd",
+            "250",
+            "--thresholds",
+            "100,50",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = agg.graph.budget(&tenant).await.unwrap().unwrap();
+    assert_eq!((b.monthly_usd, b.thresholds), (250.0, vec![50, 100]));
+    let out = kopterctl(
+        &env,
+        &[
+            "budget",
+            "set",
+            "--tenant",
+            tenant.as_str(),
+            "--monthly-usd",
+            "-3",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+}
