@@ -191,6 +191,10 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `tracing` filter directive. Default `info`; `RUST_LOG` wins if set.
     pub log_level: String,
+    /// How often each worker polls its queue's and DLQ's depth and oldest
+    /// message age for `/metrics` (1s-1h). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub queue_poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +261,7 @@ impl Config {
                 listen: SocketAddr::from(([0, 0, 0, 0], port)),
                 log_format: LogFormat::Auto,
                 log_level: "info".into(),
+                queue_poll_interval: Duration::from_secs(30),
             },
             credentials: CredentialsConfig {
                 cache_capacity: 20_000,
@@ -369,6 +374,10 @@ impl Config {
         if w.retry_max > Duration::from_secs(12 * 3600) {
             problems
                 .push("worker.retry_max: must be at most 12h (the SQS visibility maximum)".into());
+        }
+        let poll = self.telemetry.queue_poll_interval;
+        if poll < Duration::from_secs(1) || poll > Duration::from_secs(3600) {
+            problems.push("telemetry.queue_poll_interval: must be between 1s and 1h".into());
         }
         if self.aws.max_attempts == 0 || self.aws.max_attempts > 20 {
             problems.push(format!(

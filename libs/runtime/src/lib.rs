@@ -122,6 +122,28 @@ pub async fn run_workers(
         })
         .collect();
     telemetry::serve(ctx.config.telemetry.listen, checks, shutdown.clone()).await?;
+    let mut watched = Vec::new();
+    for (service, q, _) in &queues {
+        let dlq_name = ctx.names.dlq(*service);
+        let dlq_url = match SqsQueue::resolve(ctx.aws.sqs(), &dlq_name).await {
+            Ok(d) => Some(d.url().to_owned()),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "no DLQ depth metrics for {}", service.name());
+                None
+            }
+        };
+        watched.push(queue::depth::Watched {
+            label: service.name().to_owned(),
+            url: q.url().to_owned(),
+            dlq_url,
+        });
+    }
+    let poller = queue::depth::spawn(
+        ctx.aws.sqs(),
+        watched,
+        ctx.config.telemetry.queue_poll_interval,
+        shutdown.clone(),
+    );
     let settings = worker::WorkerSettings::from(&ctx.config.worker);
     let mut tasks = Vec::new();
     for (service, q, handler) in queues {
@@ -131,6 +153,7 @@ pub async fn run_workers(
     for t in tasks {
         t.await.context("worker task")?;
     }
+    poller.abort();
     Ok(())
 }
 

@@ -8,7 +8,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub fn registry() -> &'static Registry {
@@ -60,6 +61,13 @@ pub struct RuntimeMetrics {
     pub aws_throttles: IntCounterVec,
     /// `kopter_aws_retries_total{service,operation}`
     pub aws_retries: IntCounterVec,
+    /// `kopter_queue_depth_messages{queue,kind=main|dlq,state=visible|in_flight|delayed}`
+    /// (polled; see `queue::depth`)
+    pub queue_depth: IntGaugeVec,
+    /// `kopter_queue_oldest_message_age_seconds{queue,kind=main|dlq}`
+    pub queue_oldest_age: GaugeVec,
+    /// `kopter_queue_depth_polls_total{queue,outcome=ok|error}`
+    pub queue_polls: IntCounterVec,
 }
 
 pub fn runtime() -> &'static RuntimeMetrics {
@@ -142,6 +150,31 @@ pub fn runtime() -> &'static RuntimeMetrics {
                 "kopter_aws_retries_total",
                 "AWS API attempts after the first.",
                 &["service", "operation"],
+            ),
+            queue_depth: register(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "kopter_queue_depth_messages",
+                        "Approximate messages in the service's queue or DLQ, by state (polled).",
+                    ),
+                    &["queue", "kind", "state"],
+                )
+                .expect("valid metric"),
+            ),
+            queue_oldest_age: register(
+                GaugeVec::new(
+                    Opts::new(
+                        "kopter_queue_oldest_message_age_seconds",
+                        "Age of the oldest message waiting in the queue or DLQ (0 when none; polled).",
+                    ),
+                    &["queue", "kind"],
+                )
+                .expect("valid metric"),
+            ),
+            queue_polls: counter(
+                "kopter_queue_depth_polls_total",
+                "Queue depth polls by outcome.",
+                &["queue", "outcome"],
             ),
         }
     });

@@ -225,6 +225,7 @@ impl<Q: Queue> Worker<Q> {
             m.received
                 .with_label_values(&[&label])
                 .inc_by(messages.len() as u64);
+            crate::queue::depth::observe_received(&label, &messages);
             summary.lock().unwrap().received += messages.len() as u64;
             for (msg, permit) in messages.into_iter().zip(permits.drain(..)) {
                 let ctx = MessageTask {

@@ -21,7 +21,7 @@ use kopter_runtime::{BoxFuture, Delivery, Handler, HandlerError, ServiceContext,
 use kopter_schema::messages::{AggregateHour, BudgetCrossed, CostSpike};
 use kopter_schema::{AccountId, Envelope, Message, Service, TenantId};
 use pricing::store::PriceStore;
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
 use crate::engine::{CostLine, hour_of, price_timeline};
 use crate::graph::{GraphStore, expiry, hour_key, month_key};
@@ -36,6 +36,9 @@ struct Metrics {
     missing: IntCounterVec,
     /// `kopter_aggregator_events_published_total{event=budget|spike}`
     events: IntCounterVec,
+    /// `kopter_aggregator_last_computed_hour_timestamp_seconds`: start of
+    /// the newest hour computed (for any account).
+    last_hour: IntGauge,
 }
 
 fn metrics() -> &'static Metrics {
@@ -74,6 +77,13 @@ fn metrics() -> &'static Metrics {
                     "Budget and spike events published",
                 ),
                 &["event"],
+            )
+            .expect("metric"),
+        ),
+        last_hour: register(
+            IntGauge::new(
+                "kopter_aggregator_last_computed_hour_timestamp_seconds",
+                "Start (Unix time) of the newest hour whose cost was computed",
             )
             .expect("metric"),
         ),
@@ -163,6 +173,8 @@ impl Aggregator {
                 .await?;
             report.hours += 1;
             metrics().hours.inc();
+            let last = &metrics().last_hour;
+            last.set(last.get().max(hour.timestamp()));
             let total: f64 = lines.iter().filter_map(|l| l.cost_usd).sum();
             if self.check_spike(tenant, account, *hour, total).await? {
                 report.spikes += 1;

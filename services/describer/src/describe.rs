@@ -14,7 +14,7 @@ use kopter_runtime::{BoxFuture, CredentialCache, CustomerRole, HandlerError, met
 use kopter_schema::items::{AccountRecord, keys};
 use kopter_schema::messages::{AccountHealth, AccountRegion, InventoryChanged, TargetedDescribe};
 use kopter_schema::{AccountId, Message, Service, TenantId};
-use prometheus::{IntCounterVec, Opts};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 use tokio::sync::Semaphore;
 
 use crate::diff::{DiffContext, Scope, Write, diff};
@@ -26,6 +26,10 @@ pub(crate) struct DescriberMetrics {
     pub jobs: IntCounterVec,
     pub changes: IntCounterVec,
     pub accounts: IntCounterVec,
+    /// `kopter_describer_last_sweep_timestamp_seconds{sweep=describe|backup}`
+    pub last_sweep: GaugeVec,
+    /// `kopter_describer_sweep_accounts{sweep,state=ok|denied|transient}`
+    pub sweep_accounts: IntGaugeVec,
 }
 
 pub(crate) fn m() -> &'static DescriberMetrics {
@@ -36,7 +40,8 @@ pub(crate) fn m() -> &'static DescriberMetrics {
                     "kopter_describer_jobs_total",
                     "Describer jobs by kind (sweep, account, targeted, backup) and outcome.",
                 ),
-                &["job", "outcome"],
+                // Not `job`: Prometheus reserves that label for the scrape job.
+                &["kind", "outcome"],
             )
             .expect("valid metric"),
         ),
@@ -57,6 +62,26 @@ pub(crate) fn m() -> &'static DescriberMetrics {
                     "Accounts that failed a job, by cause (denied = marked unhealthy, transient).",
                 ),
                 &["cause"],
+            )
+            .expect("valid metric"),
+        ),
+        last_sweep: metrics::register(
+            GaugeVec::new(
+                Opts::new(
+                    "kopter_describer_last_sweep_timestamp_seconds",
+                    "Unix time the last sweep finished sending its per-account jobs.",
+                ),
+                &["sweep"],
+            )
+            .expect("valid metric"),
+        ),
+        sweep_accounts: metrics::register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "kopter_describer_sweep_accounts",
+                    "Accounts in the last sweep by state (ok, denied = unhealthy, transient = skipped).",
+                ),
+                &["sweep", "state"],
             )
             .expect("valid metric"),
         ),
@@ -267,6 +292,23 @@ impl Describer {
                 (_, Some(false)) => report.transient += 1,
             }
         }
+        let sweep = match kind {
+            SweepKind::Describe => "describe",
+            SweepKind::Backup => "backup",
+        };
+        let ok = report.accounts - report.denied - report.transient;
+        for (state, n) in [
+            ("ok", ok),
+            ("denied", report.denied),
+            ("transient", report.transient),
+        ] {
+            m().sweep_accounts
+                .with_label_values(&[sweep, state])
+                .set(n as i64);
+        }
+        m().last_sweep
+            .with_label_values(&[sweep])
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         Ok(report)
     }
 

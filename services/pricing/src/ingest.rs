@@ -106,6 +106,8 @@ impl Ingestor {
         for l in locations {
             if l.version.is_some() && current.get(&l.region) == l.version.as_ref() {
                 PricingMetrics::get().refresh("unchanged");
+                // Confirmed current: fresh, for the staleness alert.
+                PricingMetrics::get().mark_fresh(&l.region);
                 continue;
             }
             let msg = Message::PricingRefreshRegion(RegionOnly {
@@ -141,6 +143,9 @@ impl Ingestor {
             Ok(RegionOutcome::Unchanged { .. }) => "unchanged",
             Err(_) => "failed",
         });
+        if let Ok(RegionOutcome::Unchanged { .. }) = &outcome {
+            PricingMetrics::get().mark_fresh(region);
+        }
         outcome.map_err(|e| HandlerError::retry(e.context(format!("refresh prices of {region}"))))
     }
 

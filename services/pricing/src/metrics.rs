@@ -22,8 +22,9 @@ pub struct PricingMetrics {
     stored: IntCounterVec,
     /// `kopter_pricing_spot_points_stored_total`
     spot: IntCounter,
-    /// `kopter_pricing_last_refresh_timestamp_seconds{region}`: when the
-    /// region's prices last became current.
+    /// `kopter_pricing_last_refresh_timestamp_seconds{region}`: when a
+    /// refresh last succeeded for the region (a new version made current,
+    /// or the version in force confirmed unchanged).
     fresh: GaugeVec,
 }
 
@@ -92,7 +93,7 @@ impl PricingMetrics {
                 GaugeVec::new(
                     Opts::new(
                         "kopter_pricing_last_refresh_timestamp_seconds",
-                        "Unix time a region's prices last became current",
+                        "Unix time of the last successful price refresh of a region (new version or confirmed unchanged)",
                     ),
                     &["region"],
                 )

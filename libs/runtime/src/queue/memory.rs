@@ -121,6 +121,7 @@ impl MemoryQueue {
                 body: m.body.clone(),
                 receive_count: m.receive_count,
                 attributes: HashMap::new(),
+                sent_at_ms: None,
             });
             i += 1;
         }

@@ -4,6 +4,7 @@
 //! the same visibility, receive-count and redrive semantics, for unit tests
 //! of the consume loop. See `design.md` in this folder.
 
+pub mod depth;
 mod memory;
 mod sqs;
 
@@ -26,6 +27,9 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
     /// String message attributes.
     pub attributes: HashMap<String, String>,
+    /// `SentTimestamp` (Unix ms) when the queue reports it: the age of the
+    /// oldest message waiting is estimated from it (see [`depth`]).
+    pub sent_at_ms: Option<u64>,
 }
 
 /// Outcome of a batch call: the receipts the queue did not confirm.

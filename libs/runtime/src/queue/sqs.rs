@@ -71,6 +71,7 @@ impl Queue for SqsQueue {
             .wait_time_seconds(secs(wait))
             .visibility_timeout(secs(visibility))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")
             .send()
             .await
@@ -87,6 +88,11 @@ impl Queue for SqsQueue {
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
+            let sent_at_ms = m
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                .and_then(|v| v.parse().ok());
             let attributes = m
                 .message_attributes
                 .unwrap_or_default()
@@ -99,6 +105,7 @@ impl Queue for SqsQueue {
                 body: m.body.unwrap_or_default(),
                 receive_count,
                 attributes,
+                sent_at_ms,
             });
         }
         Ok(messages)
