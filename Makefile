@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export MOTO_PORT ?= 5055
 
-.PHONY: help deps test lint fmt unit-test build demo moto-start moto-stop clean tf-check
+.PHONY: help deps test lint fmt unit-test build demo moto-start moto-stop clean tf-check prom-check
 
 help:
 	@echo "make demo   - run Kopter locally (moto + bootstrap + services)"
@@ -31,7 +31,14 @@ unit-test:
 tf-check: deps
 	scripts/check-terraform.sh
 
-test: deps lint tf-check
+# promtool: scrape config, alert rules and their unit tests (installs
+# Debian's prometheus package when missing; the monitoring test needs it too)
+prom-check:
+	scripts/deps-prometheus.sh
+	scripts/check-prometheus.sh
+
+test: deps lint tf-check prom-check
+	$(CARGO) build --workspace --bins  # tests/tests/monitoring.rs runs the service binaries
 	scripts/with-moto.sh $(CARGO) test --workspace --no-fail-fast
 
 demo: deps build
