@@ -361,6 +361,7 @@ module "services" {
 
   queue_name            = module.queues[each.key].queue_name
   queue_arn             = module.queues[each.key].queue_arn
+  dlq_arn               = module.queues[each.key].dlq_arn
   send_queue_arns       = each.value.sends_to_own_queue ? [module.queues[each.key].queue_arn] : []
   read_table_arns       = [for t in each.value.read_tables : module.tables.table_arns[t]]
   write_table_arns      = [for t in each.value.write_tables : module.tables.table_arns[t]]

@@ -115,6 +115,13 @@ data "aws_iam_policy_document" "task" {
     resources = [var.queue_arn]
   }
 
+  statement {
+    # The worker reports its DLQ's depth and oldest-message age on /metrics.
+    sid       = "WatchOwnDlq"
+    actions   = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    resources = [var.dlq_arn]
+  }
+
   dynamic "statement" {
     for_each = length(var.send_queue_arns) == 0 ? [] : [1]
     content {

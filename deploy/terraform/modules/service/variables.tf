@@ -172,6 +172,11 @@ variable "queue_arn" {
   type        = string
 }
 
+variable "dlq_arn" {
+  description = "ARN of the service's DLQ (the worker reads its depth and age for /metrics)."
+  type        = string
+}
+
 variable "send_queue_arns" {
   description = "Queues the service sends to directly (fan-out to itself, delayed messages to itself)."
   type        = list(string)
