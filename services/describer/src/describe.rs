@@ -33,7 +33,8 @@ pub(crate) struct DescriberMetrics {
 }
 
 pub(crate) fn m() -> &'static DescriberMetrics {
-    static M: LazyLock<DescriberMetrics> = LazyLock::new(|| DescriberMetrics {
+    static M: LazyLock<DescriberMetrics> = LazyLock::new(|| {
+        DescriberMetrics {
         jobs: metrics::register(
             IntCounterVec::new(
                 Opts::new(
@@ -85,6 +86,7 @@ pub(crate) fn m() -> &'static DescriberMetrics {
             )
             .expect("valid metric"),
         ),
+    }
     });
     &M
 }

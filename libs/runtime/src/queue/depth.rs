@@ -161,7 +161,12 @@ struct State {
 async fn poll_once(client: &Client, w: &Watched, st: &mut State) -> anyhow::Result<()> {
     let main = depth(client, &w.url).await?;
     let now = now_ms();
-    let age = main_queue_age(&mut st.main_base, main.visible, take_received(&w.label), now);
+    let age = main_queue_age(
+        &mut st.main_base,
+        main.visible,
+        take_received(&w.label),
+        now,
+    );
     export(&w.label, "main", main, age);
     if let Some(dlq_url) = &w.dlq_url {
         let dlq = depth(client, dlq_url).await?;
