@@ -361,6 +361,12 @@ impl Aggregator {
 /// The service's queue handler.
 pub struct AggregatorHandler(pub Aggregator);
 
+/// The service's queue handler, as `main` runs it (the all-in-one `kopter`
+/// process builds every service's handler this way).
+pub fn handler(ctx: &ServiceContext) -> anyhow::Result<std::sync::Arc<dyn Handler>> {
+    Ok(std::sync::Arc::new(AggregatorHandler(Aggregator::new(ctx))))
+}
+
 impl Handler for AggregatorHandler {
     fn handle<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {

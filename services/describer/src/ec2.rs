@@ -149,6 +149,23 @@ pub async fn instances(
     Ok(out)
 }
 
+/// `PlatformDetails`, which EC2 always returns. Emulators (moto) omit it
+/// and give only the legacy `Platform` (`windows` or absent): then
+/// `Windows` or `Linux/UNIX`, so the instance can still be priced. (EC2
+/// sends `windows` in lower case, which the SDK's enum keeps as
+/// `Unknown("windows")`, so the text is compared.)
+fn platform_details(i: &aws_sdk_ec2::types::Instance) -> String {
+    let windows = i
+        .platform()
+        .is_some_and(|p| p.as_str().eq_ignore_ascii_case("windows"));
+    match i.platform_details() {
+        Some(d) => d.to_owned(),
+        None if windows => "Windows".to_owned(),
+        None if i.usage_operation().is_none() => "Linux/UNIX".to_owned(),
+        None => String::new(),
+    }
+}
+
 pub fn instance_fields(i: &aws_sdk_ec2::types::Instance) -> InstanceFields {
     let mut volume_ids: Vec<String> = i
         .block_device_mappings()
@@ -167,7 +184,7 @@ pub fn instance_fields(i: &aws_sdk_ec2::types::Instance) -> InstanceFields {
             .map_or("unknown", |t| t.as_str())
             .to_owned(),
         usage_operation: i.usage_operation().unwrap_or("").to_owned(),
-        platform_details: i.platform_details().unwrap_or("").to_owned(),
+        platform_details: platform_details(i),
         tenancy: i
             .placement()
             .and_then(|p| p.tenancy())
@@ -274,6 +291,24 @@ pub fn snapshot_fields(s: &aws_sdk_ec2::types::Snapshot) -> SnapshotFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_details_falls_back_to_the_legacy_platform() {
+        use aws_sdk_ec2::types::{Instance, PlatformValues};
+        let given = Instance::builder()
+            .platform_details("Red Hat Enterprise Linux")
+            .build();
+        assert_eq!(platform_details(&given), "Red Hat Enterprise Linux");
+        let win = Instance::builder()
+            .platform(PlatformValues::from("windows"))
+            .build();
+        assert_eq!(platform_details(&win), "Windows");
+        assert_eq!(platform_details(&Instance::builder().build()), "Linux/UNIX");
+        let op_only = Instance::builder()
+            .usage_operation("RunInstances:0010")
+            .build();
+        assert_eq!(platform_details(&op_only), "");
+    }
 
     #[test]
     fn account_errors_are_the_customers_side() {

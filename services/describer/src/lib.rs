@@ -104,6 +104,12 @@ pub fn describer(ctx: &ServiceContext) -> Describer {
     )
 }
 
+/// The service's queue handler, as `main` runs it (the all-in-one `kopter`
+/// process builds every service's handler this way).
+pub fn handler(ctx: &ServiceContext) -> anyhow::Result<Arc<dyn Handler>> {
+    Ok(Arc::new(DescriberHandler(describer(ctx))))
+}
+
 /// Like [`describer`], entering accounts through `access` (tests).
 pub fn describer_with(ctx: &ServiceContext, access: Arc<dyn AccountAccess>) -> Describer {
     let defaults = Settings::default();

@@ -93,6 +93,12 @@ pub fn notifier(ctx: &ServiceContext) -> Notifier {
     notifier_with_lookup(ctx, Arc::new(SystemLookup))
 }
 
+/// The service's queue handler, as `main` runs it (the all-in-one `kopter`
+/// process builds every service's handler this way).
+pub fn handler(ctx: &ServiceContext) -> anyhow::Result<Arc<dyn Handler>> {
+    Ok(Arc::new(NotifierHandler(Arc::new(notifier(ctx)))))
+}
+
 /// Like [`notifier`], with a given name resolver (tests).
 pub fn notifier_with_lookup(ctx: &ServiceContext, lookup: Arc<dyn Lookup>) -> Notifier {
     let c = &ctx.config.notifier;

@@ -13,11 +13,19 @@ pub mod rows;
 pub mod source;
 pub mod store;
 
-use kopter_runtime::{BoxFuture, Delivery, Handler, HandlerError, decode_for};
+use kopter_runtime::{BoxFuture, Delivery, Handler, HandlerError, ServiceContext, decode_for};
 use kopter_schema::{Message, Service};
 
 /// The service's queue handler.
 pub struct PricingHandler(pub ingest::Ingestor);
+
+/// The service's queue handler, as `main` runs it (the all-in-one `kopter`
+/// process builds every service's handler this way).
+pub fn handler(ctx: &ServiceContext) -> anyhow::Result<std::sync::Arc<dyn Handler>> {
+    Ok(std::sync::Arc::new(PricingHandler(ingest::Ingestor::new(
+        ctx,
+    )?)))
+}
 
 impl Handler for PricingHandler {
     fn handle<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), HandlerError>> {

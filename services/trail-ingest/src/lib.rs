@@ -37,6 +37,12 @@ pub fn ingestor(ctx: &ServiceContext) -> ingest::Ingestor {
     }
 }
 
+/// The service's queue handler, as `main` runs it (the all-in-one `kopter`
+/// process builds every service's handler this way).
+pub fn handler(ctx: &ServiceContext) -> anyhow::Result<std::sync::Arc<dyn Handler>> {
+    Ok(std::sync::Arc::new(TrailHandler(ingestor(ctx))))
+}
+
 /// An S3 client with the metrics interceptor; path-style addressing when a
 /// custom endpoint (moto, LocalStack) is configured, since bucket
 /// subdomains of `127.0.0.1` do not resolve.
