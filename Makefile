@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export MOTO_PORT ?= 5055
 
-.PHONY: help deps test lint fmt unit-test build demo moto-start moto-stop clean tf-check prom-check
+.PHONY: help deps test lint fmt unit-test build demo demo-one moto-start moto-stop clean tf-check prom-check compose-check
 
 help:
 	@echo "make demo   - run Kopter locally (moto + bootstrap + services)"
@@ -37,12 +37,21 @@ prom-check:
 	scripts/deps-prometheus.sh
 	scripts/check-prometheus.sh
 
-test: deps lint tf-check prom-check
+# docker-compose config over compose.yaml (installs Debian's docker-compose
+# when missing; no Docker engine needed)
+compose-check:
+	scripts/check-compose.sh
+
+test: deps lint tf-check prom-check compose-check
 	$(CARGO) build --workspace --bins  # tests/tests/monitoring.rs runs the service binaries
 	scripts/with-moto.sh $(CARGO) test --workspace --no-fail-fast
 
 demo: deps build
 	scripts/demo.sh
+
+# the same demo with every service in one process (the `kopter` binary)
+demo-one: deps build
+	DEMO_MODE=all-in-one scripts/demo.sh
 
 moto-start: deps
 	scripts/moto.sh start

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Start/stop the pinned moto server on 127.0.0.1 for tests and the demo.
 #   scripts/moto.sh start|stop|status
-# State lives in .run/: moto.pid, moto.log. MOTO_PORT (default 5055).
+# State lives in .run/: moto.pid, moto.log for the default port 5055,
+# moto-<port>.pid, moto-<port>.log for another MOTO_PORT (so a second moto,
+# e.g. `MOTO_PORT=5066 make demo`, never takes the first one's pid file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${MOTO_PORT:-5055}"
 RUN=.run
-PID="$RUN/moto.pid"
-LOG="$RUN/moto.log"
+if [[ $PORT == 5055 ]]; then NAME=moto; else NAME="moto-$PORT"; fi
+PID="$RUN/$NAME.pid"
+LOG="$RUN/$NAME.log"
 mkdir -p "$RUN"
 
 alive() { [[ -f "$PID" ]] && kill -0 "$(cat "$PID")" 2>/dev/null; }

@@ -1,0 +1,177 @@
+//! `kopter-demo`: what `make demo` runs once moto is up (scripts/demo.sh
+//! starts and stops moto). Sets everything up, prints the report, and
+//! keeps Kopter running until Ctrl-C; then drains the services (SIGTERM)
+//! and exits 0 if every service exited 0.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use kopter_demo::{Demo, Mode, Options};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// One process per service (the five service binaries).
+    Separate,
+    /// Every service in one process (the `kopter` binary).
+    AllInOne,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "kopter-demo",
+    version,
+    about = "Kopter on a local AWS, with a demo estate and a report"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Only serve the demo's price-list files (bulk layout) and take
+    /// webhook posts, until SIGTERM (the compose file's price-file server).
+    ServePrices {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The local AWS endpoint (moto).
+    #[arg(long, env = "MOTO_ENDPOINT", default_value = "http://127.0.0.1:5055")]
+    endpoint: String,
+    #[arg(long, value_enum, default_value = "separate")]
+    mode: ModeArg,
+    /// Where the service binaries are (default: next to this one).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Service logs go here.
+    #[arg(long, default_value = ".run")]
+    run_dir: PathBuf,
+    /// Metrics port of the describer; the others follow (9101–9105); the
+    /// all-in-one uses the one before (9100).
+    #[arg(long, default_value_t = 9101)]
+    first_port: u16,
+    /// Print the report and stop instead of waiting for Ctrl-C.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let Cli { command, run: cli } = Cli::parse();
+    let cancel = kopter_runtime::telemetry::shutdown_on_signals();
+    if let Some(Command::ServePrices { listen }) = command {
+        return serve_prices(listen, cancel).await;
+    }
+    let bin_dir = match cli.bin_dir.clone().or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(PathBuf::from))
+    }) {
+        Some(d) => d,
+        None => {
+            eprintln!("kopter-demo: cannot tell where the binaries are; pass --bin-dir");
+            return ExitCode::from(2);
+        }
+    };
+    let mode = match cli.mode {
+        ModeArg::Separate => Mode::Separate { bin_dir },
+        ModeArg::AllInOne => Mode::AllInOne { bin_dir },
+    };
+    let mut opts = Options::standard(cli.endpoint, mode);
+    opts.run_dir = cli.run_dir;
+    opts.first_port = cli.first_port;
+    opts.cancel = cancel.clone();
+    let mut demo = match Demo::up(opts).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("kopter-demo: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = false;
+    match demo.report().await {
+        Ok(r) => {
+            println!();
+            print!("{}", r.render());
+        }
+        Err(e) => {
+            eprintln!("kopter-demo: reading the report: {e:#}");
+            failed = true;
+        }
+    }
+    if !cli.no_wait && !failed {
+        let env = &demo.config.env;
+        println!(
+            "\nKopter is running. Try:\n  KOPTER_ENV={env} KOPTER_AWS__ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\\n    target/debug/kopterctl cost --tenant acme --by region --granularity hour\nLogs: {}/*.log. Press Ctrl-C to stop.",
+            demo.opts.endpoint,
+            demo.opts.run_dir.display()
+        );
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                    if let Some(Err(e)) = demo.fleet.as_mut().map(|f| f.check_alive()) {
+                        eprintln!("kopter-demo: {e:#}");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    println!("\nstopping services (SIGTERM, drain)…");
+    for (name, status) in demo.down().await {
+        match status {
+            Some(s) if s.success() => println!("  {name} exited 0"),
+            Some(s) => {
+                println!("  {name} exited with {s}");
+                failed = true;
+            }
+            None => {
+                println!("  {name} did not stop in time and was killed");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn serve_prices(
+    listen: std::net::SocketAddr,
+    cancel: tokio_util::sync::CancellationToken,
+) -> ExitCode {
+    let files = match kopter_demo::offers::site_files(&kopter_demo::REGIONS) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("kopter-demo: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match kopter_demo::offers::PriceSite::start(files, listen, cancel.clone()).await {
+        Ok(site) => {
+            println!(
+                "serving {} regions' price lists at {}/offers/v1.0/aws/index.json",
+                kopter_demo::REGIONS.len(),
+                site.base_url
+            );
+            cancel.cancelled().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kopter-demo: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
