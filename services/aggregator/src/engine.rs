@@ -30,9 +30,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use describer::rows::{InstanceFields, Resource, SnapshotFields, VolumeFields};
 use pricing::offer::platform;
-use pricing::store::{
-    EbsPriceItem, InstancePrices, SpotPoint, VersionRecord, reserved_key, version_at,
-};
+use pricing::store::{EbsPriceItem, InstancePrices, SpotPoint, VersionRecord, reserved_key};
 
 /// A resource's states over time (sorted by `at`, oldest first).
 #[derive(Debug, Clone)]
@@ -84,18 +82,43 @@ pub trait PriceBook {
     fn spot(&self, region: &str, instance_type: &str, availability_zone: &str) -> &[SpotPoint];
 }
 
+/// Region → (publication time, version), sorted by version.
+type VersionIndex = HashMap<String, Vec<(Option<DateTime<Utc>>, String)>>;
+
 /// A [`PriceBook`] of plain maps (filled by the loader or by tests).
+/// Fill `versions` before the first lookup: it is indexed then.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryBook {
     pub versions: HashMap<String, Vec<VersionRecord>>,
+    /// `versions` sorted by version, with parsed publication times.
+    index: std::sync::OnceLock<VersionIndex>,
     pub instances: HashMap<(String, String, String, String), InstancePrices>,
     pub ebs: HashMap<(String, String), Vec<EbsPriceItem>>,
     pub spot: HashMap<(String, String, String), Vec<SpotPoint>>,
 }
 
 impl PriceBook for MemoryBook {
+    /// Same rule as [`pricing::store::version_at`], on a prepared index.
     fn version(&self, region: &str, hour: DateTime<Utc>) -> Option<&str> {
-        version_at(self.versions.get(region)?, hour).map(|v| v.version.as_str())
+        let index = self.index.get_or_init(|| {
+            self.versions
+                .iter()
+                .map(|(r, vs)| {
+                    let mut list: Vec<_> = vs
+                        .iter()
+                        .map(|v| (v.published(), v.version.clone()))
+                        .collect();
+                    list.sort_by(|a, b| a.1.cmp(&b.1));
+                    (r.clone(), list)
+                })
+                .collect()
+        });
+        let list = index.get(region)?;
+        list.iter()
+            .rev()
+            .find(|(p, _)| p.is_some_and(|p| p <= hour))
+            .or_else(|| list.first())
+            .map(|(_, v)| v.as_str())
     }
     fn instance(
         &self,
