@@ -28,9 +28,9 @@ use crate::graph::{GraphStore, expiry, hour_key, month_key};
 use crate::load::{HistoryReader, load_book};
 
 struct Metrics {
-    /// `kopter_aggregator_hours_computed_total`
+    /// `kopter_aggregator_account_hour_computations_total`
     hours: IntCounter,
-    /// `kopter_aggregator_resource_hours_total{kind}`
+    /// `kopter_aggregator_resource_hour_lines_total{kind}`
     lines: IntCounterVec,
     /// `kopter_aggregator_prices_missing_total{kind}`
     missing: IntCounterVec,
@@ -45,7 +45,7 @@ fn metrics() -> &'static Metrics {
     static M: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| Metrics {
         hours: register(
             IntCounter::new(
-                "kopter_aggregator_hours_computed_total",
+                "kopter_aggregator_account_hour_computations_total",
                 "Account-hours computed",
             )
             .expect("metric"),
@@ -53,7 +53,7 @@ fn metrics() -> &'static Metrics {
         lines: register(
             IntCounterVec::new(
                 Opts::new(
-                    "kopter_aggregator_resource_hours_total",
+                    "kopter_aggregator_resource_hour_lines_total",
                     "Resource-hours priced, by kind",
                 ),
                 &["kind"],
