@@ -26,6 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use describer::rows::{InstanceFields, Resource, SnapshotFields, VolumeFields};
@@ -43,10 +44,10 @@ pub struct Timeline {
 /// What a resource cost in one hour.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostLine {
-    pub resource_id: String,
+    pub resource_id: Arc<str>,
     /// `instance`, `volume`, `snapshot`.
     pub kind: &'static str,
-    pub region: String,
+    pub region: Arc<str>,
     pub hour: DateTime<Utc>,
     /// Instance: running hours; volume / snapshot: GB-hours.
     pub usage: f64,
@@ -58,12 +59,12 @@ pub struct CostLine {
     /// Why the price is unknown (then `cost_usd` is `None`).
     pub missing: Option<String>,
     /// `m5` (instance family), `ebs-gp3`, `ebs-snapshot`.
-    pub family: String,
+    pub family: Arc<str>,
     /// Instance type or volume type at the end of the hour.
-    pub detail: String,
+    pub detail: Arc<str>,
     /// `on-demand`, `spot`, … (instances only; empty otherwise).
-    pub lifecycle: String,
-    pub tags: BTreeMap<String, String>,
+    pub lifecycle: Arc<str>,
+    pub tags: Arc<BTreeMap<String, String>>,
 }
 
 /// Prices in memory, as the engine reads them.
@@ -198,6 +199,55 @@ fn exists(r: &Resource) -> bool {
     }
 }
 
+/// What a line shows of a state, shared by every line of that state.
+#[derive(Clone)]
+struct Shown {
+    kind: &'static str,
+    unit: &'static str,
+    family: Arc<str>,
+    detail: Arc<str>,
+    lifecycle: Arc<str>,
+    tags: Arc<BTreeMap<String, String>>,
+}
+
+fn shown(r: &Resource) -> Shown {
+    let (kind, unit, family_, detail, lifecycle, tags): (_, _, Arc<str>, Arc<str>, Arc<str>, _) =
+        match r {
+            Resource::Instance(i) => (
+                "instance",
+                "hours",
+                family(&i.instance_type).into(),
+                i.instance_type.as_str().into(),
+                i.lifecycle.as_str().into(),
+                &i.tags,
+            ),
+            Resource::Volume(v) => (
+                "volume",
+                "GB-hours",
+                format!("ebs-{}", v.volume_type).into(),
+                v.volume_type.as_str().into(),
+                "".into(),
+                &v.tags,
+            ),
+            Resource::Snapshot(s) => (
+                "snapshot",
+                "GB-hours",
+                "ebs-snapshot".into(),
+                "snapshot".into(),
+                "".into(),
+                &s.tags,
+            ),
+        };
+    Shown {
+        kind,
+        unit,
+        family: family_,
+        detail,
+        lifecycle,
+        tags: Arc::new(tags.clone()),
+    }
+}
+
 /// Prices every hour in `[from, to)` (hour starts) of one timeline.
 /// Lines with no usage are left out.
 pub fn price_timeline(
@@ -211,76 +261,116 @@ pub fn price_timeline(
     if states.is_empty() {
         return;
     }
+    // Times as epoch milliseconds: the walk does integer arithmetic only.
+    let ts: Vec<i64> = states.iter().map(|(t, _)| t.timestamp_millis()).collect();
+    let mut shown_cache: Vec<Option<Shown>> = vec![None; states.len()];
+    let resource_id: Arc<str> = timeline.resource_id.as_str().into();
+    let region: Arc<str> = timeline.region.as_str().into();
     let mut memo = Memo::default();
-    // Index of the first state with at > hour start (cursor).
+    // Index of the first state starting after the hour's start (cursor).
     let mut next = 0usize;
     let mut hour = hour_of(from);
-    while hour < to {
-        let end = hour + Duration::hours(1);
-        while next < states.len() && states[next].0 <= hour {
+    let to_ms = to.timestamp_millis();
+    let mut hour_ms = hour.timestamp_millis();
+    while hour_ms < to_ms {
+        let end_ms = hour_ms + 3_600_000;
+        while next < ts.len() && ts[next] <= hour_ms {
             next += 1;
         }
-        // Segments: the state in force at `hour` (if any), then every
-        // state that starts inside the hour.
+        // Segments: the state in force at the hour's start (if any), then
+        // every state that starts inside the hour.
         let mut acc = Acc::default();
-        let mut seg_start = hour;
-        let mut current = next.checked_sub(1).map(|i| &states[i].1);
+        let mut seg_start = hour_ms;
+        let mut current = next.checked_sub(1);
         let mut i = next;
         loop {
-            let seg_end = if i < states.len() && states[i].0 < end {
-                states[i].0
+            let seg_end = if i < ts.len() && ts[i] < end_ms {
+                ts[i]
             } else {
-                end
+                end_ms
             };
-            if let Some(state) = current
+            if let Some(c) = current
                 && seg_end > seg_start
             {
-                acc.add(timeline, state, seg_start, seg_end, hour, book, &mut memo);
+                acc.add(
+                    timeline,
+                    c,
+                    &states[c].1,
+                    seg_start,
+                    seg_end,
+                    hour,
+                    book,
+                    &mut memo,
+                );
             }
-            if seg_end >= end {
+            if seg_end >= end_ms {
                 break;
             }
-            current = Some(&states[i].1);
+            current = Some(i);
             seg_start = seg_end;
             i += 1;
         }
-        if let Some(line) = acc.finish(timeline, hour) {
-            out.push(line);
+        if let Some(last) = acc.last
+            && acc.usage > 0.0
+        {
+            let shown = shown_cache[last]
+                .get_or_insert_with(|| shown(&states[last].1))
+                .clone();
+            out.push(CostLine {
+                resource_id: resource_id.clone(),
+                kind: shown.kind,
+                region: region.clone(),
+                hour,
+                usage: acc.usage,
+                unit: shown.unit,
+                cost_usd: acc.missing.is_none().then_some(acc.cost),
+                reserved_usd: (acc.missing.is_none()
+                    && !acc.reserved_unknown
+                    && shown.kind == "instance")
+                    .then_some(acc.reserved),
+                missing: acc.missing,
+                family: shown.family,
+                detail: shown.detail,
+                lifecycle: shown.lifecycle,
+                tags: shown.tags,
+            });
         }
-        hour = end;
+        hour += Duration::hours(1);
+        hour_ms = end_ms;
     }
 }
 
-/// (version, type, tenancy, operation).
-type PriceKey = (String, String, String, String);
 /// (on-demand, reserved alternative) per hour, or why unknown.
 type Rates = Result<(f64, Option<f64>), String>;
 
+/// The last instance price looked up, by (version, type, tenancy,
+/// operation): consecutive hours of one instance almost always reuse it.
 #[derive(Default)]
 struct Memo {
-    /// (version, type, tenancy, operation) → (on-demand, reserved alt)
-    instance: Option<(PriceKey, Rates)>,
+    instance: Option<(String, String, String, String, Rates)>,
 }
 
 #[derive(Default)]
-struct Acc<'a> {
+struct Acc {
     usage: f64,
     cost: f64,
     reserved: f64,
     /// Some running second had no reserved rate: no alternative figure.
     reserved_unknown: bool,
     missing: Option<String>,
-    last: Option<&'a Resource>,
+    /// Index of the last existing state seen in the hour.
+    last: Option<usize>,
 }
 
-impl<'a> Acc<'a> {
+impl Acc {
     #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
         t: &Timeline,
-        state: &'a Resource,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
+        index: usize,
+        state: &Resource,
+        start_ms: i64,
+        end_ms: i64,
         hour: DateTime<Utc>,
         book: &impl PriceBook,
         memo: &mut Memo,
@@ -288,17 +378,17 @@ impl<'a> Acc<'a> {
         if !exists(state) {
             return;
         }
-        let secs = (end - start).num_milliseconds() as f64 / 1000.0;
+        self.last = Some(index);
+        let secs = (end_ms - start_ms) as f64 / 1000.0;
         match state {
             Resource::Instance(i) => {
-                self.last = Some(state);
                 // `pending` is counted as running: the describer sees it
                 // only for moments, and times the start from it.
                 if i.state != "running" && i.state != "pending" {
                     return;
                 }
                 self.usage += secs / 3600.0;
-                match instance_cost(t, i, start, end, secs, hour, book, memo) {
+                match instance_cost(t, i, start_ms, end_ms, secs, hour, book, memo) {
                     Ok((cost, reserved)) => {
                         self.cost += cost;
                         match reserved {
@@ -310,7 +400,6 @@ impl<'a> Acc<'a> {
                 }
             }
             Resource::Volume(v) => {
-                self.last = Some(state);
                 self.usage += v.size_gib as f64 * secs / 3600.0;
                 match volume_cost(t, v, secs, hour, book) {
                     Ok(c) => self.cost += c,
@@ -318,7 +407,6 @@ impl<'a> Acc<'a> {
                 }
             }
             Resource::Snapshot(s) => {
-                self.last = Some(state);
                 self.usage += s.volume_size_gib as f64 * secs / 3600.0;
                 match snapshot_cost(t, s, secs, hour, book) {
                     Ok(c) => self.cost += c,
@@ -327,70 +415,22 @@ impl<'a> Acc<'a> {
             }
         }
     }
-
-    fn finish(self, t: &Timeline, hour: DateTime<Utc>) -> Option<CostLine> {
-        let last = self.last?;
-        if self.usage <= 0.0 {
-            return None;
-        }
-        let (kind, unit, family_, detail, lifecycle, tags) = match last {
-            Resource::Instance(i) => (
-                "instance",
-                "hours",
-                family(&i.instance_type).to_string(),
-                i.instance_type.clone(),
-                i.lifecycle.clone(),
-                i.tags.clone(),
-            ),
-            Resource::Volume(v) => (
-                "volume",
-                "GB-hours",
-                format!("ebs-{}", v.volume_type),
-                v.volume_type.clone(),
-                String::new(),
-                v.tags.clone(),
-            ),
-            Resource::Snapshot(s) => (
-                "snapshot",
-                "GB-hours",
-                "ebs-snapshot".to_string(),
-                "snapshot".to_string(),
-                String::new(),
-                s.tags.clone(),
-            ),
-        };
-        Some(CostLine {
-            resource_id: t.resource_id.clone(),
-            kind,
-            region: t.region.clone(),
-            hour,
-            usage: self.usage,
-            unit,
-            cost_usd: self.missing.is_none().then_some(self.cost),
-            reserved_usd: (self.missing.is_none() && !self.reserved_unknown && kind == "instance")
-                .then_some(self.reserved),
-            missing: self.missing,
-            family: family_,
-            detail,
-            lifecycle,
-            tags,
-        })
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn instance_cost(
     t: &Timeline,
     i: &InstanceFields,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+    start_ms: i64,
+    end_ms: i64,
     secs: f64,
     hour: DateTime<Utc>,
     book: &impl PriceBook,
     memo: &mut Memo,
 ) -> Result<(f64, Option<f64>), String> {
     if i.lifecycle == "spot" {
-        return spot_cost(t, i, start, end, book).map(|c| (c, None));
+        let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).expect("valid time");
+        return spot_cost(t, i, at(start_ms), at(end_ms), book).map(|c| (c, None));
     }
     let version = book
         .version(&t.region, hour)
@@ -407,14 +447,12 @@ fn instance_cost(
             )
         })?
     };
-    let key = (
-        version.to_string(),
-        i.instance_type.clone(),
-        tenancy.to_string(),
-        operation.to_string(),
-    );
     let rates = match &memo.instance {
-        Some((k, r)) if *k == key => r.clone(),
+        Some((v, ty, ten, op, r))
+            if v == version && *ty == i.instance_type && ten == tenancy && op == operation =>
+        {
+            r.clone()
+        }
         _ => {
             let r = book
                 .instance(&t.region, version, &i.instance_type, tenancy)
@@ -432,7 +470,13 @@ fn instance_cost(
                         i.instance_type, t.region
                     )
                 });
-            memo.instance = Some((key, r.clone()));
+            memo.instance = Some((
+                version.to_string(),
+                i.instance_type.clone(),
+                tenancy.to_string(),
+                operation.to_string(),
+                r.clone(),
+            ));
             r
         }
     }?;

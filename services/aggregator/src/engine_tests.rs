@@ -247,7 +247,7 @@ fn partial_first_hour_then_full_hours() {
     assert!(close(lines[0].usage, 0.75));
     assert!(close(lines[0].cost_usd.unwrap(), 0.075));
     assert!(close(lines[1].cost_usd.unwrap(), 0.1));
-    assert_eq!((lines[1].family.as_str(), lines[1].unit), ("m5", "hours"));
+    assert_eq!((&*lines[1].family, lines[1].unit), ("m5", "hours"));
 }
 
 #[test]
@@ -274,7 +274,7 @@ fn type_change_mid_hour() {
     ]);
     let l = &price(&tl, "2025-05-20T10:00:00Z", 1)[0];
     assert!(close(l.cost_usd.unwrap(), 0.146));
-    assert_eq!(l.detail, "m5.xlarge");
+    assert_eq!(&*l.detail, "m5.xlarge");
     // m5.xlarge has no reserved price in the book: no alternative figure
     // rather than a partial one.
     assert_eq!(l.reserved_usd, None);
@@ -300,7 +300,7 @@ fn spot_instances_use_the_spot_history() {
     let lines = price(&tl, "2025-05-20T09:00:00Z", 2);
     assert!(close(lines[0].cost_usd.unwrap(), 0.03));
     assert!(close(lines[1].cost_usd.unwrap(), 0.04));
-    assert_eq!(lines[1].lifecycle, "spot");
+    assert_eq!(&*lines[1].lifecycle, "spot");
     assert_eq!(lines[1].reserved_usd, None);
     // Before the first spot point: missing, not 0.
     let early = price(&tl, "2025-05-20T08:00:00Z", 1);
@@ -330,7 +330,7 @@ fn stopped_instance_costs_nothing_but_its_volume_does() {
         100.0 * 0.08 * 3600.0 / 2_678_400.0
     ));
     assert!(close(l.usage, 100.0));
-    assert_eq!((l.kind, l.family.as_str()), ("volume", "ebs-gp3"));
+    assert_eq!((l.kind, &*l.family), ("volume", "ebs-gp3"));
 }
 
 #[test]

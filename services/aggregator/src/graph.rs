@@ -126,8 +126,8 @@ pub fn dimensions(tag_keys: &[String]) -> Vec<String> {
 pub fn group_of(line: &CostLine, account: &AccountId, dimension: &str) -> String {
     match dimension {
         "account" => account.to_string(),
-        "region" => line.region.clone(),
-        "family" => line.family.clone(),
+        "region" => line.region.to_string(),
+        "family" => line.family.to_string(),
         d => {
             let key = d.strip_prefix("tag:").unwrap_or(d);
             line.tags
@@ -190,8 +190,8 @@ impl GraphStore {
                 sk: format!("{}#{}", l.kind, l.resource_id),
                 tenant: tenant.clone(),
                 account: account.clone(),
-                region: l.region.clone(),
-                resource_id: l.resource_id.clone(),
+                region: l.region.to_string(),
+                resource_id: l.resource_id.to_string(),
                 kind: l.kind.into(),
                 hour: hk.clone(),
                 usage: l.usage,
@@ -199,10 +199,10 @@ impl GraphStore {
                 cost_usd: l.cost_usd,
                 reserved_usd: l.reserved_usd,
                 price_missing: l.missing.clone(),
-                family: l.family.clone(),
-                detail: l.detail.clone(),
-                lifecycle: l.lifecycle.clone(),
-                tags: l.tags.clone(),
+                family: l.family.to_string(),
+                detail: l.detail.to_string(),
+                lifecycle: l.lifecycle.to_string(),
+                tags: (*l.tags).clone(),
                 expires_at,
             })
             .collect();
