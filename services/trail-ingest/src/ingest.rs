@@ -148,6 +148,31 @@ pub struct Ingestor {
     pub credentials: CredentialCache,
     pub outbox: Option<Outbox>,
     pub config: TrailConfig,
+    /// Buckets whose region S3 told us (`x-amz-bucket-region` on a
+    /// redirect): the SDK does not follow S3's cross-region redirects.
+    pub bucket_regions: moka::future::Cache<String, String>,
+}
+
+/// The bucket's region S3 names on a wrong-region answer (301/400 with
+/// `x-amz-bucket-region`), if it names one.
+pub fn bucket_region_hint<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> Option<String> {
+    let r = e.raw_response()?;
+    let status = r.status().as_u16();
+    if !(status == 301 || status == 400 || status == 307) {
+        return None;
+    }
+    let region = r.headers().get("x-amz-bucket-region")?;
+    kopter_runtime::accounts::is_region_name(region).then(|| region.to_owned())
+}
+
+/// Creates an ingestor's bucket-region cache.
+pub fn bucket_region_cache() -> moka::future::Cache<String, String> {
+    moka::future::Cache::builder()
+        .max_capacity(10_000)
+        .time_to_live(std::time::Duration::from_secs(24 * 3600))
+        .build()
 }
 
 impl Ingestor {
@@ -245,34 +270,59 @@ impl Ingestor {
                 log_key.prefix, log_key.account
             )));
         };
-        let s3 = if grant.source.customer_owned {
-            let role = CustomerRole::from(grant.configured_by.as_ref());
-            let region = self
-                .base_sdk
-                .region()
-                .map_or("us-east-1".to_owned(), |r| r.to_string());
-            let sdk = self
-                .credentials
-                .sdk_config(&self.base_sdk, &role, &region)
-                .await
-                .map_err(|e| {
-                    if e.is_permanent() {
-                        reject(format!("cannot read the customer's bucket: {e}"))
-                    } else {
-                        aws(anyhow::Error::new(e))
-                    }
-                })?;
-            crate::s3_client(&sdk)
-        } else {
-            self.s3.clone()
-        };
-        let object = s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
+        let base_region = self
+            .base_sdk
+            .region()
+            .map_or("us-east-1".to_owned(), |r| r.to_string());
+        let mut region = self
+            .bucket_regions
+            .get(bucket)
             .await
-            .map_err(|e| aws(anyhow::Error::new(e).context("get the log file")))?;
+            .unwrap_or_else(|| base_region.clone());
+        let mut redirected = false;
+        let object = loop {
+            let s3 = if grant.source.customer_owned {
+                let role = CustomerRole::from(grant.configured_by.as_ref());
+                let sdk = self
+                    .credentials
+                    .sdk_config(&self.base_sdk, &role, &region)
+                    .await
+                    .map_err(|e| {
+                        if e.is_permanent() {
+                            reject(format!("cannot read the customer's bucket: {e}"))
+                        } else {
+                            aws(anyhow::Error::new(e))
+                        }
+                    })?;
+                crate::s3_client(&sdk)
+            } else if region == base_region {
+                self.s3.clone()
+            } else {
+                let sdk = self
+                    .base_sdk
+                    .to_builder()
+                    .region(aws_config::Region::new(region.clone()))
+                    .build();
+                crate::s3_client(&sdk)
+            };
+            match s3.get_object().bucket(bucket).key(key).send().await {
+                Ok(o) => break o,
+                Err(e) => match bucket_region_hint(&e) {
+                    // S3 names the bucket's region: once, with a client
+                    // of that region (remembered for the next files).
+                    Some(r) if !redirected && r != region => {
+                        tracing::info!(bucket = %bucket, from = %region, to = %r, "trail bucket is in another region");
+                        self.bucket_regions.insert(bucket.clone(), r.clone()).await;
+                        region = r;
+                        redirected = true;
+                    }
+                    _ => {
+                        return Err(aws(anyhow::Error::new(e)
+                            .context(format!("get the log file (region {region})"))));
+                    }
+                },
+            }
+        };
         let body = tokio_util::io::SyncIoBridge::new(object.body.into_async_read());
         let report = self
             .ingest_reader(&owner.tenant_id, &log_key.account, body, false)

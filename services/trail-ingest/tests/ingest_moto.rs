@@ -717,3 +717,55 @@ async fn a_customer_owned_bucket_is_read_through_the_customers_role() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].account.as_str(), account);
 }
+
+/// S3 answers a request signed for the wrong region with a redirect that
+/// names the bucket's region (the Rust SDK does not follow it). A stand-in
+/// S3 does the same: 301 + `x-amz-bucket-region: eu-west-1` unless the
+/// request is signed for eu-west-1; DynamoDB, SQS and SNS stay on moto.
+#[tokio::test]
+async fn a_trail_bucket_in_another_region_is_read_after_s3_names_it() {
+    use axum::http::{HeaderMap, StatusCode};
+    let s = setup().await;
+    let body = serde_json::json!({"Records": [record(&s.ours, "dddddddd-0000-4000-8000-000000000001", "DescribeInstances", serde_json::json!({}))]});
+    let object = gzip(body.to_string().as_bytes());
+    let hits = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (h, o) = (hits.clone(), object.clone());
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let (h, o) = (h.clone(), o.clone());
+        async move {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            // Credential=AKID/20221110/eu-west-1/s3/aws4_request
+            let region = auth.split('/').nth(2).unwrap_or("").to_string();
+            h.lock().unwrap().push(region.clone());
+            if region == "eu-west-1" {
+                (StatusCode::OK, HeaderMap::new(), o)
+            } else {
+                let mut hm = HeaderMap::new();
+                hm.insert("x-amz-bucket-region", "eu-west-1".parse().unwrap());
+                let xml = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>".to_vec();
+                (StatusCode::MOVED_PERMANENTLY, hm, xml)
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut ingestor = trail_ingest::ingestor(&s.env.ctx);
+    ingestor.base_sdk = ingestor.base_sdk.to_builder().endpoint_url(&fake).build();
+    ingestor.s3 = trail_ingest::s3_client(&ingestor.base_sdk);
+    let key = key_for(&s.ours, "acme");
+    let obj = trail_ingest::notification::TrailObject {
+        bucket: s.bucket.clone(),
+        key,
+    };
+    match ingestor.ingest_object(&obj).await.unwrap() {
+        trail_ingest::ingest::FileOutcome::Ingested(r) => assert_eq!((r.records, r.new), (1, 1)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(*hits.lock().unwrap(), vec!["us-east-1", "eu-west-1"]);
+    // The region is remembered: the next file goes straight there.
+    ingestor.ingest_object(&obj).await.unwrap();
+    assert_eq!(hits.lock().unwrap().len(), 3);
+    assert_eq!(hits.lock().unwrap()[2], "eu-west-1");
+}
