@@ -33,6 +33,13 @@ if scripts/moto.sh status >/dev/null 2>&1; then
   fi
 fi
 
+# Another program (another checkout's moto) on the port would answer in
+# place of ours: refuse rather than fill someone else's moto.
+if python3 -c 'import socket,sys; sys.exit(socket.socket().connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$MOTO_PORT"; then
+  echo "port $MOTO_PORT is in use by another program; choose another MOTO_PORT" >&2
+  exit 1
+fi
+
 cleanup() {
   trap - EXIT
   scripts/moto.sh stop
