@@ -300,11 +300,29 @@ pub struct AggregateHour {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DailyDigest {
+    /// The day summarised. Accepts `YYYY-MM-DD` or an RFC 3339 timestamp
+    /// (its UTC date), which is what EventBridge Scheduler can put in a
+    /// message (`<aws.scheduler.scheduled-time>`).
+    #[serde(deserialize_with = "date_or_timestamp")]
     pub day: NaiveDate,
     /// Unset: every tenant (the schedule's message, fanned out by the
     /// notifier into one message per tenant). Set: that tenant only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<TenantId>,
+}
+
+fn date_or_timestamp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+    let raw = String::deserialize(d)?;
+    if let Ok(day) = NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
+        return Ok(day);
+    }
+    DateTime::parse_from_rfc3339(&raw)
+        .map(|t| t.with_timezone(&Utc).date_naive())
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+                "day {raw:?} is neither YYYY-MM-DD nor an RFC 3339 time"
+            ))
+        })
 }
 
 /// A burst window of one tenant and rule has ended (see the notifier).
@@ -484,5 +502,25 @@ mod tests {
         });
         assert_eq!(m.event_type(), Some(EventType::PricesUpdated));
         assert_eq!(Message::DescribeSweep(Sweep {}).event_type(), None);
+    }
+
+    #[test]
+    fn daily_digest_day_accepts_a_date_or_a_scheduler_timestamp() {
+        let d: DailyDigest = serde_json::from_str(r#"{"day":"2026-11-26"}"#).unwrap();
+        assert_eq!(d.day, NaiveDate::from_ymd_opt(2026, 11, 26).unwrap());
+        let d: DailyDigest = serde_json::from_str(r#"{"day":"2026-11-26T23:00:00Z"}"#).unwrap();
+        assert_eq!(d.day, NaiveDate::from_ymd_opt(2026, 11, 26).unwrap());
+        let d: DailyDigest =
+            serde_json::from_str(r#"{"day":"2026-11-27T00:30:00+02:00"}"#).unwrap();
+        assert_eq!(d.day, NaiveDate::from_ymd_opt(2026, 11, 26).unwrap());
+        let e = serde_json::from_str::<DailyDigest>(r#"{"day":"yesterday"}"#).unwrap_err();
+        assert!(e.to_string().contains("yesterday"), "{e}");
+        // Serialised as a plain date.
+        let json = serde_json::to_string(&DailyDigest {
+            day: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap(),
+            tenant: None,
+        })
+        .unwrap();
+        assert_eq!(json, r#"{"day":"2026-01-02"}"#);
     }
 }

@@ -52,15 +52,12 @@ locals {
       enabled    = true
       input      = jsonencode(merge(local.envelope, { kind = "backup.sweep", body = {} }))
     }
-    # The seed's 23:00 daily job. DISABLED: `notify.daily_digest` needs
-    # `day` as a bare date (YYYY-MM-DD) and Scheduler can only give a full
-    # timestamp, so this body does not decode yet. Enable it once the contract
-    # accepts a timestamp for `day` (or defaults it to the date of `sent_at`);
-    # tests/tests/terraform.rs fails as soon as the body decodes, to say so.
+    # The seed's 23:00 daily job. `day` takes Scheduler's timestamp (the
+    # contract reads its UTC date).
     "daily-digest" = {
       service    = "notifier"
       expression = "cron(0 23 * * ? *)"
-      enabled    = false
+      enabled    = true
       input = jsonencode(merge(local.envelope, {
         kind = "notify.daily_digest"
         body = { day = "<aws.scheduler.scheduled-time>" }
