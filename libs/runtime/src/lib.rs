@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod aws;
 pub mod config;
 pub mod credentials;
+pub mod dynamo;
 pub mod messaging;
 pub mod metrics;
 pub mod provision;

@@ -368,30 +368,7 @@ impl GraphStore {
                 );
             }
         }
-        for chunk in writes.chunks(25) {
-            let mut batch = chunk.to_vec();
-            for attempt in 0..8u32 {
-                let out = self
-                    .ddb
-                    .batch_write_item()
-                    .request_items(&self.table, batch)
-                    .send()
-                    .await
-                    .with_context(|| format!("BatchWriteItem on {}", self.table))?;
-                batch = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
-                if batch.is_empty() {
-                    break;
-                }
-                if attempt == 7 {
-                    anyhow::bail!("BatchWriteItem on {}: items left unprocessed", self.table);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-            }
-        }
-        Ok(())
+        kopter_runtime::dynamo::batch_write(&self.ddb, &self.table, writes, 4).await
     }
 
     async fn keys(

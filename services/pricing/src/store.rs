@@ -24,13 +24,11 @@
 //! the hour; hours before the oldest version kept use the oldest one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::{StreamExt, TryStreamExt};
 use kopter_schema::{Names, Table};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -239,11 +237,6 @@ pub struct PriceStore {
     table: String,
 }
 
-/// DynamoDB's BatchWriteItem limit.
-const BATCH: usize = 25;
-/// Attempts at the unprocessed part of a batch before giving up.
-const BATCH_ATTEMPTS: u32 = 8;
-
 impl PriceStore {
     pub fn new(ddb: Client, names: &Names) -> Self {
         Self {
@@ -272,40 +265,7 @@ impl PriceStore {
                     .build(),
             );
         }
-        let batches: Vec<Vec<WriteRequest>> = requests
-            .chunks(BATCH)
-            .map(<[WriteRequest]>::to_vec)
-            .collect();
-        futures::stream::iter(batches.into_iter().map(|b| self.write_batch(b)))
-            .buffer_unordered(concurrency.max(1))
-            .try_collect::<()>()
-            .await
-    }
-
-    async fn write_batch(&self, mut batch: Vec<WriteRequest>) -> anyhow::Result<()> {
-        for attempt in 0..BATCH_ATTEMPTS {
-            let out = self
-                .ddb
-                .batch_write_item()
-                .request_items(&self.table, batch)
-                .send()
-                .await
-                .with_context(|| format!("BatchWriteItem on {}", self.table))?;
-            batch = out
-                .unprocessed_items
-                .and_then(|mut m| m.remove(&self.table))
-                .unwrap_or_default();
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let ms = 50u64 << attempt.min(6);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-        Err(anyhow!(
-            "BatchWriteItem on {}: {} items still unprocessed after {BATCH_ATTEMPTS} attempts",
-            self.table,
-            batch.len()
-        ))
+        kopter_runtime::dynamo::batch_write(&self.ddb, &self.table, requests, concurrency).await
     }
 
     /// Makes a fully written version the one in force: puts its version
