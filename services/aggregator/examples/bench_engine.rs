@@ -5,16 +5,18 @@
 //! price by a formatted string key. Both run in this process on the same
 //! data; the totals must agree.
 //!
-//! `scripts/bench-aggregator.sh` (or `cargo run --profile bench-fast -p
-//! aggregator --example bench_engine [instances] [hours]`).
+//! Run it with `scripts/bench-aggregator.sh [instances] [hours]`, which
+//! builds the code in the hot loop optimised.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use aggregator::engine::{MemoryBook, PriceBook, Timeline, hour_of, price_timeline};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use describer::rows::{InstanceFields, Resource};
-use pricing::store::{InstancePrices, OnDemandEntry, RegionPointer, StoredCounts, version_at};
+use describer::rows::{InstanceFields, Resource, VolumeFields};
+use pricing::store::{
+    EbsPriceItem, InstancePrices, OnDemandEntry, RegionPointer, StoredCounts, version_at,
+};
 
 const TYPES: &[&str] = &[
     "m5.large",
@@ -40,6 +42,35 @@ fn instance(state: &str, ty: &str, op: &str) -> Resource {
         tags: BTreeMap::new(),
         volume_ids: vec![],
     })
+}
+
+fn volume(state: &str, size_gib: i64, attached: Option<&str>) -> Resource {
+    Resource::Volume(VolumeFields {
+        state: state.into(),
+        volume_type: "gp3".into(),
+        size_gib,
+        iops: Some(3000),
+        throughput: Some(125),
+        attached_instance: attached.map(Into::into),
+        availability_zone: "us-east-1a".into(),
+        create_time: None,
+        tags: BTreeMap::new(),
+    })
+}
+
+fn gp3_storage(region: &str, version: &str, usd: f64) -> EbsPriceItem {
+    EbsPriceItem {
+        pk: String::new(),
+        sk: String::new(),
+        region: region.into(),
+        version: version.into(),
+        volume_api_name: "gp3".into(),
+        kind: "storage".into(),
+        usage_type: "EBS:VolumeUsage.gp3".into(),
+        usd_per_unit: usd,
+        unit: "GB-Mo".into(),
+        effective: String::new(),
+    }
 }
 
 fn peak_rss_mb() -> f64 {
@@ -165,6 +196,12 @@ fn main() {
             );
         }
     }
+    for (vi, v) in versions.iter().enumerate() {
+        book.ebs.insert(
+            (region.into(), v.version.clone()),
+            vec![gp3_storage(region, &v.version, 0.08 + 0.01 * vi as f64)],
+        );
+    }
     book.versions.insert(region.into(), versions.clone());
 
     // Histories: running, stopped for 5 h every ~47 h (odd minutes), one
@@ -215,6 +252,53 @@ fn main() {
         "engine {engine_total} vs naive {naive_total}"
     );
 
+    // Volumes: the same number of volume-hours, each volume detached and
+    // attached again with its instance (every state exists, so every hour
+    // is billed: size × GB-month price × share of the month).
+    let volumes: Vec<Timeline> = timelines
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Timeline {
+            region: region.into(),
+            resource_id: format!("vol-{i:08x}"),
+            states: t
+                .states
+                .iter()
+                .map(|(at, r)| {
+                    let attached = matches!(r, Resource::Instance(x) if x.state == "running");
+                    let state = if attached { "in-use" } else { "available" };
+                    (
+                        *at,
+                        volume(state, 8 + (i % 5) as i64 * 10, attached.then_some("i")),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let started = Instant::now();
+    let mut lines = Vec::with_capacity(n * hours as usize);
+    for t in &volumes {
+        price_timeline(t, from, to, &book, &mut lines);
+    }
+    let volume_s = started.elapsed().as_secs_f64();
+    assert_eq!(lines.len(), n * hours as usize);
+    let volume_total: f64 = lines.iter().filter_map(|l| l.cost_usd).sum();
+    // Expected: Σ size × price(version of the hour) × 3600 s ÷ seconds of
+    // the hour's month.
+    let mut expected = 0.0;
+    for h in 0..hours {
+        let hour = from + Duration::hours(h);
+        let price = if hour >= mid { 0.09 } else { 0.08 };
+        let month = aggregator::engine::seconds_in_month(hour);
+        let gib: i64 = (0..n).map(|i| 8 + (i % 5) as i64 * 10).sum();
+        expected += gib as f64 * price * 3600.0 / month;
+    }
+    assert!(
+        (volume_total - expected).abs() < 1e-6 * expected,
+        "volumes {volume_total} vs expected {expected}"
+    );
+    drop(lines);
+
     println!(
         "{n} instances × {hours} hours = {instance_hours:.0} instance-hours, total {engine_total:.2} USD (both agree)"
     );
@@ -226,6 +310,11 @@ fn main() {
     println!(
         "naive per-hour lookup: {naive_s:.3} s ({:.2} M instance-hours/s)",
         instance_hours / naive_s / 1e6
+    );
+    println!(
+        "engine, volumes: {volume_s:.3} s per {:.0} volume-hours ({:.2} M volume-hours/s), total {volume_total:.2} USD as computed by hand",
+        instance_hours,
+        instance_hours / volume_s / 1e6
     );
     println!(
         "ratio: engine is {:.1}× the naive throughput; peak RSS of the process {:.0} MB",

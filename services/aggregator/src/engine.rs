@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use describer::rows::{InstanceFields, Resource, SnapshotFields, VolumeFields};
 use pricing::offer::platform;
 use pricing::store::{EbsPriceItem, InstancePrices, SpotPoint, VersionRecord, reserved_key};
@@ -71,6 +71,14 @@ pub struct CostLine {
 pub trait PriceBook {
     /// The price-list version in force at `hour` in `region`.
     fn version(&self, region: &str, hour: DateTime<Utc>) -> Option<&str>;
+    /// The version in force at `hour` and the instant (epoch ms) until
+    /// which that answer stays the same — the next publication in the
+    /// region. The engine asks again only then; the default answers for
+    /// one hour at a time.
+    fn version_span(&self, region: &str, hour: DateTime<Utc>) -> Option<(&str, i64)> {
+        self.version(region, hour)
+            .map(|v| (v, hour.timestamp_millis() + 3_600_000))
+    }
     fn instance(
         &self,
         region: &str,
@@ -98,10 +106,9 @@ pub struct MemoryBook {
     pub spot: HashMap<(String, String, String), Vec<SpotPoint>>,
 }
 
-impl PriceBook for MemoryBook {
-    /// Same rule as [`pricing::store::version_at`], on a prepared index.
-    fn version(&self, region: &str, hour: DateTime<Utc>) -> Option<&str> {
-        let index = self.index.get_or_init(|| {
+impl MemoryBook {
+    fn index(&self) -> &VersionIndex {
+        self.index.get_or_init(|| {
             self.versions
                 .iter()
                 .map(|(r, vs)| {
@@ -113,13 +120,32 @@ impl PriceBook for MemoryBook {
                     (r.clone(), list)
                 })
                 .collect()
-        });
-        let list = index.get(region)?;
-        list.iter()
+        })
+    }
+}
+
+impl PriceBook for MemoryBook {
+    /// Same rule as [`pricing::store::version_at`], on a prepared index.
+    fn version(&self, region: &str, hour: DateTime<Utc>) -> Option<&str> {
+        self.version_span(region, hour).map(|(v, _)| v)
+    }
+    fn version_span(&self, region: &str, hour: DateTime<Utc>) -> Option<(&str, i64)> {
+        let list = self.index().get(region)?;
+        let version = list
+            .iter()
             .rev()
             .find(|(p, _)| p.is_some_and(|p| p <= hour))
             .or_else(|| list.first())
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_str())?;
+        // The answer changes only when one more version's publication
+        // time has passed.
+        let until = list
+            .iter()
+            .filter_map(|(p, _)| *p)
+            .filter(|p| *p > hour)
+            .min()
+            .map_or(i64::MAX, |p| p.timestamp_millis());
+        Some((version, until))
     }
     fn instance(
         &self,
@@ -248,40 +274,77 @@ fn shown(r: &Resource) -> Shown {
     }
 }
 
+/// Per state, what the walk needs on every hour, worked out once.
+#[derive(Clone, Copy)]
+struct StateFlags {
+    /// The resource exists (not terminated / deleted).
+    exists: bool,
+    /// It is billed by the second while in this state (instance running
+    /// or pending; every existing volume and snapshot).
+    billed: bool,
+}
+
+fn flags(r: &Resource) -> StateFlags {
+    let exists = exists(r);
+    let billed = exists
+        && match r {
+            // `pending` is counted as running: the describer sees it only
+            // for moments, and times the start from it.
+            Resource::Instance(i) => i.state == "running" || i.state == "pending",
+            Resource::Volume(_) | Resource::Snapshot(_) => true,
+        };
+    StateFlags { exists, billed }
+}
+
 /// Prices every hour in `[from, to)` (hour starts) of one timeline.
 /// Lines with no usage are left out.
-pub fn price_timeline(
+pub fn price_timeline<'b>(
     timeline: &Timeline,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    book: &impl PriceBook,
+    book: &'b impl PriceBook,
     out: &mut Vec<CostLine>,
 ) {
     let states = &timeline.states;
     if states.is_empty() {
         return;
     }
-    // Times as epoch milliseconds: the walk does integer arithmetic only.
+    // Times as epoch milliseconds: the walk does integer arithmetic only;
+    // chrono is used once per month, price version and output line.
     let ts: Vec<i64> = states.iter().map(|(t, _)| t.timestamp_millis()).collect();
+    let state_flags: Vec<StateFlags> = states.iter().map(|(_, r)| flags(r)).collect();
     let mut shown_cache: Vec<Option<Shown>> = vec![None; states.len()];
     let resource_id: Arc<str> = timeline.resource_id.as_str().into();
     let region: Arc<str> = timeline.region.as_str().into();
-    let mut memo = Memo::default();
+    let mut memo = Memo::<'b>::default();
     // Index of the first state starting after the hour's start (cursor).
     let mut next = 0usize;
-    let mut hour = hour_of(from);
     let to_ms = to.timestamp_millis();
-    let mut hour_ms = hour.timestamp_millis();
+    let mut hour_ms = hour_of(from).timestamp_millis();
     while hour_ms < to_ms {
         let end_ms = hour_ms + 3_600_000;
         while next < ts.len() && ts[next] <= hour_ms {
             next += 1;
         }
+        // Fast skip: nothing exists for the whole hour (before the first
+        // state, or gone and unchanged).
+        let current = next.checked_sub(1);
+        let changes_inside = next < ts.len() && ts[next] < end_ms;
+        if !changes_inside && current.is_none_or(|c| !state_flags[c].exists) {
+            hour_ms = end_ms;
+            continue;
+        }
+        let mut hour = HourCtx {
+            start_ms: hour_ms,
+            book,
+            region: &timeline.region,
+            memo: &mut memo,
+        };
         // Segments: the state in force at the hour's start (if any), then
         // every state that starts inside the hour.
         let mut acc = Acc::default();
         let mut seg_start = hour_ms;
-        let mut current = next.checked_sub(1);
+        let mut current = current;
         let mut i = next;
         loop {
             let seg_end = if i < ts.len() && ts[i] < end_ms {
@@ -291,17 +354,12 @@ pub fn price_timeline(
             };
             if let Some(c) = current
                 && seg_end > seg_start
+                && state_flags[c].exists
             {
-                acc.add(
-                    timeline,
-                    c,
-                    &states[c].1,
-                    seg_start,
-                    seg_end,
-                    hour,
-                    book,
-                    &mut memo,
-                );
+                acc.last = Some(c);
+                if state_flags[c].billed {
+                    acc.add(timeline, c, &states[c].1, seg_start, seg_end, &mut hour);
+                }
             }
             if seg_end >= end_ms {
                 break;
@@ -320,7 +378,7 @@ pub fn price_timeline(
                 resource_id: resource_id.clone(),
                 kind: shown.kind,
                 region: region.clone(),
-                hour,
+                hour: DateTime::from_timestamp_millis(hour_ms).expect("valid hour"),
                 usage: acc.usage,
                 unit: shown.unit,
                 cost_usd: acc.missing.is_none().then_some(acc.cost),
@@ -335,19 +393,102 @@ pub fn price_timeline(
                 tags: shown.tags,
             });
         }
-        hour += Duration::hours(1);
         hour_ms = end_ms;
     }
 }
 
-/// (on-demand, reserved alternative) per hour, or why unknown.
+/// A state's rate under one price version: instances (on-demand USD per
+/// hour, reserved alternative per hour); volumes and snapshots (USD per
+/// month, `None`); or why it is unknown.
 type Rates = Result<(f64, Option<f64>), String>;
 
-/// The last instance price looked up, by (version, type, tenancy,
-/// operation): consecutive hours of one instance almost always reuse it.
+/// What the walk of one timeline remembers between hours: the price
+/// version in force (until its next change), the month's length, and the
+/// last rate looked up — consecutive hours of a resource almost always
+/// reuse all three, so a long backfill costs one lookup per state or price
+/// change, not per hour.
 #[derive(Default)]
-struct Memo {
+struct Memo<'b> {
+    /// (version, valid from ms, valid until ms) or `None` when the region
+    /// has no prices at all in that span.
+    version: Option<(Option<&'b str>, i64, i64)>,
+    /// Bumped whenever the version in force changes.
+    epoch: u32,
+    /// (month start ms, next month start ms, seconds in the month).
+    month: Option<(i64, i64, f64)>,
+    /// Rate of (state index, version epoch).
+    rate: Option<(usize, u32, Rates)>,
+    /// The last instance rate by what it was looked up with (version,
+    /// type, tenancy, operation), shared by states that differ in other
+    /// fields only (stop/start).
     instance: Option<(String, String, String, String, Rates)>,
+}
+
+/// One hour of one timeline: where prices come from.
+struct HourCtx<'a, 'b, B: PriceBook> {
+    start_ms: i64,
+    book: &'b B,
+    region: &'a str,
+    memo: &'a mut Memo<'b>,
+}
+
+impl<'b, B: PriceBook> HourCtx<'_, 'b, B> {
+    fn hour(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.start_ms).expect("valid hour")
+    }
+
+    /// The price version in force for the hour, and its epoch.
+    fn version(&mut self) -> Result<(&'b str, u32), String> {
+        let fresh = matches!(self.memo.version, Some((_, from, until))
+            if from <= self.start_ms && self.start_ms < until);
+        if !fresh {
+            let span = self.book.version_span(self.region, self.hour());
+            let (v, until) = match span {
+                Some((v, until)) => (Some(v), until),
+                None => (None, self.start_ms + 3_600_000),
+            };
+            if self.memo.version.is_none_or(|(old, _, _)| old != v) {
+                self.memo.epoch = self.memo.epoch.wrapping_add(1);
+            }
+            self.memo.version = Some((v, self.start_ms, until));
+        }
+        match self.memo.version {
+            Some((Some(v), _, _)) => Ok((v, self.memo.epoch)),
+            _ => Err(format!("no prices for region {}", self.region)),
+        }
+    }
+
+    fn seconds_in_month(&mut self) -> f64 {
+        match self.memo.month {
+            Some((from, until, secs)) if from <= self.start_ms && self.start_ms < until => secs,
+            _ => {
+                let hour = self.hour();
+                let secs = seconds_in_month(hour);
+                let start = Utc
+                    .with_ymd_and_hms(hour.year(), hour.month(), 1, 0, 0, 0)
+                    .single()
+                    .expect("first of month")
+                    .timestamp_millis();
+                self.memo.month = Some((start, start + (secs * 1000.0) as i64, secs));
+                secs
+            }
+        }
+    }
+
+    /// The rate of state `index` in this hour's version, from the memo or
+    /// worked out by `lookup`.
+    fn rates(&mut self, index: usize, lookup: impl FnOnce(&mut Self, &'b str) -> Rates) -> Rates {
+        let (version, epoch) = self.version()?;
+        if let Some((i, e, r)) = &self.memo.rate
+            && *i == index
+            && *e == epoch
+        {
+            return r.clone();
+        }
+        let r = lookup(self, version);
+        self.memo.rate = Some((index, epoch, r.clone()));
+        r
+    }
 }
 
 #[derive(Default)]
@@ -363,78 +504,61 @@ struct Acc {
 }
 
 impl Acc {
-    #[allow(clippy::too_many_arguments)]
-    fn add(
+    /// Adds a billed segment `[start_ms, end_ms)` of state `index`.
+    fn add<B: PriceBook>(
         &mut self,
         t: &Timeline,
         index: usize,
         state: &Resource,
         start_ms: i64,
         end_ms: i64,
-        hour: DateTime<Utc>,
-        book: &impl PriceBook,
-        memo: &mut Memo,
+        hour: &mut HourCtx<'_, '_, B>,
     ) {
-        if !exists(state) {
-            return;
-        }
-        self.last = Some(index);
         let secs = (end_ms - start_ms) as f64 / 1000.0;
-        match state {
+        let cost = match state {
             Resource::Instance(i) => {
-                // `pending` is counted as running: the describer sees it
-                // only for moments, and times the start from it.
-                if i.state != "running" && i.state != "pending" {
-                    return;
-                }
                 self.usage += secs / 3600.0;
-                match instance_cost(t, i, start_ms, end_ms, secs, hour, book, memo) {
-                    Ok((cost, reserved)) => {
-                        self.cost += cost;
-                        match reserved {
-                            Some(r) => self.reserved += r,
-                            None => self.reserved_unknown = true,
-                        }
-                    }
-                    Err(reason) => self.missing = Some(reason),
+                if i.lifecycle == "spot" {
+                    let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).expect("valid");
+                    spot_cost(t, i, at(start_ms), at(end_ms), hour.book).map(|c| (c, None))
+                } else {
+                    hour.rates(index, |h, version| instance_rates(h, version, i))
+                        .map(|(od, ri)| (od * secs / 3600.0, ri.map(|r| r * secs / 3600.0)))
                 }
             }
             Resource::Volume(v) => {
                 self.usage += v.size_gib as f64 * secs / 3600.0;
-                match volume_cost(t, v, secs, hour, book) {
-                    Ok(c) => self.cost += c,
-                    Err(reason) => self.missing = Some(reason),
-                }
+                let month = hour.seconds_in_month();
+                hour.rates(index, |h, version| volume_monthly(h, version, v))
+                    .map(|(m, _)| (m * secs / month, None))
             }
             Resource::Snapshot(s) => {
                 self.usage += s.volume_size_gib as f64 * secs / 3600.0;
-                match snapshot_cost(t, s, secs, hour, book) {
-                    Ok(c) => self.cost += c,
-                    Err(reason) => self.missing = Some(reason),
+                let month = hour.seconds_in_month();
+                hour.rates(index, |h, version| snapshot_monthly(h, version, s))
+                    .map(|(m, _)| (m * secs / month, None))
+            }
+        };
+        match cost {
+            Ok((cost, reserved)) => {
+                self.cost += cost;
+                match reserved {
+                    Some(r) => self.reserved += r,
+                    None => self.reserved_unknown = true,
                 }
             }
+            Err(reason) => self.missing = Some(reason),
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn instance_cost(
-    t: &Timeline,
+/// On-demand and 1-yr standard no-upfront rates per hour of an instance.
+fn instance_rates<B: PriceBook>(
+    hour: &mut HourCtx<'_, '_, B>,
+    version: &str,
     i: &InstanceFields,
-    start_ms: i64,
-    end_ms: i64,
-    secs: f64,
-    hour: DateTime<Utc>,
-    book: &impl PriceBook,
-    memo: &mut Memo,
-) -> Result<(f64, Option<f64>), String> {
-    if i.lifecycle == "spot" {
-        let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).expect("valid time");
-        return spot_cost(t, i, at(start_ms), at(end_ms), book).map(|c| (c, None));
-    }
-    let version = book
-        .version(&t.region, hour)
-        .ok_or_else(|| format!("no prices for region {}", t.region))?;
+) -> Rates {
+    let region = hour.region;
     let tenancy = platform::offer_tenancy(&i.tenancy)
         .ok_or_else(|| format!("unknown tenancy {:?}", i.tenancy))?;
     let operation = if !i.usage_operation.is_empty() {
@@ -447,40 +571,39 @@ fn instance_cost(
             )
         })?
     };
-    let rates = match &memo.instance {
-        Some((v, ty, ten, op, r))
-            if v == version && *ty == i.instance_type && ten == tenancy && op == operation =>
-        {
-            r.clone()
-        }
-        _ => {
-            let r = book
-                .instance(&t.region, version, &i.instance_type, tenancy)
-                .and_then(|p| {
-                    let od = p.on_demand.get(operation)?.usd_per_hour;
-                    let ri = p
-                        .reserved
-                        .get(&reserved_key(operation, 1, "standard", "No Upfront"))
-                        .map(|r| r.effective_hourly_usd);
-                    Some((od, ri))
-                })
-                .ok_or_else(|| {
-                    format!(
-                        "no on-demand price for {} {operation} {tenancy} in {} (version {version})",
-                        i.instance_type, t.region
-                    )
-                });
-            memo.instance = Some((
-                version.to_string(),
-                i.instance_type.clone(),
-                tenancy.to_string(),
-                operation.to_string(),
-                r.clone(),
-            ));
-            r
-        }
-    }?;
-    Ok((rates.0 * secs / 3600.0, rates.1.map(|r| r * secs / 3600.0)))
+    if let Some((v, ty, ten, op, r)) = &hour.memo.instance
+        && v == version
+        && *ty == i.instance_type
+        && ten == tenancy
+        && op == operation
+    {
+        return r.clone();
+    }
+    let r = hour
+        .book
+        .instance(region, version, &i.instance_type, tenancy)
+        .and_then(|p| {
+            let od = p.on_demand.get(operation)?.usd_per_hour;
+            let ri = p
+                .reserved
+                .get(&reserved_key(operation, 1, "standard", "No Upfront"))
+                .map(|r| r.effective_hourly_usd);
+            Some((od, ri))
+        })
+        .ok_or_else(|| {
+            format!(
+                "no on-demand price for {} {operation} {tenancy} in {region} (version {version})",
+                i.instance_type
+            )
+        });
+    hour.memo.instance = Some((
+        version.to_string(),
+        i.instance_type.clone(),
+        tenancy.to_string(),
+        operation.to_string(),
+        r.clone(),
+    ));
+    r
 }
 
 fn spot_cost(
@@ -556,24 +679,20 @@ fn ebs_price(
     found.first().map(|e| e.usd_per_unit)
 }
 
-fn volume_cost(
-    t: &Timeline,
+/// USD per month of a volume: storage plus provisioned IOPS and
+/// throughput above the free baseline.
+fn volume_monthly<B: PriceBook>(
+    hour: &mut HourCtx<'_, '_, B>,
+    version: &str,
     v: &VolumeFields,
-    secs: f64,
-    hour: DateTime<Utc>,
-    book: &impl PriceBook,
-) -> Result<f64, String> {
-    let version = book
-        .version(&t.region, hour)
-        .ok_or_else(|| format!("no prices for region {}", t.region))?;
-    let share = secs / seconds_in_month(hour);
-    let storage =
-        ebs_price(book, &t.region, version, &v.volume_type, "storage").ok_or_else(|| {
-            format!(
-                "no EBS {} storage price in {} (version {version})",
-                v.volume_type, t.region
-            )
-        })?;
+) -> Rates {
+    let (book, region) = (hour.book, hour.region);
+    let storage = ebs_price(book, region, version, &v.volume_type, "storage").ok_or_else(|| {
+        format!(
+            "no EBS {} storage price in {region} (version {version})",
+            v.volume_type
+        )
+    })?;
     let mut monthly = v.size_gib as f64 * storage;
     let iops = v.iops.unwrap_or(0) as f64;
     let billable_iops = match v.volume_type.as_str() {
@@ -582,33 +701,31 @@ fn volume_cost(
         _ => 0.0,
     };
     if billable_iops > 0.0 {
-        let p = ebs_price(book, &t.region, version, &v.volume_type, "iops")
-            .ok_or_else(|| format!("no EBS {} IOPS price in {}", v.volume_type, t.region))?;
+        let p = ebs_price(book, region, version, &v.volume_type, "iops")
+            .ok_or_else(|| format!("no EBS {} IOPS price in {region}", v.volume_type))?;
         monthly += billable_iops * p;
     }
     if v.volume_type == "gp3" {
         let extra_mibps = (v.throughput.unwrap_or(125) as f64 - 125.0).max(0.0);
         if extra_mibps > 0.0 {
-            let p = ebs_price(book, &t.region, version, "gp3", "throughput")
-                .ok_or_else(|| format!("no EBS gp3 throughput price in {}", t.region))?;
+            let p = ebs_price(book, region, version, "gp3", "throughput")
+                .ok_or_else(|| format!("no EBS gp3 throughput price in {region}"))?;
             monthly += extra_mibps / 1024.0 * p;
         }
     }
-    Ok(monthly * share)
+    Ok((monthly, None))
 }
 
-fn snapshot_cost(
-    t: &Timeline,
+/// USD per month of a snapshot (source volume size × GB-month price).
+fn snapshot_monthly<B: PriceBook>(
+    hour: &mut HourCtx<'_, '_, B>,
+    version: &str,
     s: &SnapshotFields,
-    secs: f64,
-    hour: DateTime<Utc>,
-    book: &impl PriceBook,
-) -> Result<f64, String> {
-    let version = book
-        .version(&t.region, hour)
-        .ok_or_else(|| format!("no prices for region {}", t.region))?;
-    let price = book
-        .ebs(&t.region, version)
+) -> Rates {
+    let region = hour.region;
+    let price = hour
+        .book
+        .ebs(region, version)
         .iter()
         .filter(|e| e.kind == "snapshot")
         .min_by_key(|e| {
@@ -618,6 +735,6 @@ fn snapshot_cost(
             )
         })
         .map(|e| e.usd_per_unit)
-        .ok_or_else(|| format!("no EBS snapshot price in {} (version {version})", t.region))?;
-    Ok(s.volume_size_gib as f64 * price * secs / seconds_in_month(hour))
+        .ok_or_else(|| format!("no EBS snapshot price in {region} (version {version})"))?;
+    Ok((s.volume_size_gib as f64 * price, None))
 }

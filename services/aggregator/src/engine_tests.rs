@@ -432,3 +432,112 @@ fn platform_details_when_usage_operation_is_missing_and_termination() {
     assert_eq!(lines.len(), 1);
     assert!(close(lines[0].cost_usd.unwrap(), 0.75 * 0.188));
 }
+
+#[test]
+fn version_span_agrees_with_version_at_hour_by_hour() {
+    // Publication out of version order (a re-published older version) and
+    // one date that does not parse: the span must still give, for every
+    // hour up to `until`, what `version_at` gives for that hour.
+    let records = vec![
+        RegionPointer::new(
+            R,
+            "20250501000000",
+            "2025-05-01T00:00:00Z",
+            "x",
+            None,
+            StoredCounts::default(),
+        ),
+        RegionPointer::new(
+            R,
+            "20250510000000",
+            "2025-05-12T06:30:00Z",
+            "x",
+            None,
+            StoredCounts::default(),
+        ),
+        RegionPointer::new(
+            R,
+            "20250511000000",
+            "2025-05-11T00:00:00Z",
+            "x",
+            None,
+            StoredCounts::default(),
+        ),
+        RegionPointer::new(
+            R,
+            "20250520000000",
+            "not a date",
+            "x",
+            None,
+            StoredCounts::default(),
+        ),
+    ];
+    let mut b = MemoryBook::default();
+    b.versions.insert(R.into(), records.clone());
+    let mut hour = t("2025-04-30T00:00:00Z");
+    let mut changes = 0;
+    let mut last = String::new();
+    while hour < t("2025-05-14T00:00:00Z") {
+        let (v, until) = b.version_span(R, hour).unwrap();
+        let expected = &pricing::store::version_at(&records, hour).unwrap().version;
+        assert_eq!(v, expected, "at {hour}");
+        assert!(until > hour.timestamp_millis(), "at {hour}");
+        if v != last {
+            changes += 1;
+            last = v.to_string();
+        }
+        // Every hour before `until` has the same answer.
+        let mut h = hour + Duration::hours(1);
+        while h.timestamp_millis() < until && h < t("2025-05-14T00:00:00Z") {
+            assert_eq!(
+                b.version_span(R, h).unwrap().0,
+                v,
+                "at {h}, span from {hour}"
+            );
+            h += Duration::hours(1);
+        }
+        hour = h;
+    }
+    // 0501 (also before its publication) → 0511 (May 11th) → 0511 still
+    // wins over 0510 (published later, older version) → …
+    assert_eq!(changes, 2);
+    assert_eq!(
+        b.version(R, t("2025-05-13T00:00:00Z")),
+        Some("20250511000000")
+    );
+    assert_eq!(
+        b.version_span(R, t("2025-05-13T00:00:00Z")).unwrap().1,
+        i64::MAX
+    );
+    assert_eq!(b.version_span("eu-west-1", hour), None);
+}
+
+#[test]
+fn volume_rate_follows_the_version_in_one_walk() {
+    // gp3 storage 0.08 in V1 and 0.09 in V2 (published May 15th 12:00);
+    // one walk across the change prices each hour with its own version.
+    let mut b = book();
+    for item in b.ebs.get_mut(&(R.to_string(), V2.to_string())).unwrap() {
+        if item.kind == "storage" && item.volume_api_name == "gp3" {
+            item.usd_per_unit = 0.09;
+        }
+    }
+    let v = timeline(vec![(
+        "2025-05-01T00:00:00Z",
+        vol("in-use", 100, Some(3000), Some(125)),
+    )]);
+    let mut lines = Vec::new();
+    price_timeline(
+        &v,
+        t("2025-05-15T10:00:00Z"),
+        t("2025-05-15T14:00:00Z"),
+        &b,
+        &mut lines,
+    );
+    let per_hour = |p: f64| 100.0 * p * 3600.0 / 2_678_400.0;
+    let got: Vec<f64> = lines.iter().map(|l| l.cost_usd.unwrap()).collect();
+    assert_eq!(got.len(), 4);
+    for (c, p) in got.iter().zip([0.08, 0.08, 0.09, 0.09]) {
+        assert!(close(*c, per_hour(p)), "{got:?}");
+    }
+}
