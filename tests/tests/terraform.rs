@@ -535,6 +535,11 @@ fn container_environment_holds_real_config_keys_only() {
     assert!(container.contains("local.environment"), "{container}");
     assert!(container.contains("stopTimeout = local.stop_timeout"));
     assert!(container.contains("valueFrom = var.secrets[k]"));
+    // ECS ignores the image's HEALTHCHECK: the task definition declares it.
+    assert!(
+        container.contains(r#"healthCheck = { command = ["CMD", "/usr/local/bin/kopter-healthcheck", "--path", "/healthz"]"#),
+        "{container}"
+    );
 
     let example_configs = example_fleet_configs();
     assert!(

@@ -69,6 +69,17 @@ resource "aws_ecs_task_definition" "this" {
     secrets                = [for k in sort(keys(var.secrets)) : { name = k, valueFrom = var.secrets[k] }]
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
     linuxParameters        = { initProcessEnabled = true }
+    # Liveness, not readiness: /healthz answers while the process and its
+    # runtime do, so ECS replaces a wedged task but not one waiting out an
+    # AWS outage (that shows on /readyz and in the alerts instead). ECS
+    # ignores the image's HEALTHCHECK; it has to be declared here.
+    healthCheck = {
+      command     = ["CMD", "/usr/local/bin/kopter-healthcheck", "--path", "/healthz"]
+      interval    = 30
+      timeout     = 10
+      retries     = 3
+      startPeriod = 60
+    }
     logConfiguration = {
       logDriver = "awslogs"
       options = {
