@@ -4,6 +4,7 @@
 //! the standard AWS variables). Exit codes: 0 done, 1 failed, 2 refused
 //! (bad arguments or configuration).
 
+mod backups;
 mod cost;
 mod inventory;
 mod notifications;
@@ -73,6 +74,8 @@ enum Command {
     Cost(cost::CostArgs),
     /// A tenant's monthly budget.
     Budget(cost::BudgetArgs),
+    /// A tenant's scheduled EBS backup policy.
+    BackupPolicy(backups::BackupPolicyArgs),
     /// Search a tenant's CloudTrail audit log (newest first).
     Audit {
         #[arg(long)]
@@ -296,6 +299,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             return cost::cost(&aws, &names, &config.aggregator.rollup_tags, args).await;
         }
         Command::Budget(args) => return cost::budget(&aws, &names, args).await,
+        Command::BackupPolicy(args) => return backups::run(&aws, &names, args).await,
         Command::Notifications(args) => {
             return notifications::notifications(&aws, &names, args).await;
         }

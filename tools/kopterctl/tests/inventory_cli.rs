@@ -126,3 +126,116 @@ async fn inventory_lists_instances_volumes_and_snapshots_of_one_tenant() {
     let out = kopterctl(&env, &["inventory", "--tenant", "Bad#Tenant"]).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn backup_policy_is_set_per_tenant_and_read_by_the_describer() {
+    use std::time::Duration;
+
+    use describer::backup::{BackupPolicy, BackupStore};
+    use kopter_schema::TenantId;
+
+    let env = TestEnv::new().await;
+    let store = BackupStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);
+    let (acme, globex) = (
+        TenantId::new("acme").unwrap(),
+        TenantId::new("globex").unwrap(),
+    );
+
+    // No policy yet: the default (kopter:backup=true, 12 h, newest 14).
+    let out = kopterctl(&env, &["backup-policy", "show", "--tenant", "acme"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("enabled"), "{text}");
+    assert!(text.contains("kopter:backup=true"), "{text}");
+    assert!(text.contains("every 12h"), "{text}");
+    assert!(text.contains("the newest 14"), "{text}");
+
+    let out = kopterctl(
+        &env,
+        &[
+            "backup-policy",
+            "set",
+            "--tenant",
+            "acme",
+            "--tag",
+            "backup=nightly",
+            "--interval",
+            "1d",
+            "--keep-for",
+            "30d",
+            "--no-keep-count",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    // The onboarding note: acme has no account in this environment.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no onboarded account"),
+        "{out:?}"
+    );
+    let expected = BackupPolicy {
+        enabled: true,
+        tag_key: "backup".into(),
+        tag_value: "nightly".into(),
+        interval: Duration::from_secs(86_400),
+        keep_count: None,
+        keep_for: Some(Duration::from_secs(30 * 86_400)),
+    };
+    // What the describer's backup sweep reads.
+    assert_eq!(store.policy(&acme).await.unwrap(), expected);
+    // Another tenant keeps the default.
+    assert_eq!(
+        store.policy(&globex).await.unwrap(),
+        BackupPolicy::default()
+    );
+
+    // Only the options given change.
+    let out = kopterctl(
+        &env,
+        &["backup-policy", "set", "--tenant", "acme", "--disable"],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        store.policy(&acme).await.unwrap(),
+        BackupPolicy {
+            enabled: false,
+            ..expected.clone()
+        }
+    );
+
+    // Invalid results are refused and change nothing.
+    for bad in [
+        &["--no-keep-for"][..],
+        &["--interval", "10m"],
+        &["--keep-count", "0"],
+        &["--tag", "=x"],
+        &["--tag", "novalue"],
+    ] {
+        let mut args = vec!["backup-policy", "set", "--tenant", "acme"];
+        args.extend_from_slice(bad);
+        let out = kopterctl(&env, &args).await;
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("kopterctl:"),
+            "{bad:?}: {out:?}"
+        );
+    }
+    assert_eq!(
+        store.policy(&acme).await.unwrap(),
+        BackupPolicy {
+            enabled: false,
+            ..expected
+        }
+    );
+
+    // JSON for scripts.
+    let out = kopterctl(
+        &env,
+        &["backup-policy", "show", "--tenant", "acme", "--json"],
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["enabled"], false);
+    assert_eq!(json["tag_key"], "backup");
+}
