@@ -28,10 +28,25 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub credentials: CredentialsConfig,
     pub queues: QueuesConfig,
+    pub describer: DescriberConfig,
     pub trail: TrailConfig,
     pub pricing: PricingConfig,
     pub aggregator: AggregatorConfig,
     pub notifier: NotifierConfig,
+}
+
+/// describer settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescriberConfig {
+    /// Describe / backup jobs of one customer account running at once in
+    /// one process (keeps Kopter under the customer's EC2 API rate
+    /// limits). Default 2.
+    pub account_concurrency: usize,
+    /// Accounts a sweep resolves (regions, fan-out) at once. Default 16.
+    pub sweep_concurrency: usize,
+    /// Inventory rows written at once per job. Default 16.
+    pub write_concurrency: usize,
 }
 
 /// notifier settings.
@@ -272,6 +287,11 @@ impl Config {
                 max_receive_count: 5,
                 dlq_retention: Duration::from_secs(14 * 24 * 3600),
             },
+            describer: DescriberConfig {
+                account_concurrency: 2,
+                sweep_concurrency: 16,
+                write_concurrency: 16,
+            },
             trail: TrailConfig {
                 retention_days: 365,
                 max_record_bytes: 8 << 20,
@@ -446,6 +466,16 @@ impl Config {
         if !(a.spike_min_usd >= 0.0 && a.spike_min_usd.is_finite()) {
             problems.push("aggregator.spike_min_usd: must be 0 or more".into());
         }
+        let d = &self.describer;
+        for (key, value) in [
+            ("account_concurrency", d.account_concurrency),
+            ("sweep_concurrency", d.sweep_concurrency),
+            ("write_concurrency", d.write_concurrency),
+        ] {
+            if value == 0 || value > 256 {
+                problems.push(format!("describer.{key}: {value} is outside 1..=256"));
+            }
+        }
         if a.account_concurrency == 0 || a.account_concurrency > 64 {
             problems.push(format!(
                 "aggregator.account_concurrency: {} is outside 1..=64",
@@ -527,6 +557,7 @@ mod tests {
             )?;
             jail.set_env("KOPTER_WORKER__CONCURRENCY", "7");
             jail.set_env("KOPTER_AWS__ENDPOINT_URL", "http://127.0.0.1:5000");
+            jail.set_env("KOPTER_DESCRIBER__ACCOUNT_CONCURRENCY", "5");
             let c: Config =
                 Config::figment(Some(Service::Pricing), "kopter.toml".into()).extract()?;
             assert_eq!(c.env, "staging");
@@ -534,6 +565,8 @@ mod tests {
             assert_eq!(c.worker.shutdown_grace, Duration::from_secs(10));
             assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
             assert_eq!(c.telemetry.listen.port(), 9102);
+            assert_eq!(c.describer.account_concurrency, 5);
+            assert_eq!(c.describer.sweep_concurrency, 16);
             c.validate().unwrap();
             Ok(())
         });
@@ -547,11 +580,13 @@ mod tests {
         c.worker.max_messages = 11;
         c.worker.heartbeat_interval = Duration::from_secs(59);
         c.aws.endpoint_url = Some("localhost:5000".into());
+        c.describer.write_concurrency = 0;
         let err = c.validate().unwrap_err();
         let text = err.to_string();
-        assert_eq!(err.problems.len(), 5, "{text}");
+        assert_eq!(err.problems.len(), 6, "{text}");
         for needle in [
             "env:",
+            "describer.write_concurrency: 0",
             "worker.concurrency",
             "worker.max_messages",
             "worker.heartbeat_interval",

@@ -112,7 +112,7 @@ pub fn handler(ctx: &ServiceContext) -> anyhow::Result<Arc<dyn Handler>> {
 
 /// Like [`describer`], entering accounts through `access` (tests).
 pub fn describer_with(ctx: &ServiceContext, access: Arc<dyn AccountAccess>) -> Describer {
-    let defaults = Settings::default();
+    let d = &ctx.config.describer;
     Describer {
         store: store::Store::new(ctx.aws.dynamodb(), &ctx.names),
         backups: backup::BackupStore::new(ctx.aws.dynamodb(), &ctx.names),
@@ -126,7 +126,9 @@ pub fn describer_with(ctx: &ServiceContext, access: Arc<dyn AccountAccess>) -> D
                 .sdk
                 .region()
                 .map_or("us-east-1".to_owned(), |r| r.to_string()),
-            ..defaults
+            account_concurrency: d.account_concurrency,
+            sweep_concurrency: d.sweep_concurrency,
+            write_concurrency: d.write_concurrency,
         },
         permits: describe::permit_cache(),
     }
