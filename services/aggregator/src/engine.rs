@@ -208,7 +208,7 @@ pub fn family(instance_type: &str) -> &str {
 }
 
 /// Spot product descriptions to try for a platform, most specific first.
-fn spot_products(platform_details: &str) -> [String; 2] {
+pub(crate) fn spot_products(platform_details: &str) -> [String; 2] {
     let base = if platform_details.is_empty() {
         "Linux/UNIX"
     } else {

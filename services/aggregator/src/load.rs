@@ -196,8 +196,9 @@ fn timeline(
     }
 }
 
-/// (instance type, tenancy) priced on demand; (instance type, AZ) spot.
-type Needs = (HashSet<(String, String)>, HashSet<(String, String)>);
+/// (instance type, tenancy) priced on demand; (instance type, AZ, spot
+/// product description) spot.
+type Needs = (HashSet<(String, String)>, HashSet<(String, String, String)>);
 
 /// Loads the prices `timelines` need for `[from, to)` into memory.
 pub async fn load_book(
@@ -214,8 +215,13 @@ pub async fn load_book(
         for (_, r) in &t.states {
             if let Resource::Instance(i) = r {
                 if i.lifecycle == "spot" {
-                    need.1
-                        .insert((i.instance_type.clone(), i.availability_zone.clone()));
+                    for product in crate::engine::spot_products(&i.platform_details) {
+                        need.1.insert((
+                            i.instance_type.clone(),
+                            i.availability_zone.clone(),
+                            product,
+                        ));
+                    }
                 } else if let Some(tenancy) = platform::offer_tenancy(&i.tenancy) {
                     need.0
                         .insert((i.instance_type.clone(), tenancy.to_string()));
@@ -246,15 +252,15 @@ pub async fn load_book(
                 }
             }
         }
-        for (ty, az) in spots {
-            let mut points: Vec<_> = prices
-                .spot_history(&region, &ty)
-                .await?
-                .into_iter()
-                .filter(|p| p.availability_zone == az && p.at < to)
-                .collect();
+        // Only the window's points (and the one in force at its start):
+        // the kept spot history grows without end.
+        for (ty, az, product) in spots {
+            let window = prices
+                .spot_window(&region, &ty, &az, &product, hour_of(from), to)
+                .await?;
+            let points = book.spot.entry((region.clone(), ty, az)).or_default();
+            points.extend(window);
             points.sort_by_key(|p| p.at);
-            book.spot.insert((region.clone(), ty, az), points);
         }
         book.versions.insert(region, versions);
     }

@@ -480,3 +480,60 @@ async fn tenants_do_not_see_each_other_and_changes_recompute_their_hour() {
         Err(kopter_runtime::HandlerError::Permanent(_))
     ));
 }
+
+#[tokio::test]
+async fn spot_instances_are_priced_from_the_spot_history_in_dynamodb() {
+    use pricing::store::SpotPoint;
+
+    let w = world().await;
+    let mut spot = instance("running", "m5.large", "RunInstances", &[]);
+    if let Resource::Instance(i) = &mut spot {
+        i.lifecycle = "spot".into();
+    }
+    history(
+        &w,
+        "i-spot",
+        &[("2025-06-02T08:00:00Z", Change::Launched, spot)],
+    )
+    .await;
+    // Spot history as the pricing service keeps it: a point long before
+    // (replaced), the one in force at 10:00, a change at 10:30, one after
+    // the hour, and another AZ's.
+    let vpc = "Linux/UNIX (Amazon VPC)";
+    for (az, at, usd) in [
+        ("us-east-1a", "2025-05-01T00:00:00Z", 0.01),
+        ("us-east-1a", "2025-06-02T07:00:00Z", 0.03),
+        ("us-east-1a", "2025-06-02T10:30:00Z", 0.05),
+        ("us-east-1a", "2025-06-02T11:15:00Z", 0.09),
+        ("us-east-1b", "2025-06-02T10:00:00Z", 0.7),
+    ] {
+        let p = SpotPoint::new("us-east-1", "m5.large", az, vpc, t(at), usd);
+        put(&w.env, Table::Prices, &p).await;
+    }
+    let msg = AggregateHour {
+        hour: t("2025-06-02T11:00:00Z"),
+        backfill_hours: 1,
+        tenant: Some(w.tenant.clone()),
+    };
+    w.agg.aggregate(&msg).await.unwrap();
+    let cost = |hour: &'static str| {
+        let w = &w;
+        async move {
+            let rows = w
+                .agg
+                .graph
+                .resource_hours(&w.tenant, &w.account, t(hour))
+                .await
+                .unwrap();
+            let row = rows.iter().find(|r| r.resource_id == "i-spot").unwrap();
+            (row.cost_usd, row.lifecycle.clone())
+        }
+    };
+    // 10:00–10:30 at 0.03, 10:30–11:00 at 0.05.
+    let (c10, lifecycle) = cost("2025-06-02T10:00:00Z").await;
+    assert!(close(c10.unwrap(), 0.5 * 0.03 + 0.5 * 0.05), "{c10:?}");
+    assert_eq!(lifecycle, "spot");
+    // 11:00–11:15 at 0.05, then 0.09.
+    let (c11, _) = cost("2025-06-02T11:00:00Z").await;
+    assert!(close(c11.unwrap(), 0.25 * 0.05 + 0.75 * 0.09), "{c11:?}");
+}

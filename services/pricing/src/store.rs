@@ -389,6 +389,63 @@ impl PriceStore {
         }
     }
 
+    /// The spot points of (type, AZ, product) that price `[from, to)`: the
+    /// one in force at `from` and every change before `to`, oldest first.
+    /// Two bounded queries however long the kept history is.
+    pub async fn spot_window(
+        &self,
+        region: &str,
+        instance_type: &str,
+        availability_zone: &str,
+        product_description: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<SpotPoint>> {
+        let mut points: Vec<SpotPoint> = self
+            .spot_price_at(
+                region,
+                instance_type,
+                availability_zone,
+                product_description,
+                from,
+            )
+            .await?
+            .into_iter()
+            .collect();
+        let prefix = format!("{availability_zone}#{product_description}#");
+        let pk = spot_pk(region, instance_type);
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            .expression_attribute_values(
+                ":lo",
+                AttributeValue::S(format!("{prefix}{}", spot_time(from))),
+            )
+            .expression_attribute_values(
+                ":hi",
+                AttributeValue::S(format!("{prefix}{}", spot_time(to))),
+            )
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .with_context(|| format!("query {pk} in {}", self.table))?;
+        for item in items {
+            let p: SpotPoint =
+                serde_dynamo::from_item(item).with_context(|| format!("decode a row of {pk}"))?;
+            // The point in force at `from` may also fall in the range.
+            if p.at < to && points.first().is_none_or(|first| first.sk != p.sk) {
+                points.push(p);
+            }
+        }
+        points.sort_by_key(|p| p.at);
+        Ok(points)
+    }
+
     /// Every spot point of an instance type in a region (tests and tools).
     pub async fn spot_history(
         &self,

@@ -886,3 +886,61 @@ async fn a_local_file_is_stored_for_its_region_only() {
     );
     assert!(ing.store.current("eu-west-1").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn spot_window_reads_the_point_in_force_and_the_changes_of_the_window_only() {
+    use pricing::store::SpotPoint;
+
+    let (env, ing, _site, _) = setup(|_| {}).await;
+    let at = |h: u32, m: u32| Utc.with_ymd_and_hms(2025, 6, 2, h, m, 0).unwrap();
+    let vpc = "Linux/UNIX (Amazon VPC)";
+    let points = [
+        ("us-east-1a", vpc, at(1, 0), 0.03),
+        ("us-east-1a", vpc, at(5, 0), 0.04),
+        ("us-east-1a", vpc, at(10, 30), 0.05),
+        ("us-east-1a", vpc, at(12, 0), 0.06),
+        ("us-east-1a", vpc, at(15, 0), 0.07),
+        // Other products and AZs of the same partition stay out.
+        ("us-east-1a", "Linux/UNIX", at(9, 0), 0.5),
+        ("us-east-1a", "Windows (Amazon VPC)", at(10, 45), 0.9),
+        ("us-east-1b", vpc, at(10, 0), 0.8),
+    ];
+    let ddb = env.ctx.aws.dynamodb();
+    let table = env.ctx.names.table(kopter_schema::Table::Prices);
+    for (az, product, when, usd) in points {
+        let p = SpotPoint::new("us-east-1", "m5.large", az, product, when, usd);
+        ddb.put_item()
+            .table_name(&table)
+            .set_item(Some(serde_dynamo::to_item(&p).unwrap()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let window = |from, to| {
+        let store = &ing.store;
+        async move {
+            store
+                .spot_window("us-east-1", "m5.large", "us-east-1a", vpc, from, to)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| (p.at, p.usd_per_hour))
+                .collect::<Vec<_>>()
+        }
+    };
+    // In force at 10:00 (05:00), then the change at 10:30; 12:00 is the
+    // window's end, not in it.
+    assert_eq!(
+        window(at(10, 0), at(12, 0)).await,
+        vec![(at(5, 0), 0.04), (at(10, 30), 0.05)]
+    );
+    // A window starting on a change has it once.
+    assert_eq!(
+        window(at(10, 30), at(13, 0)).await,
+        vec![(at(10, 30), 0.05), (at(12, 0), 0.06)]
+    );
+    // Before the first point: only what changes inside.
+    assert_eq!(window(at(0, 0), at(2, 0)).await, vec![(at(1, 0), 0.03)]);
+    // After the last: the last one, in force.
+    assert_eq!(window(at(20, 0), at(21, 0)).await, vec![(at(15, 0), 0.07)]);
+}
