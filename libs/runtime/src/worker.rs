@@ -40,6 +40,9 @@ pub struct Delivery {
     pub receive_count: u32,
     /// String message attributes (e.g. SNS `event_type` with raw delivery).
     pub attributes: std::collections::HashMap<String, String>,
+    /// The queue's `SentTimestamp` (Unix ms), when it gives one: when the
+    /// message was enqueued, by the queue's clock.
+    pub sent_at_ms: Option<u64>,
 }
 
 /// Why a handler did not finish the work.
@@ -297,6 +300,7 @@ impl<Q: Queue> MessageTask<Q> {
             body: msg.body,
             receive_count: msg.receive_count,
             attributes: msg.attributes,
+            sent_at_ms: msg.sent_at_ms,
         };
         let handler = self.handler.clone();
         let mut task =

@@ -9,6 +9,7 @@
 //! | `{tenant}#daily-total` | `{yyyy-mm-dd}` | every account's cost of the day (`cost`, `currency`; the notifier's digest reads it) |
 //! | `{tenant}#budget` | `config` / `crossed#{yyyy-mm}#{percent}` | [`Budget`], crossing markers |
 //! | `{tenant}#spike` | `{account}#{yyyy-mm-ddThh}` | spike markers |
+//! | `{tenant}#recomputed` | `{account}#{yyyy-mm-ddThh}` | when the latest recompute of an account-hour for a change started (`started_ms`) |
 //!
 //! Dimensions: `account`, `region`, `family`, `tag:{key}`. Roll-up rows
 //! keep the account in their key, so recomputing one account's hour
@@ -567,6 +568,65 @@ impl GraphStore {
         Ok(out.item.is_some())
     }
 
+    /// When the latest completed recompute of the account-hour for an
+    /// inventory change started (Unix ms), if one is remembered.
+    pub async fn recomputed_from(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        hour: DateTime<Utc>,
+    ) -> anyhow::Result<Option<i64>> {
+        let (pk, sk) = recomputed_key(tenant, account, hour);
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s(&sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .with_context(|| format!("get {pk} {sk}"))?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("started_ms")?.as_n().ok()?.parse().ok()))
+    }
+
+    /// Remembers that a recompute of the account-hour that started at
+    /// `started_ms` completed; never moves the mark back (an older
+    /// recompute finishing late keeps the newer mark).
+    pub async fn mark_recomputed(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        hour: DateTime<Utc>,
+        started_ms: i64,
+    ) -> anyhow::Result<()> {
+        let (pk, sk) = recomputed_key(tenant, account, hour);
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s(&sk))
+            .update_expression("SET started_ms = :s, expires_at = :e")
+            .condition_expression("attribute_not_exists(started_ms) OR started_ms < :s")
+            .expression_attribute_values(":s", AttributeValue::N(started_ms.to_string()))
+            .expression_attribute_values(":e", AttributeValue::N(expiry(hour, 2).to_string()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!("put {pk} {sk}"))),
+        }
+    }
+
     pub async fn put_marker(&self, pk: &str, sk: &str, expires_at: i64) -> anyhow::Result<()> {
         self.ddb
             .put_item()
@@ -595,6 +655,13 @@ impl HasKey for RollupRow {
     fn key(&self) -> (String, String) {
         (self.pk.clone(), self.sk.clone())
     }
+}
+
+fn recomputed_key(tenant: &TenantId, account: &AccountId, hour: DateTime<Utc>) -> (String, String) {
+    (
+        format!("{tenant}#recomputed"),
+        format!("{account}#{}", hour_key(hour)),
+    )
 }
 
 /// TTL epoch seconds for rows of `hour` kept `days`.

@@ -27,6 +27,9 @@ use crate::engine::{CostLine, hour_of, price_timeline};
 use crate::graph::{GraphStore, expiry, hour_key, month_key};
 use crate::load::{HistoryReader, load_book};
 
+/// Allowed skew between the queue's clock (`SentTimestamp`) and ours.
+const CLOCK_MARGIN_MS: i64 = 2_000;
+
 struct Metrics {
     /// `kopter_aggregator_account_hour_computations_total`
     hours: IntCounter,
@@ -36,13 +39,17 @@ struct Metrics {
     missing: IntCounterVec,
     /// `kopter_aggregator_events_published_total{event=budget|spike}`
     events: IntCounterVec,
+    /// `kopter_aggregator_changes_coalesced_total`: inventory changes whose
+    /// hour a later-started recompute had already covered.
+    coalesced: IntCounter,
     /// `kopter_aggregator_last_computed_hour_timestamp_seconds`: start of
     /// the newest hour computed (for any account).
     last_hour: IntGauge,
 }
 
 fn metrics() -> &'static Metrics {
-    static M: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| Metrics {
+    static M: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| {
+        Metrics {
         hours: register(
             IntCounter::new(
                 "kopter_aggregator_account_hour_computations_total",
@@ -80,6 +87,13 @@ fn metrics() -> &'static Metrics {
             )
             .expect("metric"),
         ),
+        coalesced: register(
+            IntCounter::new(
+                "kopter_aggregator_changes_coalesced_total",
+                "Inventory changes acknowledged without a recompute: one that started after they were queued already covered them",
+            )
+            .expect("metric"),
+        ),
         last_hour: register(
             IntGauge::new(
                 "kopter_aggregator_last_computed_hour_timestamp_seconds",
@@ -87,6 +101,7 @@ fn metrics() -> &'static Metrics {
             )
             .expect("metric"),
         ),
+    }
     });
     &M
 }
@@ -122,6 +137,43 @@ impl Aggregator {
             outbox: Some(ctx.outbox.clone()),
             config: ctx.config.aggregator.clone(),
         }
+    }
+
+    /// Recomputes the hour of an inventory change, unless a recompute of
+    /// that account-hour that started after the change was queued
+    /// (`sent_at_ms`, the queue's `SentTimestamp`) has already completed:
+    /// the describer writes the history before it publishes, so such a
+    /// recompute read it. A burst of changes of one account costs a few
+    /// recomputes, not one each. Returns whether it recomputed.
+    pub async fn recompute_for_change(
+        &self,
+        change: &kopter_schema::messages::InventoryChanged,
+        sent_at_ms: Option<u64>,
+    ) -> anyhow::Result<bool> {
+        let hour = hour_of(change.at);
+        if let Some(sent) = sent_at_ms
+            && let Some(done) = self
+                .graph
+                .recomputed_from(&change.tenant, &change.account, hour)
+                .await?
+            && done > sent as i64 + CLOCK_MARGIN_MS
+        {
+            metrics().coalesced.inc();
+            tracing::debug!(tenant = %change.tenant, account = %change.account, %hour, "change already covered by a later recompute");
+            return Ok(false);
+        }
+        let started_ms = Utc::now().timestamp_millis();
+        self.compute_account(
+            &change.tenant,
+            &change.account,
+            hour,
+            hour + Duration::hours(1),
+        )
+        .await?;
+        self.graph
+            .mark_recomputed(&change.tenant, &change.account, hour, started_ms)
+            .await?;
+        Ok(true)
     }
 
     /// Computes hours `[from, to)` of one account and replaces them in the
@@ -375,14 +427,12 @@ impl Handler for AggregatorHandler {
                 Message::AggregateHour(m) => self.0.aggregate(&m).await.map(drop),
                 // A change recomputes its hour of its account (the hourly
                 // tick computes it again once the hour is over).
-                Message::InventoryChanged(c) => {
-                    let hour = hour_of(c.at);
-                    self.0
-                        .compute_account(&c.tenant, &c.account, hour, hour + Duration::hours(1))
-                        .await
-                        .map(drop)
-                        .map_err(HandlerError::retry)
-                }
+                Message::InventoryChanged(c) => self
+                    .0
+                    .recompute_for_change(&c, delivery.sent_at_ms)
+                    .await
+                    .map(drop)
+                    .map_err(HandlerError::retry),
                 // New prices apply from their publication on; the hours
                 // after it are computed by the hourly tick.
                 Message::PricesUpdated(p) => {

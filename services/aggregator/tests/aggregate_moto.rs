@@ -408,6 +408,7 @@ async fn tenants_do_not_see_each_other_and_changes_recompute_their_hour() {
         body: env.to_json(),
         receive_count: 1,
         attributes: HashMap::new(),
+        sent_at_ms: None,
     };
     kopter_runtime::Handler::handle(&handler, &delivery)
         .await
@@ -536,4 +537,96 @@ async fn spot_instances_are_priced_from_the_spot_history_in_dynamodb() {
     // 11:00–11:15 at 0.05, then 0.09.
     let (c11, _) = cost("2025-06-02T11:00:00Z").await;
     assert!(close(c11.unwrap(), 0.25 * 0.05 + 0.75 * 0.09), "{c11:?}");
+}
+
+#[tokio::test]
+async fn a_burst_of_changes_of_one_account_hour_is_recomputed_once() {
+    let w = world().await;
+    estate(&w).await;
+    let change = |at: &str| kopter_schema::messages::InventoryChanged {
+        tenant: w.tenant.clone(),
+        account: w.account.clone(),
+        region: "us-east-1".into(),
+        resource_id: "i-web".into(),
+        resource_kind: "instance".into(),
+        change: "state_changed".into(),
+        at: t(at),
+        detail: serde_json::Value::Null,
+    };
+    let now_ms = || Utc::now().timestamp_millis() as u64;
+    let web_cost = || async {
+        w.agg
+            .graph
+            .resource_hours(&w.tenant, &w.account, t("2025-06-02T10:00:00Z"))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.resource_id == "i-web")
+            .unwrap()
+            .cost_usd
+            .unwrap()
+    };
+
+    // Five changes queued at about the same time: the first recomputes,
+    // the others were queued before it started and are covered by it.
+    let queued = now_ms() - 10_000;
+    let first = w
+        .agg
+        .recompute_for_change(&change("2025-06-02T10:30:00Z"), Some(queued))
+        .await
+        .unwrap();
+    assert!(first);
+    for i in 0..4 {
+        let again = w
+            .agg
+            .recompute_for_change(&change("2025-06-02T10:40:00Z"), Some(queued + i * 100))
+            .await
+            .unwrap();
+        assert!(!again, "change {i} queued before the recompute started");
+    }
+    assert!(close(web_cost().await, 0.5 * 0.096));
+
+    // A change queued after that recompute started is recomputed, and
+    // what it wrote is seen: i-web started again at 10:45.
+    put(
+        &w.env,
+        Table::Ec2Events,
+        &EventRow::new(
+            &w.tenant,
+            &w.account,
+            "us-east-1",
+            "i-web",
+            Change::StateChanged,
+            t("2025-06-02T10:45:00Z"),
+            t("2025-06-02T10:45:00Z"),
+            instance("running", "m5.large", "RunInstances", &[("team", "web")]),
+        ),
+    )
+    .await;
+    let later = w
+        .agg
+        .recompute_for_change(&change("2025-06-02T10:45:00Z"), Some(now_ms()))
+        .await
+        .unwrap();
+    assert!(later);
+    assert!(
+        close(web_cost().await, 0.75 * 0.096),
+        "{}",
+        web_cost().await
+    );
+
+    // Another hour of the account is its own; without a queue timestamp
+    // every change recomputes.
+    assert!(
+        w.agg
+            .recompute_for_change(&change("2025-06-02T09:10:00Z"), Some(queued))
+            .await
+            .unwrap()
+    );
+    assert!(
+        w.agg
+            .recompute_for_change(&change("2025-06-02T10:50:00Z"), None)
+            .await
+            .unwrap()
+    );
 }

@@ -350,6 +350,7 @@ async fn a_targeted_describe_updates_only_the_named_instances() {
             body: env_msg.to_json(),
             receive_count: 1,
             attributes: Default::default(),
+            sent_at_ms: None,
         },
     )
     .await

@@ -262,6 +262,7 @@ fn delivery(m: Message, receive_count: u32) -> Delivery {
         body: env.to_json(),
         receive_count,
         attributes: HashMap::new(),
+        sent_at_ms: None,
     }
 }
 
@@ -895,6 +896,7 @@ async fn the_daily_digest_sums_up_each_tenants_day() {
             body: m.body.clone().unwrap(),
             receive_count: 1,
             attributes: HashMap::new(),
+            sent_at_ms: None,
         };
         per_tenant.push(s.notifier.handle(&d).await.unwrap());
     }

@@ -589,6 +589,7 @@ async fn unknown_envelopes_are_permanent_errors_naming_the_message() {
         body: r#"{"hello": "world"}"#.into(),
         receive_count: 1,
         attributes: Default::default(),
+        sent_at_ms: None,
     };
     let err = kopter_runtime::Handler::handle(&handler, &delivery)
         .await
