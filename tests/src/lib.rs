@@ -105,6 +105,33 @@ impl TestEnv {
         self.ctx.aws.sqs()
     }
 
+    /// Runs `program` — a binary of the workspace, as a test sees it in
+    /// `env!("CARGO_BIN_EXE_…")` — against this environment.
+    pub async fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(program)
+            .envs(self.env_vars())
+            .args(args)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("run {program}: {e}"))
+    }
+
+    /// Puts `row` into this environment's `table`, as the service that owns
+    /// the table would write it.
+    pub async fn put_row<T: serde::Serialize>(&self, table: kopter_schema::Table, row: &T) {
+        self.ctx
+            .aws
+            .dynamodb()
+            .put_item()
+            .table_name(self.ctx.names.table(table))
+            .set_item(Some(
+                serde_dynamo::to_item(row).expect("row encodes as an item"),
+            ))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put a row into {table:?}: {e:?}"));
+    }
+
     pub async fn queue_url(&self, service: Service) -> String {
         self.url_of(&self.ctx.names.queue(service)).await
     }
@@ -195,10 +222,11 @@ where
     }
 }
 
-/// A minimal HTTP/1.1 GET, returning `(status, body)`.
+/// A minimal HTTP GET, returning `(status, body)`.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    // HTTP/1.0: the answer comes unchunked and the server closes.
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write request");
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.expect("read response");

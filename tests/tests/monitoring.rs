@@ -25,7 +25,7 @@ use kopter_runtime::messaging::envelope;
 use kopter_schema::items::TrailSource;
 use kopter_schema::messages::{AccountHealth, AggregateHour, RegionOnly, Sweep};
 use kopter_schema::{AccountId, Message, Service, TenantId};
-use kopter_tests::{TestEnv, eventually, random_account, unique};
+use kopter_tests::{TestEnv, eventually, http_get, random_account, unique};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -71,34 +71,13 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// GET over HTTP/1.0, so that large answers come unchunked.
-async fn http10_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write request");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read response");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 struct Prometheus {
     addr: SocketAddr,
 }
 
 impl Prometheus {
     async fn api(&self, path: &str) -> Value {
-        let (status, body) = http10_get(self.addr, path).await;
+        let (status, body) = http_get(self.addr, path).await;
         let v: Value =
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {status} {e}: {body}"));
         assert_eq!(v["status"], "success", "{path}: {body}");
@@ -348,7 +327,7 @@ async fn dashboards_and_alerts_work_against_the_running_fleet() {
             let prom = &prom;
             async move {
                 if tokio::net::TcpStream::connect(prom.addr).await.is_err()
-                    || http10_get(prom.addr, "/-/ready").await.0 != 200
+                    || http_get(prom.addr, "/-/ready").await.0 != 200
                 {
                     return None;
                 }
@@ -423,7 +402,7 @@ async fn dashboards_and_alerts_work_against_the_running_fleet() {
 
     // Every /metrics passes promtool's lint.
     for (s, addr) in &targets {
-        let (status, body) = http10_get(*addr, "/metrics").await;
+        let (status, body) = http_get(*addr, "/metrics").await;
         assert_eq!(status, 200);
         let mut p = std::process::Command::new(&promtool)
             .args(["check", "metrics"])

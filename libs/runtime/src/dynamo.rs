@@ -1,11 +1,42 @@
-//! DynamoDB batch writes shared by the services.
+//! DynamoDB helpers shared by the services: batch writes with retries of
+//! unprocessed items, and queries read to the last page and decoded.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::WriteRequest;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, WriteRequest};
 use futures::{StreamExt, TryStreamExt};
+use serde::de::DeserializeOwned;
+
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Every item `query` matches, all pages; the error names `what`.
+pub async fn query_items(query: QueryFluentBuilder, what: &str) -> anyhow::Result<Vec<Item>> {
+    query
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .with_context(|| format!("query {what}"))
+}
+
+/// Every item `query` matches, all pages, decoded as `T`; errors name
+/// `what`.
+pub async fn query_all<T: DeserializeOwned>(
+    query: QueryFluentBuilder,
+    what: &str,
+) -> anyhow::Result<Vec<T>> {
+    query_items(query, what)
+        .await?
+        .into_iter()
+        .map(|i| serde_dynamo::from_item(i).with_context(|| format!("decode a row of {what}")))
+        .collect()
+}
 
 /// DynamoDB's BatchWriteItem limit.
 pub const BATCH: usize = 25;

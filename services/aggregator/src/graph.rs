@@ -18,12 +18,13 @@
 //! lacks are deleted. Tenant-wide series sum the accounts when read.
 //! Every partition key starts with the tenant.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Context;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use chrono::{DateTime, Duration, Utc};
+use kopter_runtime::dynamo;
 use kopter_schema::{AccountId, Names, Table, TenantId};
 use serde::{Deserialize, Serialize};
 
@@ -155,8 +156,6 @@ pub struct GraphStore {
     ddb: Client,
     table: String,
 }
-
-type Item = HashMap<String, AttributeValue>;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -391,13 +390,7 @@ impl GraphStore {
                 .expression_attribute_values(":p", s(p)),
             None => q.key_condition_expression("pk = :pk"),
         };
-        let items: Vec<Item> = q
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .with_context(|| format!("query {pk}"))?;
+        let items = dynamo::query_items(q, pk).await?;
         Ok(items
             .into_iter()
             .filter(|i| {
@@ -420,7 +413,7 @@ impl GraphStore {
         lo: &str,
         hi: &str,
     ) -> anyhow::Result<Vec<T>> {
-        let items: Vec<Item> = self
+        let q = self
             .ddb
             .query()
             .table_name(&self.table)
@@ -428,17 +421,8 @@ impl GraphStore {
             .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":lo", s(lo))
-            .expression_attribute_values(":hi", s(hi))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .with_context(|| format!("query {pk} {lo}..{hi}"))?;
-        items
-            .into_iter()
-            .map(|i| serde_dynamo::from_item(i).context("decode a price-graph row"))
-            .collect()
+            .expression_attribute_values(":hi", s(hi));
+        dynamo::query_all(q, &format!("{pk} {lo}..{hi}")).await
     }
 
     /// Resource rows of one account's hour.

@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 use describer::rows::{EventRow, Resource, fixed_time};
+use kopter_runtime::dynamo;
 use kopter_schema::items::keys;
 use kopter_schema::{AccountId, Names, Table, TenantId};
 use pricing::offer::platform;
@@ -112,24 +113,19 @@ impl HistoryReader {
         account: &AccountId,
         from: DateTime<Utc>,
     ) -> anyhow::Result<Vec<EventRow>> {
-        let items: Vec<HashMap<String, AttributeValue>> = self
+        let q = self
             .ddb
             .query()
             .table_name(&self.events_table)
             .consistent_read(true)
             .key_condition_expression("pk = :pk AND sk >= :from")
             .expression_attribute_values(":pk", s(keys::tenant_account(tenant, account)))
-            .expression_attribute_values(":from", s(fixed_time(from)))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .with_context(|| format!("read the history of {tenant}/{account} since {from}"))?;
-        items
-            .into_iter()
-            .map(|i| serde_dynamo::from_item(i).context("decode a history row"))
-            .collect()
+            .expression_attribute_values(":from", s(fixed_time(from)));
+        dynamo::query_all(
+            q,
+            &format!("the history of {tenant}/{account} since {from}"),
+        )
+        .await
     }
 
     /// The history row of a resource in force just before `from`.

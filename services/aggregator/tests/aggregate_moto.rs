@@ -65,18 +65,6 @@ struct World {
     account: AccountId,
 }
 
-async fn put<T: serde::Serialize>(env: &TestEnv, table: Table, row: &T) {
-    env.ctx
-        .aws
-        .dynamodb()
-        .put_item()
-        .table_name(env.ctx.names.table(table))
-        .set_item(Some(serde_dynamo::to_item(row).unwrap()))
-        .send()
-        .await
-        .unwrap();
-}
-
 /// Writes a resource's history (each state from its time) and its
 /// inventory row (the last state), as the describer does.
 async fn history(w: &World, id: &str, states: &[(&str, Change, Resource)]) {
@@ -91,7 +79,7 @@ async fn history(w: &World, id: &str, states: &[(&str, Change, Resource)]) {
             t(at),
             r.clone(),
         );
-        put(&w.env, Table::Ec2Events, &row).await;
+        w.env.put_row(Table::Ec2Events, &row).await;
     }
     let (last_at, _, last) = states.last().unwrap();
     let inv = InventoryRow {
@@ -109,7 +97,7 @@ async fn history(w: &World, id: &str, states: &[(&str, Change, Resource)]) {
         unpublished: vec![],
         resource: last.clone(),
     };
-    put(&w.env, Table::Inventory, &inv).await;
+    w.env.put_row(Table::Inventory, &inv).await;
 }
 
 async fn world() -> World {
@@ -332,7 +320,7 @@ async fn hours_are_priced_replaced_exactly_and_alert_once() {
     let mut stale = rows["vol-1"].clone();
     stale.sk = "volume#vol-stale".into();
     stale.resource_id = "vol-stale".into();
-    put(&w.env, Table::PriceGraph, &stale).await;
+    w.env.put_row(Table::PriceGraph, &stale).await;
     w.agg.aggregate(&msg).await.unwrap();
     let after: Vec<_> = w
         .agg
@@ -509,7 +497,7 @@ async fn spot_instances_are_priced_from_the_spot_history_in_dynamodb() {
         ("us-east-1b", "2025-06-02T10:00:00Z", 0.7),
     ] {
         let p = SpotPoint::new("us-east-1", "m5.large", az, vpc, t(at), usd);
-        put(&w.env, Table::Prices, &p).await;
+        w.env.put_row(Table::Prices, &p).await;
     }
     let msg = AggregateHour {
         hour: t("2025-06-02T11:00:00Z"),
@@ -588,21 +576,21 @@ async fn a_burst_of_changes_of_one_account_hour_is_recomputed_once() {
 
     // A change queued after that recompute started is recomputed, and
     // what it wrote is seen: i-web started again at 10:45.
-    put(
-        &w.env,
-        Table::Ec2Events,
-        &EventRow::new(
-            &w.tenant,
-            &w.account,
-            "us-east-1",
-            "i-web",
-            Change::StateChanged,
-            t("2025-06-02T10:45:00Z"),
-            t("2025-06-02T10:45:00Z"),
-            instance("running", "m5.large", "RunInstances", &[("team", "web")]),
-        ),
-    )
-    .await;
+    w.env
+        .put_row(
+            Table::Ec2Events,
+            &EventRow::new(
+                &w.tenant,
+                &w.account,
+                "us-east-1",
+                "i-web",
+                Change::StateChanged,
+                t("2025-06-02T10:45:00Z"),
+                t("2025-06-02T10:45:00Z"),
+                instance("running", "m5.large", "RunInstances", &[("team", "web")]),
+            ),
+        )
+        .await;
     let later = w
         .agg
         .recompute_for_change(&change("2025-06-02T10:45:00Z"), Some(now_ms()))

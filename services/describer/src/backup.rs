@@ -29,6 +29,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use chrono::{DateTime, Utc};
 use kopter_runtime::HandlerError;
+use kopter_runtime::dynamo;
 use kopter_runtime::messaging::envelope;
 use kopter_schema::items::{AccountRecord, TENANT_SETTINGS_SK, keys};
 use kopter_schema::messages::{AccountRegion, BackupFailed};
@@ -389,21 +390,13 @@ impl BackupStore {
         tenant: &TenantId,
         account: &AccountId,
     ) -> anyhow::Result<Vec<SnapshotRow>> {
-        let items: Vec<_> = self
+        let q = self
             .ddb
             .query()
             .table_name(&self.snapshots)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(keys::tenant_account(tenant, account)))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await?;
-        items
-            .into_iter()
-            .map(|i| serde_dynamo::from_item(i).context("decode a snapshot row"))
-            .collect()
+            .expression_attribute_values(":pk", s(keys::tenant_account(tenant, account)));
+        dynamo::query_all(q, &format!("the snapshots of {tenant}/{account}")).await
     }
 }
 

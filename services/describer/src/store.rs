@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
+use kopter_runtime::dynamo;
 use kopter_schema::items::keys;
 use kopter_schema::{AccountId, Names, Table, TenantId};
 
@@ -73,20 +74,9 @@ impl Store {
                 .expression_attribute_values(":prefix", s(inventory_prefix(r, kind))),
             None => q.key_condition_expression("pk = :pk"),
         };
-        let items: Vec<_> = q
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .with_context(|| format!("read the inventory of {tenant}/{account}"))?;
-        let mut out = HashMap::with_capacity(items.len());
-        for item in items {
-            let row: InventoryRow =
-                serde_dynamo::from_item(item).context("decode an inventory row")?;
-            out.insert(row.sk.clone(), row);
-        }
-        Ok(out)
+        let rows: Vec<InventoryRow> =
+            dynamo::query_all(q, &format!("the inventory of {tenant}/{account}")).await?;
+        Ok(rows.into_iter().map(|r| (r.sk.clone(), r)).collect())
     }
 
     /// Applies one write of a diff.
@@ -231,22 +221,13 @@ impl Store {
         tenant: &TenantId,
         account: &AccountId,
     ) -> anyhow::Result<Vec<EventRow>> {
-        let items: Vec<_> = self
+        let q = self
             .ddb
             .query()
             .table_name(&self.events)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(keys::tenant_account(tenant, account)))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .with_context(|| format!("read the history of {tenant}/{account}"))?;
-        items
-            .into_iter()
-            .map(|i| serde_dynamo::from_item(i).context("decode a history row"))
-            .collect()
+            .expression_attribute_values(":pk", s(keys::tenant_account(tenant, account)));
+        dynamo::query_all(q, &format!("the history of {tenant}/{account}")).await
     }
 
     /// Records the account's health. Returns whether the stored health

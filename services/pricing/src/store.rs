@@ -23,12 +23,13 @@
 //! committed versions of a region, the newest one published at or before
 //! the hour; hours before the oldest version kept use the oldest one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::Context;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use chrono::{DateTime, SecondsFormat, Utc};
+use kopter_runtime::dynamo;
 use kopter_schema::{Names, Table};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -414,7 +415,7 @@ impl PriceStore {
             .collect();
         let prefix = format!("{availability_zone}#{product_description}#");
         let pk = spot_pk(region, instance_type);
-        let items: Vec<HashMap<String, AttributeValue>> = self
+        let q = self
             .ddb
             .query()
             .table_name(&self.table)
@@ -427,16 +428,10 @@ impl PriceStore {
             .expression_attribute_values(
                 ":hi",
                 AttributeValue::S(format!("{prefix}{}", spot_time(to))),
-            )
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .with_context(|| format!("query {pk} in {}", self.table))?;
-        for item in items {
-            let p: SpotPoint =
-                serde_dynamo::from_item(item).with_context(|| format!("decode a row of {pk}"))?;
+            );
+        let window: Vec<SpotPoint> =
+            dynamo::query_all(q, &format!("{pk} in {}", self.table)).await?;
+        for p in window {
             // The point in force at `from` may also fall in the range.
             if p.at < to && points.first().is_none_or(|first| first.sk != p.sk) {
                 points.push(p);
@@ -496,23 +491,14 @@ impl PriceStore {
     }
 
     async fn query_pk<T: DeserializeOwned>(&self, pk: &str) -> anyhow::Result<Vec<T>> {
-        let items: Vec<HashMap<String, AttributeValue>> = self
+        let q = self
             .ddb
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .with_context(|| format!("query {pk} in {}", self.table))?;
-        items
-            .into_iter()
-            .map(|i| serde_dynamo::from_item(i).with_context(|| format!("decode a row of {pk}")))
-            .collect()
+            .consistent_read(true);
+        dynamo::query_all(q, &format!("{pk} in {}", self.table)).await
     }
 }
 

@@ -905,16 +905,9 @@ async fn spot_window_reads_the_point_in_force_and_the_changes_of_the_window_only
         ("us-east-1a", "Windows (Amazon VPC)", at(10, 45), 0.9),
         ("us-east-1b", vpc, at(10, 0), 0.8),
     ];
-    let ddb = env.ctx.aws.dynamodb();
-    let table = env.ctx.names.table(kopter_schema::Table::Prices);
     for (az, product, when, usd) in points {
         let p = SpotPoint::new("us-east-1", "m5.large", az, product, when, usd);
-        ddb.put_item()
-            .table_name(&table)
-            .set_item(Some(serde_dynamo::to_item(&p).unwrap()))
-            .send()
-            .await
-            .unwrap();
+        env.put_row(kopter_schema::Table::Prices, &p).await;
     }
     let window = |from, to| {
         let store = &ing.store;

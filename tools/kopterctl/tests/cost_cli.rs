@@ -14,24 +14,7 @@ use kopter_tests::{TestEnv, random_account, unique};
 const OFFER: &str = include_str!("../../../services/pricing/tests/fixtures/offer_small.json");
 
 async fn kopterctl(env: &TestEnv, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kopterctl"))
-        .envs(env.env_vars())
-        .args(args)
-        .output()
-        .await
-        .unwrap()
-}
-
-async fn put<T: serde::Serialize>(env: &TestEnv, table: Table, row: &T) {
-    env.ctx
-        .aws
-        .dynamodb()
-        .put_item()
-        .table_name(env.ctx.names.table(table))
-        .set_item(Some(serde_dynamo::to_item(row).unwrap()))
-        .send()
-        .await
-        .unwrap();
+    env.run(env!("CARGO_BIN_EXE_kopterctl"), args).await
 }
 
 #[tokio::test]
@@ -77,8 +60,7 @@ async fn cost_prints_the_tenants_series_and_budget_is_kept() {
         tags: BTreeMap::from([("team".into(), "web".into())]),
         volume_ids: vec![],
     });
-    put(
-        &env,
+    env.put_row(
         Table::Ec2Events,
         &EventRow::new(
             &tenant,
@@ -92,8 +74,7 @@ async fn cost_prints_the_tenants_series_and_budget_is_kept() {
         ),
     )
     .await;
-    put(
-        &env,
+    env.put_row(
         Table::Inventory,
         &InventoryRow {
             pk: keys::tenant_account(&tenant, &account),

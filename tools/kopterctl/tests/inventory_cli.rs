@@ -8,12 +8,7 @@ use kopter_runtime::accounts::Onboarding;
 use kopter_tests::{TestEnv, random_account};
 
 async fn kopterctl(env: &TestEnv, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kopterctl"))
-        .envs(env.env_vars())
-        .args(args)
-        .output()
-        .await
-        .unwrap()
+    env.run(env!("CARGO_BIN_EXE_kopterctl"), args).await
 }
 
 #[tokio::test]

@@ -10,12 +10,7 @@ use notifier::event::Event;
 use notifier::feed::{FeedRow, FeedStore};
 
 async fn kopterctl(env: &TestEnv, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kopterctl"))
-        .envs(env.env_vars())
-        .args(args)
-        .output()
-        .await
-        .unwrap()
+    env.run(env!("CARGO_BIN_EXE_kopterctl"), args).await
 }
 
 fn text(o: &Output) -> (String, String) {
