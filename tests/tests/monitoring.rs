@@ -473,6 +473,24 @@ async fn dashboards_and_alerts_work_against_the_running_fleet() {
     .await;
     assert_eq!(firing.len(), 1, "{firing:?}");
     assert_eq!(firing[0]["metric"]["queue"], "notifier");
+    // The poison message is refused at once; the health event before it
+    // takes a few writes (feed row, markers) — wait until Prometheus has
+    // scraped its counter twice (`increase` needs two samples) before the
+    // panels are checked.
+    eventually(
+        "the notifier handled the health event",
+        Duration::from_secs(60),
+        || {
+            let prom = &prom;
+            async move {
+                let got = prom
+                    .query(r#"increase(kopter_notifier_events_total{kind="account.health"}[1h])"#)
+                    .await;
+                (!got.is_empty()).then_some(())
+            }
+        },
+    )
+    .await;
     assert_eq!(firing[0]["metric"]["severity"], "ticket");
     let dlq_age = prom
         .query(r#"kopter_queue_oldest_message_age_seconds{queue="notifier", kind="dlq"} > 0"#)
