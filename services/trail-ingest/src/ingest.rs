@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 
 use crate::directory::Directory;
 use crate::key::{KeyKind, classify_key};
-use crate::normalise::{AuditRecord, ec2_targets, normalise};
+use crate::normalise::{AuditRecord, ec2_targets, next_normalised};
 use crate::notification::{Notification, TrailObject, parse_notification};
 use crate::records::{RecordError, gzip_records};
 use crate::rules::evaluate;
@@ -521,21 +521,26 @@ enum Written {
     Invalid(String),
 }
 
-/// Runs on a blocking thread: gunzip, split, normalise, tenancy-check.
+/// Runs on a blocking thread: gunzip, then each record parsed where it
+/// lies in the read buffer (`next_normalised`: the same result as splitting
+/// then normalising, without scanning and copying the record first), then
+/// the tenancy check.
 fn parse_file<R: Read>(
     reader: R,
     max_record_bytes: usize,
     expected_account: &str,
     tx: mpsc::Sender<Parsed>,
 ) -> Result<(), RecordError> {
-    for raw in gzip_records(reader, max_record_bytes) {
-        let raw = raw?;
-        let parsed = match normalise(&raw.bytes) {
-            Err(e) => Parsed::Invalid(format!("record {} at byte {}: {e}", raw.index, raw.offset)),
+    let mut stream = gzip_records(reader, max_record_bytes);
+    while let Some(next) = next_normalised(&mut stream) {
+        let at = next?;
+        let (index, offset) = (at.index, at.offset);
+        let parsed = match at.value {
+            Err(e) => Parsed::Invalid(format!("record {index} at byte {offset}: {e}")),
             Ok(rec) => match rec.recipient_account.as_deref() {
                 Some(a) if a == expected_account => Parsed::Record(Box::new(rec)),
                 other => Parsed::Rejected(
-                    raw.index,
+                    index,
                     format!(
                         "event {} names recipient account {:?}, not the file's account {expected_account}",
                         rec.event_id,
