@@ -201,6 +201,20 @@ async fn estate(w: &World) {
     .await;
 }
 
+/// The describer's `inventory.changed` for i-web's state at `at`.
+fn web_changed(w: &World, at: &str) -> kopter_schema::messages::InventoryChanged {
+    kopter_schema::messages::InventoryChanged {
+        tenant: w.tenant.clone(),
+        account: w.account.clone(),
+        region: "us-east-1".into(),
+        resource_id: "i-web".into(),
+        resource_kind: "instance".into(),
+        change: "state_changed".into(),
+        at: t(at),
+        detail: serde_json::Value::Null,
+    }
+}
+
 async fn events(env: &TestEnv, service: Service) -> Vec<Envelope> {
     let url = env.queue_url(service).await;
     let mut out = Vec::new();
@@ -379,18 +393,10 @@ async fn tenants_do_not_see_each_other_and_changes_recompute_their_hour() {
     let other = TenantId::new(unique("other-")).unwrap();
     // A change event recomputes only its account's hour.
     let handler = aggregator::AggregatorHandler(w.agg.clone());
-    let env = kopter_runtime::messaging::envelope(Message::InventoryChanged(
-        kopter_schema::messages::InventoryChanged {
-            tenant: w.tenant.clone(),
-            account: w.account.clone(),
-            region: "us-east-1".into(),
-            resource_id: "i-web".into(),
-            resource_kind: "instance".into(),
-            change: "state_changed".into(),
-            at: t("2025-06-02T10:30:00Z"),
-            detail: serde_json::Value::Null,
-        },
-    ));
+    let env = kopter_runtime::messaging::envelope(Message::InventoryChanged(web_changed(
+        &w,
+        "2025-06-02T10:30:00Z",
+    )));
     let delivery = kopter_runtime::Delivery {
         message_id: "m-1".into(),
         body: env.to_json(),
@@ -531,16 +537,7 @@ async fn spot_instances_are_priced_from_the_spot_history_in_dynamodb() {
 async fn a_burst_of_changes_of_one_account_hour_is_recomputed_once() {
     let w = world().await;
     estate(&w).await;
-    let change = |at: &str| kopter_schema::messages::InventoryChanged {
-        tenant: w.tenant.clone(),
-        account: w.account.clone(),
-        region: "us-east-1".into(),
-        resource_id: "i-web".into(),
-        resource_kind: "instance".into(),
-        change: "state_changed".into(),
-        at: t(at),
-        detail: serde_json::Value::Null,
-    };
+    let change = |at: &str| web_changed(&w, at);
     let now_ms = || Utc::now().timestamp_millis() as u64;
     let web_cost = || async {
         w.agg

@@ -23,10 +23,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::{DurationRound, Utc};
 use kopter_runtime::accounts::{OnboardError, Onboarding};
 use kopter_runtime::messaging::envelope;
+use kopter_runtime::queue::depth::depth_by_name;
 use kopter_runtime::{Config, ServiceContext, provision};
 use kopter_schema::items::{AccountRecord, TrailSource};
 use kopter_schema::messages::{AggregateHour, DailyDigest, Severity, SpotRefresh, Sweep};
@@ -129,30 +129,8 @@ pub async fn queue_depths(
     let depth = |name: String| {
         let sqs = sqs.clone();
         async move {
-            let url = sqs
-                .get_queue_url()
-                .queue_name(&name)
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("queue {name}: {e:?}"))?
-                .queue_url
-                .unwrap_or_default();
-            let a = sqs
-                .get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-                .send()
-                .await?
-                .attributes
-                .unwrap_or_default();
-            let get = |k| a.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0u64);
-            anyhow::Ok([
-                get(QueueAttributeName::ApproximateNumberOfMessages),
-                get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-                get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
-            ])
+            let d = depth_by_name(&sqs, &name).await?;
+            anyhow::Ok([d.visible, d.in_flight, d.delayed])
         }
     };
     let mut out = Vec::new();

@@ -12,12 +12,12 @@ mod notifications;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use kopter_runtime::accounts::{OnboardError, Onboarding, trust_policy};
 use kopter_runtime::messaging::envelope;
 use kopter_runtime::provision::{self, Action};
+use kopter_runtime::queue::depth::depth_by_name;
 use kopter_runtime::{AwsContext, Config};
 use kopter_schema::items::TrailSource;
 use kopter_schema::messages::{AggregateHour, DailyDigest, RegionOnly, SpotRefresh, Sweep};
@@ -313,15 +313,15 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 "SERVICE", "VISIBLE", "IN-FLIGHT", "DELAYED", "DLQ"
             );
             for s in Service::ALL {
-                let q = depth(&sqs, &names.queue(s)).await?;
-                let d = depth(&sqs, &names.dlq(s)).await?;
+                let q = depth_by_name(&sqs, &names.queue(s)).await?;
+                let d = depth_by_name(&sqs, &names.dlq(s)).await?;
                 println!(
                     "{:<14} {:>8} {:>10} {:>8} {:>6}",
                     s.name(),
-                    q[0],
-                    q[1],
-                    q[2],
-                    d[0] + d[1] + d[2]
+                    q.visible,
+                    q.in_flight,
+                    q.delayed,
+                    d.total()
                 );
             }
         }
@@ -463,33 +463,4 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
 fn refuse(why: impl std::fmt::Display) -> ExitCode {
     eprintln!("kopterctl: {why}");
     ExitCode::from(2)
-}
-
-/// `[visible, in flight, delayed]` of a queue.
-async fn depth(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<[u64; 3]> {
-    let url = sqs
-        .get_queue_url()
-        .queue_name(name)
-        .send()
-        .await
-        .with_context(|| format!("look up queue {name} (has `kopterctl bootstrap` run?)"))?
-        .queue_url
-        .unwrap_or_default();
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .with_context(|| format!("read depth of {name}"))?
-        .attributes
-        .unwrap_or_default();
-    let get = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0u64);
-    Ok([
-        get(QueueAttributeName::ApproximateNumberOfMessages),
-        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
-    ])
 }

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use tokio_util::sync::CancellationToken;
@@ -81,14 +82,36 @@ fn main_queue_age(base: &mut Option<u64>, visible: u64, received: Option<u64>, n
     base.map_or(0.0, |b| now.saturating_sub(b) as f64 / 1000.0)
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Depth {
-    visible: u64,
-    in_flight: u64,
-    delayed: u64,
+/// Messages in a queue, as SQS approximates them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
 }
 
-async fn depth(client: &Client, url: &str) -> anyhow::Result<Depth> {
+impl Depth {
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight + self.delayed
+    }
+}
+
+/// The depth of the queue named `name` (tools: `kopterctl queues`, the
+/// demo's report).
+pub async fn depth_by_name(client: &Client, name: &str) -> anyhow::Result<Depth> {
+    let url = client
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .with_context(|| format!("look up queue {name} (has `kopterctl bootstrap` run?)"))?
+        .queue_url
+        .unwrap_or_default();
+    depth(client, &url).await
+}
+
+/// The depth of the queue at `url`.
+pub async fn depth(client: &Client, url: &str) -> anyhow::Result<Depth> {
     let out = client
         .get_queue_attributes()
         .queue_url(url)
@@ -96,7 +119,8 @@ async fn depth(client: &Client, url: &str) -> anyhow::Result<Depth> {
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .send()
-        .await?;
+        .await
+        .with_context(|| format!("read the depth of {url}"))?;
     let attrs = out.attributes.unwrap_or_default();
     let get = |k: QueueAttributeName| {
         attrs
