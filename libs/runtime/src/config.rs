@@ -33,6 +33,79 @@ pub struct Config {
     pub pricing: PricingConfig,
     pub aggregator: AggregatorConfig,
     pub notifier: NotifierConfig,
+    pub api: ApiConfig,
+}
+
+/// Default port of the api process's `/metrics` `/healthz` `/readyz`
+/// server (the queue services use 9101-9105, the all-in-one 9100).
+pub const API_TELEMETRY_PORT: u16 = 9106;
+
+/// api settings: the tenant HTTP API (`services/api`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address of the API's HTTP listener. Default `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// Trusted OIDC issuers, exactly as they appear in tokens' `iss`
+    /// (Cognito: `https://cognito-idp.{region}.amazonaws.com/{pool id}`).
+    /// Keys come from `{issuer}/.well-known/openid-configuration` →
+    /// `jwks_uri`. `https://` only, except loopback addresses. Default none.
+    pub issuers: Vec<String>,
+    /// The `aud` every token must carry (Cognito ID tokens: the app client
+    /// id). Default `kopter`.
+    pub audience: String,
+    /// Claim holding the tenant id. Default `custom:tenant` (Cognito).
+    pub tenant_claim: String,
+    /// Claim holding the user's groups or roles (a list, or a
+    /// space-separated string). Default `cognito:groups`.
+    pub roles_claim: String,
+    /// Group/role name that makes a user an admin of their tenant (admin
+    /// endpoints: budgets, channels, backup policy). Every other signed-in
+    /// user of a tenant is a viewer. Default `admin`.
+    pub admin_role: String,
+    /// Allowed clock skew for `exp` and `nbf`. Default 30 s (at most 5 min).
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// An issuer's keys are refetched at most this often when a token names
+    /// an unknown `kid` (key rotation), so a flood of made-up `kid`s cannot
+    /// turn into a flood of JWKS requests. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh_interval: Duration,
+    /// An issuer's keys are refetched when older than this. Default 1 h.
+    #[serde(with = "humantime_serde")]
+    pub jwks_max_age: Duration,
+    /// Local development only: the API also runs its own OIDC issuer
+    /// (`{public_url}/dev-issuer`, discovery + JWKS) whose signing key is
+    /// in `dev_issuer_key_file`, so `kopterctl token` can mint tokens.
+    /// Refused when `env` is `prod`. Default false.
+    pub dev_issuer: bool,
+    /// The dev issuer's signing key (created on first use, mode 0600).
+    /// Default `.run/dev-issuer-key.json`.
+    pub dev_issuer_key_file: PathBuf,
+    /// The URL clients reach the API at; the dev issuer's `iss` is
+    /// `{public_url}/dev-issuer`. Default `http://127.0.0.1:8080`.
+    pub public_url: String,
+    /// The tenant-access role assumed for every tenant's DynamoDB reads and
+    /// writes, with the session tag `kopter-tenant=<tenant>` (its policy is
+    /// Terraform's `tenant-read-policy`). Unset: the process's own
+    /// credentials (local development). Default unset.
+    pub tenant_role_arn: Option<String>,
+    /// Key of the pagination cursors' MAC: base64 of at least 32 bytes.
+    /// Unset: a random key per process (cursors do not survive a restart
+    /// and are not shared between replicas); refused when `env` is `prod`.
+    /// Default unset.
+    pub cursor_key: Option<String>,
+    /// Requests per second one tenant may make (sustained). Default 20.
+    pub rate_limit_per_second: u32,
+    /// Requests one tenant may make at once above the sustained rate.
+    /// Default 40.
+    pub rate_limit_burst: u32,
+    /// Origins (`https://console.example.com`) allowed to call the API from
+    /// a browser (CORS). Default none.
+    pub cors_origins: Vec<String>,
+    /// Longest accepted query string, in bytes; longer answers 414.
+    /// Default 4096.
+    pub max_query_bytes: usize,
 }
 
 /// describer settings.
@@ -325,15 +398,52 @@ impl Config {
                 webhook_timeout: Duration::from_secs(10),
                 webhook_allow_local: false,
             },
+            api: ApiConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+                issuers: Vec::new(),
+                audience: "kopter".into(),
+                tenant_claim: "custom:tenant".into(),
+                roles_claim: "cognito:groups".into(),
+                admin_role: "admin".into(),
+                leeway: Duration::from_secs(30),
+                jwks_refresh_interval: Duration::from_secs(30),
+                jwks_max_age: Duration::from_secs(3600),
+                dev_issuer: false,
+                dev_issuer_key_file: PathBuf::from(".run/dev-issuer-key.json"),
+                public_url: "http://127.0.0.1:8080".into(),
+                tenant_role_arn: None,
+                cursor_key: None,
+                rate_limit_per_second: 20,
+                rate_limit_burst: 40,
+                cors_origins: Vec::new(),
+                max_query_bytes: 4096,
+            },
         }
+    }
+
+    /// Defaults of the api process: [`Config::defaults`] with the
+    /// telemetry server on [`API_TELEMETRY_PORT`].
+    pub fn api_defaults() -> Self {
+        let mut c = Self::defaults(None);
+        c.telemetry.listen.set_port(API_TELEMETRY_PORT);
+        c
+    }
+
+    /// [`Config::load`] for the api process (its own telemetry port).
+    pub fn load_api() -> anyhow::Result<Self> {
+        Self::load_from(Self::api_defaults())
     }
 
     /// Loads from the real environment and validates.
     pub fn load(service: Option<Service>) -> anyhow::Result<Self> {
+        Self::load_from(Self::defaults(service))
+    }
+
+    fn load_from(defaults: Self) -> anyhow::Result<Self> {
         let file = std::env::var_os("KOPTER_CONFIG")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("kopter.toml"));
-        let config = Self::figment(service, file)
+        let config = Self::figment_over(defaults, file)
             .extract::<Config>()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         config.validate()?;
@@ -342,7 +452,12 @@ impl Config {
 
     /// The layered figment, exposed so tests can add their own layers.
     pub fn figment(service: Option<Service>, file: PathBuf) -> Figment {
-        Figment::from(Serialized::defaults(Self::defaults(service)))
+        Self::figment_over(Self::defaults(service), file)
+    }
+
+    /// The layered figment over the given defaults.
+    pub fn figment_over(defaults: Self, file: PathBuf) -> Figment {
+        Figment::from(Serialized::defaults(defaults))
             .merge(Toml::file(file))
             .merge(Env::prefixed("KOPTER_").split("__").ignore(&["config"]))
     }
@@ -528,6 +643,7 @@ impl Config {
                 "notifier.email_from: {from:?} is not an email address"
             ));
         }
+        self.api.check(&self.env, &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -539,6 +655,123 @@ impl Config {
     pub fn names(&self) -> Names {
         Names::new(EnvName::new(self.env.clone()).expect("validated env name"))
     }
+}
+
+impl ApiConfig {
+    fn check(&self, env: &str, problems: &mut Vec<String>) {
+        if self.dev_issuer && env == "prod" {
+            problems.push(
+                "api.dev_issuer: a development token issuer cannot run in env \"prod\"".into(),
+            );
+        }
+        for issuer in &self.issuers {
+            if let Err(e) = check_url(issuer, true) {
+                problems.push(format!("api.issuers: {issuer:?} {e}"));
+            }
+        }
+        if let Err(e) = check_url(&self.public_url, true) {
+            problems.push(format!("api.public_url: {:?} {e}", self.public_url));
+        }
+        for (key, value) in [
+            ("audience", &self.audience),
+            ("tenant_claim", &self.tenant_claim),
+            ("roles_claim", &self.roles_claim),
+            ("admin_role", &self.admin_role),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(format!("api.{key}: must not be empty"));
+            }
+        }
+        if self.leeway > Duration::from_secs(300) {
+            problems.push("api.leeway: must be at most 5m".into());
+        }
+        if self.jwks_refresh_interval < Duration::from_secs(1)
+            || self.jwks_refresh_interval > self.jwks_max_age
+        {
+            problems.push(
+                "api.jwks_refresh_interval: must be at least 1s and at most api.jwks_max_age"
+                    .into(),
+            );
+        }
+        if let Some(arn) = &self.tenant_role_arn
+            && !is_role_arn(arn)
+        {
+            problems.push(format!(
+                "api.tenant_role_arn: {arn:?} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>)"
+            ));
+        }
+        match &self.cursor_key {
+            Some(key) => {
+                use base64::Engine;
+                match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
+                    Ok(bytes) if bytes.len() >= 32 => {}
+                    Ok(bytes) => problems.push(format!(
+                        "api.cursor_key: {} bytes; use at least 32 random bytes, base64-encoded",
+                        bytes.len()
+                    )),
+                    Err(_) => problems.push("api.cursor_key: not valid base64".into()),
+                }
+            }
+            None if env == "prod" => problems.push(
+                "api.cursor_key: required in env \"prod\" (a per-process random key breaks paging across replicas)"
+                    .into(),
+            ),
+            None => {}
+        }
+        if self.rate_limit_per_second == 0 {
+            problems.push("api.rate_limit_per_second: must be at least 1".into());
+        }
+        if self.rate_limit_burst == 0 {
+            problems.push("api.rate_limit_burst: must be at least 1".into());
+        }
+        for origin in &self.cors_origins {
+            let ok = check_url(origin, false).is_ok()
+                && origin
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| !rest.contains('/'));
+            if !ok {
+                problems.push(format!(
+                    "api.cors_origins: {origin:?} must be an origin: scheme://host[:port], no path"
+                ));
+            }
+        }
+        if !(256..=65536).contains(&self.max_query_bytes) {
+            problems.push(format!(
+                "api.max_query_bytes: {} is outside 256..=65536",
+                self.max_query_bytes
+            ));
+        }
+    }
+}
+
+/// `https://host…`, or `http://` to a loopback host when `loopback_http`.
+fn check_url(url: &str, loopback_http: bool) -> Result<(), &'static str> {
+    match url.split_once("://") {
+        Some(("https", rest)) if !rest.is_empty() => Ok(()),
+        Some(("http", rest)) if !rest.is_empty() => {
+            let authority = rest.split('/').next().unwrap_or("");
+            let loopback = ["127.0.0.1", "localhost", "[::1]"].iter().any(|h| {
+                authority == *h || authority.strip_prefix(h).is_some_and(|p| p.starts_with(':'))
+            });
+            if !loopback_http || loopback {
+                Ok(())
+            } else {
+                Err("must be an https:// URL (http:// only for 127.0.0.1 or localhost)")
+            }
+        }
+        _ => Err("must be an https:// URL"),
+    }
+}
+
+fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5].strip_prefix("role/").is_some_and(|n| !n.is_empty())
 }
 
 #[cfg(test)]
@@ -594,6 +827,44 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
+    }
+
+    #[test]
+    fn api_settings_are_checked() {
+        let mut c = Config::api_defaults();
+        assert_eq!(c.telemetry.listen.port(), API_TELEMETRY_PORT);
+        assert_eq!(c.api.listen.port(), 8080);
+        c.validate().unwrap();
+        c.env = "prod".into();
+        c.api.dev_issuer = true;
+        c.api.issuers = vec![
+            "http://evil.example".into(),
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc".into(),
+            "http://127.0.0.1:9000/dev".into(),
+        ];
+        c.api.tenant_role_arn = Some("arn:aws:iam::12345:role/x".into());
+        c.api.cors_origins = vec!["https://console.example.com/app".into()];
+        c.api.rate_limit_per_second = 0;
+        let text = c.validate().unwrap_err().to_string();
+        for needle in [
+            "api.dev_issuer",
+            "api.issuers: \"http://evil.example\"",
+            "api.tenant_role_arn",
+            "api.cursor_key: required",
+            "api.cors_origins",
+            "api.rate_limit_per_second",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        assert!(!text.contains("cognito-idp"), "{text}");
+        assert!(!text.contains("127.0.0.1:9000"), "{text}");
+
+        let mut c = Config::api_defaults();
+        c.api.cursor_key = Some("c2hvcnQ=".into());
+        c.api.tenant_role_arn = Some("arn:aws:iam::123456789012:role/KopterTenantAccess".into());
+        let text = c.validate().unwrap_err().to_string();
+        assert!(text.contains("api.cursor_key: 5 bytes"), "{text}");
+        assert!(!text.contains("tenant_role_arn"), "{text}");
     }
 
     #[test]

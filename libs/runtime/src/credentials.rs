@@ -45,6 +45,39 @@ impl From<&kopter_schema::items::AccountRecord> for CustomerRole {
     }
 }
 
+/// A role of Kopter's own account assumed on behalf of one tenant, with
+/// session tags (the api's tenant-access role: `kopter-tenant=<tenant>`, on
+/// which the role's `dynamodb:LeadingKeys` condition is written). No
+/// ExternalId: the role trusts Kopter's account, not a customer's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaggedRole {
+    pub tenant: TenantId,
+    pub role_arn: String,
+    /// `(key, value)` session tags, in order.
+    pub tags: Vec<(String, String)>,
+}
+
+impl TaggedRole {
+    /// The tenant-access role for `tenant`, tagged `kopter-tenant=<tenant>`.
+    pub fn tenant_access(role_arn: &str, tenant: &TenantId) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            role_arn: role_arn.to_owned(),
+            tags: vec![(TENANT_TAG.to_owned(), tenant.to_string())],
+        }
+    }
+
+    /// The 12-digit account of the role ARN (`""` if it has none).
+    fn account(&self) -> AccountId {
+        let id = self.role_arn.split(':').nth(4).unwrap_or_default();
+        AccountId::new(id).unwrap_or_else(|_| AccountId::new("000000000000").expect("valid id"))
+    }
+}
+
+/// Session tag carrying the tenant id of a tenant-access session; the
+/// tenant-read policy's `${aws:PrincipalTag/kopter-tenant}`.
+pub const TENANT_TAG: &str = "kopter-tenant";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AssumeRoleError {
     /// The customer's side refuses us: permanent until they fix the role.
@@ -92,6 +125,7 @@ struct Inner {
     session_duration: Duration,
     refresh_before: Duration,
     sessions: moka::future::Cache<CustomerRole, Arc<Mutex<Option<Credentials>>>>,
+    tagged: moka::future::Cache<TaggedRole, Arc<Mutex<Option<Credentials>>>>,
 }
 
 impl std::fmt::Debug for CredentialCache {
@@ -111,6 +145,10 @@ impl CredentialCache {
             // credentials anyway; drop it to keep memory per account small.
             .time_to_idle(config.session_duration)
             .build();
+        let tagged = moka::future::Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .time_to_idle(config.session_duration)
+            .build();
         Self {
             inner: Arc::new(Inner {
                 sts,
@@ -118,13 +156,14 @@ impl CredentialCache {
                 session_duration: config.session_duration,
                 refresh_before: config.refresh_before_expiry,
                 sessions,
+                tagged,
             }),
         }
     }
 
     /// Cached accounts (approximate).
     pub fn len(&self) -> u64 {
-        self.inner.sessions.entry_count()
+        self.inner.sessions.entry_count() + self.inner.tagged.entry_count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -172,6 +211,64 @@ impl CredentialCache {
             .build())
     }
 
+    /// Valid credentials for a tagged session of a role in Kopter's own
+    /// account, cached per (tenant, role, tags) like customer sessions.
+    pub async fn tagged_credentials(
+        &self,
+        role: &TaggedRole,
+    ) -> Result<Credentials, AssumeRoleError> {
+        let slot = self
+            .inner
+            .tagged
+            .get_with_by_ref(role, async { Arc::new(Mutex::new(None)) })
+            .await;
+        let mut current = slot.lock().await;
+        if let Some(creds) = current.as_ref()
+            && self.fresh(creds)
+        {
+            return Ok(creds.clone());
+        }
+        let mut request = self
+            .inner
+            .sts
+            .assume_role()
+            .role_arn(&role.role_arn)
+            .role_session_name(session_name(&self.inner.service, &role.tenant))
+            .duration_seconds(self.inner.session_duration.as_secs() as i32);
+        for (key, value) in &role.tags {
+            request = request.tags(
+                aws_sdk_sts::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .expect("key and value set"),
+            );
+        }
+        let creds = self
+            .finish(request.send().await, role.account(), &role.role_arn)?;
+        *current = Some(creds.clone());
+        Ok(creds)
+    }
+
+    /// An `SdkConfig` (sharing the base config's HTTP client) whose
+    /// credentials are the tagged session's, refreshed from this cache.
+    /// Assumes the role up front so a denial surfaces here.
+    pub async fn tagged_sdk_config(
+        &self,
+        base: &SdkConfig,
+        role: &TaggedRole,
+    ) -> Result<SdkConfig, AssumeRoleError> {
+        self.tagged_credentials(role).await?;
+        let provider = TaggedProvider {
+            cache: self.clone(),
+            role: role.clone(),
+        };
+        Ok(base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build())
+    }
+
     fn fresh(&self, creds: &Credentials) -> bool {
         match creds.expiry() {
             Some(expiry) => SystemTime::now() + self.inner.refresh_before < expiry,
@@ -180,7 +277,6 @@ impl CredentialCache {
     }
 
     async fn assume(&self, role: &CustomerRole) -> Result<Credentials, AssumeRoleError> {
-        let m = metrics::runtime();
         let session_name = session_name(&self.inner.service, &role.tenant);
         let result = self
             .inner
@@ -192,6 +288,20 @@ impl CredentialCache {
             .duration_seconds(self.inner.session_duration.as_secs() as i32)
             .send()
             .await;
+        self.finish(result, role.account.clone(), &role.role_arn)
+    }
+
+    /// Classifies an AssumeRole answer (denial vs transient) and counts it.
+    fn finish(
+        &self,
+        result: Result<
+            aws_sdk_sts::operation::assume_role::AssumeRoleOutput,
+            aws_sdk_sts::error::SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError>,
+        >,
+        account: AccountId,
+        role_arn: &str,
+    ) -> Result<Credentials, AssumeRoleError> {
+        let m = metrics::runtime();
         let out = match result {
             Ok(out) => out,
             Err(err) => {
@@ -205,16 +315,16 @@ impl CredentialCache {
                 if DENIAL_CODES.contains(&code.as_str()) {
                     m.assume_role.with_label_values(&["denied"]).inc();
                     return Err(AssumeRoleError::Denied {
-                        account: role.account.clone(),
-                        role_arn: role.role_arn.clone(),
+                        account,
+                        role_arn: role_arn.to_owned(),
                         code,
                         message,
                     });
                 }
                 m.assume_role.with_label_values(&["error"]).inc();
                 return Err(AssumeRoleError::Transient {
-                    account: role.account.clone(),
-                    role_arn: role.role_arn.clone(),
+                    account,
+                    role_arn: role_arn.to_owned(),
                     message,
                 });
             }
@@ -222,8 +332,8 @@ impl CredentialCache {
         let Some(c) = out.credentials else {
             m.assume_role.with_label_values(&["error"]).inc();
             return Err(AssumeRoleError::Transient {
-                account: role.account.clone(),
-                role_arn: role.role_arn.clone(),
+                account,
+                role_arn: role_arn.to_owned(),
                 message: "AssumeRole returned no credentials".into(),
             });
         };
@@ -261,6 +371,26 @@ impl ProvideCredentials for AccountProvider {
         provider::future::ProvideCredentials::new(async move {
             self.cache
                 .credentials(&self.role)
+                .await
+                .map_err(provider::error::CredentialsError::provider_error)
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct TaggedProvider {
+    cache: CredentialCache,
+    role: TaggedRole,
+}
+
+impl ProvideCredentials for TaggedProvider {
+    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider::future::ProvideCredentials::new(async move {
+            self.cache
+                .tagged_credentials(&self.role)
                 .await
                 .map_err(provider::error::CredentialsError::provider_error)
         })

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::aws::AwsContext;
 pub use crate::config::Config;
-pub use crate::credentials::{AssumeRoleError, CredentialCache, CustomerRole};
+pub use crate::credentials::{AssumeRoleError, CredentialCache, CustomerRole, TaggedRole};
 pub use crate::queue::{Queue, SqsQueue};
 pub use crate::worker::{BoxFuture, Delivery, FnHandler, Handler, HandlerError, Worker};
 

@@ -1,0 +1,76 @@
+//! `api`: the tenant HTTP API on `api.listen` (default `0.0.0.0:8080`),
+//! with `/metrics` `/healthz` `/readyz` on `telemetry.listen` (default
+//! `0.0.0.0:9106`). Exit codes: 0 after a drain on SIGTERM/SIGINT, 1 on a
+//! failure, 2 on bad configuration.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use kopter_runtime::{AwsContext, Config, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::load_api() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("api: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(&config.telemetry);
+    let aws = AwsContext::load(&config).await;
+    let data = match api_data(&config, &aws) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("api: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let state = match api::ApiState::from_config(&config.api, data) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("api: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = telemetry::shutdown_on_signals();
+    let checks = readiness(&state);
+    let result = async {
+        telemetry::serve(config.telemetry.listen, checks, shutdown.clone()).await?;
+        let router = api::router(state, &config.api.cors_origins);
+        let (_, task) = api::serve(config.api.listen, router, shutdown).await?;
+        task.await?;
+        anyhow::Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "exiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The tables behind the endpoints.
+fn api_data(_config: &Config, _aws: &AwsContext) -> anyhow::Result<Arc<dyn api::data::TenantData>> {
+    // Wired to kopter-store once it is on main (issue 14); until then the
+    // binary refuses to start rather than serve made-up data.
+    anyhow::bail!("the api's DynamoDB data layer is not wired in this build yet (waits for kopter-store)")
+}
+
+/// Ready when every issuer's keys could be loaded.
+fn readiness(state: &api::ApiState) -> Vec<telemetry::ReadyCheck> {
+    let state = state.clone();
+    vec![Arc::new(move || {
+        let state = state.clone();
+        Box::pin(async move {
+            for issuer in state.verifier().issuers() {
+                if !issuer.is_loaded() {
+                    issuer.refresh().await?;
+                }
+            }
+            Ok(())
+        }) as kopter_runtime::BoxFuture<'static, anyhow::Result<()>>
+    })]
+}

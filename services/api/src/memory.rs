@@ -1,0 +1,99 @@
+//! An in-memory [`TenantData`] for the HTTP layer's tests and the
+//! benchmark: pages by position, records the tenant of every call.
+
+use std::sync::Mutex;
+
+use futures::future::BoxFuture;
+use kopter_schema::TenantId;
+
+use crate::data::{DataError, Page, PageKey, PageRequest, Price, PriceFilter, TenantData};
+
+/// Price rows held in memory.
+#[derive(Default)]
+pub struct MemoryData {
+    pub prices: Vec<Price>,
+    /// Tenant of every call, in order.
+    pub calls: Mutex<Vec<TenantId>>,
+}
+
+impl MemoryData {
+    pub fn with_prices(prices: Vec<Price>) -> Self {
+        Self {
+            prices,
+            calls: Mutex::default(),
+        }
+    }
+}
+
+impl TenantData for MemoryData {
+    fn prices<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        filter: &'a PriceFilter,
+        page: PageRequest,
+    ) -> BoxFuture<'a, Result<Page<Price>, DataError>> {
+        Box::pin(async move {
+            self.calls.lock().expect("lock").push(tenant.clone());
+            let start = match &page.after {
+                None => 0,
+                Some(PageKey(v)) => v["at"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow::anyhow!("bad page key {v}"))?
+                    as usize,
+            };
+            let matching: Vec<&Price> = self
+                .prices
+                .iter()
+                .filter(|p| p.region == filter.region)
+                .filter(|p| {
+                    filter.instance_type.as_deref().is_none_or(|t| {
+                        if t.ends_with('.') {
+                            p.instance_type.starts_with(t)
+                        } else {
+                            p.instance_type == t
+                        }
+                    })
+                })
+                .filter(|p| {
+                    filter
+                        .os
+                        .as_deref()
+                        .is_none_or(|os| p.operating_system == os)
+                })
+                .collect();
+            let end = (start + page.limit as usize).min(matching.len());
+            let items = matching
+                .get(start..end)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| (*p).clone())
+                .collect();
+            Ok(Page {
+                items,
+                next: (end < matching.len()).then(|| PageKey(serde_json::json!({ "at": end }))),
+            })
+        })
+    }
+}
+
+/// `n` made-up price rows in `region` (tests, benchmark).
+pub fn sample_prices(region: &str, n: usize) -> Vec<Price> {
+    (0..n)
+        .map(|i| Price {
+            region: region.to_owned(),
+            version: "20261101000000".into(),
+            instance_type: format!("m{}.{}xlarge", 5 + i % 3, i / 3 + 1),
+            tenancy: "Shared".into(),
+            operation: if i % 2 == 0 {
+                "RunInstances".into()
+            } else {
+                "RunInstances:0002".into()
+            },
+            operating_system: if i % 2 == 0 { "Linux" } else { "Windows" }.into(),
+            license_model: "No License required".into(),
+            pre_installed_sw: "NA".into(),
+            usd_per_hour: 0.096 + i as f64 * 0.001,
+            effective: "2026-11-01T00:00:00Z".into(),
+        })
+        .collect()
+}
