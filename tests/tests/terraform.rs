@@ -660,3 +660,135 @@ fn a_misnamed_config_key_would_be_caught() {
         ["eu-west-1", "us-east-1"]
     );
 }
+
+/// Every statement of the tenant policy document, `(sid, body)`, whether
+/// written plainly or as a `dynamic "statement"` block's `content`.
+fn tenant_policy_statements() -> Vec<(String, Body)> {
+    let main = tf("modules/tenant-read-policy/main.tf");
+    let doc = block(&main, "data", &["aws_iam_policy_document", "this"]);
+    let mut out = Vec::new();
+    for b in doc.body().blocks() {
+        let body = match (b.identifier(), b.labels().first().map(|l| l.as_str())) {
+            ("statement", _) => b.body().clone(),
+            ("dynamic", Some("statement")) => blocks(b.body(), "content")
+                .next()
+                .expect("dynamic statement has content")
+                .body()
+                .clone(),
+            _ => continue,
+        };
+        let sid = src(attr(&body, "sid")).trim_matches('"').to_owned();
+        out.push((sid, body));
+    }
+    out
+}
+
+fn actions(body: &Body) -> BTreeSet<String> {
+    strings(&eval(attr(body, "actions"), &ctx()))
+        .into_iter()
+        .collect()
+}
+
+/// `(test, variable, values as source)` of each condition.
+fn conditions(body: &Body) -> Vec<(String, String, String)> {
+    blocks(body, "condition")
+        .map(|c| {
+            let b = c.body();
+            (
+                src(attr(b, "test")).trim_matches('"').to_owned(),
+                src(attr(b, "variable")).trim_matches('"').to_owned(),
+                src(attr(b, "values")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_tenant_policy_confines_reads_and_the_admin_writes_to_the_tenants_keys() {
+    let statements = tenant_policy_statements();
+    let sids: Vec<&str> = statements.iter().map(|(s, _)| s.as_str()).collect();
+    for want in ["OwnRowsOnly", "WriteOwnRows", "ReadPriceCatalogue"] {
+        assert!(sids.contains(&want), "{want} missing: {sids:?}");
+    }
+    let leading_keys = |body: &Body, sid: &str| {
+        let c = conditions(body);
+        assert!(
+            c.iter().any(|(t, v, vals)| t == "ForAllValues:StringLike"
+                && v == "dynamodb:LeadingKeys"
+                && vals.contains("local.tenant")
+                && vals.contains("${local.tenant}#*")),
+            "{sid}: {c:?}"
+        );
+        // ForAllValues holds for an empty key set (Scan, PartiQL): the
+        // statement must also insist that keys are present.
+        assert!(
+            c.iter().any(|(t, v, vals)| t == "Null"
+                && v == "dynamodb:LeadingKeys"
+                && vals.contains("false")),
+            "{sid}: {c:?}"
+        );
+    };
+    let never = [
+        "dynamodb:*",
+        "dynamodb:Scan",
+        "dynamodb:PartiQLSelect",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:DeleteTable",
+    ];
+    for (sid, body) in &statements {
+        let acts = actions(body);
+        for a in never {
+            assert!(!acts.contains(a), "{sid} grants {a}");
+        }
+        match sid.as_str() {
+            "OwnRowsOnly" => {
+                assert_eq!(
+                    acts,
+                    ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"]
+                        .map(String::from)
+                        .into()
+                );
+                leading_keys(body, sid);
+            }
+            "WriteOwnRows" => {
+                assert_eq!(
+                    acts,
+                    ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+                        .map(String::from)
+                        .into()
+                );
+                leading_keys(body, sid);
+            }
+            "ReadPriceCatalogue" => {
+                assert_eq!(
+                    acts,
+                    ["dynamodb:GetItem", "dynamodb:Query"].map(String::from).into()
+                );
+                assert_eq!(src(attr(body, "resources")), "[var.table_arns[\"prices\"]]");
+            }
+            _ => assert!(
+                acts.iter().all(|a| a.starts_with("s3:")),
+                "{sid}: {acts:?}"
+            ),
+        }
+    }
+    // The principal tag is the one the api's sessions carry.
+    let vars = tf("modules/tenant-read-policy/variables.tf");
+    let tag = block(&vars, "variable", &["tenant_tag_key"]);
+    assert_eq!(
+        eval(attr(tag.body(), "default"), &ctx()),
+        serde_json::json!(kopter_runtime::credentials::TENANT_TAG)
+    );
+    let main = tf("modules/tenant-read-policy/main.tf");
+    assert!(src(local(&main, "tenant")).contains("aws:PrincipalTag/"));
+    // Writes go to tenant-owned tables only.
+    let writes = block(&vars, "variable", &["write_tables"]);
+    for t in strings(&eval(attr(writes.body(), "default"), &ctx())) {
+        let table = Table::ALL
+            .into_iter()
+            .find(|x| x.spec().suffix == t)
+            .unwrap_or_else(|| panic!("write table {t} is not in the schema"));
+        assert!(table.spec().tenant_owned, "{t} is not tenant-owned");
+    }
+}

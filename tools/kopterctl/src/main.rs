@@ -8,6 +8,7 @@ mod backups;
 mod cost;
 mod inventory;
 mod notifications;
+mod token;
 
 use std::process::ExitCode;
 
@@ -76,6 +77,8 @@ enum Command {
     Budget(cost::BudgetArgs),
     /// A tenant's scheduled EBS backup policy.
     BackupPolicy(backups::BackupPolicyArgs),
+    /// Mint a bearer token for the local api (development issuer).
+    Token(token::TokenArgs),
     /// Search a tenant's CloudTrail audit log (newest first).
     Audit {
         #[arg(long)]
@@ -175,6 +178,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
+    let cli = match cli.command {
+        Command::Token(args) => return token::run(&config, args),
+        command => Cli { command },
+    };
     let aws = AwsContext::load(&config).await;
     let names = config.names();
     match cli.command {

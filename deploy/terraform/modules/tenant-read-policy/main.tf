@@ -49,6 +49,44 @@ data "aws_iam_policy_document" "this" {
     }
   }
 
+  # The api's admin endpoints (budgets, channels, backup policy, marking
+  # notifications read) write the tenant's own rows: the same LeadingKeys
+  # condition, on the tables named in write_tables only. No DeleteItem, no
+  # batch writes.
+  dynamic "statement" {
+    for_each = length(var.write_tables) == 0 ? [] : [1]
+    content {
+      sid       = "WriteOwnRows"
+      effect    = "Allow"
+      actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+      resources = [for t in var.write_tables : var.table_arns[t]]
+
+      condition {
+        test     = "ForAllValues:StringLike"
+        variable = "dynamodb:LeadingKeys"
+        values   = [local.tenant, "${local.tenant}#*"]
+      }
+
+      condition {
+        test     = "Null"
+        variable = "dynamodb:LeadingKeys"
+        values   = ["false"]
+      }
+    }
+  }
+
+  # The price catalogue is the same for every tenant (not tenant-owned), so
+  # it is readable whole — GetItem and Query only, never written.
+  dynamic "statement" {
+    for_each = var.read_price_catalogue ? [1] : []
+    content {
+      sid       = "ReadPriceCatalogue"
+      effect    = "Allow"
+      actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+      resources = [var.table_arns["prices"]]
+    }
+  }
+
   dynamic "statement" {
     for_each = var.bucket_name == null ? [] : [var.bucket_name]
     content {

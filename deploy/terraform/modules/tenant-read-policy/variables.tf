@@ -37,6 +37,23 @@ variable "tables" {
   }
 }
 
+variable "write_tables" {
+  description = "Tenant-owned tables whose rows the tenant may put and update (the api's admin endpoints: tenant settings in accounts, read marks in notifications). Same LeadingKeys condition as reads. Empty: read-only."
+  type        = list(string)
+  default     = ["accounts", "notifications"]
+
+  validation {
+    condition     = !contains(var.write_tables, "prices") && !contains(var.write_tables, "dedup")
+    error_message = "prices and dedup hold no tenant-prefixed keys; they cannot be confined with LeadingKeys."
+  }
+}
+
+variable "read_price_catalogue" {
+  description = "Also allow GetItem/Query on the prices table (the catalogue shared by every tenant, for the api's /v1/prices)."
+  type        = bool
+  default     = true
+}
+
 variable "excluded_indexes" {
   description = "Indexes (`table/index`) whose partition key does not start with the tenant id, never granted. `accounts/by-account` is keyed by the bare account id."
   type        = list(string)
