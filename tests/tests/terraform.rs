@@ -745,9 +745,13 @@ fn the_tenant_policy_confines_reads_and_the_admin_writes_to_the_tenants_keys() {
             "OwnRowsOnly" => {
                 assert_eq!(
                     acts,
-                    ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"]
-                        .map(String::from)
-                        .into()
+                    [
+                        "dynamodb:BatchGetItem",
+                        "dynamodb:GetItem",
+                        "dynamodb:Query"
+                    ]
+                    .map(String::from)
+                    .into()
                 );
                 leading_keys(body, sid);
             }
@@ -763,14 +767,13 @@ fn the_tenant_policy_confines_reads_and_the_admin_writes_to_the_tenants_keys() {
             "ReadPriceCatalogue" => {
                 assert_eq!(
                     acts,
-                    ["dynamodb:GetItem", "dynamodb:Query"].map(String::from).into()
+                    ["dynamodb:GetItem", "dynamodb:Query"]
+                        .map(String::from)
+                        .into()
                 );
                 assert_eq!(src(attr(body, "resources")), "[var.table_arns[\"prices\"]]");
             }
-            _ => assert!(
-                acts.iter().all(|a| a.starts_with("s3:")),
-                "{sid}: {acts:?}"
-            ),
+            _ => assert!(acts.iter().all(|a| a.starts_with("s3:")), "{sid}: {acts:?}"),
         }
     }
     // The principal tag is the one the api's sessions carry.

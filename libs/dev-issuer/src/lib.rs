@@ -79,8 +79,9 @@ pub struct TokenRequest {
 impl DevIssuer {
     /// A fresh key that lives only in this process (tests).
     pub fn generate() -> anyhow::Result<Self> {
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .map_err(|_| anyhow::anyhow!("generate a P-256 key"))?;
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(|_| anyhow::anyhow!("generate a P-256 key"))?;
         Self::from_pkcs8(pkcs8.as_ref(), None)
     }
 
@@ -264,7 +265,10 @@ mod tests {
         }
         std::fs::write(&path, "not json").unwrap();
         let err = DevIssuer::load_or_create(&path).unwrap_err();
-        assert!(format!("{err:#}").contains("not a dev issuer key file"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("not a dev issuer key file"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -751,7 +751,10 @@ fn check_url(url: &str, loopback_http: bool) -> Result<(), &'static str> {
         Some(("http", rest)) if !rest.is_empty() => {
             let authority = rest.split('/').next().unwrap_or("");
             let loopback = ["127.0.0.1", "localhost", "[::1]"].iter().any(|h| {
-                authority == *h || authority.strip_prefix(h).is_some_and(|p| p.starts_with(':'))
+                authority == *h
+                    || authority
+                        .strip_prefix(h)
+                        .is_some_and(|p| p.starts_with(':'))
             });
             if !loopback_http || loopback {
                 Ok(())
@@ -771,7 +774,9 @@ fn is_role_arn(arn: &str) -> bool {
         && parts[2] == "iam"
         && parts[4].len() == 12
         && parts[4].bytes().all(|b| b.is_ascii_digit())
-        && parts[5].strip_prefix("role/").is_some_and(|n| !n.is_empty())
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|n| !n.is_empty())
 }
 
 #[cfg(test)]

@@ -244,8 +244,7 @@ impl CredentialCache {
                     .expect("key and value set"),
             );
         }
-        let creds = self
-            .finish(request.send().await, role.account(), &role.role_arn)?;
+        let creds = self.finish(request.send().await, role.account(), &role.role_arn)?;
         *current = Some(creds.clone());
         Ok(creds)
     }

@@ -125,7 +125,10 @@ mod tests {
         let globex = TenantId::new("globex").unwrap();
         let key = PageKey(serde_json::json!({"pk": "acme#x", "sk": "1"}));
         let c = codec.seal(scope(&acme, "region=eu-west-1"), &key);
-        assert_eq!(codec.open(scope(&acme, "region=eu-west-1"), &c).unwrap(), key);
+        assert_eq!(
+            codec.open(scope(&acme, "region=eu-west-1"), &c).unwrap(),
+            key
+        );
         for (s, what) in [
             (scope(&globex, "region=eu-west-1"), "other tenant"),
             (scope(&acme, "region=us-east-1"), "other query"),
@@ -138,17 +141,32 @@ mod tests {
             ),
         ] {
             let err = codec.open(s, &c).unwrap_err();
-            assert!(matches!(err, ApiError::BadParameter { ref name, .. } if name == "cursor"), "{what}");
+            assert!(
+                matches!(err, ApiError::BadParameter { ref name, .. } if name == "cursor"),
+                "{what}"
+            );
         }
         let other_key = CursorCodec::new(&[8; 32]);
-        assert!(other_key.open(scope(&acme, "region=eu-west-1"), &c).is_err());
+        assert!(
+            other_key
+                .open(scope(&acme, "region=eu-west-1"), &c)
+                .is_err()
+        );
         // A changed payload with the old MAC.
         let mut raw = URL_SAFE_NO_PAD.decode(&c).unwrap();
         let last = raw.len() - 3;
         raw[last] ^= 1;
         let forged = URL_SAFE_NO_PAD.encode(raw);
-        assert!(codec.open(scope(&acme, "region=eu-west-1"), &forged).is_err());
+        assert!(
+            codec
+                .open(scope(&acme, "region=eu-west-1"), &forged)
+                .is_err()
+        );
         assert!(codec.open(scope(&acme, "region=eu-west-1"), "!!").is_err());
-        assert!(codec.open(scope(&acme, "region=eu-west-1"), &"A".repeat(5000)).is_err());
+        assert!(
+            codec
+                .open(scope(&acme, "region=eu-west-1"), &"A".repeat(5000))
+                .is_err()
+        );
     }
 }

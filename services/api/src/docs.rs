@@ -149,8 +149,7 @@ fn type_of(schema: &Value) -> String {
 
 fn schema_link(schema: &Value) -> Markup {
     let name = type_of(schema);
-    let linked = schema["$ref"].as_str().is_some()
-        || schema["items"]["$ref"].as_str().is_some();
+    let linked = schema["$ref"].as_str().is_some() || schema["items"]["$ref"].as_str().is_some();
     html! {
         @if linked { a href={ "#schema-" (name) } { (name) } } @else { code { (name) } }
     }

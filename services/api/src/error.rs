@@ -145,7 +145,10 @@ impl IntoResponse for ApiError {
             Self::Unavailable(e) => tracing::warn!(error = %e, "dependency unavailable"),
             _ => {}
         }
-        crate::metrics::api().errors.with_label_values(&[self.slug()]).inc();
+        crate::metrics::api()
+            .errors
+            .with_label_values(&[self.slug()])
+            .inc();
         let body = serde_json::to_vec(&self.problem()).expect("problem serialises");
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

@@ -231,7 +231,12 @@ pub fn router(state: ApiState, cors_origins: &[String]) -> Router {
             "/docs",
             get(move || {
                 let h = docs_html.clone();
-                async move { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], h.to_string()) }
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                        h.to_string(),
+                    )
+                }
             }),
         );
     if let Some((iss, key)) = &state.inner.dev_issuer {
@@ -239,7 +244,10 @@ pub fn router(state: ApiState, cors_origins: &[String]) -> Router {
         let jwks = key.jwks();
         app = app
             .route(
-                &format!("{}/.well-known/openid-configuration", kopter_dev_issuer::ISSUER_PATH),
+                &format!(
+                    "{}/.well-known/openid-configuration",
+                    kopter_dev_issuer::ISSUER_PATH
+                ),
                 get(move || {
                     let d = discovery.clone();
                     async move { axum::Json(d) }

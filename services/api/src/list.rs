@@ -88,7 +88,10 @@ impl<S: Send + Sync, F: DeserializeOwned> FromRequestParts<S> for ListQuery<F> {
                 "cursor" => &mut cursor,
                 "format" => &mut format,
                 _ => {
-                    if filters.insert(name.to_string(), value.to_string()).is_some() {
+                    if filters
+                        .insert(name.to_string(), value.to_string())
+                        .is_some()
+                    {
                         return Err(ApiError::bad_parameter(name, "is given more than once"));
                     }
                     continue;
@@ -234,7 +237,10 @@ fn with_type(body: Body, content_type: &'static str) -> Response {
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::VARY, HeaderValue::from_static("Accept, Authorization"));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Authorization"),
+    );
     r
 }
 
@@ -251,45 +257,46 @@ fn export<T: Serialize + Send + 'static>(
         After(PageKey),
         Done,
     }
-    futures::stream::unfold(
-        (Next::Page(first), false),
-        move |(next, header_done)| {
-            let fetch = fetch.clone();
-            async move {
-                let page = match next {
-                    Next::Done => return None,
-                    Next::Page(p) => p,
-                    Next::After(after) => match fetch(PageRequest {
-                        after: Some(after),
-                        limit,
-                    })
-                    .await
-                    {
-                        Ok(p) => p,
-                        Err(e) => {
-                            // The head is sent; failing the body is the only
-                            // way left to tell the client the export is cut.
-                            tracing::warn!(error = %e, "export stopped: a page failed");
-                            return Some((
-                                Err(std::io::Error::other(format!("export stopped: {e}"))),
-                                (Next::Done, header_done),
-                            ));
-                        }
-                    },
-                };
-                let bytes = match encode(&page.items, format, !header_done) {
-                    Ok(b) => b,
-                    Err(e) => return Some((Err(e), (Next::Done, header_done))),
-                };
-                let header_done = header_done || !page.items.is_empty();
-                let following = page.next.map_or(Next::Done, Next::After);
-                Some((Ok(bytes), (following, header_done)))
-            }
-        },
-    )
+    futures::stream::unfold((Next::Page(first), false), move |(next, header_done)| {
+        let fetch = fetch.clone();
+        async move {
+            let page = match next {
+                Next::Done => return None,
+                Next::Page(p) => p,
+                Next::After(after) => match fetch(PageRequest {
+                    after: Some(after),
+                    limit,
+                })
+                .await
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // The head is sent; failing the body is the only
+                        // way left to tell the client the export is cut.
+                        tracing::warn!(error = %e, "export stopped: a page failed");
+                        return Some((
+                            Err(std::io::Error::other(format!("export stopped: {e}"))),
+                            (Next::Done, header_done),
+                        ));
+                    }
+                },
+            };
+            let bytes = match encode(&page.items, format, !header_done) {
+                Ok(b) => b,
+                Err(e) => return Some((Err(e), (Next::Done, header_done))),
+            };
+            let header_done = header_done || !page.items.is_empty();
+            let following = page.next.map_or(Next::Done, Next::After);
+            Some((Ok(bytes), (following, header_done)))
+        }
+    })
 }
 
-fn encode<T: Serialize>(items: &[T], format: Format, header: bool) -> Result<Bytes, std::io::Error> {
+fn encode<T: Serialize>(
+    items: &[T],
+    format: Format,
+    header: bool,
+) -> Result<Bytes, std::io::Error> {
     let mut out = Vec::with_capacity(items.len() * 128);
     match format {
         Format::Csv => {

@@ -56,7 +56,9 @@ async fn main() -> ExitCode {
 fn api_data(_config: &Config, _aws: &AwsContext) -> anyhow::Result<Arc<dyn api::data::TenantData>> {
     // Wired to kopter-store once it is on main (issue 14); until then the
     // binary refuses to start rather than serve made-up data.
-    anyhow::bail!("the api's DynamoDB data layer is not wired in this build yet (waits for kopter-store)")
+    anyhow::bail!(
+        "the api's DynamoDB data layer is not wired in this build yet (waits for kopter-store)"
+    )
 }
 
 /// Ready when every issuer's keys could be loaded.

@@ -33,9 +33,11 @@ impl TenantLimiter {
         if self.limiter.len() > RETAIN_ABOVE {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(tenant).map_err(|not_until| ApiError::RateLimited {
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+        self.limiter
+            .check_key(tenant)
+            .map_err(|not_until| ApiError::RateLimited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })
     }
 }
 

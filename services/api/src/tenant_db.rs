@@ -48,7 +48,10 @@ impl TenantDb {
         self.clients
             .try_get_with_by_ref(tenant, async {
                 let role = TaggedRole::tenant_access(arn, tenant);
-                let sdk = self.credentials.tagged_sdk_config(&self.base, &role).await?;
+                let sdk = self
+                    .credentials
+                    .tagged_sdk_config(&self.base, &role)
+                    .await?;
                 Ok::<_, kopter_runtime::AssumeRoleError>(kopter_runtime::aws::dynamodb_client(&sdk))
             })
             .await

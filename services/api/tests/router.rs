@@ -51,7 +51,13 @@ struct App {
 fn app_with(prices: Vec<Price>, per_second: u32, burst: u32) -> App {
     let key = DevIssuer::generate().unwrap();
     let set = serde_json::from_value(key.jwks()).unwrap();
-    let issuer = Arc::new(IssuerKeys::new(ISS, AUD, 0, KeySource::Fixed(set), policy()));
+    let issuer = Arc::new(IssuerKeys::new(
+        ISS,
+        AUD,
+        0,
+        KeySource::Fixed(set),
+        policy(),
+    ));
     let data = Arc::new(MemoryData::with_prices(prices));
     let state = ApiState::new(ApiParts {
         verifier: Verifier::new(vec![issuer], claims_config()),
@@ -99,7 +105,11 @@ impl App {
         jsonwebtoken::encode(&h, claims, self.key.encoding_key()).unwrap()
     }
 
-    async fn get(&self, uri: &str, token: Option<&str>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    async fn get(
+        &self,
+        uri: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
         self.call(uri, token, None).await
     }
 
@@ -133,14 +143,20 @@ impl App {
 }
 
 fn json_of(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
 }
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn problem(status: StatusCode, headers: &axum::http::HeaderMap, body: &[u8], want: StatusCode) -> Value {
+fn problem(
+    status: StatusCode,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    want: StatusCode,
+) -> Value {
     assert_eq!(status, want, "{}", String::from_utf8_lossy(body));
     assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
     let p = json_of(body);
@@ -154,7 +170,10 @@ async fn a_valid_token_names_the_tenant_and_role() {
     let token = a.key.mint(&request("acme", &["admin"], 300)).unwrap();
     let (s, _, body) = a.get("/v1/me", Some(&token)).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(json_of(&body), json!({"tenant": "acme", "subject": "user-1", "role": "admin"}));
+    assert_eq!(
+        json_of(&body),
+        json!({"tenant": "acme", "subject": "user-1", "role": "admin"})
+    );
     let (_, _, body) = a.get("/v1/me", Some(&a.token("globex"))).await;
     assert_eq!(json_of(&body)["role"], "viewer");
 }
@@ -162,7 +181,8 @@ async fn a_valid_token_names_the_tenant_and_role() {
 #[tokio::test]
 async fn bad_tokens_are_refused_with_401_and_a_reason() {
     let a = app();
-    let base = json!({"iss": ISS, "aud": AUD, "sub": "u", "custom:tenant": "acme", "exp": now() + 300});
+    let base =
+        json!({"iss": ISS, "aud": AUD, "sub": "u", "custom:tenant": "acme", "exp": now() + 300});
     let with = |patch: Value| {
         let mut c = base.clone();
         for (k, v) in patch.as_object().unwrap() {
@@ -177,15 +197,26 @@ async fn bad_tokens_are_refused_with_401_and_a_reason() {
     let cases = [
         (a.sign(&with(json!({"exp": now() - 60}))), "expired"),
         (a.sign(&with(json!({"nbf": now() + 600}))), "not valid yet"),
-        (a.sign(&with(json!({"iss": "https://other.test"}))), "not trusted"),
+        (
+            a.sign(&with(json!({"iss": "https://other.test"}))),
+            "not trusted",
+        ),
         (a.sign(&with(json!({"aud": "someone-else"}))), "audience"),
         (a.sign(&with(json!({"exp": null}))), "exp"),
     ];
     for (token, needle) in cases {
         let (s, h, body) = a.get("/v1/me", Some(&token)).await;
         let p = problem(s, &h, &body, StatusCode::UNAUTHORIZED);
-        assert!(p["detail"].as_str().unwrap().contains(needle), "{needle}: {p}");
-        assert!(h[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Bearer"));
+        assert!(
+            p["detail"].as_str().unwrap().contains(needle),
+            "{needle}: {p}"
+        );
+        assert!(
+            h[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
     }
     // A signature by another key with the same kid.
     let other = DevIssuer::generate().unwrap();
@@ -243,8 +274,13 @@ async fn a_token_without_a_tenant_is_403_not_401() {
     let token = a.sign(&json!({"iss": ISS, "aud": AUD, "sub": "u", "exp": now() + 300}));
     let (s, h, body) = a.get("/v1/me", Some(&token)).await;
     let p = problem(s, &h, &body, StatusCode::FORBIDDEN);
-    assert!(p["detail"].as_str().unwrap().contains("custom:tenant"), "{p}");
-    let token = a.sign(&json!({"iss": ISS, "aud": AUD, "exp": now() + 300, "custom:tenant": "Not A Tenant"}));
+    assert!(
+        p["detail"].as_str().unwrap().contains("custom:tenant"),
+        "{p}"
+    );
+    let token = a.sign(
+        &json!({"iss": ISS, "aud": AUD, "exp": now() + 300, "custom:tenant": "Not A Tenant"}),
+    );
     let (s, h, body) = a.get("/v1/me", Some(&token)).await;
     problem(s, &h, &body, StatusCode::FORBIDDEN);
 }
@@ -354,7 +390,8 @@ async fn rs256_tokens_from_a_jwks_are_accepted() {
     assert_eq!(p.role, api::auth::Role::Admin);
     // The same RSA key may not verify an ES256 header.
     h.alg = Algorithm::ES256;
-    let es = jsonwebtoken::encode(&h, &claims, DevIssuer::generate().unwrap().encoding_key()).unwrap();
+    let es =
+        jsonwebtoken::encode(&h, &claims, DevIssuer::generate().unwrap().encoding_key()).unwrap();
     let err = verifier.verify(&es).await.unwrap_err();
     assert!(err.to_string().contains("is for RS256"), "{err}");
 }
@@ -381,7 +418,10 @@ fn pkcs1_of(der: &[u8]) -> Vec<u8> {
             (b[1] as usize, 2)
         } else {
             let n = (b[1] & 0x7f) as usize;
-            (b[2..2 + n].iter().fold(0usize, |a, x| a << 8 | *x as usize), 2 + n)
+            (
+                b[2..2 + n].iter().fold(0usize, |a, x| a << 8 | *x as usize),
+                2 + n,
+            )
         };
         (b[0], &b[hdr..hdr + len], &b[hdr + len..])
     }
@@ -415,39 +455,89 @@ async fn every_page_is_reached_through_cursors_and_formats_agree() {
     assert_eq!(json_rows.len(), 250);
     assert!(json_rows.iter().all(|r| r["region"] == "eu-west-1"));
     // Every data call carried the token's tenant.
-    assert!(a.data.calls.lock().unwrap().iter().all(|t| t.as_str() == "acme"));
+    assert!(
+        a.data
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|t| t.as_str() == "acme")
+    );
 
     // NDJSON (by format=) and CSV (by Accept) stream every page.
-    let (s, h, body) = a.get("/v1/prices?region=eu-west-1&limit=7&format=ndjson", Some(&t)).await;
+    let (s, h, body) = a
+        .get(
+            "/v1/prices?region=eu-west-1&limit=7&format=ndjson",
+            Some(&t),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(h[header::CONTENT_TYPE], "application/x-ndjson");
-    let nd: Vec<Value> = String::from_utf8(body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let nd: Vec<Value> = String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(nd, json_rows);
-    let (s, h, body) = a.call("/v1/prices?region=eu-west-1&limit=9", Some(&t), Some("text/csv")).await;
+    let (s, h, body) = a
+        .call(
+            "/v1/prices?region=eu-west-1&limit=9",
+            Some(&t),
+            Some("text/csv"),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let mut r = csv::Reader::from_reader(body.as_slice());
     let rows: Vec<Price> = r.deserialize().map(|x| x.unwrap()).collect();
-    let from_json: Vec<Price> = json_rows.iter().map(|v| serde_json::from_value(v.clone()).unwrap()).collect();
+    let from_json: Vec<Price> = json_rows
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap())
+        .collect();
     assert_eq!(rows, from_json);
 
     // Filters narrow.
-    let (_, _, body) = a.get("/v1/prices?region=eu-west-1&os=Windows&instance_type=m5.", Some(&t)).await;
+    let (_, _, body) = a
+        .get(
+            "/v1/prices?region=eu-west-1&os=Windows&instance_type=m5.",
+            Some(&t),
+        )
+        .await;
     let v = json_of(&body);
     let items = v["items"].as_array().unwrap();
     assert!(!items.is_empty());
-    assert!(items.iter().all(|p| p["operating_system"] == "Windows" && p["instance_type"].as_str().unwrap().starts_with("m5.")));
+    assert!(items.iter().all(|p| p["operating_system"] == "Windows"
+        && p["instance_type"].as_str().unwrap().starts_with("m5.")));
 }
 
 #[tokio::test]
 async fn cursors_of_another_tenant_or_query_are_refused() {
     let a = app();
-    let (_, _, body) = a.get("/v1/prices?region=eu-west-1&limit=10", Some(&a.token("acme"))).await;
+    let (_, _, body) = a
+        .get(
+            "/v1/prices?region=eu-west-1&limit=10",
+            Some(&a.token("acme")),
+        )
+        .await;
     let cursor = json_of(&body)["next_cursor"].as_str().unwrap().to_owned();
     for (uri, tenant) in [
-        (format!("/v1/prices?region=eu-west-1&limit=10&cursor={cursor}"), "globex"),
-        (format!("/v1/prices?region=eu-west-1&os=Linux&limit=10&cursor={cursor}"), "acme"),
-        ("/v1/prices?region=eu-west-1&cursor=eyJhdCI6MTB9".to_owned(), "acme"),
+        (
+            format!("/v1/prices?region=eu-west-1&limit=10&cursor={cursor}"),
+            "globex",
+        ),
+        (
+            format!("/v1/prices?region=eu-west-1&os=Linux&limit=10&cursor={cursor}"),
+            "acme",
+        ),
+        (
+            "/v1/prices?region=eu-west-1&cursor=eyJhdCI6MTB9".to_owned(),
+            "acme",
+        ),
     ] {
         let (s, h, body) = a.get(&uri, Some(&a.token(tenant))).await;
         let p = problem(s, &h, &body, StatusCode::BAD_REQUEST);
@@ -462,12 +552,18 @@ async fn bad_input_is_400_naming_the_parameter_never_500() {
     for (uri, param) in [
         ("/v1/prices?region=eu-west-1&limit=0", "limit"),
         ("/v1/prices?region=eu-west-1&limit=1001", "limit"),
-        ("/v1/prices?region=eu-west-1&limit=99999999999999999999", "limit"),
+        (
+            "/v1/prices?region=eu-west-1&limit=99999999999999999999",
+            "limit",
+        ),
         ("/v1/prices?region=eu-west-1&limit=ten", "limit"),
         ("/v1/prices?region=eu-west-1&format=xml", "format"),
         ("/v1/prices", "region"),
         ("/v1/prices?region=Europe", "region"),
-        ("/v1/prices?region=eu-west-1&instance_type=%3Cscript%3E", "instance_type"),
+        (
+            "/v1/prices?region=eu-west-1&instance_type=%3Cscript%3E",
+            "instance_type",
+        ),
         ("/v1/prices?region=eu-west-1&colour=red", "colour"),
         ("/v1/prices?region=eu-west-1&region=us-east-1", "region"),
     ] {
@@ -479,7 +575,10 @@ async fn bad_input_is_400_naming_the_parameter_never_500() {
     let long = format!("/v1/prices?region=eu-west-1&os={}", "x".repeat(10_000));
     let (s, h, body) = a.get(&long, Some(&t)).await;
     let p = problem(s, &h, &body, StatusCode::URI_TOO_LONG);
-    assert!(p["detail"].as_str().unwrap().contains("query string"), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("query string"),
+        "{p}"
+    );
     let (s, h, body) = a.get("/v1/nothing-here", Some(&t)).await;
     problem(s, &h, &body, StatusCode::NOT_FOUND);
 }
@@ -495,7 +594,10 @@ async fn a_tenant_over_its_rate_gets_429_with_retry_after_others_do_not() {
     problem(s, &h, &body, StatusCode::TOO_MANY_REQUESTS);
     let secs: u64 = h[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
     assert!((1..=1).contains(&secs), "{secs}");
-    assert_eq!(a.get("/v1/me", Some(&a.token("globex"))).await.0, StatusCode::OK);
+    assert_eq!(
+        a.get("/v1/me", Some(&a.token("globex"))).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -504,18 +606,35 @@ async fn the_openapi_document_and_docs_page_describe_the_routes() {
     let (s, _, body) = a.get("/openapi.json", None).await;
     assert_eq!(s, StatusCode::OK);
     let spec = json_of(&body);
-    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"), "{}", spec["openapi"]);
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        spec["openapi"]
+    );
     let prices = &spec["paths"]["/v1/prices"]["get"];
-    let params: Vec<&str> = prices["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let params: Vec<&str> = prices["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     for p in ["region", "instance_type", "os", "limit", "cursor", "format"] {
         assert!(params.contains(&p), "{p} missing: {params:?}");
     }
     assert_eq!(prices["security"][0]["bearer"], json!([]));
-    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     assert!(spec["paths"]["/v1/me"]["get"].is_object());
     let (s, h, body) = a.get("/docs", None).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = String::from_utf8(body).unwrap();
     assert!(html.contains("GET /v1/prices") && html.contains("instance_type"));
     assert!(!html.contains("<script"), "the docs page runs no script");

@@ -142,9 +142,10 @@ impl Verifier {
         .map_err(|e| {
             let (reason, detail) = match e.kind() {
                 ErrorKind::ExpiredSignature => ("expired", "the token has expired".to_owned()),
-                ErrorKind::ImmatureSignature => {
-                    ("not_yet_valid", "the token is not valid yet (nbf)".to_owned())
-                }
+                ErrorKind::ImmatureSignature => (
+                    "not_yet_valid",
+                    "the token is not valid yet (nbf)".to_owned(),
+                ),
                 ErrorKind::InvalidAudience => (
                     "audience",
                     format!("the token is not for audience {:?}", self.claims.audience),
@@ -172,7 +173,10 @@ impl Verifier {
             Some(serde_json::Value::String(t)) => TenantId::new(t.clone()).map_err(|e| {
                 forbid(
                     "bad_tenant",
-                    format!("the token's `{}` claim is not a tenant id: {e}", c.tenant_claim),
+                    format!(
+                        "the token's `{}` claim is not a tenant id: {e}",
+                        c.tenant_claim
+                    ),
                 )
             })?,
             Some(_) => {
@@ -218,12 +222,18 @@ struct IssuerOnly {
 }
 
 fn refuse(reason: &'static str, detail: impl Into<String>) -> ApiError {
-    metrics::api().auth_failures.with_label_values(&[reason]).inc();
+    metrics::api()
+        .auth_failures
+        .with_label_values(&[reason])
+        .inc();
     ApiError::Unauthenticated(detail.into())
 }
 
 fn forbid(reason: &'static str, detail: impl Into<String>) -> ApiError {
-    metrics::api().auth_failures.with_label_values(&[reason]).inc();
+    metrics::api()
+        .auth_failures
+        .with_label_values(&[reason])
+        .inc();
     ApiError::Forbidden(detail.into())
 }
 
@@ -246,7 +256,12 @@ impl FromRequestParts<ApiState> for Principal {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| refuse("missing", "the Authorization header is not `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                refuse(
+                    "missing",
+                    "the Authorization header is not `Bearer <token>`",
+                )
+            })?;
         let principal = state.verifier().verify(token).await?;
         state.limiter().check(&principal.tenant)?;
         parts.extensions.insert(principal.clone());

@@ -45,7 +45,8 @@ pub async fn list(
     if let Some(t) = &f.instance_type {
         let ok = !t.is_empty()
             && t.len() <= 32
-            && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
         if !ok {
             return Err(ApiError::bad_parameter(
                 "instance_type",
