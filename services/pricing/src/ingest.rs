@@ -27,7 +27,7 @@ use crate::metrics::PricingMetrics;
 use crate::offer::{self, Counts, OfferMeta, ParseOptions};
 use crate::rows::PriceSet;
 use crate::source::{OfferLocation, Sources};
-use crate::store::{PriceStore, RegionPointer, SpotPoint, StoredCounts};
+use kopter_store::prices::{PriceStore, RegionPointer, SpotPoint, StoredCounts};
 
 /// What a region refresh did.
 #[derive(Debug, Clone, PartialEq, Eq)]

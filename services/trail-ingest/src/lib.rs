@@ -8,7 +8,6 @@ pub mod normalise;
 pub mod notification;
 pub mod records;
 pub mod rules;
-pub mod store;
 
 use kopter_runtime::{BoxFuture, Delivery, Handler, HandlerError, ServiceContext};
 
@@ -24,7 +23,7 @@ impl Handler for TrailHandler {
 /// An ingestor wired to the process's AWS clients and config.
 pub fn ingestor(ctx: &ServiceContext) -> ingest::Ingestor {
     ingest::Ingestor {
-        store: store::AuditStore::new(ctx.aws.dynamodb(), &ctx.names),
+        store: kopter_store::audit::AuditStore::new(ctx.aws.dynamodb(), &ctx.names),
         directory: directory::Directory::new(
             ctx.accounts.clone(),
             ctx.config.trail.directory_refresh,
