@@ -103,8 +103,8 @@ where
 
 /// How long after `worker.shutdown_grace` a process may take to exit once
 /// shut down, whatever AWS does: the drain takes at most
-/// `worker::SHUTDOWN_CLEANUP` (4 s) more, and the watchdog ends the process
-/// half a second later, before ECS's SIGKILL at `stopTimeout` (grace + 5 s,
+/// `worker::SHUTDOWN_CLEANUP` (3 s) more, and the watchdog ends the process
+/// 1.5 s later, before ECS's SIGKILL at `stopTimeout` (grace + 5 s,
 /// set by the Terraform).
 pub const EXIT_MARGIN: std::time::Duration = std::time::Duration::from_millis(4500);
 

@@ -21,7 +21,7 @@
 //! - shutdown: stop receiving, let handlers finish within the grace period,
 //!   then abort the rest and return their messages (visibility 0); the
 //!   returns and the last deletes get [`SHUTDOWN_CLEANUP`] more, whatever
-//!   AWS does, so `run` ends within grace + 4 s.
+//!   AWS does, so `run` ends within grace + 3 s.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -142,8 +142,8 @@ pub const BACKPRESSURE_BACKOFF: (Duration, Duration) =
 /// After the grace period, the time left to return unfinished messages
 /// (visibility 0) and flush the last deletes. Each AWS call is also bounded
 /// by the SDK deadlines, but those are longer; this keeps the whole drain
-/// within `grace + 4 s` so a stalled AWS cannot hold a SIGTERM.
-pub const SHUTDOWN_CLEANUP: Duration = Duration::from_secs(4);
+/// within `grace + 3 s` so a stalled AWS cannot hold a SIGTERM.
+pub const SHUTDOWN_CLEANUP: Duration = Duration::from_secs(3);
 
 /// Backoff of a failed visibility extension: first retry, longest wait.
 const HEARTBEAT_RETRY: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
@@ -322,7 +322,7 @@ impl<Q: Queue> Worker<Q> {
         drop(ack_tx);
         let mut deleter = deleter;
         match tokio::time::timeout_at(
-            hard_deadline.max(Instant::now() + Duration::from_millis(500)),
+            hard_deadline.max(Instant::now() + Duration::from_millis(200)),
             &mut deleter,
         )
         .await
