@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use aggregator::engine::{MemoryBook, PriceBook, Timeline, hour_of, price_timeline};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use describer::rows::{InstanceFields, Resource, VolumeFields};
-use pricing::store::{
+use kopter_store::inventory::{InstanceFields, Resource, VolumeFields};
+use kopter_store::prices::{
     EbsPriceItem, InstancePrices, OnDemandEntry, RegionPointer, StoredCounts, version_at,
 };
 

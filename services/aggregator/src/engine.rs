@@ -29,9 +29,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use describer::rows::{InstanceFields, Resource, SnapshotFields, VolumeFields};
-use pricing::offer::platform;
-use pricing::store::{EbsPriceItem, InstancePrices, SpotPoint, VersionRecord, reserved_key};
+pub use kopter_store::graph::CostLine;
+use kopter_store::inventory::{InstanceFields, Resource, SnapshotFields, VolumeFields};
+use kopter_store::platform;
+use kopter_store::prices::{EbsPriceItem, InstancePrices, SpotPoint, VersionRecord, reserved_key};
 
 /// A resource's states over time (sorted by `at`, oldest first).
 #[derive(Debug, Clone)]
@@ -39,32 +40,6 @@ pub struct Timeline {
     pub region: String,
     pub resource_id: String,
     pub states: Vec<(DateTime<Utc>, Resource)>,
-}
-
-/// What a resource cost in one hour.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CostLine {
-    pub resource_id: Arc<str>,
-    /// `instance`, `volume`, `snapshot`.
-    pub kind: &'static str,
-    pub region: Arc<str>,
-    pub hour: DateTime<Utc>,
-    /// Instance: running hours; volume / snapshot: GB-hours.
-    pub usage: f64,
-    pub unit: &'static str,
-    pub cost_usd: Option<f64>,
-    /// Instances on demand: the same seconds at the 1-yr standard
-    /// no-upfront reserved rate.
-    pub reserved_usd: Option<f64>,
-    /// Why the price is unknown (then `cost_usd` is `None`).
-    pub missing: Option<String>,
-    /// `m5` (instance family), `ebs-gp3`, `ebs-snapshot`.
-    pub family: Arc<str>,
-    /// Instance type or volume type at the end of the hour.
-    pub detail: Arc<str>,
-    /// `on-demand`, `spot`, … (instances only; empty otherwise).
-    pub lifecycle: Arc<str>,
-    pub tags: Arc<BTreeMap<String, String>>,
 }
 
 /// Prices in memory, as the engine reads them.
@@ -125,7 +100,7 @@ impl MemoryBook {
 }
 
 impl PriceBook for MemoryBook {
-    /// Same rule as [`pricing::store::version_at`], on a prepared index.
+    /// Same rule as [`kopter_store::prices::version_at`], on a prepared index.
     fn version(&self, region: &str, hour: DateTime<Utc>) -> Option<&str> {
         self.version_span(region, hour).map(|(v, _)| v)
     }

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use describer::rows::{InstanceFields, Resource, SnapshotFields, VolumeFields};
-use pricing::store::{
+use kopter_store::inventory::{InstanceFields, Resource, SnapshotFields, VolumeFields};
+use kopter_store::prices::{
     EbsPriceItem, InstancePrices, OnDemandEntry, RegionPointer, ReservedEntry, SpotPoint,
     StoredCounts,
 };
@@ -479,7 +479,9 @@ fn version_span_agrees_with_version_at_hour_by_hour() {
     let mut last = String::new();
     while hour < t("2025-05-14T00:00:00Z") {
         let (v, until) = b.version_span(R, hour).unwrap();
-        let expected = &pricing::store::version_at(&records, hour).unwrap().version;
+        let expected = &kopter_store::prices::version_at(&records, hour)
+            .unwrap()
+            .version;
         assert_eq!(v, expected, "at {hour}");
         assert!(until > hour.timestamp_millis(), "at {hour}");
         if v != last {

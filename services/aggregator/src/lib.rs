@@ -2,7 +2,6 @@
 //! and account (the price graph), budgets and spikes. See `DESIGN.md`.
 
 pub mod engine;
-pub mod graph;
 pub mod load;
 
 #[cfg(test)]
@@ -20,12 +19,13 @@ use kopter_runtime::metrics::register;
 use kopter_runtime::{BoxFuture, Delivery, Handler, HandlerError, ServiceContext, decode_for};
 use kopter_schema::messages::{AggregateHour, BudgetCrossed, CostSpike};
 use kopter_schema::{AccountId, Envelope, Message, Service, TenantId};
-use pricing::store::PriceStore;
+use kopter_store::prices::PriceStore;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
-use crate::engine::{CostLine, hour_of, price_timeline};
-use crate::graph::{GraphStore, expiry, hour_key, month_key};
+use crate::engine::{hour_of, price_timeline};
 use crate::load::{HistoryReader, load_book};
+use kopter_store::graph::CostLine;
+use kopter_store::graph::{GraphStore, expiry, hour_key, month_key};
 
 /// Allowed skew between the queue's clock (`SentTimestamp`) and ours.
 const CLOCK_MARGIN_MS: i64 = 2_000;

@@ -14,12 +14,12 @@ use anyhow::Context;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
-use describer::rows::{EventRow, Resource, fixed_time};
 use kopter_runtime::dynamo;
 use kopter_schema::items::keys;
 use kopter_schema::{AccountId, Names, Table, TenantId};
-use pricing::offer::platform;
-use pricing::store::PriceStore;
+use kopter_store::inventory::{EventRow, Resource, fixed_time};
+use kopter_store::platform;
+use kopter_store::prices::PriceStore;
 
 use crate::engine::{MemoryBook, Timeline, hour_of};
 
@@ -30,14 +30,14 @@ fn s(v: impl Into<String>) -> AttributeValue {
 #[derive(Clone, Debug)]
 pub struct HistoryReader {
     ddb: Client,
-    inventory: describer::store::Store,
+    inventory: kopter_store::inventory::InventoryStore,
     events_table: String,
 }
 
 impl HistoryReader {
     pub fn new(ddb: Client, names: &Names) -> Self {
         Self {
-            inventory: describer::store::Store::new(ddb.clone(), names),
+            inventory: kopter_store::inventory::InventoryStore::new(ddb.clone(), names),
             events_table: names.table(Table::Ec2Events),
             ddb,
         }
@@ -231,7 +231,7 @@ pub async fn load_book(
         let mut in_force = HashSet::new();
         let mut h = hour_of(from);
         while h < to {
-            if let Some(v) = pricing::store::version_at(&versions, h) {
+            if let Some(v) = kopter_store::prices::version_at(&versions, h) {
                 in_force.insert(v.version.clone());
             }
             h += Duration::hours(1);

@@ -7,16 +7,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aggregator::Aggregator;
-use aggregator::graph::Budget;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use describer::rows::{
-    Change, EventRow, InstanceFields, InventoryRow, Resource, VolumeFields, inventory_sk,
-};
 use kopter_runtime::accounts::Onboarding;
 use kopter_schema::items::keys;
 use kopter_schema::messages::AggregateHour;
 use kopter_schema::{AccountId, Envelope, Message, Service, Table, TenantId};
+use kopter_store::graph::Budget;
+use kopter_store::inventory::{
+    Change, EventRow, InstanceFields, InventoryRow, Resource, VolumeFields, inventory_sk,
+};
 use kopter_tests::{TestEnv, random_account, unique};
 
 const OFFER: &str = include_str!("../../pricing/tests/fixtures/offer_small.json");
@@ -478,7 +478,7 @@ async fn tenants_do_not_see_each_other_and_changes_recompute_their_hour() {
 
 #[tokio::test]
 async fn spot_instances_are_priced_from_the_spot_history_in_dynamodb() {
-    use pricing::store::SpotPoint;
+    use kopter_store::prices::SpotPoint;
 
     let w = world().await;
     let mut spot = instance("running", "m5.large", "RunInstances", &[]);

@@ -7,20 +7,21 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use kopter_runtime::accounts::AccountStore;
 use kopter_runtime::messaging::{Outbox, envelope};
 use kopter_runtime::{BoxFuture, CredentialCache, CustomerRole, HandlerError, metrics};
 use kopter_schema::items::{AccountRecord, keys};
 use kopter_schema::messages::{AccountHealth, AccountRegion, InventoryChanged, TargetedDescribe};
-use kopter_schema::{AccountId, Message, Service, TenantId};
+use kopter_schema::{AccountId, Message, Service};
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 use tokio::sync::Semaphore;
 
-use crate::diff::{DiffContext, Scope, Write, diff};
+use crate::diff::{DiffContext, Scope, diff};
 use crate::ec2::{self, AccountError};
-use crate::rows::{EventRow, InventoryRow, ResourceKind, now_ms};
-use crate::store::{Conflict, Store};
+use kopter_store::inventory::Write;
+use kopter_store::inventory::{Conflict, InventoryStore};
+use kopter_store::inventory::{EventRow, InventoryRow, ResourceKind, now_ms};
 
 pub(crate) struct DescriberMetrics {
     pub jobs: IntCounterVec,
@@ -156,8 +157,8 @@ impl Default for Settings {
 /// What the describer needs; cheap to clone.
 #[derive(Clone)]
 pub struct Describer {
-    pub store: Store,
-    pub backups: crate::backup::BackupStore,
+    pub store: InventoryStore,
+    pub backups: kopter_store::backup::BackupStore,
     pub accounts: AccountStore,
     pub access: Arc<dyn AccountAccess>,
     pub outbox: Outbox,
@@ -623,47 +624,4 @@ pub fn inventory_changed(e: &EventRow) -> InventoryChanged {
         at: e.at,
         detail: serde_json::to_value(e).unwrap_or_default(),
     }
-}
-
-/// Every account of a tenant, or one: for `kopterctl inventory`.
-pub async fn accounts_of(
-    accounts: &AccountStore,
-    tenant: &TenantId,
-    account: Option<&AccountId>,
-) -> anyhow::Result<Vec<AccountId>> {
-    Ok(match account {
-        Some(a) => vec![a.clone()],
-        None => accounts
-            .list(Some(tenant))
-            .await?
-            .into_iter()
-            .map(|a| a.account_id)
-            .collect(),
-    })
-}
-
-/// Inventory rows of a tenant (optionally one account / region), sorted by
-/// account then sort key.
-pub async fn inventory_rows(
-    store: &Store,
-    accounts: &AccountStore,
-    tenant: &TenantId,
-    account: Option<&AccountId>,
-    region: Option<&str>,
-) -> anyhow::Result<Vec<InventoryRow>> {
-    let ids = accounts_of(accounts, tenant, account).await?;
-    let jobs: Vec<_> = ids
-        .iter()
-        .map(|a| store.inventory(tenant, a, region, None))
-        .collect();
-    let per_account: Vec<HashMap<String, InventoryRow>> = futures::stream::iter(jobs)
-        .buffered(8)
-        .try_collect()
-        .await?;
-    let mut rows: Vec<InventoryRow> = per_account
-        .into_iter()
-        .flat_map(|m| m.into_values())
-        .collect();
-    rows.sort_by(|a, b| (&a.account, &a.sk).cmp(&(&b.account, &b.sk)));
-    Ok(rows)
 }

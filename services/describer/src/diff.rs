@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use kopter_schema::items::keys;
 use kopter_schema::{AccountId, TenantId};
 
-use crate::rows::{
-    Change, EventRow, InstanceFields, InventoryRow, Resource, ResourceKind, inventory_sk,
+use kopter_store::inventory::{
+    Change, EventRow, InstanceFields, InventoryRow, Resource, ResourceKind, Write, inventory_sk,
 };
 
 /// Who and when of one describe.
@@ -41,20 +41,6 @@ impl Scope {
             Scope::Only(ids) => ids.contains(&(kind, id.to_owned())),
         }
     }
-}
-
-/// One write to the inventory table.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Write {
-    /// Nothing changed: only `last_seen` moves.
-    Touch { sk: String },
-    /// The row changes; `events` are appended to the history in the same
-    /// transaction. `expected_version` is `None` for a new row.
-    Put {
-        row: Box<InventoryRow>,
-        expected_version: Option<u64>,
-        events: Vec<EventRow>,
-    },
 }
 
 /// Observed resources (`id`, state) against the previous rows of the
@@ -364,7 +350,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::rows::{SnapshotFields, VolumeFields};
+    use kopter_store::inventory::{SnapshotFields, VolumeFields};
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -424,7 +410,7 @@ mod tests {
             .map(|e| {
                 (
                     e.change.to_string(),
-                    crate::rows::fixed_time(e.at),
+                    kopter_store::inventory::fixed_time(e.at),
                     e.resource.state().to_owned(),
                 )
             })

@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{Filter, Tag};
 use chrono::{DateTime, Utc};
 use kopter_runtime::AssumeRoleError;
 
-use crate::rows::{InstanceFields, Resource, SnapshotFields, VolumeFields};
+use kopter_store::inventory::{InstanceFields, Resource, SnapshotFields, VolumeFields};
 
 /// EC2 error codes that mean "this account (or region) will not let us
 /// in": the role lacks permissions, the region is disabled, the account is

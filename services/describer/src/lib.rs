@@ -7,8 +7,6 @@ pub mod backup;
 pub mod describe;
 pub mod diff;
 pub mod ec2;
-pub mod rows;
-pub mod store;
 
 use std::sync::Arc;
 
@@ -114,8 +112,8 @@ pub fn handler(ctx: &ServiceContext) -> anyhow::Result<Arc<dyn Handler>> {
 pub fn describer_with(ctx: &ServiceContext, access: Arc<dyn AccountAccess>) -> Describer {
     let d = &ctx.config.describer;
     Describer {
-        store: store::Store::new(ctx.aws.dynamodb(), &ctx.names),
-        backups: backup::BackupStore::new(ctx.aws.dynamodb(), &ctx.names),
+        store: kopter_store::inventory::InventoryStore::new(ctx.aws.dynamodb(), &ctx.names),
+        backups: kopter_store::backup::BackupStore::new(ctx.aws.dynamodb(), &ctx.names),
         accounts: ctx.accounts.clone(),
         access,
         outbox: ctx.outbox.clone(),

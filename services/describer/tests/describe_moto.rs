@@ -14,9 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
-use describer::backup::{BackupPolicy, MANAGED_TAG};
 use describer::ec2::AccountError;
-use describer::rows::{Change, EventRow, Resource};
 use describer::{AccountAccess, AssumedRoles, Describer, DescriberHandler, SweepKind};
 use kopter_runtime::accounts::Onboarding;
 use kopter_runtime::messaging::envelope;
@@ -25,6 +23,8 @@ use kopter_runtime::{AssumeRoleError, BoxFuture, CustomerRole, SqsQueue, Worker}
 use kopter_schema::items::AccountRecord;
 use kopter_schema::messages::{AccountRegion, Sweep, TargetedDescribe};
 use kopter_schema::{AccountId, Envelope, Message, Service, TenantId};
+use kopter_store::backup::{BackupPolicy, MANAGED_TAG};
+use kopter_store::inventory::{Change, EventRow, Resource};
 use kopter_tests::{TestEnv, eventually, random_account};
 use tokio_util::sync::CancellationToken;
 
@@ -432,7 +432,7 @@ async fn a_broken_role_or_disabled_region_marks_only_that_account_unhealthy() {
                     .await
                     .unwrap();
                 inv.values()
-                    .any(|r| r.kind() == describer::rows::ResourceKind::Instance)
+                    .any(|r| r.kind() == kopter_store::inventory::ResourceKind::Instance)
                     .then_some(())
             },
         )
@@ -549,14 +549,14 @@ async fn twenty_accounts_by_three_regions_through_the_queue() {
             for tenant in ["acme", "globex"] {
                 let t = TenantId::new(tenant).unwrap();
                 rows.extend(
-                    describer::describe::inventory_rows(&d.store, &d.accounts, &t, None, None)
+                    kopter_store::inventory::inventory_rows(&d.store, &d.accounts, &t, None, None)
                         .await
                         .unwrap(),
                 );
             }
             let n = rows
                 .iter()
-                .filter(|r| r.kind() == describer::rows::ResourceKind::Instance)
+                .filter(|r| r.kind() == kopter_store::inventory::ResourceKind::Instance)
                 .count();
             (n >= 60).then_some(rows)
         },
@@ -567,7 +567,7 @@ async fn twenty_accounts_by_three_regions_through_the_queue() {
     assert!(summary.received >= 61, "{summary:?}");
     let instances: Vec<_> = all
         .iter()
-        .filter(|r| r.kind() == describer::rows::ResourceKind::Instance)
+        .filter(|r| r.kind() == kopter_store::inventory::ResourceKind::Instance)
         .collect();
     assert_eq!(instances.len(), 60);
     for r in &instances {

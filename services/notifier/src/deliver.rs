@@ -26,10 +26,10 @@ use kopter_schema::messages::Severity;
 use kopter_schema::{Names, Table, TenantId};
 use prometheus::{IntCounterVec, Opts};
 
-use crate::channels::{Channel, ChannelStore, TenantChannels};
 use crate::email::Mailer;
-use crate::event::severity_name;
 use crate::webhook::WebhookClient;
+use kopter_store::channels::{Channel, ChannelStore, TenantChannels};
+use kopter_store::event::severity_name;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendErrorKind {

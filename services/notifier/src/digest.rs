@@ -8,9 +8,9 @@ use anyhow::Context;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use kopter_schema::{Names, Table, TenantId};
-use trail_ingest::store::{AuditQuery, AuditRow, AuditStore};
+use kopter_store::audit::{AuditQuery, AuditRow, AuditStore};
 
-use crate::feed::FeedRow;
+use kopter_store::feed::FeedRow;
 
 /// Audit rows read per digest; more are reported as "N+".
 pub const MAX_AUDIT_ROWS: usize = 5000;

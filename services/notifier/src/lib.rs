@@ -3,12 +3,10 @@
 //! an email; bursts are collapsed; a daily digest sums up the day. See
 //! `DESIGN.md` next to this file.
 
-pub mod channels;
 pub mod deliver;
 pub mod digest;
 pub mod email;
 pub mod event;
-pub mod feed;
 pub mod webhook;
 
 use std::sync::{Arc, LazyLock};
@@ -21,16 +19,16 @@ use kopter_runtime::messaging::{Outbox, envelope};
 use kopter_runtime::{BoxFuture, Delivery, Handler, HandlerError, ServiceContext, metrics};
 use kopter_schema::messages::{BurstFlush, DailyDigest, Severity};
 use kopter_schema::{Message, Service, TenantId};
+use kopter_store::audit::AuditStore;
 use prometheus::{IntCounterVec, Opts};
-use trail_ingest::store::AuditStore;
 
-use crate::channels::ChannelStore;
 use crate::deliver::{Delivered, Deliverer, Dispatch, Markers};
 use crate::digest::CostReader;
 use crate::email::{Mailer, ses_client};
-use crate::event::{Event, key_safe, stable_id};
-use crate::feed::{FeedRow, FeedStore, PutOutcome, burst_key};
 use crate::webhook::{AddressPolicy, Lookup, SystemLookup, WebhookClient};
+use kopter_store::channels::ChannelStore;
+use kopter_store::event::{Event, key_safe, stable_id};
+use kopter_store::feed::{FeedRow, FeedStore, PutOutcome, burst_key};
 
 struct NotifierMetrics {
     events: IntCounterVec,

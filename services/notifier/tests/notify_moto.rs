@@ -19,8 +19,8 @@ use kopter_runtime::worker::{RunSummary, WorkerSettings};
 use kopter_runtime::{Delivery, HandlerError, SqsQueue, Worker};
 use kopter_schema::messages::{DailyDigest, SecurityFinding, Severity};
 use kopter_schema::{AccountId, Message, Service, TenantId};
+use kopter_store::channels::{Channel, ChannelUpdate};
 use kopter_tests::{TestEnv, endpoint, eventually, random_account, unique};
-use notifier::channels::{Channel, ChannelUpdate};
 use notifier::deliver::SendErrorKind;
 use notifier::webhook::{AddressPolicy, Lookup, LookupFuture, WebhookClient, WebhookUrl};
 use notifier::{Handled, Notifier, NotifierHandler};
@@ -861,7 +861,7 @@ async fn the_daily_digest_sums_up_each_tenants_day() {
     )
     .unwrap();
     assert_eq!(rec.event_time, at);
-    let row = trail_ingest::store::AuditRow::new(
+    let row = kopter_store::audit::AuditRow::new(
         &s.tenant("acme"),
         &AccountId::new(a.clone()).unwrap(),
         &rec,

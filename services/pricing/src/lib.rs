@@ -11,7 +11,6 @@ pub mod metrics;
 pub mod offer;
 pub mod rows;
 pub mod source;
-pub mod store;
 
 use kopter_runtime::{BoxFuture, Delivery, Handler, HandlerError, ServiceContext, decode_for};
 use kopter_schema::{Message, Service};

@@ -7,7 +7,7 @@ use kopter_runtime::metrics::register;
 use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
 
 use crate::offer::Counts;
-use crate::store::StoredCounts;
+use kopter_store::prices::StoredCounts;
 
 pub struct PricingMetrics {
     /// `kopter_pricing_region_refreshes_total{outcome=ingested|unchanged|failed}`

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::offer::{EbsKind, Price};
-use crate::store::{
+use kopter_store::prices::{
     EbsPriceItem, InstancePrices, OnDemandEntry, ReservedEntry, StoredCounts, ebs_pk, instance_pk,
     instance_sk, reserved_key,
 };

@@ -17,9 +17,9 @@ use chrono::{TimeZone, Utc};
 use kopter_runtime::HandlerError;
 use kopter_runtime::config::PriceSource;
 use kopter_schema::{Envelope, Message, Service};
+use kopter_store::prices::version_at;
 use kopter_tests::TestEnv;
 use pricing::ingest::{Ingestor, RegionOutcome};
-use pricing::store::version_at;
 
 const SMALL: &str = include_str!("fixtures/offer_small.json");
 const V1: &str = "20250523232744";
@@ -178,7 +178,7 @@ async fn setup(
     (env, ingestor, site, base)
 }
 
-fn m5_linux(p: &pricing::store::InstancePrices) -> f64 {
+fn m5_linux(p: &kopter_store::prices::InstancePrices) -> f64 {
     p.on_demand["RunInstances"].usd_per_hour
 }
 
@@ -889,7 +889,7 @@ async fn a_local_file_is_stored_for_its_region_only() {
 
 #[tokio::test]
 async fn spot_window_reads_the_point_in_force_and_the_changes_of_the_window_only() {
-    use pricing::store::SpotPoint;
+    use kopter_store::prices::SpotPoint;
 
     let (env, ing, _site, _) = setup(|_| {}).await;
     let at = |h: u32, m: u32| Utc.with_ymd_and_hms(2025, 6, 2, h, m, 0).unwrap();

@@ -45,7 +45,7 @@ use crate::normalise::{AuditRecord, ec2_targets, next_normalised};
 use crate::notification::{Notification, TrailObject, parse_notification};
 use crate::records::{RecordError, gzip_records};
 use crate::rules::evaluate;
-use crate::store::{AuditRow, AuditStore, WriteOutcome};
+use kopter_store::audit::{AuditRow, AuditStore, WriteOutcome};
 
 struct TrailMetrics {
     records: IntCounterVec,

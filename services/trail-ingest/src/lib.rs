@@ -8,7 +8,6 @@ pub mod normalise;
 pub mod notification;
 pub mod records;
 pub mod rules;
-pub mod store;
 
 use kopter_runtime::{BoxFuture, Delivery, Handler, HandlerError, ServiceContext};
 
@@ -24,7 +23,7 @@ impl Handler for TrailHandler {
 /// An ingestor wired to the process's AWS clients and config.
 pub fn ingestor(ctx: &ServiceContext) -> ingest::Ingestor {
     ingest::Ingestor {
-        store: store::AuditStore::new(ctx.aws.dynamodb(), &ctx.names),
+        store: kopter_store::audit::AuditStore::new(ctx.aws.dynamodb(), &ctx.names),
         directory: directory::Directory::new(
             ctx.accounts.clone(),
             ctx.config.trail.directory_refresh,
@@ -50,6 +49,7 @@ pub fn handler(ctx: &ServiceContext) -> anyhow::Result<std::sync::Arc<dyn Handle
 pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(sdk.endpoint_url().is_some())
+        .retry_partition(kopter_runtime::aws::retry_partition("s3"))
         .interceptor(kopter_runtime::aws::AwsMetrics)
         .build();
     aws_sdk_s3::Client::from_conf(conf)

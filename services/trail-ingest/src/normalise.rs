@@ -39,42 +39,13 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use memchr::{memchr, memchr2, memmem};
+use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::records::{Parsed, RecordError, RecordStream};
 
-/// The fields of one audit-log row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    pub event_id: String,
-    pub event_time: DateTime<Utc>,
-    pub event_source: String,
-    pub event_name: String,
-    pub aws_region: String,
-    pub recipient_account: Option<String>,
-    /// `userIdentity.accountId`.
-    pub user_account: Option<String>,
-    pub principal_arn: Option<String>,
-    /// `userIdentity.type`: `Root`, `IAMUser`, `AssumedRole`, `AWSService`, …
-    pub principal_type: Option<String>,
-    pub source_ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub read_only: Option<bool>,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    /// Resources touched: `resources[].ARN`, then (EC2 events) the instance,
-    /// volume, snapshot and security-group ids named in the request or
-    /// response, sorted. No duplicates.
-    pub resources: Vec<String>,
-    /// The record's JSON, as received.
-    pub raw: String,
-    /// `additionalEventData.MFAUsed` (`Yes`/`No`, any case).
-    pub mfa_used: Option<bool>,
-    /// `responseElements.ConsoleLogin`: `Success` or `Failure`.
-    pub console_login: Option<String>,
-}
+pub use kopter_store::audit::AuditRecord;
 
 /// Why a record could not be normalised. The message names the field.
 #[derive(Debug, thiserror::Error)]

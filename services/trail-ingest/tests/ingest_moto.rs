@@ -15,9 +15,9 @@ use kopter_runtime::worker::{RunSummary, WorkerSettings};
 use kopter_runtime::{SqsQueue, Worker};
 use kopter_schema::items::TrailSource;
 use kopter_schema::{Envelope, Message, Service, TenantId};
+use kopter_store::audit::AuditQuery;
 use kopter_tests::{TestEnv, eventually, random_account, unique};
 use tokio_util::sync::CancellationToken;
-use trail_ingest::store::AuditQuery;
 
 const FIXTURE: &str = include_str!("fixtures/doc_example_records.json");
 const DOC_ACCOUNT: &str = "111122223333";

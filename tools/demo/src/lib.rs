@@ -302,16 +302,16 @@ impl Demo {
         }
         for tenant in self.tenants() {
             let store =
-                notifier::channels::ChannelStore::new(self.ctx.aws.dynamodb(), &self.ctx.names);
-            let url = notifier::webhook::WebhookUrl::parse(
+                kopter_store::channels::ChannelStore::new(self.ctx.aws.dynamodb(), &self.ctx.names);
+            let url = kopter_store::webhook_url::WebhookUrl::parse(
                 &format!("{}/webhook/{tenant}", self.site.base_url),
-                notifier::webhook::AddressPolicy { allow_local: true },
+                kopter_store::webhook_url::AddressPolicy { allow_local: true },
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             store
                 .update(
                     &tenant,
-                    &notifier::channels::ChannelUpdate {
+                    &kopter_store::channels::ChannelUpdate {
                         webhook: Some(Some(url)),
                         webhook_min_severity: Some(Severity::Warning),
                         digest: Some(true),

@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use aggregator::graph::{GraphStore, day_key, hour_key};
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use describer::rows::{InventoryRow, Resource, ResourceKind};
 use kopter_schema::Service;
-use notifier::feed::{FeedRow, FeedStore};
-use trail_ingest::store::{AuditQuery, AuditRow, AuditStore};
+use kopter_store::audit::{AuditQuery, AuditRow, AuditStore};
+use kopter_store::feed::{FeedRow, FeedStore};
+use kopter_store::graph::{GraphStore, day_key, hour_key};
+use kopter_store::inventory::{InventoryRow, Resource, ResourceKind};
 
 use crate::Demo;
 
@@ -72,7 +72,7 @@ impl Report {
     pub async fn read(demo: &Demo) -> anyhow::Result<Report> {
         let ctx = &demo.ctx;
         let ddb = ctx.aws.dynamodb();
-        let inventory = describer::store::Store::new(ddb.clone(), &ctx.names);
+        let inventory = kopter_store::inventory::InventoryStore::new(ddb.clone(), &ctx.names);
         let graph = GraphStore::new(ddb.clone(), &ctx.names);
         let audit = AuditStore::new(ddb.clone(), &ctx.names);
         let feed = FeedStore::new(ddb, &ctx.names);
@@ -80,7 +80,7 @@ impl Report {
         let to = Utc::now().duration_trunc(Duration::hours(1))? + Duration::hours(1);
         let mut accounts = Vec::new();
         for (rec, a) in demo.records.iter().zip(&demo.opts.accounts) {
-            let mut rows = describer::describe::inventory_rows(
+            let mut rows = kopter_store::inventory::inventory_rows(
                 &inventory,
                 &ctx.accounts,
                 &rec.tenant_id,

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use describer::rows::{Resource, ResourceKind};
 use kopter_demo::estate::estate_of;
 use kopter_demo::{Demo, DemoAccount, Mode, Options};
+use kopter_store::inventory::{Resource, ResourceKind};
 use kopter_tests::{endpoint, random_account, unique};
 
 fn free_port() -> u16 {
@@ -129,7 +129,7 @@ async fn the_demo_settles_and_reports_inventory_cost_audit_and_notifications() {
     assert!(acme.len() >= 20, "acme audit rows: {}", acme.len());
     assert!(globex.len() >= 10, "globex audit rows: {}", globex.len());
     assert!(acme.iter().all(|r| r.tenant.as_str() == "acme"));
-    let findings = |rows: &[trail_ingest::store::AuditRow]| -> Vec<String> {
+    let findings = |rows: &[kopter_store::audit::AuditRow]| -> Vec<String> {
         rows.iter().flat_map(|r| r.findings.clone()).collect()
     };
     let acme_findings = findings(acme);

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use describer::backup::{BackupPolicy, BackupStore};
 use humantime_serde::re::humantime;
 use kopter_runtime::AwsContext;
 use kopter_runtime::accounts::AccountStore;
 use kopter_schema::{Names, TenantId};
+use kopter_store::backup::{BackupPolicy, BackupStore};
 
 use crate::refuse;
 

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use aggregator::graph::{Budget, GraphStore, SeriesPoint, day_key, hour_key};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use kopter_runtime::AwsContext;
 use kopter_schema::{AccountId, Names, TenantId};
+use kopter_store::graph::{Budget, GraphStore, SeriesPoint, day_key, hour_key};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Granularity {
@@ -98,7 +98,7 @@ pub async fn cost(
         Ok(a) => a,
         Err(e) => return refuse(e),
     };
-    let dims = aggregator::graph::dimensions(tags);
+    let dims = kopter_store::graph::dimensions(tags);
     if !dims.contains(&args.by) {
         return refuse(format!(
             "--by {:?}: expected one of {}",

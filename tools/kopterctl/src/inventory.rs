@@ -4,10 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use describer::rows::{InventoryRow, Resource};
 use kopter_runtime::AwsContext;
 use kopter_runtime::accounts::{AccountStore, is_region_name};
 use kopter_schema::{AccountId, Names, TenantId};
+use kopter_store::inventory::{InventoryRow, Resource};
 
 #[derive(Args)]
 pub struct InventoryArgs {
@@ -68,9 +68,9 @@ pub async fn run(aws: &AwsContext, names: &Names, args: InventoryArgs) -> anyhow
     {
         return refuse(format!("invalid region {r:?}"));
     }
-    let store = describer::store::Store::new(aws.dynamodb(), names);
+    let store = kopter_store::inventory::InventoryStore::new(aws.dynamodb(), names);
     let accounts = AccountStore::new(aws.dynamodb(), names);
-    let mut rows = describer::describe::inventory_rows(
+    let mut rows = kopter_store::inventory::inventory_rows(
         &store,
         &accounts,
         &tenant,
@@ -104,7 +104,7 @@ pub async fn run(aws: &AwsContext, names: &Names, args: InventoryArgs) -> anyhow
         );
     }
     let count = |k| rows.iter().filter(|r| r.kind() == k).count();
-    use describer::rows::ResourceKind::*;
+    use kopter_store::inventory::ResourceKind::*;
     println!(
         "{} instance(s), {} volume(s), {} snapshot(s)",
         count(Instance),

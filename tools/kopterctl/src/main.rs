@@ -360,9 +360,9 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                     }
                 },
             };
-            let store = trail_ingest::store::AuditStore::new(aws.dynamodb(), &names);
+            let store = kopter_store::audit::AuditStore::new(aws.dynamodb(), &names);
             let rows = store
-                .query(&trail_ingest::store::AuditQuery {
+                .query(&kopter_store::audit::AuditQuery {
                     tenant,
                     since,
                     until,

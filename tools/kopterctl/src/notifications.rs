@@ -7,10 +7,10 @@ use clap::{Args, Subcommand};
 use kopter_runtime::{AwsContext, Config};
 use kopter_schema::messages::Severity;
 use kopter_schema::{Names, TenantId};
-use notifier::channels::{Channel, ChannelStore, ChannelUpdate, valid_email};
-use notifier::event::{parse_severity, severity_name};
-use notifier::feed::FeedStore;
-use notifier::webhook::{AddressPolicy, WebhookUrl};
+use kopter_store::channels::{Channel, ChannelStore, ChannelUpdate, valid_email};
+use kopter_store::event::{parse_severity, severity_name};
+use kopter_store::feed::FeedStore;
+use kopter_store::webhook_url::{AddressPolicy, WebhookUrl};
 
 #[derive(Args)]
 pub struct NotificationsArgs {

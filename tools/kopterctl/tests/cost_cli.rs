@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::process::Output;
 
-use describer::rows::{Change, EventRow, InstanceFields, InventoryRow, Resource, inventory_sk};
 use kopter_runtime::accounts::Onboarding;
 use kopter_schema::items::keys;
 use kopter_schema::messages::AggregateHour;
 use kopter_schema::{AccountId, Table, TenantId};
+use kopter_store::inventory::{
+    Change, EventRow, InstanceFields, InventoryRow, Resource, inventory_sk,
+};
 use kopter_tests::{TestEnv, random_account, unique};
 
 const OFFER: &str = include_str!("../../../services/pricing/tests/fixtures/offer_small.json");

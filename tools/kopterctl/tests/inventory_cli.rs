@@ -126,8 +126,8 @@ async fn inventory_lists_instances_volumes_and_snapshots_of_one_tenant() {
 async fn backup_policy_is_set_per_tenant_and_read_by_the_describer() {
     use std::time::Duration;
 
-    use describer::backup::{BackupPolicy, BackupStore};
     use kopter_schema::TenantId;
+    use kopter_store::backup::{BackupPolicy, BackupStore};
 
     let env = TestEnv::new().await;
     let store = BackupStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);

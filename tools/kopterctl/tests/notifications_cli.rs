@@ -5,9 +5,9 @@ use std::process::Output;
 use chrono::Utc;
 use kopter_schema::messages::Severity;
 use kopter_schema::{AccountId, TenantId};
+use kopter_store::event::Event;
+use kopter_store::feed::{FeedRow, FeedStore};
 use kopter_tests::{TestEnv, random_account};
-use notifier::event::Event;
-use notifier::feed::{FeedRow, FeedStore};
 
 async fn kopterctl(env: &TestEnv, args: &[&str]) -> Output {
     env.run(env!("CARGO_BIN_EXE_kopterctl"), args).await

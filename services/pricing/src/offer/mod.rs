@@ -45,7 +45,7 @@ mod error;
 mod input;
 mod lexer;
 mod parser;
-pub mod platform;
+pub use kopter_store::platform;
 pub mod usd;
 
 #[cfg(test)]

@@ -12,12 +12,27 @@ use std::collections::HashMap;
 use anyhow::Context;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use kopter_runtime::accounts::AccountStore;
 use kopter_runtime::dynamo;
 use kopter_schema::items::keys;
 use kopter_schema::{AccountId, Names, Table, TenantId};
 
-use crate::diff::Write;
-use crate::rows::{EventRow, InventoryRow, ResourceKind, fixed_time, inventory_prefix};
+use super::rows::{EventRow, InventoryRow, ResourceKind, fixed_time, inventory_prefix};
+
+/// One write to the inventory table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Nothing changed: only `last_seen` moves.
+    Touch { sk: String },
+    /// The row changes; `events` are appended to the history in the same
+    /// transaction. `expected_version` is `None` for a new row.
+    Put {
+        row: Box<InventoryRow>,
+        expected_version: Option<u64>,
+        events: Vec<EventRow>,
+    },
+}
 
 /// A write lost an optimistic-concurrency race.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +42,7 @@ pub struct Conflict {
 }
 
 #[derive(Clone, Debug)]
-pub struct Store {
+pub struct InventoryStore {
     ddb: aws_sdk_dynamodb::Client,
     inventory: String,
     events: String,
@@ -38,7 +53,7 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-impl Store {
+impl InventoryStore {
     pub fn new(ddb: aws_sdk_dynamodb::Client, names: &Names) -> Self {
         Self {
             ddb,
@@ -262,4 +277,47 @@ impl Store {
             .with_context(|| format!("record the health of account {account}"))?;
         Ok(())
     }
+}
+
+/// Every account of a tenant, or one: for `kopterctl inventory`.
+pub async fn accounts_of(
+    accounts: &AccountStore,
+    tenant: &TenantId,
+    account: Option<&AccountId>,
+) -> anyhow::Result<Vec<AccountId>> {
+    Ok(match account {
+        Some(a) => vec![a.clone()],
+        None => accounts
+            .list(Some(tenant))
+            .await?
+            .into_iter()
+            .map(|a| a.account_id)
+            .collect(),
+    })
+}
+
+/// Inventory rows of a tenant (optionally one account / region), sorted by
+/// account then sort key.
+pub async fn inventory_rows(
+    store: &InventoryStore,
+    accounts: &AccountStore,
+    tenant: &TenantId,
+    account: Option<&AccountId>,
+    region: Option<&str>,
+) -> anyhow::Result<Vec<InventoryRow>> {
+    let ids = accounts_of(accounts, tenant, account).await?;
+    let jobs: Vec<_> = ids
+        .iter()
+        .map(|a| store.inventory(tenant, a, region, None))
+        .collect();
+    let per_account: Vec<HashMap<String, InventoryRow>> = futures::stream::iter(jobs)
+        .buffered(8)
+        .try_collect()
+        .await?;
+    let mut rows: Vec<InventoryRow> = per_account
+        .into_iter()
+        .flat_map(|m| m.into_values())
+        .collect();
+    rows.sort_by(|a, b| (&a.account, &a.sk).cmp(&(&b.account, &b.sk)));
+    Ok(rows)
 }

@@ -21,7 +21,7 @@ use kopter_schema::messages::Severity;
 use kopter_schema::{Names, Table, TenantId};
 use serde::{Deserialize, Serialize};
 
-use crate::webhook::WebhookUrl;
+use crate::webhook_url::WebhookUrl;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Channel {

@@ -19,6 +19,7 @@
 //! Every partition key starts with the tenant.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::Context;
 use aws_sdk_dynamodb::Client;
@@ -28,7 +29,31 @@ use kopter_runtime::dynamo;
 use kopter_schema::{AccountId, Names, Table, TenantId};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::CostLine;
+/// What a resource cost in one hour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostLine {
+    pub resource_id: Arc<str>,
+    /// `instance`, `volume`, `snapshot`.
+    pub kind: &'static str,
+    pub region: Arc<str>,
+    pub hour: DateTime<Utc>,
+    /// Instance: running hours; volume / snapshot: GB-hours.
+    pub usage: f64,
+    pub unit: &'static str,
+    pub cost_usd: Option<f64>,
+    /// Instances on demand: the same seconds at the 1-yr standard
+    /// no-upfront reserved rate.
+    pub reserved_usd: Option<f64>,
+    /// Why the price is unknown (then `cost_usd` is `None`).
+    pub missing: Option<String>,
+    /// `m5` (instance family), `ebs-gp3`, `ebs-snapshot`.
+    pub family: Arc<str>,
+    /// Instance type or volume type at the end of the hour.
+    pub detail: Arc<str>,
+    /// `on-demand`, `spot`, … (instances only; empty otherwise).
+    pub lifecycle: Arc<str>,
+    pub tags: Arc<BTreeMap<String, String>>,
+}
 
 /// `2025-05-20T10`.
 pub fn hour_key(hour: DateTime<Utc>) -> String {

@@ -1,4 +1,4 @@
-//! Mapping DescribeInstances onto an [`InstanceKey`](super::InstanceKey).
+//! Mapping DescribeInstances onto the offer file's instance attributes.
 //!
 //! An instance's price is found by `(region, InstanceType,
 //! Placement.Tenancy, UsageOperation)`: the offer file's `operation`

@@ -23,7 +23,36 @@ use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use kopter_schema::{AccountId, Names, Table, TenantId};
 use serde::{Deserialize, Serialize};
 
-use crate::normalise::AuditRecord;
+/// The fields of one audit-log row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub event_id: String,
+    pub event_time: DateTime<Utc>,
+    pub event_source: String,
+    pub event_name: String,
+    pub aws_region: String,
+    pub recipient_account: Option<String>,
+    /// `userIdentity.accountId`.
+    pub user_account: Option<String>,
+    pub principal_arn: Option<String>,
+    /// `userIdentity.type`: `Root`, `IAMUser`, `AssumedRole`, `AWSService`, …
+    pub principal_type: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub read_only: Option<bool>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// Resources touched: `resources[].ARN`, then (EC2 events) the instance,
+    /// volume, snapshot and security-group ids named in the request or
+    /// response, sorted. No duplicates.
+    pub resources: Vec<String>,
+    /// The record's JSON, as received.
+    pub raw: String,
+    /// `additionalEventData.MFAUsed` (`Yes`/`No`, any case).
+    pub mfa_used: Option<bool>,
+    /// `responseElements.ConsoleLogin`: `Success` or `Failure`.
+    pub console_login: Option<String>,
+}
 
 /// DynamoDB items are at most 400 KB; raw records above this are stored
 /// cut, with `raw_truncated` set (the normalised fields stay complete).
