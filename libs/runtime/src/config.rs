@@ -417,7 +417,9 @@ impl Config {
             if let Some(url) = url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
-                problems.push(format!("{key}: {url:?} must start with http:// or https://"));
+                problems.push(format!(
+                    "{key}: {url:?} must start with http:// or https://"
+                ));
             }
         }
         let c = &self.credentials;

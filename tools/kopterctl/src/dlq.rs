@@ -162,10 +162,17 @@ pub async fn run(aws: &AwsContext, names: &Names, args: DlqArgs) -> anyhow::Resu
                 Format::Table => print_table(&dlq.name, &letters),
             }
         }
-        DlqCommand::Show { service, id, format } => {
+        DlqCommand::Show {
+            service,
+            id,
+            format,
+        } => {
             let dlq = Dlq::open(aws, names, service).await?;
             let messages = dlq.peek(usize::MAX, Some(&id)).await?;
-            let Some(m) = messages.iter().find(|m| m.message_id.as_deref() == Some(&id)) else {
+            let Some(m) = messages
+                .iter()
+                .find(|m| m.message_id.as_deref() == Some(&id))
+            else {
                 eprintln!("kopterctl: no message {id} in {}", dlq.name);
                 return Ok(ExitCode::FAILURE);
             };
@@ -323,7 +330,10 @@ impl Dlq {
             let failed = match out {
                 Ok(o) => o.failed.len(),
                 Err(e) => {
-                    eprintln!("kopterctl: make messages visible again in {}: {e}", self.name);
+                    eprintln!(
+                        "kopterctl: make messages visible again in {}: {e}",
+                        self.name
+                    );
                     chunk.len()
                 }
             };
@@ -367,9 +377,10 @@ impl Dlq {
                     .iter()
                     .flatten()
                     .map(|(k, v)| {
-                        let value = v.string_value.clone().unwrap_or_else(|| {
-                            format!("({} value)", v.data_type)
-                        });
+                        let value = v
+                            .string_value
+                            .clone()
+                            .unwrap_or_else(|| format!("({} value)", v.data_type));
                         (k.clone(), value)
                     })
                     .collect()
@@ -400,7 +411,8 @@ impl Dlq {
                     break;
                 }
                 for m in batch {
-                    let (Some(id), Some(receipt)) = (m.message_id.clone(), m.receipt_handle.clone())
+                    let (Some(id), Some(receipt)) =
+                        (m.message_id.clone(), m.receipt_handle.clone())
                     else {
                         continue;
                     };
@@ -486,13 +498,19 @@ fn kind_of(service: Service, body: &str) -> (String, Option<String>) {
             let raw = serde_json::from_str::<serde_json::Value>(body)
                 .ok()
                 .and_then(|v| v.get("kind")?.as_str().map(str::to_owned));
-            (raw.unwrap_or_else(|| "undecodable".into()), Some(e.to_string()))
+            (
+                raw.unwrap_or_else(|| "undecodable".into()),
+                Some(e.to_string()),
+            )
         }
     }
 }
 
 fn short_time(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(|| "-".into(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    t.map_or_else(
+        || "-".into(),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }
 
 fn one_line(text: &str, max: usize) -> String {
@@ -566,7 +584,10 @@ mod tests {
             kopter_schema::Message::DescribeSweep(kopter_schema::messages::Sweep {}),
         ))
         .unwrap();
-        assert_eq!(kind_of(Service::Describer, &env), ("describe.sweep".into(), None));
+        assert_eq!(
+            kind_of(Service::Describer, &env),
+            ("describe.sweep".into(), None)
+        );
         let (kind, why) = kind_of(Service::Pricing, &env);
         assert_eq!(kind, "describe.sweep");
         assert!(why.unwrap().contains("not for the pricing service"));

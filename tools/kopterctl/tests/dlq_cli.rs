@@ -45,15 +45,21 @@ async fn a_dead_letter_is_listed_shown_and_redriven() {
             run_workers(&ctx, vec![(Service::Describer, handler)], stop).await
         })
     };
-    eventually("the message in the DLQ", Duration::from_secs(60), || async {
-        (env.depth(&dlq).await.0 == 1).then_some(())
-    })
+    eventually(
+        "the message in the DLQ",
+        Duration::from_secs(60),
+        || async { (env.depth(&dlq).await.0 == 1).then_some(()) },
+    )
     .await;
     stop.cancel();
     worker.await.unwrap().unwrap();
     assert_eq!(env.depth(&queue).await, (0, 0));
 
-    let listed = kopterctl(&env, &["dlq", "list", "--service", "describer", "--format", "json"]).await;
+    let listed = kopterctl(
+        &env,
+        &["dlq", "list", "--service", "describer", "--format", "json"],
+    )
+    .await;
     assert!(listed.status.success(), "{}", stderr(&listed));
     let letters: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     let letters = letters.as_array().unwrap();
@@ -73,7 +79,9 @@ async fn a_dead_letter_is_listed_shown_and_redriven() {
             .contains("does not handle \"describe.sweep\""),
         "{letter}"
     );
-    assert!(failure["first_failed_at"].as_str().unwrap() <= failure["last_failed_at"].as_str().unwrap());
+    assert!(
+        failure["first_failed_at"].as_str().unwrap() <= failure["last_failed_at"].as_str().unwrap()
+    );
     // Looking did not consume: the message is visible in the DLQ again.
     assert_eq!(env.depth(&dlq).await, (1, 0));
 
@@ -87,17 +95,35 @@ async fn a_dead_letter_is_listed_shown_and_redriven() {
     let text = stdout(&shown);
     assert!(shown.status.success(), "{}", stderr(&shown));
     assert!(text.contains("kind            describe.sweep"), "{text}");
-    assert!(text.contains("\"kind\": \"describe.sweep\""), "pretty body: {text}");
-    assert!(text.contains("failures        2 (last: permanent)"), "{text}");
+    assert!(
+        text.contains("\"kind\": \"describe.sweep\""),
+        "pretty body: {text}"
+    );
+    assert!(
+        text.contains("failures        2 (last: permanent)"),
+        "{text}"
+    );
 
-    let missing = kopterctl(&env, &["dlq", "show", "--service", "describer", "no-such-id"]).await;
+    let missing = kopterctl(
+        &env,
+        &["dlq", "show", "--service", "describer", "no-such-id"],
+    )
+    .await;
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("no message no-such-id"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("no message no-such-id"),
+        "{}",
+        stderr(&missing)
+    );
     let refused = kopterctl(&env, &["dlq", "redrive", "--service", "describer"]).await;
     assert_eq!(refused.status.code(), Some(2));
     assert_eq!(env.depth(&dlq).await, (1, 0));
 
-    let moved = kopterctl(&env, &["dlq", "redrive", "--service", "describer", "--id", &id]).await;
+    let moved = kopterctl(
+        &env,
+        &["dlq", "redrive", "--service", "describer", "--id", &id],
+    )
+    .await;
     let text = stdout(&moved);
     assert!(moved.status.success(), "{}", stderr(&moved));
     assert!(text.contains(&format!("moved {id} → ")), "{text}");
@@ -112,7 +138,11 @@ async fn a_dead_letter_is_listed_shown_and_redriven() {
     let again = kopterctl(&env, &["dlq", "redrive", "--service", "describer", "--all"]).await;
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stdout(&again).contains("0 message(s) moved"));
-    let gone = kopterctl(&env, &["dlq", "redrive", "--service", "describer", "--id", &id]).await;
+    let gone = kopterctl(
+        &env,
+        &["dlq", "redrive", "--service", "describer", "--id", &id],
+    )
+    .await;
     assert_eq!(gone.status.code(), Some(1));
     assert!(stderr(&gone).contains(&id), "{}", stderr(&gone));
 }

@@ -104,14 +104,12 @@ impl FailureLog {
     pub async fn put(&self, failure: &MessageFailure, now: DateTime<Utc>) -> anyhow::Result<()> {
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let n = |v: i64| AttributeValue::N(v.to_string());
-        let expires = now.timestamp() + i64::try_from(self.keep_for.as_secs()).unwrap_or(i64::MAX / 2);
+        let expires =
+            now.timestamp() + i64::try_from(self.keep_for.as_secs()).unwrap_or(i64::MAX / 2);
         self.ddb
             .update_item()
             .table_name(&self.table)
-            .key(
-                "pk",
-                s(&failure_key(self.service, &failure.message_id)),
-            )
+            .key("pk", s(&failure_key(self.service, &failure.message_id)))
             .update_expression(
                 "SET service = :service, message_id = :id, \
                  first_failed_at = if_not_exists(first_failed_at, :now), \
