@@ -26,7 +26,6 @@ use kopter_runtime::AwsContext;
 use kopter_runtime::queue::failures::{FailureLog, FailureRecord};
 use kopter_schema::{Envelope, Names, Service};
 use serde::Serialize;
-use trail_ingest::notification::{Notification, parse_notification};
 
 /// How long a looked-at message stays hidden if kopterctl dies before it
 /// makes the message visible again.
@@ -477,15 +476,54 @@ async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<Stri
         .with_context(|| format!("GetQueueUrl for {name} returned no URL"))
 }
 
+/// The shape of a trail-ingest message, told from its JSON alone (kopterctl
+/// does not link the service): an S3 event notification (`Records`, S3's
+/// `s3:TestEvent`), CloudTrail's own SNS notice (`s3Bucket` +
+/// `s3ObjectKey`), each also inside an SNS envelope (`Type: Notification`,
+/// the notification in `Message`). Shapes: the S3 User Guide, "Event
+/// message structure"; the CloudTrail User Guide, "Configuring SNS
+/// notifications for CloudTrail".
+fn trail_kind(body: &str) -> (String, Option<String>) {
+    let value: serde_json::Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(e) => return ("undecodable".into(), Some(format!("not JSON: {e}"))),
+    };
+    let inner = match (
+        value.get("Type").and_then(|t| t.as_str()),
+        value.get("Message"),
+    ) {
+        (Some("Notification"), Some(serde_json::Value::String(m))) => {
+            match serde_json::from_str::<serde_json::Value>(m) {
+                Ok(v) => v,
+                Err(e) => {
+                    return (
+                        "undecodable".into(),
+                        Some(format!("SNS Message is not JSON: {e}")),
+                    );
+                }
+            }
+        }
+        _ => value,
+    };
+    if inner.get("Event").and_then(|e| e.as_str()) == Some("s3:TestEvent") {
+        ("s3:TestEvent".into(), None)
+    } else if inner.get("Records").is_some_and(|r| r.is_array()) {
+        ("s3-notification".into(), None)
+    } else if inner.get("s3Bucket").is_some() && inner.get("s3ObjectKey").is_some() {
+        ("cloudtrail-notification".into(), None)
+    } else {
+        (
+            "undecodable".into(),
+            Some("neither an S3 event notification nor a CloudTrail SNS notice".into()),
+        )
+    }
+}
+
 /// What a body is, as the service would see it, and why it cannot be
 /// decoded if it cannot.
 fn kind_of(service: Service, body: &str) -> (String, Option<String>) {
     if service == Service::TrailIngest {
-        return match parse_notification(body) {
-            Ok(Notification::Objects(_)) => ("s3-notification".into(), None),
-            Ok(Notification::TestEvent) => ("s3:TestEvent".into(), None),
-            Err(e) => ("undecodable".into(), Some(e.to_string())),
-        };
+        return trail_kind(body);
     }
     match Envelope::decode(body) {
         Ok(env) if service.accepts(env.message.kind()) => (env.message.kind().to_owned(), None),
