@@ -6,6 +6,8 @@
 //! queues, topic and tables are its own and tests can run in parallel
 //! against one moto server.
 
+pub mod faults;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

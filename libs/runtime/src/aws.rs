@@ -1,24 +1,51 @@
 //! AWS SDK configuration shared by every client of a process.
 //!
 //! [`AwsContext::load`] builds one `SdkConfig` (one HTTP client, one
-//! connection pool) with adaptive retry; every client, including the
-//! per-customer-account ones, is derived from it. The [`AwsMetrics`]
-//! interceptor counts requests, retries and throttles per AWS service and
-//! operation, so throttling at scale shows up in `/metrics`.
+//! connection pool) with a deliberate retry policy and deadlines; every
+//! client, including the per-customer-account ones, is derived from it.
+//!
+//! - **Deadlines**: connect, per-attempt and per-operation timeouts
+//!   (`aws.connect_timeout`, `aws.attempt_timeout`, `aws.operation_timeout`)
+//!   sit in the `SdkConfig`, so every client built from it — the services'
+//!   own S3, SES and Price List clients too — has them. A stalled
+//!   connection cannot hold a handler or a shutdown.
+//! - **Retry**: standard mode (or adaptive, `aws.retry_mode`) with
+//!   `aws.max_attempts`, and a retry quota per AWS service and process
+//!   (`aws.retry_quota`, `aws.retry_quota_refill_per_second`; see
+//!   [`retry_partition`] and `DESIGN.md` for why the SDK's default quota
+//!   gives up under sustained throttling).
+//! - **Errors that say what happened**: the [`AwsMetrics`] interceptor
+//!   turns a 5xx whose body is not the protocol's (an HTML or text page from
+//!   a load balancer or proxy) into a well-formed protocol error with code
+//!   `ServiceUnavailable`/`InternalFailure`/… and the status in the message,
+//!   instead of the SDK's "unhandled error: unexpected token". [`classify`]
+//!   tells throttling, server errors, timeouts and connection failures from
+//!   everything else, anywhere in an error chain.
+//! - **Metrics**: requests, retries, throttles and server errors per AWS
+//!   service and operation.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::ErrorMetadata;
 
-use crate::config::Config;
+use crate::config::{AwsConfig, AwsRetryMode, Config};
 use crate::metrics;
 
 /// The process's AWS configuration.
@@ -32,15 +59,15 @@ pub struct AwsContext {
 
 impl AwsContext {
     pub async fn load(config: &Config) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
-            RetryConfig::adaptive()
-                .with_max_attempts(config.aws.max_attempts)
-                .with_use_static_exponential_base(false),
-        );
-        if let Some(url) = &config.aws.endpoint_url {
+        let aws = &config.aws;
+        set_retry_quota(RetryQuota::from(aws));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(retry_config(aws))
+            .timeout_config(timeout_config(aws));
+        if let Some(url) = &aws.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        if let Some(region) = &config.aws.region {
+        if let Some(region) = &aws.region {
             loader = loader.region(Region::new(region.clone()));
         }
         let mut sdk = loader.load().await;
@@ -69,7 +96,9 @@ impl AwsContext {
     /// is — see the test below); `aws.endpoint_url`; `AWS_ENDPOINT_URL`;
     /// real AWS.
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        let mut conf = aws_sdk_dynamodb::config::Builder::from(&self.sdk).interceptor(AwsMetrics);
+        let mut conf = aws_sdk_dynamodb::config::Builder::from(&self.sdk)
+            .retry_partition(retry_partition("dynamodb"))
+            .interceptor(AwsMetrics);
         if let Some(url) = &self.dynamodb_endpoint_url {
             conf = conf.endpoint_url(url);
         }
@@ -83,33 +112,137 @@ impl AwsContext {
     }
 }
 
+/// The retry policy of `aws.*`: jittered exponential backoff (1 s initial,
+/// 20 s at most — the SDK's), `aws.max_attempts` attempts.
+pub fn retry_config(aws: &AwsConfig) -> RetryConfig {
+    let base = match aws.retry_mode {
+        AwsRetryMode::Standard => RetryConfig::standard(),
+        AwsRetryMode::Adaptive => RetryConfig::adaptive(),
+    };
+    base.with_max_attempts(aws.max_attempts)
+        .with_use_static_exponential_base(false)
+}
+
+/// The deadlines of `aws.*`. No read timeout: SQS long polls legitimately
+/// wait 20 s for the first byte; the attempt timeout bounds them instead.
+pub fn timeout_config(aws: &AwsConfig) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(aws.connect_timeout)
+        .operation_attempt_timeout(aws.attempt_timeout)
+        .operation_timeout(aws.operation_timeout)
+        .build()
+}
+
+/// Retry quota settings (`aws.retry_quota*`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RetryQuota {
+    capacity: u32,
+    refill_per_second: f64,
+}
+
+impl From<&AwsConfig> for RetryQuota {
+    fn from(aws: &AwsConfig) -> Self {
+        Self {
+            capacity: aws.retry_quota,
+            refill_per_second: aws.retry_quota_refill_per_second,
+        }
+    }
+}
+
+struct Partitions {
+    quota: RetryQuota,
+    by_service: HashMap<&'static str, RetryPartition>,
+}
+
+static PARTITIONS: LazyLock<Mutex<Partitions>> = LazyLock::new(|| {
+    Mutex::new(Partitions {
+        quota: RetryQuota {
+            capacity: 500,
+            refill_per_second: 10.0,
+        },
+        by_service: HashMap::new(),
+    })
+});
+
+fn set_retry_quota(quota: RetryQuota) {
+    let mut p = PARTITIONS.lock().expect("partition map lock");
+    if p.quota != quota {
+        p.quota = quota;
+        // Clients built from now on get buckets of the new size; clients
+        // already built keep theirs.
+        p.by_service.clear();
+    }
+}
+
+/// The retry partition of Kopter's clients of one AWS `service`: one retry
+/// quota (token bucket) per service and process, sized by
+/// `aws.retry_quota` and refilled at `aws.retry_quota_refill_per_second`
+/// (set by [`AwsContext::load`]). A service crate that builds its own
+/// client (S3, SES, Price List) sets it with `.retry_partition(…)`.
+///
+/// Why not the SDK's default partition: its bucket (500 tokens, 5 per
+/// retry, 10 per retried timeout) is refilled only by successes — one
+/// token per first-attempt success — so sustained throttling empties it,
+/// after which *every* throttled or failed call fails on its first attempt,
+/// whatever `max_attempts` says. A time-based refill lets it recover.
+pub fn retry_partition(service: &'static str) -> RetryPartition {
+    let mut p = PARTITIONS.lock().expect("partition map lock");
+    let quota = p.quota;
+    p.by_service
+        .entry(service)
+        .or_insert_with(|| {
+            let bucket = if quota.capacity == 0 {
+                TokenBucket::unlimited()
+            } else {
+                TokenBucket::builder()
+                    .capacity(quota.capacity as usize)
+                    .refill_rate(quota.refill_per_second as f32)
+                    .build()
+            };
+            RetryPartition::custom(format!("kopter-{service}"))
+                .token_bucket(bucket)
+                .build()
+        })
+        .clone()
+}
+
 macro_rules! client_with_metrics {
-    ($fn:ident, $krate:ident) => {
-        /// A client from `sdk` with the metrics interceptor installed.
+    ($fn:ident, $krate:ident, $service:literal) => {
+        /// A client from `sdk` with the metrics interceptor and the
+        /// service's retry partition ([`retry_partition`]).
         pub fn $fn(sdk: &SdkConfig) -> $krate::Client {
             let conf = $krate::config::Builder::from(sdk)
+                .retry_partition(retry_partition($service))
                 .interceptor(AwsMetrics)
                 .build();
             $krate::Client::from_conf(conf)
         }
     };
 }
-client_with_metrics!(sqs_client, aws_sdk_sqs);
-client_with_metrics!(sns_client, aws_sdk_sns);
-client_with_metrics!(sts_client, aws_sdk_sts);
-client_with_metrics!(ec2_client, aws_sdk_ec2);
-client_with_metrics!(pricing_client, aws_sdk_pricing);
+client_with_metrics!(sqs_client, aws_sdk_sqs, "sqs");
+client_with_metrics!(sns_client, aws_sdk_sns, "sns");
+client_with_metrics!(sts_client, aws_sdk_sts, "sts");
+client_with_metrics!(ec2_client, aws_sdk_ec2, "ec2");
+client_with_metrics!(pricing_client, aws_sdk_pricing, "pricing");
 
 /// An EC2 client for one customer account, from the account's `SdkConfig`
-/// (see `CredentialCache::sdk_config`). Its adaptive-retry state (token
-/// bucket, client-side rate limiter) is partitioned per account and region,
-/// so one throttled account slows down only itself.
+/// (see `CredentialCache::sdk_config`). It retries in adaptive mode
+/// whatever `aws.retry_mode` says, and its retry state (token bucket,
+/// client-side rate limiter) is partitioned per account and region: EC2
+/// API limits are per customer account, so one throttled account slows
+/// down only itself.
 pub fn ec2_client_for_account(
     sdk: &SdkConfig,
     account: &kopter_schema::AccountId,
 ) -> aws_sdk_ec2::Client {
     let region = sdk.region().map_or("none", |r| r.as_ref());
+    let retry = sdk
+        .retry_config()
+        .cloned()
+        .unwrap_or_else(RetryConfig::standard)
+        .with_retry_mode(aws_smithy_types::retry::RetryMode::Adaptive);
     let conf = aws_sdk_ec2::config::Builder::from(sdk)
+        .retry_config(retry)
         .retry_partition(aws_smithy_runtime::client::retries::RetryPartition::new(
             format!("ec2-{account}-{region}"),
         ))
@@ -118,7 +251,8 @@ pub fn ec2_client_for_account(
     aws_sdk_ec2::Client::from_conf(conf)
 }
 
-/// Error codes AWS uses for throttling across protocols.
+/// Error codes AWS uses for throttling across protocols (the SDK's own
+/// list, `aws_runtime::retries::classifiers::THROTTLING_ERRORS`).
 const THROTTLE_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
@@ -136,7 +270,144 @@ const THROTTLE_CODES: &[&str] = &[
     "EC2ThrottledException",
 ];
 
-/// Counts AWS requests, retries and throttles per service and operation.
+/// Error codes of a failure on AWS's side (5xx), across protocols,
+/// including the ones [`AwsMetrics`] gives a non-protocol 5xx.
+const SERVER_ERROR_CODES: &[&str] = &[
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "InternalErrorException",
+    "InternalServiceError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "Unavailable",
+    "BadGateway",
+    "GatewayTimeout",
+    "ServerError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// What kind of transient AWS failure an error is: the ones that mean
+/// "slow down and try again", which the worker treats as back-pressure
+/// rather than as a failed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The service refused the rate (`ProvisionedThroughputExceededException`,
+    /// `Throttling`, `RequestLimitExceeded`, `SlowDown`, HTTP 429, …).
+    Throttling,
+    /// A 5xx: the service failed (`InternalServerError`, `ServiceUnavailable`,
+    /// a load balancer's HTML 503, …).
+    ServerError,
+    /// A connect, attempt or operation deadline passed.
+    Timeout,
+    /// The connection failed or was reset before a response.
+    Connection,
+}
+
+impl ErrorClass {
+    /// Metric label: `throttling`, `server_error`, `timeout`, `connection`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Throttling => "throttling",
+            Self::ServerError => "server_error",
+            Self::Timeout => "timeout",
+            Self::Connection => "connection",
+        }
+    }
+
+    /// The class of an AWS error code, if it is one of the above.
+    pub fn of_code(code: &str) -> Option<Self> {
+        // Query-protocol codes may carry a prefix (`AWS.SimpleQueueService.`).
+        let code = code.rsplit('.').next().unwrap_or(code);
+        if THROTTLE_CODES.contains(&code) {
+            Some(Self::Throttling)
+        } else if SERVER_ERROR_CODES.contains(&code) {
+            Some(Self::ServerError)
+        } else {
+            None
+        }
+    }
+}
+
+/// The [`ErrorClass`] of the first error in `error`'s chain that has one
+/// (an `anyhow` error with context, an `SdkError`, …), or `None` when the
+/// failure is not transient on AWS's side.
+///
+/// Looks at the typed parts of the SDK's errors: the `ErrorMetadata` of an
+/// unmodelled error (its code), the modelled throttling and server errors
+/// of DynamoDB, SQS and SNS, the `ConnectorError` of a dispatch failure, and
+/// I/O errors. A timeout is recognised by the `SdkError::TimeoutError`
+/// message ("request has timed out"), the only part of it that is public.
+pub fn classify(error: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(class) = classify_one(e) {
+            return Some(class);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// [`classify`] over an `anyhow` chain.
+pub fn classify_anyhow(error: &anyhow::Error) -> Option<ErrorClass> {
+    error.chain().find_map(classify_one)
+}
+
+fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
+    use aws_sdk_dynamodb::types::error as ddb;
+    use aws_sdk_sns::types::error as sns;
+    use aws_sdk_sqs::types::error as sqs;
+    if let Some(meta) = e.downcast_ref::<ErrorMetadata>() {
+        return meta.code().and_then(ErrorClass::of_code);
+    }
+    if e.is::<ddb::ProvisionedThroughputExceededException>()
+        || e.is::<ddb::ThrottlingException>()
+        || e.is::<ddb::RequestLimitExceeded>()
+        || e.is::<sqs::RequestThrottled>()
+        || e.is::<sqs::KmsThrottled>()
+        || e.is::<sns::ThrottledException>()
+        || e.is::<sns::KmsThrottlingException>()
+    {
+        return Some(ErrorClass::Throttling);
+    }
+    if e.is::<ddb::InternalServerError>() || e.is::<sns::InternalErrorException>() {
+        return Some(ErrorClass::ServerError);
+    }
+    if let Some(c) = e.downcast_ref::<ConnectorError>() {
+        return if c.is_timeout() {
+            Some(ErrorClass::Timeout)
+        } else if c.is_user() {
+            None
+        } else {
+            Some(ErrorClass::Connection)
+        };
+    }
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        use std::io::ErrorKind as K;
+        return match io.kind() {
+            K::TimedOut => Some(ErrorClass::Timeout),
+            K::ConnectionReset
+            | K::ConnectionAborted
+            | K::ConnectionRefused
+            | K::BrokenPipe
+            | K::UnexpectedEof
+            | K::NotConnected => Some(ErrorClass::Connection),
+            _ => None,
+        };
+    }
+    // `SdkError`'s Display for its timeout variant; the type is generic over
+    // the operation's error, so it cannot be downcast here.
+    if e.to_string() == "request has timed out" {
+        return Some(ErrorClass::Timeout);
+    }
+    None
+}
+
+/// Counts AWS requests, retries, throttles and server errors per service
+/// and operation, and gives a non-protocol 5xx body a protocol error (see
+/// the module docs).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AwsMetrics;
 
@@ -164,6 +435,92 @@ pub fn is_throttle_response(status: u16, error_header: Option<&str>, body: Optio
         .is_some_and(|text| code_matches(&text))
 }
 
+/// How an AWS service encodes its errors (for [`protocol_error_body`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorProtocol {
+    /// awsJson 1.0/1.1 and restJson: `{"__type": code, "message": …}`
+    /// (DynamoDB, SQS, Price List, SES v2).
+    Json,
+    /// awsQuery: `<ErrorResponse><Error><Code>` (SNS, STS, IAM).
+    Query,
+    /// ec2Query: `<Response><Errors><Error><Code>`.
+    Ec2,
+    /// restXml: `<Error><Code>` (S3).
+    RestXml,
+}
+
+impl ErrorProtocol {
+    /// The protocol of an SDK service name (`Metadata::service`).
+    pub fn of_service(service: &str) -> Self {
+        match service.to_ascii_lowercase().as_str() {
+            "ec2" => Self::Ec2,
+            "s3" => Self::RestXml,
+            "sns" | "sts" | "iam" | "ses" | "cloudformation" | "elasticloadbalancing" => {
+                Self::Query
+            }
+            _ => Self::Json,
+        }
+    }
+
+    /// Content type of an error body in this protocol.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/x-amz-json-1.0",
+            Self::Query | Self::Ec2 => "text/xml",
+            Self::RestXml => "application/xml",
+        }
+    }
+}
+
+/// An error body in `protocol` with `code` and `message` (XML-escaped
+/// where needed). Also used by the test harness's fault-injecting proxy.
+pub fn protocol_error_body(protocol: ErrorProtocol, code: &str, message: &str) -> String {
+    let xml = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    match protocol {
+        ErrorProtocol::Json => {
+            serde_json::json!({ "__type": code, "message": message }).to_string()
+        }
+        ErrorProtocol::Query => format!(
+            "<ErrorResponse><Error><Type>Receiver</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>kopter</RequestId></ErrorResponse>",
+            xml(code),
+            xml(message)
+        ),
+        ErrorProtocol::Ec2 => format!(
+            "<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>kopter</RequestID></Response>",
+            xml(code),
+            xml(message)
+        ),
+        ErrorProtocol::RestXml => format!(
+            "<Error><Code>{}</Code><Message>{}</Message><RequestId>kopter</RequestId></Error>",
+            xml(code),
+            xml(message)
+        ),
+    }
+}
+
+/// The error code Kopter gives a 5xx status whose body is not an AWS error.
+pub fn server_error_code(status: u16) -> &'static str {
+    match status {
+        502 => "BadGateway",
+        503 => "ServiceUnavailable",
+        504 => "GatewayTimeout",
+        _ => "InternalFailure",
+    }
+}
+
+/// Whether a response's content type can hold the protocol's error body
+/// (JSON or XML); anything else (text, HTML, none) cannot.
+fn is_protocol_content_type(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|c| {
+        let c = c.to_ascii_lowercase();
+        c.contains("json") || c.contains("xml")
+    })
+}
+
 impl Intercept for AwsMetrics {
     fn name(&self) -> &'static str {
         "KopterAwsMetrics"
@@ -183,6 +540,50 @@ impl Intercept for AwsMetrics {
                 .with_label_values(&[service.as_str(), op.as_str()])
                 .inc();
         }
+        Ok(())
+    }
+
+    /// A 5xx with a text/HTML/empty body (a load balancer, a proxy, a
+    /// service's own "503 Service Unavailable" page) would fail the SDK's
+    /// error parser ("unexpected token 'S'") and surface as an unhandled
+    /// error without a code. Give it a body in the service's own protocol,
+    /// so it is a `ServiceUnavailable`/`InternalFailure`/… error with the
+    /// status in its message: retried by the SDK as a server error, and
+    /// classified and logged as one.
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response_mut();
+        let status = response.status().as_u16();
+        if !(500..600).contains(&status) {
+            return Ok(());
+        }
+        let (service, op) = labels(cfg);
+        metrics::runtime()
+            .aws_server_errors
+            .with_label_values(&[service.as_str(), op.as_str()])
+            .inc();
+        let content_type = response.headers().get("content-type").map(str::to_owned);
+        if is_protocol_content_type(content_type.as_deref()) {
+            return Ok(());
+        }
+        let protocol = ErrorProtocol::of_service(&service);
+        let code = server_error_code(status);
+        let message = format!(
+            "HTTP {status} from {service} {op} with a {} body, not an AWS error",
+            content_type.as_deref().unwrap_or("untyped")
+        );
+        let body = protocol_error_body(protocol, code, &message);
+        let headers = response.headers_mut();
+        headers.insert("content-type", protocol.content_type());
+        headers.insert("content-length", body.len().to_string());
+        headers.remove("x-amzn-errortype");
+        headers.remove("x-amzn-query-error");
+        *response.body_mut() = SdkBody::from(body);
+        tracing::debug!(%service, operation = %op, status, "non-protocol 5xx body replaced by a {code} error");
         Ok(())
     }
 
@@ -229,28 +630,4 @@ impl Intercept for AwsMetrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_throttles_across_protocols() {
-        assert!(is_throttle_response(429, None, None));
-        assert!(is_throttle_response(
-            400,
-            Some("AWS.SimpleQueueService.Throttling;Sender"),
-            None
-        ));
-        assert!(is_throttle_response(
-            503,
-            None,
-            Some(b"<Response><Errors><Error><Code>RequestLimitExceeded</Code>")
-        ));
-        assert!(is_throttle_response(
-            400,
-            None,
-            Some(br#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"}"#)
-        ));
-        assert!(!is_throttle_response(400, None, Some(b"AccessDenied")));
-        assert!(!is_throttle_response(200, None, Some(b"SlowDown")));
-    }
-}
+mod tests;

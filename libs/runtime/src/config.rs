@@ -166,9 +166,48 @@ pub struct AwsConfig {
     /// Region of Kopter's own resources. Default: unset, i.e. `AWS_REGION`
     /// or the profile's region.
     pub region: Option<String>,
-    /// Attempts per AWS call, first included (adaptive retry with jitter).
-    /// Default 5.
+    /// Attempts per AWS call, first included (jittered exponential
+    /// backoff between them). Default 5.
     pub max_attempts: u32,
+    /// Retry mode of Kopter's own clients: `standard` (default) or
+    /// `adaptive`. Adaptive adds the SDK's client-side rate limiter, which
+    /// is process-wide per AWS service and cuts the send rate by 30 % on
+    /// every throttle down to 0.5 requests/s — one hot table then slows
+    /// every call to DynamoDB, heartbeats and receives to SQS included.
+    /// Kopter slows its writers itself (`limiter`), so `standard` is the
+    /// default. Clients into customer accounts are always adaptive, each
+    /// account and region its own partition.
+    pub retry_mode: AwsRetryMode,
+    /// Retry quota per AWS service and process, in tokens (the SDK's retry
+    /// token bucket: a retry after a throttle or an error costs 5, after a
+    /// timeout or connection failure 10; a retried call that succeeds
+    /// gives its tokens back; an empty bucket means "no more retries").
+    /// `0` disables the quota. Default 500 (the SDK's own).
+    pub retry_quota: u32,
+    /// Tokens the retry quota regains per second by itself, so a quota
+    /// drained by a burst of throttling recovers without waiting for
+    /// successes. Default 10.
+    pub retry_quota_refill_per_second: f64,
+    /// Time limit for opening a connection (TCP + TLS). Default 3 s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time limit of one attempt of one call, from sending the request to
+    /// the parsed response. Must exceed the SQS long-poll wait
+    /// (`worker.wait_time_seconds`) by 5 s. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+    /// Time limit of a whole call, retries and backoff included. Default
+    /// 60 s.
+    #[serde(with = "humantime_serde")]
+    pub operation_timeout: Duration,
+}
+
+/// `aws.retry_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AwsRetryMode {
+    Standard,
+    Adaptive,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +237,14 @@ pub struct WorkerConfig {
     /// Longest retry delay. Default 5 min.
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+    /// How long a handler that failed on AWS back-pressure (throttling,
+    /// 5xx, timeouts, connection failures) is retried in-process, with
+    /// jittered backoff while the heartbeat keeps its message invisible,
+    /// before the message is returned to the queue. Such retries do not
+    /// count against `queues.max_receive_count`. `0s` disables them.
+    /// Default 2 min.
+    #[serde(with = "humantime_serde")]
+    pub backpressure_retry_budget: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,6 +313,12 @@ impl Config {
                 dynamodb_endpoint_url: None,
                 region: None,
                 max_attempts: 5,
+                retry_mode: AwsRetryMode::Standard,
+                retry_quota: 500,
+                retry_quota_refill_per_second: 10.0,
+                connect_timeout: Duration::from_secs(3),
+                attempt_timeout: Duration::from_secs(30),
+                operation_timeout: Duration::from_secs(60),
             },
             worker: WorkerConfig {
                 concurrency: 8,
@@ -276,6 +329,7 @@ impl Config {
                 shutdown_grace: Duration::from_secs(25),
                 retry_base: Duration::from_secs(5),
                 retry_max: Duration::from_secs(300),
+                backpressure_retry_budget: Duration::from_secs(120),
             },
             telemetry: TelemetryConfig {
                 listen: SocketAddr::from(([0, 0, 0, 0], port)),
@@ -409,6 +463,45 @@ impl Config {
                 "aws.max_attempts: {} is outside 1..=20",
                 self.aws.max_attempts
             ));
+        }
+        let aws = &self.aws;
+        if aws.retry_quota > 500_000_000 {
+            problems.push(format!(
+                "aws.retry_quota: {} is over the SDK's maximum of 500000000",
+                aws.retry_quota
+            ));
+        }
+        if !(aws.retry_quota_refill_per_second >= 0.0 && aws.retry_quota_refill_per_second <= 1e6) {
+            problems.push(format!(
+                "aws.retry_quota_refill_per_second: {} must be between 0 and 1000000",
+                aws.retry_quota_refill_per_second
+            ));
+        }
+        if aws.connect_timeout < Duration::from_millis(100)
+            || aws.connect_timeout > Duration::from_secs(60)
+        {
+            problems.push("aws.connect_timeout: must be between 100ms and 60s".into());
+        }
+        let long_poll = Duration::from_secs(u64::from(w.wait_time_seconds) + 5);
+        if aws.attempt_timeout < long_poll || aws.attempt_timeout > Duration::from_secs(900) {
+            problems.push(format!(
+                "aws.attempt_timeout: {:?} must be at least worker.wait_time_seconds + 5s ({long_poll:?}) and at most 15m",
+                aws.attempt_timeout
+            ));
+        }
+        if aws.operation_timeout < aws.attempt_timeout
+            || aws.operation_timeout > Duration::from_secs(3600)
+        {
+            problems.push(format!(
+                "aws.operation_timeout: {:?} must be at least aws.attempt_timeout ({:?}) and at most 1h",
+                aws.operation_timeout, aws.attempt_timeout
+            ));
+        }
+        if w.backpressure_retry_budget > Duration::from_secs(12 * 3600) {
+            problems.push(
+                "worker.backpressure_retry_budget: must be at most 12h (the SQS visibility maximum)"
+                    .into(),
+            );
         }
         for (key, url) in [
             ("aws.endpoint_url", &self.aws.endpoint_url),
@@ -592,9 +685,11 @@ mod tests {
         c.aws.endpoint_url = Some("localhost:5000".into());
         c.aws.dynamodb_endpoint_url = Some("127.0.0.1:8000".into());
         c.describer.write_concurrency = 0;
+        c.aws.attempt_timeout = Duration::from_secs(10);
+        c.aws.retry_quota_refill_per_second = f64::NAN;
         let err = c.validate().unwrap_err();
         let text = err.to_string();
-        assert_eq!(err.problems.len(), 7, "{text}");
+        assert_eq!(err.problems.len(), 9, "{text}");
         for needle in [
             "env:",
             "describer.write_concurrency: 0",
@@ -602,6 +697,8 @@ mod tests {
             "worker.max_messages",
             "worker.heartbeat_interval",
             "aws.endpoint_url",
+            "aws.attempt_timeout: 10s must be at least worker.wait_time_seconds + 5s (25s)",
+            "aws.retry_quota_refill_per_second: NaN",
             "aws.dynamodb_endpoint_url: \"127.0.0.1:8000\"",
         ] {
             assert!(text.contains(needle), "{needle} missing from {text}");

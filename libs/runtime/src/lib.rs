@@ -11,6 +11,7 @@ pub mod aws;
 pub mod config;
 pub mod credentials;
 pub mod dynamo;
+pub mod limiter;
 pub mod messaging;
 pub mod metrics;
 pub mod provision;
@@ -83,12 +84,12 @@ where
         let handler = make_handler(ctx.clone())
             .await
             .with_context(|| format!("start {}", service.name()))?;
-        run_workers(
-            &ctx,
-            vec![(service, handler)],
-            telemetry::shutdown_on_signals(),
-        )
-        .await
+        let shutdown = telemetry::shutdown_on_signals();
+        exit_watchdog(
+            shutdown.clone(),
+            ctx.config.worker.shutdown_grace + EXIT_MARGIN,
+        );
+        run_workers(&ctx, vec![(service, handler)], shutdown).await
     }
     .await;
     match result {
@@ -98,6 +99,29 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// How long after `worker.shutdown_grace` a process may take to exit once
+/// shut down, whatever AWS does: the drain takes at most
+/// `worker::SHUTDOWN_CLEANUP` (3 s) more, and the watchdog ends the process
+/// 1.5 s later, before ECS's SIGKILL at `stopTimeout` (grace + 5 s,
+/// set by the Terraform).
+pub const EXIT_MARGIN: std::time::Duration = std::time::Duration::from_millis(4500);
+
+/// Once `shutdown` is cancelled, ends the process with exit code 1 if it
+/// has not exited within `limit`. The drain is itself bounded (see
+/// `worker::SHUTDOWN_CLEANUP`); this is the backstop for anything else that
+/// could hang an exit. A plain thread, so a blocked runtime cannot stop it.
+pub fn exit_watchdog(shutdown: CancellationToken, limit: std::time::Duration) {
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            tracing::error!(?limit, "shutdown did not finish in time; exiting now");
+            eprintln!("shutdown did not finish within {limit:?}; exiting");
+            std::process::exit(1);
+        });
+    });
 }
 
 /// Runs one worker per `(service, handler)` against the services' queues,

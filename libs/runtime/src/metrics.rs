@@ -61,6 +61,21 @@ pub struct RuntimeMetrics {
     pub aws_throttles: IntCounterVec,
     /// `kopter_aws_retries_total{service,operation}`
     pub aws_retries: IntCounterVec,
+    /// `kopter_aws_server_errors_total{service,operation}` (5xx attempts)
+    pub aws_server_errors: IntCounterVec,
+    /// `kopter_queue_backpressure_retries_total{queue,class}`: handler runs
+    /// repeated in-process after throttling/5xx/timeout/connection errors
+    pub backpressure_retries: IntCounterVec,
+    /// `kopter_queue_visibility_lost_total{queue}`: messages whose
+    /// visibility could not be held while their handler ran
+    pub visibility_lost: IntCounterVec,
+    /// `kopter_limiter_concurrency_limit{limiter}`: current AIMD limit
+    pub limiter_limit: IntGaugeVec,
+    /// `kopter_limiter_throttled_total{limiter}`: throttles reported to a
+    /// limiter
+    pub limiter_throttled: IntCounterVec,
+    /// `kopter_limiter_decreases_total{limiter}`: multiplicative decreases
+    pub limiter_decreases: IntCounterVec,
     /// `kopter_queue_depth_messages{queue,kind=main|dlq,state=visible|in_flight|delayed}`
     /// (polled; see `queue::depth`)
     pub queue_depth: IntGaugeVec,
@@ -150,6 +165,41 @@ pub fn runtime() -> &'static RuntimeMetrics {
                 "kopter_aws_retries_total",
                 "AWS API attempts after the first.",
                 &["service", "operation"],
+            ),
+            aws_server_errors: counter(
+                "kopter_aws_server_errors_total",
+                "AWS API attempts answered with a 5xx.",
+                &["service", "operation"],
+            ),
+            backpressure_retries: counter(
+                "kopter_queue_backpressure_retries_total",
+                "Handler runs repeated in-process after AWS back-pressure (throttling, 5xx, timeout, connection failure), by class.",
+                &["queue", "class"],
+            ),
+            visibility_lost: counter(
+                "kopter_queue_visibility_lost_total",
+                "Messages whose visibility could not be held while their handler ran (another consumer may have received them).",
+                &["queue"],
+            ),
+            limiter_limit: register(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "kopter_limiter_concurrency_limit",
+                        "Current concurrency limit of an AIMD limiter.",
+                    ),
+                    &["limiter"],
+                )
+                .expect("valid metric"),
+            ),
+            limiter_throttled: counter(
+                "kopter_limiter_throttled_total",
+                "Throttles reported to an AIMD limiter.",
+                &["limiter"],
+            ),
+            limiter_decreases: counter(
+                "kopter_limiter_decreases_total",
+                "Multiplicative decreases of an AIMD limiter's concurrency.",
+                &["limiter"],
             ),
             queue_depth: register(
                 IntGaugeVec::new(

@@ -4,15 +4,26 @@
 //! - long-poll up to `max_messages`, never more than free handler slots;
 //! - a heartbeat extends a message's visibility while its handler runs;
 //! - success: the receipt goes to a batcher that deletes in groups of ≤10;
-//! - retryable failure or panic: the message is left, its visibility set to
-//!   an exponential backoff with jitter, and SQS redrives it to the DLQ
-//!   after `maxReceiveCount` receives;
+//! - AWS back-pressure (the handler failed on throttling, a 5xx, a timeout
+//!   or a connection failure — [`crate::aws::classify`]): the handler is run
+//!   again in-process with jittered backoff, the heartbeat holding the
+//!   message, for up to `backpressure_retry_budget`; such retries do not
+//!   spend the message's receives;
+//! - other retryable failure or panic: the message is left, its visibility
+//!   set to an exponential backoff with jitter, and SQS redrives it to the
+//!   DLQ after `maxReceiveCount` receives;
+//! - a heartbeat that fails is retried promptly with backoff within the
+//!   visibility still held; a message whose visibility could not be held
+//!   is counted and logged, and not retried in-process any more (another
+//!   consumer may hold it now);
 //! - permanent failure (malformed, unknown version): logged with its id and
 //!   reason and made visible at once, so it reaches the DLQ quickly;
 //! - every failure is also reported to a [`FailureSink`] when one is set
 //!   (the service's failure log, read by `kopterctl dlq`);
 //! - shutdown: stop receiving, let handlers finish within the grace period,
-//!   then abort the rest and return their messages (visibility 0).
+//!   then abort the rest and return their messages (visibility 0); the
+//!   returns and the last deletes get [`SHUTDOWN_CLEANUP`] more, whatever
+//!   AWS does, so `run` ends within grace + 3 s.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::aws::{self, ErrorClass};
 use crate::config::WorkerConfig;
 use crate::metrics;
 use crate::queue::failures::{FailureSink, MessageFailure};
@@ -70,6 +82,16 @@ impl HandlerError {
     pub fn is_permanent(&self) -> bool {
         matches!(self, Self::Permanent(_))
     }
+
+    /// The AWS back-pressure behind a retryable error (throttling, 5xx,
+    /// timeout, connection failure), found anywhere in its chain; `None`
+    /// for permanent errors and other failures.
+    pub fn backpressure(&self) -> Option<ErrorClass> {
+        match self {
+            Self::Retry(e) => aws::classify_anyhow(e),
+            Self::Permanent(_) => None,
+        }
+    }
 }
 
 impl From<anyhow::Error> for HandlerError {
@@ -110,7 +132,24 @@ pub struct WorkerSettings {
     pub retry_max: Duration,
     /// How long the delete batcher waits to fill a batch.
     pub delete_linger: Duration,
+    /// In-process retries after AWS back-pressure, for at most this long
+    /// per message (zero: none).
+    pub backpressure_budget: Duration,
 }
+
+/// First and longest in-process backoff after AWS back-pressure
+/// (jittered in the upper half, doubling per retry).
+pub const BACKPRESSURE_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(500), Duration::from_secs(20));
+
+/// After the grace period, the time left to return unfinished messages
+/// (visibility 0) and flush the last deletes. Each AWS call is also bounded
+/// by the SDK deadlines, but those are longer; this keeps the whole drain
+/// within `grace + 3 s` so a stalled AWS cannot hold a SIGTERM.
+pub const SHUTDOWN_CLEANUP: Duration = Duration::from_secs(3);
+
+/// Backoff of a failed visibility extension: first retry, longest wait.
+const HEARTBEAT_RETRY: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 
 impl From<&WorkerConfig> for WorkerSettings {
     fn from(c: &WorkerConfig) -> Self {
@@ -124,6 +163,7 @@ impl From<&WorkerConfig> for WorkerSettings {
             retry_base: c.retry_base,
             retry_max: c.retry_max,
             delete_linger: Duration::from_millis(50),
+            backpressure_budget: c.backpressure_retry_budget,
         }
     }
 }
@@ -135,6 +175,10 @@ pub struct RunSummary {
     pub succeeded: u64,
     pub failed: u64,
     pub released: u64,
+    /// Messages whose visibility could not be held while handled.
+    pub visibility_lost: u64,
+    /// In-process handler retries after AWS back-pressure.
+    pub backpressure_retries: u64,
 }
 
 pub struct Worker<Q: Queue> {
@@ -214,10 +258,16 @@ impl<Q: Queue> Worker<Q> {
                     Err(_) => break,
                 }
             }
+            let receive_started = Instant::now();
             let received = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = queue.receive(permits.len() as u32, settings.wait, settings.visibility) => r,
             };
+            // SQS starts a message's visibility when it hands it out:
+            // after the request began, just before the response arrived. A
+            // second's margin covers the response's way back; a long poll
+            // that waited 20 s must not count as 20 s of visibility spent.
+            let visible_from = receive_started.max(Instant::now() - Duration::from_secs(1));
             let messages = match received {
                 Ok(msgs) => {
                     receive_failures = 0;
@@ -257,7 +307,7 @@ impl<Q: Queue> Worker<Q> {
                 let span = tracing::info_span!("message", message_id = %msg.message_id, queue = %label, receive_count = msg.receive_count);
                 tracker.spawn(
                     async move {
-                        ctx.run(msg).await;
+                        ctx.run(msg, visible_from).await;
                         drop(permit);
                     }
                     .instrument(span),
@@ -267,6 +317,8 @@ impl<Q: Queue> Worker<Q> {
 
         tracker.close();
         let in_flight = tracker.len();
+        let drain_started = Instant::now();
+        let hard_deadline = drain_started + settings.grace + SHUTDOWN_CLEANUP;
         tracing::info!(queue = %queue.name(), in_flight, grace = ?settings.grace, "shutdown: stopped receiving, draining");
         if tokio::time::timeout(settings.grace, tracker.wait())
             .await
@@ -274,11 +326,27 @@ impl<Q: Queue> Worker<Q> {
         {
             tracing::warn!(queue = %queue.name(), still_running = tracker.len(), "grace period over: returning unfinished messages to the queue");
             abort_handlers.cancel();
-            tracker.wait().await;
+            if tokio::time::timeout_at(hard_deadline, tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!(queue = %queue.name(), still_returning = tracker.len(), "could not return every unfinished message in time (AWS not answering); they reappear when their visibility timeout ends");
+            }
         }
         drop(ack_tx);
-        if let Err(e) = deleter.await {
-            tracing::error!(error = %e, "delete batcher ended abnormally");
+        let mut deleter = deleter;
+        match tokio::time::timeout_at(
+            hard_deadline.max(Instant::now() + Duration::from_millis(200)),
+            &mut deleter,
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "delete batcher ended abnormally"),
+            Err(_) => {
+                deleter.abort();
+                tracing::error!(queue = %queue.name(), "last deletes not confirmed in time (AWS not answering); those messages will be redelivered and handled again, idempotently");
+            }
         }
         let summary = summary.lock().unwrap().clone();
         tracing::info!(queue = %queue.name(), ?summary, "worker stopped");
@@ -301,17 +369,22 @@ struct MessageTask<Q: Queue> {
 const FAILURE_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl<Q: Queue> MessageTask<Q> {
-    async fn run(self, msg: ReceivedMessage) {
+    async fn run(self, msg: ReceivedMessage, received_at: Instant) {
         let m = metrics::runtime();
         let in_flight = m.in_flight.with_label_values(&[&self.label]);
         in_flight.inc();
         let started = Instant::now();
+        let lease = Arc::new(Lease::default());
         let heartbeat = Heartbeat::start(
             self.queue.clone(),
             msg.receipt_handle.clone(),
-            self.settings.heartbeat,
-            self.settings.visibility,
+            HeartbeatTiming {
+                every: self.settings.heartbeat,
+                visibility: self.settings.visibility,
+                held_until: received_at + self.settings.visibility,
+            },
             self.label.clone(),
+            lease.clone(),
         );
         let delivery = Delivery {
             message_id: msg.message_id.clone(),
@@ -320,19 +393,31 @@ impl<Q: Queue> MessageTask<Q> {
             attributes: msg.attributes,
             sent_at_ms: msg.sent_at_ms,
         };
-        let handler = self.handler.clone();
-        let mut task =
-            tokio::spawn(async move { handler.handle(&delivery).await }.in_current_span());
-        let outcome = tokio::select! {
-            joined = &mut task => match joined {
-                Ok(Ok(())) => Outcome::Ok,
-                Ok(Err(e)) => Outcome::Failed(e),
-                Err(e) if e.is_panic() => Outcome::Panicked(panic_text(e.into_panic())),
-                Err(_) => Outcome::Cancelled,
-            },
-            _ = self.abort.cancelled() => {
-                task.abort();
-                Outcome::Cancelled
+        let budget_end = started + self.settings.backpressure_budget;
+        let mut retries = 0u32;
+        let outcome = loop {
+            let outcome = self.attempt(&delivery).await;
+            let Outcome::Failed(e) = &outcome else {
+                break outcome;
+            };
+            let Some(class) = e.backpressure() else {
+                break outcome;
+            };
+            let now = Instant::now();
+            if lease.is_lost() || now >= budget_end {
+                break outcome;
+            }
+            retries += 1;
+            let delay = retry_delay(retries, BACKPRESSURE_BACKOFF.0, BACKPRESSURE_BACKOFF.1)
+                .min(budget_end - now);
+            m.backpressure_retries
+                .with_label_values(&[&self.label, class.label()])
+                .inc();
+            self.summary.lock().unwrap().backpressure_retries += 1;
+            tracing::info!(error = %format!("{e:#}"), class = class.label(), retry = retries, retry_in = ?delay, "AWS back-pressure: retrying in-process, message kept invisible");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.abort.cancelled() => break Outcome::Cancelled,
             }
         };
         drop(heartbeat);
@@ -349,6 +434,13 @@ impl<Q: Queue> MessageTask<Q> {
         m.handler_seconds
             .with_label_values(&[&self.label, outcome_label])
             .observe(elapsed);
+        if lease.is_lost() {
+            self.summary.lock().unwrap().visibility_lost += 1;
+            tracing::warn!(
+                outcome = outcome_label,
+                "finished a message whose visibility was lost while it was handled: another consumer may have received it and done the same work (idempotent handlers make that safe)"
+            );
+        }
 
         let mut reason = None;
         let next_visibility = match outcome {
@@ -372,7 +464,14 @@ impl<Q: Queue> MessageTask<Q> {
                     self.settings.retry_max,
                 );
                 let text = format!("{error:#}");
-                tracing::warn!(error = %text, retry_in = ?delay, "handler failed; message will be redelivered");
+                match aws::classify_anyhow(&error) {
+                    Some(class) => {
+                        tracing::warn!(error = %text, class = class.label(), in_process_retries = retries, retry_in = ?delay, "AWS back-pressure outlasted the in-process budget; message will be redelivered")
+                    }
+                    None => {
+                        tracing::warn!(error = %text, retry_in = ?delay, "handler failed; message will be redelivered")
+                    }
+                }
                 reason = Some(text);
                 delay
             }
@@ -423,6 +522,27 @@ impl<Q: Queue> MessageTask<Q> {
             tracing::warn!(error = %format!("{error:#}"), "could not set visibility; the message reappears when its timeout ends");
         }
     }
+
+    /// Runs the handler once in its own task (so a panic is caught), or
+    /// until the grace period ends.
+    async fn attempt(&self, delivery: &Delivery) -> Outcome {
+        let handler = self.handler.clone();
+        let delivery = delivery.clone();
+        let mut task =
+            tokio::spawn(async move { handler.handle(&delivery).await }.in_current_span());
+        tokio::select! {
+            joined = &mut task => match joined {
+                Ok(Ok(())) => Outcome::Ok,
+                Ok(Err(e)) => Outcome::Failed(e),
+                Err(e) if e.is_panic() => Outcome::Panicked(panic_text(e.into_panic())),
+                Err(_) => Outcome::Cancelled,
+            },
+            _ = self.abort.cancelled() => {
+                task.abort();
+                Outcome::Cancelled
+            }
+        }
+    }
 }
 
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -443,7 +563,35 @@ pub fn retry_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
     half + Duration::from_millis(jitter)
 }
 
+/// Whether a message's visibility is still held by this consumer.
+#[derive(Debug, Default)]
+struct Lease {
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl Lease {
+    fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn mark_lost(&self) {
+        self.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+struct HeartbeatTiming {
+    every: Duration,
+    visibility: Duration,
+    /// Until when the visibility is surely held (from the receive).
+    held_until: Instant,
+}
+
 /// Keeps one message invisible while its handler runs; dropping it stops.
+///
+/// A failed extension is retried at once with backoff (200 ms doubling, at
+/// most 5 s), each try bounded by the visibility still held. When that runs
+/// out, or SQS says the receipt is no longer valid, the lease is marked
+/// lost, counted (`kopter_queue_visibility_lost_total`) and logged, and the
+/// heartbeat stops: the message may be visible to other consumers now.
 struct Heartbeat {
     task: tokio::task::JoinHandle<()>,
 }
@@ -452,21 +600,60 @@ impl Heartbeat {
     fn start<Q: Queue>(
         queue: Arc<Q>,
         receipt: String,
-        every: Duration,
-        visibility: Duration,
+        timing: HeartbeatTiming,
         label: String,
+        lease: Arc<Lease>,
     ) -> Self {
         let task = tokio::spawn(
             async move {
-                let beats = metrics::runtime();
+                let m = metrics::runtime();
+                let mut held_until = timing.held_until;
                 loop {
-                    tokio::time::sleep(every).await;
-                    match queue.change_visibility(&receipt, visibility).await {
-                        Ok(()) => beats.heartbeats.with_label_values(&[&label, "ok"]).inc(),
-                        Err(error) => {
-                            beats.heartbeats.with_label_values(&[&label, "err"]).inc();
-                            tracing::warn!(error = %format!("{error:#}"), "visibility heartbeat failed");
+                    tokio::time::sleep(timing.every).await;
+                    let mut failures = 0u32;
+                    loop {
+                        let sent_at = Instant::now();
+                        let left = held_until.saturating_duration_since(sent_at);
+                        let result = match tokio::time::timeout(
+                            left,
+                            queue.change_visibility(&receipt, timing.visibility),
+                        )
+                        .await
+                        {
+                            Ok(r) => r,
+                            Err(_) => Err(anyhow::anyhow!(
+                                "extension not confirmed before the visibility ran out"
+                            )),
+                        };
+                        let error = match result {
+                            Ok(()) => {
+                                m.heartbeats.with_label_values(&[&label, "ok"]).inc();
+                                held_until = sent_at + timing.visibility;
+                                if failures > 0 {
+                                    tracing::info!(failures, "visibility heartbeat recovered");
+                                }
+                                break;
+                            }
+                            Err(e) => e,
+                        };
+                        m.heartbeats.with_label_values(&[&label, "err"]).inc();
+                        failures += 1;
+                        let text = format!("{error:#}");
+                        // SQS's codes for a receipt that no longer holds the
+                        // message (it became visible and was received again).
+                        let gone = text.contains("ReceiptHandleIsInvalid")
+                            || text.contains("MessageNotInflight");
+                        let left = held_until.saturating_duration_since(Instant::now());
+                        if gone || left < HEARTBEAT_RETRY.0 / 2 {
+                            lease.mark_lost();
+                            m.visibility_lost.with_label_values(&[&label]).inc();
+                            tracing::error!(error = %text, failures, "visibility of the message could not be held; another consumer may receive it while this one still works on it");
+                            return;
                         }
+                        let delay = retry_delay(failures, HEARTBEAT_RETRY.0, HEARTBEAT_RETRY.1)
+                            .min(left / 2);
+                        tracing::warn!(error = %text, failures, visibility_left = ?left, retry_in = ?delay, "visibility heartbeat failed; retrying");
+                        tokio::time::sleep(delay).await;
                     }
                 }
             }

@@ -9,6 +9,7 @@ use crate::deliver::SendError;
 /// process's shared `SdkConfig`.
 pub fn ses_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sesv2::Client {
     let conf = aws_sdk_sesv2::config::Builder::from(sdk)
+        .retry_partition(kopter_runtime::aws::retry_partition("sesv2"))
         .interceptor(kopter_runtime::aws::AwsMetrics)
         .build();
     aws_sdk_sesv2::Client::from_conf(conf)

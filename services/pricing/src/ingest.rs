@@ -437,6 +437,7 @@ pub fn ec2_in_region(sdk: &SdkConfig, region: &str) -> aws_sdk_ec2::Client {
 pub fn pricing_client(sdk: &SdkConfig, config: &PricingConfig) -> aws_sdk_pricing::Client {
     let mut b = aws_sdk_pricing::config::Builder::from(sdk)
         .region(aws_config::Region::new(config.api_region.clone()))
+        .retry_partition(kopter_runtime::aws::retry_partition("pricing"))
         .interceptor(kopter_runtime::aws::AwsMetrics);
     if let Some(url) = &config.api_endpoint_url {
         b = b.endpoint_url(url);

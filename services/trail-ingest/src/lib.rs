@@ -49,6 +49,7 @@ pub fn handler(ctx: &ServiceContext) -> anyhow::Result<std::sync::Arc<dyn Handle
 pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(sdk.endpoint_url().is_some())
+        .retry_partition(kopter_runtime::aws::retry_partition("s3"))
         .interceptor(kopter_runtime::aws::AwsMetrics)
         .build();
     aws_sdk_s3::Client::from_conf(conf)

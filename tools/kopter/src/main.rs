@@ -46,7 +46,12 @@ async fn main() -> ExitCode {
     let ctx = ServiceContext::new(config, None).await;
     let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
     tracing::info!(services = %names.join(","), "starting");
-    match kopter::run(&ctx, &services, telemetry::shutdown_on_signals()).await {
+    let shutdown = telemetry::shutdown_on_signals();
+    kopter_runtime::exit_watchdog(
+        shutdown.clone(),
+        ctx.config.worker.shutdown_grace + kopter_runtime::EXIT_MARGIN,
+    );
+    match kopter::run(&ctx, &services, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "exiting");

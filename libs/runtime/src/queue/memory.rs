@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -37,6 +37,8 @@ pub struct MemoryQueue {
     max_receive_count: u32,
     state: Mutex<State>,
     fail_receives: AtomicBool,
+    fail_visibility_changes: AtomicU32,
+    stalled: AtomicBool,
 }
 
 impl MemoryQueue {
@@ -46,6 +48,8 @@ impl MemoryQueue {
             max_receive_count,
             state: Mutex::default(),
             fail_receives: AtomicBool::new(false),
+            fail_visibility_changes: AtomicU32::new(0),
+            stalled: AtomicBool::new(false),
         }
     }
 
@@ -67,6 +71,32 @@ impl MemoryQueue {
     /// Makes the next receives fail (to test the loop's error path).
     pub fn set_fail_receives(&self, fail: bool) {
         self.fail_receives.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` visibility changes fail as calls (as a throttled
+    /// or unreachable SQS would); `u32::MAX` makes them all fail.
+    pub fn fail_visibility_changes(&self, n: u32) {
+        self.fail_visibility_changes.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes every call hang until unset (a stalled endpoint).
+    pub fn set_stalled(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::SeqCst);
+    }
+
+    async fn stall(&self) {
+        while self.stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Receives so far of the message with `body` (0 if gone or unknown).
+    pub fn receive_count(&self, body: &str) -> u32 {
+        let s = self.state.lock().unwrap();
+        s.messages
+            .iter()
+            .find(|m| m.body == body)
+            .map_or(0, |m| m.receive_count)
     }
 
     /// Bodies moved to the DLQ.
@@ -140,6 +170,7 @@ impl Queue for MemoryQueue {
         wait: Duration,
         visibility: Duration,
     ) -> anyhow::Result<Vec<ReceivedMessage>> {
+        self.stall().await;
         if self.fail_receives.load(Ordering::SeqCst) {
             anyhow::bail!("receive from {}: injected failure", self.name);
         }
@@ -155,6 +186,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn delete_batch(&self, receipts: &[String]) -> anyhow::Result<BatchFailures> {
+        self.stall().await;
         let mut s = self.state.lock().unwrap();
         let mut failures = BatchFailures::default();
         for r in receipts {
@@ -180,6 +212,15 @@ impl Queue for MemoryQueue {
         receipts: &[String],
         visibility: Duration,
     ) -> anyhow::Result<BatchFailures> {
+        self.stall().await;
+        let failing = self.fail_visibility_changes.load(Ordering::SeqCst);
+        if failing > 0 {
+            if failing != u32::MAX {
+                self.fail_visibility_changes
+                    .store(failing - 1, Ordering::SeqCst);
+            }
+            anyhow::bail!("change visibility in {}: injected failure", self.name);
+        }
         let now = Instant::now();
         let mut s = self.state.lock().unwrap();
         let mut failures = BatchFailures::default();

@@ -19,6 +19,7 @@ fn settings() -> WorkerSettings {
         retry_base: Duration::from_secs(2),
         retry_max: Duration::from_secs(60),
         delete_linger: Duration::from_millis(50),
+        backpressure_budget: Duration::from_secs(120),
     }
 }
 
@@ -348,4 +349,217 @@ async fn every_failure_is_reported_with_its_reason_and_successes_are_not() {
         assert_eq!(f.receive_count, i as u32 + 1);
         assert_eq!(f.message_id, got[0].message_id);
     }
+}
+
+fn throttled() -> HandlerError {
+    let meta = aws_smithy_types::error::ErrorMetadata::builder()
+        .code("ProvisionedThroughputExceededException")
+        .message("rate exceeded")
+        .build();
+    HandlerError::retry(anyhow::Error::new(meta).context("write audit event"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_is_retried_in_process_without_spending_receives() {
+    // maxReceiveCount 2: were each throttle a redelivery, the message would
+    // be dead-lettered after the second.
+    let q = Arc::new(MemoryQueue::new("q", 2));
+    q.send("hot-partition");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let summary = run_until(
+        q.clone(),
+        handler(move |_| {
+            let c = c.clone();
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) < 6 {
+                    Err(throttled())
+                } else {
+                    Ok(())
+                }
+            }
+        }),
+        settings(),
+        Duration::from_secs(600),
+        |q| q.is_empty(),
+    )
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 7);
+    assert_eq!(q.deleted(), vec!["hot-partition".to_string()]);
+    assert!(q.dlq().is_empty());
+    assert_eq!(summary.received, 1, "one receive for all seven runs");
+    assert_eq!(summary.backpressure_retries, 6);
+    assert_eq!(summary.failed, 0);
+    assert_eq!(summary.visibility_lost, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backpressure_past_the_budget_returns_the_message_and_other_errors_are_not_retried_in_process()
+ {
+    let q = Arc::new(MemoryQueue::new("q", 10));
+    q.send("throttled-forever");
+    q.send("logic-error");
+    let calls = Arc::new(Mutex::new(std::collections::HashMap::<String, usize>::new()));
+    let c = calls.clone();
+    let mut s = settings();
+    s.backpressure_budget = Duration::from_secs(30);
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(
+        Worker::new(
+            q.clone(),
+            handler(move |d| {
+                let c = c.clone();
+                async move {
+                    *c.lock().unwrap().entry(d.body.clone()).or_default() += 1;
+                    if d.body == "logic-error" {
+                        Err(HandlerError::retry(anyhow::anyhow!("price missing")))
+                    } else {
+                        Err(throttled())
+                    }
+                }
+            }),
+            s,
+        )
+        .run(shutdown.clone()),
+    );
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let seen = calls.lock().unwrap().clone();
+    assert_eq!(
+        seen["logic-error"] as u32,
+        q.receive_count("logic-error"),
+        "a non-AWS failure goes straight back: one run per receive"
+    );
+    assert!(
+        seen["throttled-forever"] >= 4,
+        "throttling retried in-process: {seen:?}"
+    );
+    assert_eq!(q.receive_count("throttled-forever"), 1);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // The budget ran out: back to the queue with a backoff, one receive
+    // spent.
+    assert_eq!(q.receive_count("throttled-forever"), 2);
+    shutdown.cancel();
+    let summary = worker.await.unwrap();
+    assert!(summary.failed >= 2, "{summary:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_heartbeat_is_retried_promptly_and_the_message_held() {
+    let q = Arc::new(MemoryQueue::new("q", 5));
+    q.send("slow");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let q2 = q.clone();
+    let summary = run_until(
+        q.clone(),
+        handler(move |_| {
+            let (c, q2) = (c.clone(), q2.clone());
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                // The first heartbeat (at 10 s) and its next three retries
+                // fail; the fifth try, well within the 30 s visibility,
+                // holds it.
+                q2.fail_visibility_changes(4);
+                tokio::time::sleep(Duration::from_secs(75)).await;
+                Ok(())
+            }
+        }),
+        settings(),
+        Duration::from_secs(300),
+        |q| q.is_empty(),
+    )
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "redelivered while running");
+    assert_eq!(q.deleted(), vec!["slow".to_string()]);
+    assert_eq!(summary.visibility_lost, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn visibility_that_cannot_be_held_is_recorded_and_stops_in_process_retries() {
+    let q = Arc::new(MemoryQueue::new("q-lost", 5));
+    q.send("m");
+    let runs = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let r = runs.clone();
+    let q2 = q.clone();
+    let before = metrics::runtime()
+        .visibility_lost
+        .with_label_values(&["q-lost"])
+        .get();
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(
+        Worker::new(
+            q.clone(),
+            handler(move |d| {
+                let (r, q2) = (r.clone(), q2.clone());
+                async move {
+                    r.lock().unwrap().push(d.receive_count);
+                    // SQS stops taking visibility changes.
+                    q2.fail_visibility_changes(u32::MAX);
+                    // Throttled for longer than the 30 s visibility.
+                    tokio::time::sleep(Duration::from_secs(8)).await;
+                    Err(throttled())
+                }
+            }),
+            settings(),
+        )
+        .run(shutdown.clone()),
+    );
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    shutdown.cancel();
+    let summary = worker.await.unwrap();
+    assert_eq!(summary.visibility_lost, 1, "{summary:?}");
+    assert_eq!(
+        metrics::runtime()
+            .visibility_lost
+            .with_label_values(&["q-lost"])
+            .get(),
+        before + 1
+    );
+    let runs = runs.lock().unwrap().clone();
+    // First receive: runs at 0, ~8.5, ~17.5, ~27.5 s; the lease is lost at
+    // ~30 s, so no in-process retry follows the run that ends after it.
+    let first = runs.iter().filter(|&&c| c == 1).count();
+    assert!((3..=4).contains(&first), "{runs:?}");
+    // Meanwhile the message was visible again and received a second time.
+    assert!(runs.contains(&2), "{runs:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_ends_on_time_when_the_queue_stalls() {
+    let q = Arc::new(MemoryQueue::new("q", 5));
+    q.send("done-before-stall");
+    q.send("stuck");
+    let started = Arc::new(AtomicUsize::new(0));
+    let s2 = started.clone();
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(
+        Worker::new(
+            q.clone(),
+            handler(move |d| {
+                let s2 = s2.clone();
+                async move {
+                    s2.fetch_add(1, Ordering::SeqCst);
+                    let secs = if d.body == "stuck" { 3600 } else { 1 };
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                    Ok(())
+                }
+            }),
+            settings(),
+        )
+        .run(shutdown.clone()),
+    );
+    while started.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // AWS stops answering: deletes, heartbeats and returns all hang.
+    q.set_stalled(true);
+    let t0 = Instant::now();
+    shutdown.cancel();
+    let summary = worker.await.unwrap();
+    let took = t0.elapsed();
+    assert!(
+        took <= settings().grace + SHUTDOWN_CLEANUP + Duration::from_millis(600),
+        "{took:?}"
+    );
+    assert_eq!(summary.succeeded, 1);
 }
