@@ -26,12 +26,10 @@ stop() { if [[ $started == 1 ]]; then scripts/dynamodb-local.sh stop; fi; }
 trap stop EXIT
 export DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_LOCAL_PORT"
 CARGO="${CARGO:-cargo}"
-status=0
-run() { echo "== DynamoDB Local: cargo test $*"; "$CARGO" test "$@" || status=1; }
-run -p describer --test describe_moto "$@"
-run -p pricing --test refresh_moto "$@"
-run -p aggregator --test aggregate_moto "$@"
-run -p notifier --test notify_moto "$@"
-run -p trail-ingest --test ingest_moto "$@"
-run -p kopter-tests --test bootstrap_accounts "$@"
-exit $status
+# One invocation over the workspace: `cargo test -p X` per package would
+# resolve features per package and rebuild the AWS SDK crates each time;
+# `--workspace --test NAME…` reuses the workspace build of `make test`.
+echo "== DynamoDB Local at $DYNAMODB_ENDPOINT: the stores' moto tests"
+"$CARGO" test --workspace \
+  --test describe_moto --test refresh_moto --test aggregate_moto \
+  --test notify_moto --test ingest_moto --test bootstrap_accounts "$@"
