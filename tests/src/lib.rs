@@ -29,6 +29,15 @@ pub fn endpoint() -> String {
     }
 }
 
+/// A DynamoDB endpoint that replaces moto's for DynamoDB only
+/// (`DYNAMODB_ENDPOINT`, set by `make test`'s DynamoDB Local step: AWS's
+/// own, stricter emulator), or `None` to use moto for everything.
+pub fn dynamodb_endpoint() -> Option<String> {
+    std::env::var("DYNAMODB_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+}
+
 /// A unique lowercase name with a prefix.
 pub fn unique(prefix: &str) -> String {
     let n: u32 = rand::random();
@@ -59,6 +68,7 @@ impl TestEnv {
         let mut config = Config::defaults(None);
         config.env = unique("t-");
         config.aws.endpoint_url = Some(endpoint());
+        config.aws.dynamodb_endpoint_url = dynamodb_endpoint();
         config.aws.region = Some("us-east-1".into());
         config.telemetry.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.worker.wait_time_seconds = 1;
@@ -78,7 +88,7 @@ impl TestEnv {
 
     /// Environment variables that point a Kopter binary at this env.
     pub fn env_vars(&self) -> Vec<(String, String)> {
-        vec![
+        let mut vars = vec![
             ("KOPTER_ENV".into(), self.config.env.clone()),
             ("KOPTER_AWS__ENDPOINT_URL".into(), endpoint()),
             ("KOPTER_AWS__REGION".into(), "us-east-1".into()),
@@ -100,7 +110,11 @@ impl TestEnv {
             ),
             // Keep a developer's kopter.toml out of the tests.
             ("KOPTER_CONFIG".into(), "/nonexistent/kopter.toml".into()),
-        ]
+        ];
+        if let Some(url) = dynamodb_endpoint() {
+            vars.push(("KOPTER_AWS__DYNAMODB_ENDPOINT_URL".into(), url));
+        }
+        vars
     }
 
     pub fn sqs(&self) -> aws_sdk_sqs::Client {

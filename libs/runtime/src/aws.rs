@@ -52,6 +52,9 @@ use crate::metrics;
 #[derive(Clone, Debug)]
 pub struct AwsContext {
     pub sdk: SdkConfig,
+    /// `aws.dynamodb_endpoint_url`: DynamoDB's own endpoint, winning over
+    /// the shared one (see [`AwsContext::dynamodb`]).
+    pub dynamodb_endpoint_url: Option<String>,
 }
 
 impl AwsContext {
@@ -74,7 +77,10 @@ impl AwsContext {
                 .region(Region::from_static("us-east-1"))
                 .build();
         }
-        Self { sdk }
+        Self {
+            sdk,
+            dynamodb_endpoint_url: config.aws.dynamodb_endpoint_url.clone(),
+        }
     }
 
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
@@ -83,8 +89,20 @@ impl AwsContext {
     pub fn sns(&self) -> aws_sdk_sns::Client {
         sns_client(&self.sdk)
     }
+    /// A DynamoDB client. Its endpoint, first found wins:
+    /// `aws.dynamodb_endpoint_url`; the SDK's `AWS_ENDPOINT_URL_DYNAMODB`
+    /// (aws-config ≥ 1.1 reads service-specific endpoint variables and lets
+    /// them override an endpoint set on the loader, as `aws.endpoint_url`
+    /// is — see the test below); `aws.endpoint_url`; `AWS_ENDPOINT_URL`;
+    /// real AWS.
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        dynamodb_client(&self.sdk)
+        let mut conf = aws_sdk_dynamodb::config::Builder::from(&self.sdk)
+            .retry_partition(retry_partition("dynamodb"))
+            .interceptor(AwsMetrics);
+        if let Some(url) = &self.dynamodb_endpoint_url {
+            conf = conf.endpoint_url(url);
+        }
+        aws_sdk_dynamodb::Client::from_conf(conf.build())
     }
     pub fn sts(&self) -> aws_sdk_sts::Client {
         sts_client(&self.sdk)
@@ -203,7 +221,6 @@ macro_rules! client_with_metrics {
 }
 client_with_metrics!(sqs_client, aws_sdk_sqs, "sqs");
 client_with_metrics!(sns_client, aws_sdk_sns, "sns");
-client_with_metrics!(dynamodb_client, aws_sdk_dynamodb, "dynamodb");
 client_with_metrics!(sts_client, aws_sdk_sts, "sts");
 client_with_metrics!(ec2_client, aws_sdk_ec2, "ec2");
 client_with_metrics!(pricing_client, aws_sdk_pricing, "pricing");

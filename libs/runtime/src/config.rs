@@ -232,6 +232,10 @@ pub struct AwsConfig {
     /// Endpoint for every AWS service (moto, LocalStack). Default: unset,
     /// i.e. `AWS_ENDPOINT_URL` or the real AWS endpoints.
     pub endpoint_url: Option<String>,
+    /// Endpoint for DynamoDB only, winning over `endpoint_url` and the
+    /// SDK's `AWS_ENDPOINT_URL_DYNAMODB` (e.g. AWS's DynamoDB Local while
+    /// moto serves the rest). Default: unset.
+    pub dynamodb_endpoint_url: Option<String>,
     /// Region of Kopter's own resources. Default: unset, i.e. `AWS_REGION`
     /// or the profile's region.
     pub region: Option<String>,
@@ -379,6 +383,7 @@ impl Config {
             env: "dev".into(),
             aws: AwsConfig {
                 endpoint_url: None,
+                dynamodb_endpoint_url: None,
                 region: None,
                 max_attempts: 5,
                 retry_mode: AwsRetryMode::Standard,
@@ -613,12 +618,17 @@ impl Config {
                     .into(),
             );
         }
-        if let Some(url) = &self.aws.endpoint_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            problems.push(format!(
-                "aws.endpoint_url: {url:?} must start with http:// or https://"
-            ));
+        for (key, url) in [
+            ("aws.endpoint_url", &self.aws.endpoint_url),
+            ("aws.dynamodb_endpoint_url", &self.aws.dynamodb_endpoint_url),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                problems.push(format!(
+                    "{key}: {url:?} must start with http:// or https://"
+                ));
+            }
         }
         let c = &self.credentials;
         if c.cache_capacity == 0 {
@@ -911,12 +921,13 @@ mod tests {
         c.worker.max_messages = 11;
         c.worker.heartbeat_interval = Duration::from_secs(59);
         c.aws.endpoint_url = Some("localhost:5000".into());
+        c.aws.dynamodb_endpoint_url = Some("127.0.0.1:8000".into());
         c.describer.write_concurrency = 0;
         c.aws.attempt_timeout = Duration::from_secs(10);
         c.aws.retry_quota_refill_per_second = f64::NAN;
         let err = c.validate().unwrap_err();
         let text = err.to_string();
-        assert_eq!(err.problems.len(), 8, "{text}");
+        assert_eq!(err.problems.len(), 9, "{text}");
         for needle in [
             "env:",
             "describer.write_concurrency: 0",
@@ -926,6 +937,7 @@ mod tests {
             "aws.endpoint_url",
             "aws.attempt_timeout: 10s must be at least worker.wait_time_seconds + 5s (25s)",
             "aws.retry_quota_refill_per_second: NaN",
+            "aws.dynamodb_endpoint_url: \"127.0.0.1:8000\"",
         ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }

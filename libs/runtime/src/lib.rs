@@ -172,7 +172,16 @@ pub async fn run_workers(
     let settings = worker::WorkerSettings::from(&ctx.config.worker);
     let mut tasks = Vec::new();
     for (service, q, handler) in queues {
-        let w = Worker::new(q, handler, settings.clone()).with_service_label(service);
+        // A reason outlives the DLQ message it explains by a day.
+        let failure_log = queue::failures::FailureLog::new(
+            ctx.aws.dynamodb(),
+            &ctx.names,
+            service,
+            ctx.config.queues.dlq_retention + std::time::Duration::from_secs(86_400),
+        );
+        let w = Worker::new(q, handler, settings.clone())
+            .with_service_label(service)
+            .with_failure_sink(Arc::new(failure_log));
         tasks.push(tokio::spawn(w.run(shutdown.clone())));
     }
     for t in tasks {

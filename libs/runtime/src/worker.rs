@@ -18,6 +18,8 @@
 //!   consumer may hold it now);
 //! - permanent failure (malformed, unknown version): logged with its id and
 //!   reason and made visible at once, so it reaches the DLQ quickly;
+//! - every failure is also reported to a [`FailureSink`] when one is set
+//!   (the service's failure log, read by `kopterctl dlq`);
 //! - shutdown: stop receiving, let handlers finish within the grace period,
 //!   then abort the rest and return their messages (visibility 0); the
 //!   returns and the last deletes get [`SHUTDOWN_CLEANUP`] more, whatever
@@ -39,6 +41,7 @@ use tracing::Instrument;
 use crate::aws::{self, ErrorClass};
 use crate::config::WorkerConfig;
 use crate::metrics;
+use crate::queue::failures::{FailureSink, MessageFailure};
 use crate::queue::{Queue, ReceivedMessage};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -183,6 +186,7 @@ pub struct Worker<Q: Queue> {
     handler: Arc<dyn Handler>,
     settings: WorkerSettings,
     label: String,
+    failures: Option<Arc<dyn FailureSink>>,
 }
 
 enum Outcome {
@@ -200,7 +204,15 @@ impl<Q: Queue> Worker<Q> {
             handler,
             settings,
             label,
+            failures: None,
         }
+    }
+
+    /// Reports every handler failure (its reason) to `sink`, before the
+    /// message is made visible again.
+    pub fn with_failure_sink(mut self, sink: Arc<dyn FailureSink>) -> Self {
+        self.failures = Some(sink);
+        self
     }
 
     /// Uses a service name as the `queue` metric label instead of the
@@ -217,6 +229,7 @@ impl<Q: Queue> Worker<Q> {
             handler,
             settings,
             label,
+            failures,
         } = self;
         let m = metrics::runtime();
         let slots = Arc::new(Semaphore::new(settings.concurrency));
@@ -289,6 +302,7 @@ impl<Q: Queue> Worker<Q> {
                     ack_tx: ack_tx.clone(),
                     abort: abort_handlers.clone(),
                     summary: summary.clone(),
+                    failures: failures.clone(),
                 };
                 let span = tracing::info_span!("message", message_id = %msg.message_id, queue = %label, receive_count = msg.receive_count);
                 tracker.spawn(
@@ -348,7 +362,11 @@ struct MessageTask<Q: Queue> {
     ack_tx: mpsc::UnboundedSender<String>,
     abort: CancellationToken,
     summary: Arc<std::sync::Mutex<RunSummary>>,
+    failures: Option<Arc<dyn FailureSink>>,
 }
+
+/// Longest wait for a failure report before the message is released anyway.
+const FAILURE_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl<Q: Queue> MessageTask<Q> {
     async fn run(self, msg: ReceivedMessage, received_at: Instant) {
@@ -424,6 +442,7 @@ impl<Q: Queue> MessageTask<Q> {
             );
         }
 
+        let mut reason = None;
         let next_visibility = match outcome {
             Outcome::Ok => {
                 tracing::debug!(elapsed, "handled");
@@ -433,7 +452,9 @@ impl<Q: Queue> MessageTask<Q> {
                 return;
             }
             Outcome::Failed(HandlerError::Permanent(error)) => {
-                tracing::error!(error = %format!("{error:#}"), "message can never succeed; leaving it for the DLQ");
+                let text = format!("{error:#}");
+                tracing::error!(error = %text, "message can never succeed; leaving it for the DLQ");
+                reason = Some(text);
                 Duration::ZERO
             }
             Outcome::Failed(HandlerError::Retry(error)) => {
@@ -442,14 +463,16 @@ impl<Q: Queue> MessageTask<Q> {
                     self.settings.retry_base,
                     self.settings.retry_max,
                 );
+                let text = format!("{error:#}");
                 match aws::classify_anyhow(&error) {
                     Some(class) => {
-                        tracing::warn!(error = %format!("{error:#}"), class = class.label(), in_process_retries = retries, retry_in = ?delay, "AWS back-pressure outlasted the in-process budget; message will be redelivered")
+                        tracing::warn!(error = %text, class = class.label(), in_process_retries = retries, retry_in = ?delay, "AWS back-pressure outlasted the in-process budget; message will be redelivered")
                     }
                     None => {
-                        tracing::warn!(error = %format!("{error:#}"), retry_in = ?delay, "handler failed; message will be redelivered")
+                        tracing::warn!(error = %text, retry_in = ?delay, "handler failed; message will be redelivered")
                     }
                 }
+                reason = Some(text);
                 delay
             }
             Outcome::Panicked(text) => {
@@ -459,6 +482,7 @@ impl<Q: Queue> MessageTask<Q> {
                     self.settings.retry_max,
                 );
                 tracing::error!(panic = %text, retry_in = ?delay, "handler panicked; message will be redelivered");
+                reason = Some(format!("panic: {text}"));
                 delay
             }
             Outcome::Cancelled => {
@@ -472,6 +496,23 @@ impl<Q: Queue> MessageTask<Q> {
                 .with_label_values(&[&self.label, outcome_label])
                 .inc();
             self.summary.lock().unwrap().failed += 1;
+        }
+        if let (Some(sink), Some(reason)) = (&self.failures, reason) {
+            let failure = MessageFailure {
+                message_id: msg.message_id.clone(),
+                outcome: outcome_label,
+                reason,
+                receive_count: msg.receive_count,
+            };
+            match tokio::time::timeout(FAILURE_REPORT_TIMEOUT, sink.record(&failure)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %format!("{error:#}"), "could not record the failure reason for `kopterctl dlq`")
+                }
+                Err(_) => {
+                    tracing::warn!(timeout = ?FAILURE_REPORT_TIMEOUT, "recording the failure reason timed out")
+                }
+            }
         }
         if let Err(error) = self
             .queue

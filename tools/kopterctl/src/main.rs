@@ -6,6 +6,7 @@
 
 mod backups;
 mod cost;
+mod dlq;
 mod inventory;
 mod notifications;
 mod token;
@@ -65,6 +66,8 @@ enum Command {
     },
     /// Depth, in-flight and DLQ depth of every service queue.
     Queues,
+    /// A service's dead-letter queue: list, show, redrive.
+    Dlq(dlq::DlqArgs),
     /// A tenant's instances, volumes and snapshots with their state.
     Inventory(inventory::InventoryArgs),
     /// A tenant's notification feed (newest first); mark notifications read.
@@ -302,6 +305,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Inventory(args) => return inventory::run(&aws, &names, args).await,
+        Command::Dlq(args) => return dlq::run(&aws, &names, args).await,
         Command::Cost(args) => {
             return cost::cost(&aws, &names, &config.aggregator.rollup_tags, args).await;
         }

@@ -5,6 +5,7 @@
 //! of the consume loop. See `design.md` in this folder.
 
 pub mod depth;
+pub mod failures;
 mod memory;
 mod sqs;
 

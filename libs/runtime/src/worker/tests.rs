@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::queue::MemoryQueue;
+use crate::queue::failures::{FailureSink, MessageFailure};
 
 fn settings() -> WorkerSettings {
     WorkerSettings {
@@ -297,6 +298,56 @@ fn retry_delay_grows_and_is_capped() {
         assert!(d4 >= Duration::from_secs(8) && d4 <= Duration::from_secs(16));
         let d20 = retry_delay(20, base, max);
         assert!(d20 >= Duration::from_secs(30) && d20 <= max);
+    }
+}
+
+/// Collects what the worker reports.
+#[derive(Default)]
+struct Recorded(Mutex<Vec<MessageFailure>>);
+
+impl FailureSink for Recorded {
+    fn record<'a>(&'a self, failure: &'a MessageFailure) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.0.lock().unwrap().push(failure.clone());
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_failure_is_reported_with_its_reason_and_successes_are_not() {
+    let q = Arc::new(MemoryQueue::new("q", 2));
+    q.send("poison");
+    q.send("good");
+    let sink = Arc::new(Recorded::default());
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(
+        q.clone(),
+        handler(|d| async move {
+            if d.body == "poison" {
+                Err(HandlerError::permanent(anyhow::anyhow!(
+                    "cannot parse {}",
+                    d.body
+                )))
+            } else {
+                Ok(())
+            }
+        }),
+        settings(),
+    )
+    .with_failure_sink(sink.clone());
+    let task = tokio::spawn(worker.run(shutdown.clone()));
+    let start = Instant::now();
+    while q.dlq().is_empty() && start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+    let got = sink.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (i, f) in got.iter().enumerate() {
+        assert_eq!(f.outcome, "permanent");
+        assert_eq!(f.reason, "cannot parse poison");
+        assert_eq!(f.receive_count, i as u32 + 1);
+        assert_eq!(f.message_id, got[0].message_id);
     }
 }
 
