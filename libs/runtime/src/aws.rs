@@ -96,7 +96,13 @@ impl AwsContext {
     /// is — see the test below); `aws.endpoint_url`; `AWS_ENDPOINT_URL`;
     /// real AWS.
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        let mut conf = aws_sdk_dynamodb::config::Builder::from(&self.sdk)
+        self.dynamodb_with(&self.sdk)
+    }
+    /// A DynamoDB client signing with `sdk`'s credentials (e.g. a tenant's
+    /// assumed-role session) at this context's DynamoDB endpoint, with the
+    /// metrics interceptor and the DynamoDB retry partition.
+    pub fn dynamodb_with(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
+        let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk)
             .retry_partition(retry_partition("dynamodb"))
             .interceptor(AwsMetrics);
         if let Some(url) = &self.dynamodb_endpoint_url {

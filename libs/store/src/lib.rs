@@ -13,6 +13,7 @@ pub mod event;
 pub mod feed;
 pub mod graph;
 pub mod inventory;
+pub mod page;
 pub mod platform;
 pub mod prices;
 pub mod webhook_url;

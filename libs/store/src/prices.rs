@@ -346,6 +346,54 @@ impl PriceStore {
         self.query_pk(&instance_pk(region, version)).await
     }
 
+    /// One page of a version's instance price rows (instance type ×
+    /// tenancy, in sort-key order) after row `after` (its sort key) or
+    /// from the first, whose sort key starts with `sk_prefix` (`m5.` for a
+    /// family, `m5.large#` for one type). One DynamoDB query of at most
+    /// `limit` rows; `more` says whether rows may follow.
+    pub async fn instance_prices_page(
+        &self,
+        region: &str,
+        version: &str,
+        after: Option<&str>,
+        sk_prefix: Option<&str>,
+        limit: u32,
+    ) -> anyhow::Result<(Vec<InstancePrices>, bool)> {
+        let pk = instance_pk(region, version);
+        let mut q = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(if sk_prefix.is_some() {
+                "pk = :pk AND begins_with(sk, :prefix)"
+            } else {
+                "pk = :pk"
+            })
+            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            .limit(limit.clamp(1, 1000) as i32)
+            .consistent_read(true);
+        if let Some(prefix) = sk_prefix {
+            q = q.expression_attribute_values(":prefix", AttributeValue::S(prefix.into()));
+        }
+        if let Some(sk) = after {
+            q = q
+                .exclusive_start_key("pk", AttributeValue::S(pk.clone()))
+                .exclusive_start_key("sk", AttributeValue::S(sk.into()));
+        }
+        let out = q
+            .send()
+            .await
+            .with_context(|| format!("query a page of {pk} in {}", self.table))?;
+        let rows = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).context("decode an instance price row"))
+            .collect::<anyhow::Result<Vec<InstancePrices>>>()?;
+        let more = out.last_evaluated_key.is_some_and(|k| !k.is_empty());
+        Ok((rows, more))
+    }
+
     /// The EBS prices of a version.
     pub async fn ebs_prices(
         &self,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use api::auth::jwks::{KeySource, RefreshPolicy};
 use api::auth::{ClaimsConfig, IssuerKeys, Verifier};
 use api::cursor::CursorCodec;
-use api::data::{PageRequest, PriceFilter, TenantData};
+use api::data::{PageRequest, PriceData, PriceFilter};
 use api::memory::{MemoryData, sample_prices};
 use api::ratelimit::TenantLimiter;
 use api::{ApiParts, ApiState};

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cursor;
 pub mod data;
 pub mod docs;
+pub mod dynamo;
 pub mod error;
 pub mod list;
 pub mod memory;

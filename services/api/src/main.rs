@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use kopter_runtime::{AwsContext, Config, telemetry};
+use kopter_runtime::{AwsContext, Config, CredentialCache, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -52,13 +52,18 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The tables behind the endpoints.
-fn api_data(_config: &Config, _aws: &AwsContext) -> anyhow::Result<Arc<dyn api::data::TenantData>> {
-    // Wired to kopter-store once it is on main (issue 14); until then the
-    // binary refuses to start rather than serve made-up data.
-    anyhow::bail!(
-        "the api's DynamoDB data layer is not wired in this build yet (waits for kopter-store)"
-    )
+/// The tables behind the endpoints: DynamoDB through `kopter-store`, each
+/// tenant's calls signed with its tagged session of `api.tenant_role_arn`
+/// when set.
+fn api_data(config: &Config, aws: &AwsContext) -> anyhow::Result<Arc<dyn api::data::TenantData>> {
+    let credentials = CredentialCache::new(aws.sts(), "api", &config.credentials);
+    let db = api::tenant_db::TenantDb::new(
+        aws.clone(),
+        credentials,
+        config.api.tenant_role_arn.clone(),
+        config.credentials.cache_capacity,
+    );
+    Ok(Arc::new(api::dynamo::DynamoData::new(db, config.names())))
 }
 
 /// Ready when every issuer's keys could be loaded.

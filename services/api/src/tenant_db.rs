@@ -9,15 +9,15 @@
 //! refreshed before expiry); clients are cached per tenant too. Without a
 //! role (local development) every tenant shares the process's client.
 
-use aws_config::SdkConfig;
-use kopter_runtime::{CredentialCache, TaggedRole};
+use kopter_runtime::{AwsContext, CredentialCache, TaggedRole};
 use kopter_schema::TenantId;
 
 use crate::data::DataError;
 
+/// The DynamoDB client of each tenant (see the module doc).
 #[derive(Clone)]
 pub struct TenantDb {
-    base: SdkConfig,
+    aws: AwsContext,
     credentials: CredentialCache,
     role_arn: Option<String>,
     shared: aws_sdk_dynamodb::Client,
@@ -25,15 +25,19 @@ pub struct TenantDb {
 }
 
 impl TenantDb {
+    /// Clients at `aws`'s DynamoDB endpoint; with `role_arn`, each signs
+    /// with the tenant's tagged session of that role (from `credentials`),
+    /// without, with the process's own credentials. `capacity`: tenants
+    /// whose clients are kept.
     pub fn new(
-        base: SdkConfig,
+        aws: AwsContext,
         credentials: CredentialCache,
         role_arn: Option<String>,
         capacity: u64,
     ) -> Self {
         Self {
-            shared: kopter_runtime::aws::dynamodb_client(&base),
-            base,
+            shared: aws.dynamodb(),
+            aws,
             credentials,
             role_arn,
             clients: moka::future::Cache::new(capacity),
@@ -50,9 +54,9 @@ impl TenantDb {
                 let role = TaggedRole::tenant_access(arn, tenant);
                 let sdk = self
                     .credentials
-                    .tagged_sdk_config(&self.base, &role)
+                    .tagged_sdk_config(&self.aws.sdk, &role)
                     .await?;
-                Ok::<_, kopter_runtime::AssumeRoleError>(kopter_runtime::aws::dynamodb_client(&sdk))
+                Ok::<_, kopter_runtime::AssumeRoleError>(self.aws.dynamodb_with(&sdk))
             })
             .await
             .map_err(|e| match e.as_ref() {

@@ -259,9 +259,19 @@ async fn alg_none_and_hs256_with_the_public_key_are_refused() {
     let public = serde_json::to_vec(&jwk).unwrap();
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some(a.key.kid().to_owned());
-    let hs = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(&public)).unwrap();
+    let hs = jsonwebtoken::encode(
+        &h,
+        &claims,
+        &EncodingKey::from_secret(public.as_slice()).unwrap(),
+    )
+    .unwrap();
     let x = URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap();
-    let hs_x = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(&x)).unwrap();
+    let hs_x = jsonwebtoken::encode(
+        &h,
+        &claims,
+        &EncodingKey::from_secret(x.as_slice()).unwrap(),
+    )
+    .unwrap();
     for token in [none, hs, hs_x] {
         let (s, hd, body) = a.get("/v1/me", Some(&token)).await;
         problem(s, &hd, &body, StatusCode::UNAUTHORIZED);

@@ -306,6 +306,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Inventory(args) => return inventory::run(&aws, &names, args).await,
         Command::Dlq(args) => return dlq::run(&aws, &names, args).await,
+        Command::Token(_) => unreachable!("handled before AWS is loaded"),
         Command::Cost(args) => {
             return cost::cost(&aws, &names, &config.aggregator.rollup_tags, args).await;
         }

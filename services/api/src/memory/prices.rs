@@ -1,31 +1,12 @@
-//! An in-memory [`TenantData`] for the HTTP layer's tests and the
-//! benchmark: pages by position, records the tenant of every call.
-
-use std::sync::Mutex;
+//! In-memory prices.
 
 use futures::future::BoxFuture;
 use kopter_schema::TenantId;
 
-use crate::data::{DataError, Page, PageKey, PageRequest, Price, PriceFilter, TenantData};
+use super::MemoryData;
+use crate::data::{DataError, Page, PageKey, PageRequest, Price, PriceData, PriceFilter};
 
-/// Price rows held in memory.
-#[derive(Default)]
-pub struct MemoryData {
-    pub prices: Vec<Price>,
-    /// Tenant of every call, in order.
-    pub calls: Mutex<Vec<TenantId>>,
-}
-
-impl MemoryData {
-    pub fn with_prices(prices: Vec<Price>) -> Self {
-        Self {
-            prices,
-            calls: Mutex::default(),
-        }
-    }
-}
-
-impl TenantData for MemoryData {
+impl PriceData for MemoryData {
     fn prices<'a>(
         &'a self,
         tenant: &'a TenantId,

@@ -1,0 +1,74 @@
+//! The seam between the HTTP layer and the tables: what every endpoint
+//! reads or writes, always for one tenant — the verified token's — passed
+//! as the first argument of every call. One trait per area, each in its
+//! own module; [`TenantData`] is all of them. [`crate::dynamo`] implements
+//! them on `kopter-store` with tenant-scoped DynamoDB credentials;
+//! [`crate::memory`] is an in-memory fake for the HTTP layer's tests and
+//! the benchmark.
+
+pub mod audit;
+pub mod cost;
+pub mod inventory;
+pub mod prices;
+pub mod settings;
+
+pub use kopter_store::page::{Page, PageKey, PageRequest};
+pub use prices::{Price, PriceData, PriceFilter};
+
+use crate::error::ApiError;
+
+/// Why a data call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// Transient (throttling, DynamoDB or STS unreachable): 503.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<DataError> for ApiError {
+    fn from(e: DataError) -> Self {
+        match e {
+            DataError::Unavailable(m) => ApiError::Unavailable(m),
+            DataError::Other(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+/// Everything the endpoints read and write: every area's trait. Each
+/// method takes the tenant of the verified token first; an implementation
+/// confines itself to it.
+pub trait TenantData:
+    prices::PriceData
+    + audit::AuditData
+    + inventory::InventoryData
+    + cost::CostData
+    + settings::SettingsData
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> TenantData for T where
+    T: prices::PriceData
+        + audit::AuditData
+        + inventory::InventoryData
+        + cost::CostData
+        + settings::SettingsData
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A store error as a [`DataError`]: AWS back-pressure or an unreachable
+/// endpoint ([`kopter_runtime::aws::classify_anyhow`]) is `Unavailable`
+/// (503, worth a retry), anything else internal.
+pub fn store_error(e: anyhow::Error) -> DataError {
+    match kopter_runtime::aws::classify_anyhow(&e) {
+        Some(class) => DataError::Unavailable(format!("{} ({})", e, class.label())),
+        None => DataError::Other(e),
+    }
+}

@@ -1,0 +1,6 @@
+//! cost on DynamoDB.
+
+use super::DynamoData;
+use crate::data::cost::CostData;
+
+impl CostData for DynamoData {}

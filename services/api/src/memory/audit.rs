@@ -1,0 +1,6 @@
+//! In-memory audit.
+
+use super::MemoryData;
+use crate::data::audit::AuditData;
+
+impl AuditData for MemoryData {}
