@@ -7,6 +7,7 @@
 
 pub mod me;
 pub mod prices;
+pub mod settings;
 
 use crate::error::ApiError;
 
