@@ -45,6 +45,7 @@ compose-check:
 test: deps lint tf-check prom-check compose-check
 	$(CARGO) build --workspace --bins  # tests/tests/monitoring.rs runs the service binaries
 	scripts/with-moto.sh $(CARGO) test --workspace --no-fail-fast
+	scripts/check-api-schema.sh  # schemathesis: the api against its OpenAPI document
 	scripts/test-dynamodb-local.sh
 
 # the stores' integration tests again on AWS's DynamoDB Local (installed
