@@ -446,6 +446,9 @@ fn free_ports(n: u16) -> u16 {
     }
 }
 
+/// `(region, instance id, state)` of an account's instances.
+type Instances = BTreeSet<(String, String, String)>;
+
 /// What the stores and queues hold after the run.
 struct Found {
     audit: BTreeMap<String, BTreeSet<String>>,
@@ -456,13 +459,7 @@ struct Found {
     dlq: BTreeMap<String, Vec<String>>,
     /// Per account: `(region, instance id, state)` in Kopter's inventory and
     /// in moto.
-    inventory: BTreeMap<
-        String,
-        (
-            BTreeSet<(String, String, String)>,
-            BTreeSet<(String, String, String)>,
-        ),
-    >,
+    inventory: BTreeMap<String, (Instances, Instances)>,
 }
 
 impl Found {
