@@ -348,6 +348,8 @@ struct Shared {
     stalled: AtomicBool,
     /// Every call forwarded, in order (see [`FaultProxy::calls`]).
     log: Mutex<Vec<SignedCall>>,
+    /// Calls whose body contains one of these are always throttled.
+    refused: Mutex<Vec<Vec<u8>>>,
 }
 
 /// One call the proxy forwarded: who signed it and what it was. Tests use
@@ -406,6 +408,7 @@ impl FaultProxy {
             counts: Mutex::default(),
             stalled: AtomicBool::new(false),
             log: Mutex::default(),
+            refused: Mutex::default(),
         });
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, shared.clone(), stop.clone()));
@@ -430,6 +433,15 @@ impl FaultProxy {
     /// While set, every new call is read and never answered.
     pub fn set_stalled(&self, stalled: bool) {
         self.shared.stalled.store(stalled, Ordering::SeqCst);
+    }
+
+    /// From now on, every call whose body contains one of `needles` (an
+    /// event id in a DynamoDB item, say) is throttled, whatever the plan
+    /// draws — a hot key that never gets through; an empty list ends it.
+    /// Such calls are counted as throttles and draw nothing from the plan.
+    pub fn throttle_matching(&self, needles: &[&str]) {
+        *self.shared.refused.lock().unwrap() =
+            needles.iter().map(|n| n.as_bytes().to_vec()).collect();
     }
 
     pub fn counts(&self) -> FaultCounts {
@@ -499,8 +511,16 @@ async fn handle(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
     let target = Target::identify(&parts.headers, host.as_deref(), &body);
+    let refused = shared
+        .refused
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|n| contains(&body, n));
     let fault = if shared.stalled.load(Ordering::SeqCst) {
         Fault::Stall
+    } else if refused {
+        Fault::Throttle
     } else {
         shared.decider.lock().unwrap().next_fault()
     };
