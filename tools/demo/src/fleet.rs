@@ -28,7 +28,7 @@ pub enum Mode {
 impl Mode {
     pub fn describe(&self) -> &'static str {
         match self {
-            Mode::Separate { .. } => "five processes",
+            Mode::Separate { .. } => "six processes (five services and the api)",
             Mode::AllInOne { .. } => "one process (kopter)",
             Mode::InProcess => "inside the demo process",
         }
@@ -144,6 +144,26 @@ pub async fn start(
                     bin,
                     vars,
                 });
+            }
+            // The api: not a worker; telemetry on the port after the five.
+            let addr = SocketAddr::from(([127, 0, 0, 1], first_port + Service::ALL.len() as u16));
+            let mut c = config.clone();
+            c.telemetry.listen = addr;
+            let log = run_dir.join("api.log");
+            let (bin, vars) = (bin_dir.join("api"), env_vars(&c, None));
+            match spawn(&bin, &[], vars.clone(), &log, false) {
+                Ok(child) => procs.push(Proc {
+                    name: "api".into(),
+                    child,
+                    metrics: addr,
+                    log,
+                    bin,
+                    vars,
+                }),
+                Err(e) => {
+                    stop_procs(&mut procs, Duration::from_secs(10));
+                    return Err(e);
+                }
             }
             Ok(Fleet::Procs(procs))
         }

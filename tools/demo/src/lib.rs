@@ -61,6 +61,8 @@ pub struct Options {
     pub first_port: u16,
     /// Port of the price-file server (0: any free port).
     pub offers_port: u16,
+    /// Port of the tenant API (`api.listen` on 127.0.0.1).
+    pub api_port: u16,
     /// Logs of the service processes.
     pub run_dir: PathBuf,
     /// Longest wait for the queues to empty after each step.
@@ -91,6 +93,7 @@ impl Options {
             mode,
             first_port: 9101,
             offers_port: 0,
+            api_port: 8080,
             run_dir: PathBuf::from(".run"),
             settle_timeout: Duration::from_secs(240),
             verbose: true,
@@ -117,7 +120,38 @@ pub fn demo_config(opts: &Options, offers_url: &str) -> Config {
     c.trail.directory_refresh = Duration::from_secs(5);
     c.notifier.burst_window = Duration::ZERO;
     c.notifier.webhook_allow_local = true;
+    // The tenant API with the development token issuer (never in prod).
+    c.api.listen = std::net::SocketAddr::from(([127, 0, 0, 1], opts.api_port));
+    c.api.public_url = format!("http://127.0.0.1:{}", opts.api_port);
+    c.api.dev_issuer = true;
+    c.api.dev_issuer_key_file = opts.run_dir.join("dev-issuer-key.json");
     c
+}
+
+/// Mints a token of the demo's development issuer for `tenant` (`admin`:
+/// with the admin role), valid `ttl`, as `kopterctl token` would.
+pub fn demo_token(
+    config: &Config,
+    tenant: &str,
+    admin: bool,
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    let api = &config.api;
+    let key = kopter_dev_issuer::DevIssuer::load_or_create(&api.dev_issuer_key_file)?;
+    key.mint(&kopter_dev_issuer::TokenRequest {
+        tenant: tenant.to_owned(),
+        roles: if admin {
+            vec![api.admin_role.clone()]
+        } else {
+            Vec::new()
+        },
+        ttl,
+        subject: format!("demo-{tenant}"),
+        issuer: kopter_dev_issuer::issuer_url(&api.public_url),
+        audience: api.audience.clone(),
+        tenant_claim: api.tenant_claim.clone(),
+        roles_claim: api.roles_claim.clone(),
+    })
 }
 
 /// Queue depths: `[visible, in flight, delayed]` of a service's queue and
