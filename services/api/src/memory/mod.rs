@@ -3,8 +3,8 @@
 //! One module per area, like `data`.
 
 mod audit;
-mod cost;
-mod inventory;
+pub mod cost;
+pub mod inventory;
 mod prices;
 mod settings;
 
@@ -20,6 +20,8 @@ use crate::data::Price;
 #[derive(Default)]
 pub struct MemoryData {
     pub prices: Vec<Price>,
+    pub inventory: inventory::InventoryRows,
+    pub cost: cost::CostRows,
     /// Tenant of every call, in order.
     pub calls: Mutex<Vec<TenantId>>,
 }
@@ -28,6 +30,8 @@ impl MemoryData {
     pub fn with_prices(prices: Vec<Price>) -> Self {
         Self {
             prices,
+            inventory: Default::default(),
+            cost: Default::default(),
             calls: Mutex::default(),
         }
     }
