@@ -416,7 +416,10 @@ impl InventoryStore {
             .get_item()
             .table_name(&self.inventory)
             .key("pk", s(keys::tenant_account(tenant, account)))
-            .key("sk", s(super::rows::inventory_sk(region, kind, resource_id)))
+            .key(
+                "sk",
+                s(super::rows::inventory_sk(region, kind, resource_id)),
+            )
             .consistent_read(true)
             .send()
             .await

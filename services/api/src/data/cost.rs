@@ -6,9 +6,9 @@
 //! is the priced part, `null` when nothing in it was priced).
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
-use kopter_store::graph;
 use futures::future::BoxFuture;
 use kopter_schema::TenantId;
+use kopter_store::graph;
 use kopter_store::graph::{ResourceHourRow, RollupRow};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -129,10 +129,11 @@ impl CostPoint {
             price_missing: u64::from(r.cost_usd.is_none()),
             resources: 1,
             account: Some(r.account.to_string()),
-            price_missing_reason: r
-                .cost_usd
-                .is_none()
-                .then(|| r.price_missing.clone().unwrap_or_else(|| "price missing".into())),
+            price_missing_reason: r.cost_usd.is_none().then(|| {
+                r.price_missing
+                    .clone()
+                    .unwrap_or_else(|| "price missing".into())
+            }),
         }
     }
 }
@@ -193,10 +194,11 @@ impl ResourceCost {
             unit: r.unit.clone(),
             cost_usd: r.cost_usd,
             reserved_usd: r.reserved_usd,
-            price_missing: r
-                .cost_usd
-                .is_none()
-                .then(|| r.price_missing.clone().unwrap_or_else(|| "price missing".into())),
+            price_missing: r.cost_usd.is_none().then(|| {
+                r.price_missing
+                    .clone()
+                    .unwrap_or_else(|| "price missing".into())
+            }),
             family: r.family.clone(),
             detail: r.detail.clone(),
             lifecycle: r.lifecycle.clone(),

@@ -103,7 +103,12 @@ impl CostData for DynamoData {
             rows.sort_by(|a, b| a.hour.cmp(&b.hour));
             let items = rows
                 .iter()
-                .map(|r| Ok(ResourceCost::new(r, parse_period(&r.hour, Granularity::Hour)?)))
+                .map(|r| {
+                    Ok(ResourceCost::new(
+                        r,
+                        parse_period(&r.hour, Granularity::Hour)?,
+                    ))
+                })
                 .collect::<Result<Vec<_>, DataError>>()?;
             let next = hours
                 .last()
@@ -168,7 +173,15 @@ impl DynamoData {
         let mut rows: Vec<RollupRow> = Vec::new();
         let more = loop {
             let p = graph
-                .rollup_page(tenant, g.as_str(), dimension, &lo, &hi, start.as_ref(), read)
+                .rollup_page(
+                    tenant,
+                    g.as_str(),
+                    dimension,
+                    &lo,
+                    &hi,
+                    start.as_ref(),
+                    read,
+                )
                 .await
                 .map_err(store_error)?;
             rows.extend(p.items);
@@ -213,11 +226,7 @@ impl DynamoData {
             return Ok(Page::empty());
         };
         let (hour, account, key) = match position::<ResourceSeriesPosition>(page.after)? {
-            Some(p) => (
-                parse_period(&p.hour, Granularity::Hour)?,
-                p.account,
-                p.key,
-            ),
+            Some(p) => (parse_period(&p.hour, Granularity::Hour)?, p.account, p.key),
             None => (query.first, first_account.clone(), None),
         };
         let rows = GraphStore::new(ddb, &self.names)
@@ -260,9 +269,7 @@ fn runs(rows: &[RollupRow]) -> Vec<std::ops::Range<usize>> {
     let mut out: Vec<std::ops::Range<usize>> = Vec::new();
     for (i, r) in rows.iter().enumerate() {
         match out.last_mut() {
-            Some(run)
-                if rows[run.start].period == r.period && rows[run.start].group == r.group =>
-            {
+            Some(run) if rows[run.start].period == r.period && rows[run.start].group == r.group => {
                 run.end = i + 1
             }
             _ => out.push(i..i + 1),

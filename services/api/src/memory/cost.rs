@@ -34,7 +34,10 @@ impl CostData for MemoryData {
     ) -> BoxFuture<'a, Result<Page<CostPoint>, DataError>> {
         Box::pin(async move {
             self.calls.lock().expect("lock").push(tenant.clone());
-            let (lo, hi) = (period_key(q.first, q.granularity), period_key(q.last, q.granularity));
+            let (lo, hi) = (
+                period_key(q.first, q.granularity),
+                period_key(q.last, q.granularity),
+            );
             let points = match &q.by {
                 GroupBy::Dimension(dim) => {
                     let mut groups: BTreeMap<(String, String), Vec<RollupRow>> = BTreeMap::new();
@@ -67,9 +70,16 @@ impl CostData for MemoryData {
                         .iter()
                         .filter(|r| r.tenant == *tenant && r.hour >= lo && r.hour <= hi)
                         .collect();
-                    rows.sort_by(|a, b| (&a.hour, &a.account, &a.sk).cmp(&(&b.hour, &b.account, &b.sk)));
+                    rows.sort_by(|a, b| {
+                        (&a.hour, &a.account, &a.sk).cmp(&(&b.hour, &b.account, &b.sk))
+                    });
                     rows.into_iter()
-                        .map(|r| Ok(CostPoint::of_resource(parse_period(&r.hour, q.granularity)?, r)))
+                        .map(|r| {
+                            Ok(CostPoint::of_resource(
+                                parse_period(&r.hour, q.granularity)?,
+                                r,
+                            ))
+                        })
                         .collect::<Result<Vec<_>, DataError>>()?
                 }
             };
@@ -100,13 +110,21 @@ impl CostData for MemoryData {
                 .resource_hours
                 .iter()
                 .filter(|r| {
-                    r.tenant == *tenant && r.resource_id == resource_id && r.hour >= lo && r.hour <= hi
+                    r.tenant == *tenant
+                        && r.resource_id == resource_id
+                        && r.hour >= lo
+                        && r.hour <= hi
                 })
                 .collect();
             rows.sort_by(|a, b| a.hour.cmp(&b.hour));
             let items = rows
                 .into_iter()
-                .map(|r| Ok(ResourceCost::new(r, parse_period(&r.hour, Granularity::Hour)?)))
+                .map(|r| {
+                    Ok(ResourceCost::new(
+                        r,
+                        parse_period(&r.hour, Granularity::Hour)?,
+                    ))
+                })
                 .collect::<Result<Vec<_>, DataError>>()?;
             offset_page(items, page).map(Some)
         })

@@ -116,7 +116,8 @@ pub(super) fn offset_page<T>(items: Vec<T>, page: PageRequest) -> Result<Page<T>
         None => 0,
         Some(PageKey(v)) => v["at"]
             .as_u64()
-            .ok_or_else(|| anyhow::anyhow!("bad page key {v}"))? as usize,
+            .ok_or_else(|| anyhow::anyhow!("bad page key {v}"))?
+            as usize,
     };
     let total = items.len();
     let end = (start + page.limit as usize).min(total);

@@ -12,8 +12,8 @@ use futures::FutureExt;
 use crate::ApiState;
 use crate::auth::{Admin, Principal};
 use crate::data::cost::{
-    BudgetInput, BudgetView, CostFilter, CostPoint, Granularity, GroupBy, HourWindow,
-    ResourceCost, ResourceCostFilter, SeriesQuery,
+    BudgetInput, BudgetView, CostFilter, CostPoint, Granularity, GroupBy, HourWindow, ResourceCost,
+    ResourceCostFilter, SeriesQuery,
 };
 use crate::error::{ApiError, Problem};
 use crate::list::{self, ListQuery, ListResponse, PageParams};
@@ -125,7 +125,14 @@ pub async fn resource(
         }
         .boxed()
     });
-    list::respond(state.cursors(), principal.tenant, RESOURCE_PATH, query, fetch).await
+    list::respond(
+        state.cursors(),
+        principal.tenant,
+        RESOURCE_PATH,
+        query,
+        fetch,
+    )
+    .await
 }
 
 /// The tenant's monthly budget and the month's spend so far.
@@ -238,9 +245,7 @@ fn group_by(by: Option<&str>, g: Granularity) -> Result<GroupBy, ApiError> {
         )),
         other => match other.strip_prefix("tag:") {
             Some(key)
-                if !key.is_empty()
-                    && key.len() <= 128
-                    && !key.chars().any(char::is_control) =>
+                if !key.is_empty() && key.len() <= 128 && !key.chars().any(char::is_control) =>
             {
                 Ok(GroupBy::Dimension(other.to_owned()))
             }

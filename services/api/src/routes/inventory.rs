@@ -130,7 +130,14 @@ pub async fn history(
         }
         .boxed()
     });
-    list::respond(state.cursors(), principal.tenant, HISTORY_PATH, query, fetch).await
+    list::respond(
+        state.cursors(),
+        principal.tenant,
+        HISTORY_PATH,
+        query,
+        fetch,
+    )
+    .await
 }
 
 /// A list without filters (only paging and format).
