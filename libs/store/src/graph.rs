@@ -759,15 +759,14 @@ impl GraphStore {
     }
 
     /// One page (one `Query`) of roll-up rows of `{tenant}#{granularity}#{dimension}`
-    /// with sort keys from `lo` to `hi` (inclusive), after `start`, at most
-    /// `limit` rows.
+    /// with sort keys from `sk.0` to `sk.1` (inclusive), after `start`, at
+    /// most `limit` rows.
     pub async fn rollup_page(
         &self,
         tenant: &TenantId,
         granularity: &str,
         dimension: &str,
-        lo: &str,
-        hi: &str,
+        (lo, hi): (&str, &str),
         start: Option<&crate::page::PageKey>,
         limit: u32,
     ) -> anyhow::Result<crate::page::Page<RollupRow>> {

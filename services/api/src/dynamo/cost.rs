@@ -177,8 +177,7 @@ impl DynamoData {
                     tenant,
                     g.as_str(),
                     dimension,
-                    &lo,
-                    &hi,
+                    (&lo, &hi),
                     start.as_ref(),
                     read,
                 )
