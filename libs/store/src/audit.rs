@@ -18,7 +18,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_smithy_types::error::ErrorMetadata;
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use kopter_schema::{AccountId, Names, Table, TenantId};
 use serde::{Deserialize, Serialize};
@@ -62,6 +65,27 @@ pub const MAX_RAW_BYTES: usize = 300 * 1024;
 /// one partition per day; it looks back at most this many days from
 /// `until` (retention defaults to 365 days anyway).
 pub const MAX_WALK_DAYS: i64 = 400;
+
+/// The reasons of a cancelled transaction, one code per action (`None`
+/// for an action that was fine); empty for any other error.
+fn cancellation_codes<R>(err: &SdkError<TransactWriteItemsError, R>) -> Vec<String> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("None").to_owned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Immediate retries of a transaction cancelled by a concurrent one.
+const CONFLICT_RETRIES: u64 = 5;
+
+/// DynamoDB's limit of actions in one `TransactWriteItems`.
+const MAX_TRANSACTION_ACTIONS: usize = 100;
+
+type Item = std::collections::HashMap<String, AttributeValue>;
 
 /// One audit log row as stored and as queries return it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,10 +217,68 @@ impl AuditStore {
         }
     }
 
+    /// The table's name (`{env}-kopter-audit-log`), e.g. for its write
+    /// limiter (`kopter_runtime::dynamo::write_limiter`).
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     /// Writes a row once: a second write of the same event is a duplicate
     /// and changes nothing.
+    ///
+    /// Cost of a row already written (a redelivered or overlapping file):
+    /// one failed conditional check, nothing else. A row with further
+    /// resources is written with its reference rows in one transaction
+    /// (the row's condition decides for all), so a row is never there
+    /// without its references and a duplicate does not rewrite them. A
+    /// record with more resources than a transaction holds (100 actions,
+    /// rare) writes its references first, then the row — a duplicate of
+    /// those rewrites its references, which are idempotent.
+    ///
+    /// Errors name the event id and keep the SDK error in the chain
+    /// (`kopter_runtime::aws::classify` finds throttling in it); a
+    /// transaction cancelled for throttling carries a
+    /// `ThrottlingException` code. One cancelled by a concurrent
+    /// transaction on the same row (the same record in two files at once) is
+    /// tried again here a few times (the other one decides), then carries a
+    /// `TransactionConflict` code.
     pub async fn put(&self, row: &AuditRow) -> anyhow::Result<WriteOutcome> {
         let item = serde_dynamo::to_item(row).context("encode audit row")?;
+        let refs = row
+            .resources
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(n, resource)| {
+                serde_dynamo::to_item(ResourceRef {
+                    pk: row.pk.clone(),
+                    sk: format!("{}#r{n}", row.sk),
+                    resource_key: format!("{}#{resource}", row.tenant),
+                    r#ref: true,
+                    expires_at: row.expires_at,
+                })
+                .context("encode reference row")
+            })
+            .collect::<anyhow::Result<Vec<Item>>>()?;
+        if refs.is_empty() {
+            return self.put_row(row, item).await;
+        }
+        if refs.len() < MAX_TRANSACTION_ACTIONS {
+            return self.put_with_refs(row, item, refs).await;
+        }
+        for r in refs {
+            self.ddb
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(r))
+                .send()
+                .await
+                .with_context(|| format!("write resource reference of {}", row.event_id))?;
+        }
+        self.put_row(row, item).await
+    }
+
+    async fn put_row(&self, row: &AuditRow, item: Item) -> anyhow::Result<WriteOutcome> {
         let put = self
             .ddb
             .put_item()
@@ -205,41 +287,87 @@ impl AuditStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        let outcome = match put {
-            Ok(_) => WriteOutcome::New,
+        match put {
+            Ok(_) => Ok(WriteOutcome::New),
             Err(err)
                 if err
                     .as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                WriteOutcome::Duplicate
+                Ok(WriteOutcome::Duplicate)
             }
-            Err(err) => {
-                return Err(anyhow::Error::new(err))
-                    .with_context(|| format!("write audit event {}", row.event_id));
-            }
-        };
-        // References are idempotent puts; rewrite them on duplicates too, in
-        // case an earlier attempt stopped between the row and its references.
-        for (n, resource) in row.resources.iter().enumerate().skip(1) {
-            let r = ResourceRef {
-                pk: row.pk.clone(),
-                sk: format!("{}#r{n}", row.sk),
-                resource_key: format!("{}#{resource}", row.tenant),
-                r#ref: true,
-                expires_at: row.expires_at,
-            };
-            self.ddb
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(
-                    serde_dynamo::to_item(&r).context("encode reference row")?,
-                ))
-                .send()
-                .await
-                .with_context(|| format!("write resource reference of {}", row.event_id))?;
+            Err(err) => Err(anyhow::Error::new(err))
+                .with_context(|| format!("write audit event {}", row.event_id)),
         }
-        Ok(outcome)
+    }
+
+    async fn put_with_refs(
+        &self,
+        row: &AuditRow,
+        item: Item,
+        refs: Vec<Item>,
+    ) -> anyhow::Result<WriteOutcome> {
+        let put = |item: Item, condition: Option<&str>| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .set_condition_expression(condition.map(str::to_owned))
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .context("build a transaction item")
+        };
+        let mut items = vec![put(item, Some("attribute_not_exists(pk)"))?];
+        for r in refs {
+            items.push(put(r, None)?);
+        }
+        let mut conflicts = 0;
+        let (err, codes) = loop {
+            let sent = self
+                .ddb
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match sent {
+                Ok(_) => return Ok(WriteOutcome::New),
+                Err(err) => err,
+            };
+            let codes = cancellation_codes(&err);
+            // The same record in two files written at once: the other
+            // transaction decides, and the next attempt sees its row.
+            if codes.iter().any(|c| c == "TransactionConflict") && conflicts < CONFLICT_RETRIES {
+                conflicts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * conflicts)).await;
+                continue;
+            }
+            break (err, codes);
+        };
+        if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+            return Ok(WriteOutcome::Duplicate);
+        }
+        // A cancelled transaction says why per action; the caller's retry
+        // policy reads an error code, so name the one that matters.
+        let code = if codes
+            .iter()
+            .any(|c| c == "ThrottlingError" || c == "ProvisionedThroughputExceeded")
+        {
+            Some("ThrottlingException")
+        } else if codes.iter().any(|c| c == "TransactionConflict") {
+            Some("TransactionConflict")
+        } else {
+            None
+        };
+        let context = format!("write audit event {} with its references", row.event_id);
+        match code {
+            Some(code) => Err(anyhow::Error::new(
+                ErrorMetadata::builder()
+                    .code(code)
+                    .message(format!("transaction cancelled: {}", codes.join(", ")))
+                    .build(),
+            )
+            .context(context)),
+            None => Err(anyhow::Error::new(err).context(context)),
+        }
     }
 
     /// Runs a query (newest first, at most `q.limit` rows).

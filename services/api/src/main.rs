@@ -27,7 +27,9 @@ async fn main() -> ExitCode {
         }
     };
     let state = match api::ApiState::from_config(&config.api, data) {
-        Ok(s) => s,
+        Ok(s) => s.with_webhook_policy(kopter_store::webhook_url::AddressPolicy {
+            allow_local: config.notifier.webhook_allow_local,
+        }),
         Err(e) => {
             eprintln!("api: {e:#}");
             return ExitCode::from(2);

@@ -155,6 +155,8 @@ pub struct Demo {
     pub estate: BTreeMap<String, estate::Made>,
     /// Start of the priced period (an hour boundary).
     pub period_from: chrono::DateTime<Utc>,
+    /// The trail bucket (notifies the trail-ingest queue).
+    pub bucket: String,
     stop_site: CancellationToken,
 }
 
@@ -168,27 +170,7 @@ impl Demo {
     /// Everything up to a settled system (see the module doc).
     pub async fn up(opts: Options) -> anyhow::Result<Demo> {
         let started = Instant::now();
-        let stop_site = CancellationToken::new();
-        let site = offers::PriceSite::start(
-            offers::site_files(&REGIONS)?,
-            std::net::SocketAddr::from(([127, 0, 0, 1], opts.offers_port)),
-            stop_site.clone(),
-        )
-        .await?;
-        let config = demo_config(&opts, &site.base_url);
-        config.validate()?;
-        let ctx = ServiceContext::new(config.clone(), None).await;
-        let mut demo = Demo {
-            opts,
-            config,
-            ctx,
-            site,
-            fleet: None,
-            records: Vec::new(),
-            estate: BTreeMap::new(),
-            period_from: Utc::now(),
-            stop_site,
-        };
+        let mut demo = Self::new(opts).await?;
         match demo.run_steps().await {
             Ok(()) => {
                 demo.say(format!(
@@ -204,7 +186,52 @@ impl Demo {
         }
     }
 
+    /// The price files served, the environment bootstrapped, the trail
+    /// bucket, tenants, roles, estate and channels made — no services
+    /// started, no log files, no ticks. The chaos test
+    /// (`tests/chaos.rs`) goes on from here with its own fleet.
+    pub async fn prepared(opts: Options) -> anyhow::Result<Demo> {
+        let mut demo = Self::new(opts).await?;
+        match demo.prepare().await {
+            Ok(()) => Ok(demo),
+            Err(e) => {
+                demo.down().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn new(opts: Options) -> anyhow::Result<Demo> {
+        let stop_site = CancellationToken::new();
+        let site = offers::PriceSite::start(
+            offers::site_files(&REGIONS)?,
+            std::net::SocketAddr::from(([127, 0, 0, 1], opts.offers_port)),
+            stop_site.clone(),
+        )
+        .await?;
+        let config = demo_config(&opts, &site.base_url);
+        config.validate()?;
+        let ctx = ServiceContext::new(config.clone(), None).await;
+        Ok(Demo {
+            opts,
+            config,
+            ctx,
+            site,
+            fleet: None,
+            records: Vec::new(),
+            estate: BTreeMap::new(),
+            period_from: Utc::now(),
+            bucket: String::new(),
+            stop_site,
+        })
+    }
+
     async fn run_steps(&mut self) -> anyhow::Result<()> {
+        self.prepare().await?;
+        self.start_and_run().await
+    }
+
+    async fn prepare(&mut self) -> anyhow::Result<()> {
         self.say(format!(
             "== price list: {} regions in the bulk layout at {}/offers/v1.0/aws/index.json",
             REGIONS.len(),
@@ -235,6 +262,7 @@ impl Demo {
             .unwrap_or_default();
         let bucket = format!("{}-kopter-trail-{kopter_account}", self.config.env);
         trail::create_bucket(&self.ctx, &bucket).await?;
+        self.bucket = bucket.clone();
         self.say(format!(
             "   trail bucket s3://{bucket} notifies the trail-ingest queue"
         ));
@@ -324,6 +352,11 @@ impl Demo {
             "   webhooks of every tenant (warning and up, and the digest) → {}/webhook/<tenant>",
             self.site.base_url
         ));
+        Ok(())
+    }
+
+    async fn start_and_run(&mut self) -> anyhow::Result<()> {
+        let bucket = self.bucket.clone();
 
         self.say(format!("== start services ({})", self.opts.mode.describe()));
         let mut fleet = fleet::start(
@@ -426,7 +459,7 @@ impl Demo {
     }
 
     /// Sends what `kopterctl tick <job>` sends.
-    async fn tick(&self, service: Service, message: Message, job: &str) -> anyhow::Result<()> {
+    pub async fn tick(&self, service: Service, message: Message, job: &str) -> anyhow::Result<()> {
         let env = envelope(message);
         self.ctx.outbox.send(service, &env).await?;
         self.say(format!(

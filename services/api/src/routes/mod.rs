@@ -9,6 +9,7 @@ pub mod cost;
 pub mod inventory;
 pub mod me;
 pub mod prices;
+pub mod settings;
 
 use crate::error::ApiError;
 
