@@ -223,6 +223,12 @@ fn api_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::me::get))
         .routes(routes!(routes::prices::list))
+        .routes(routes!(routes::inventory::list))
+        .routes(routes!(routes::inventory::get))
+        .routes(routes!(routes::inventory::history))
+        .routes(routes!(routes::cost::series))
+        .routes(routes!(routes::cost::resource))
+        .routes(routes!(routes::cost::get_budget, routes::cost::put_budget))
         .routes(routes!(
             routes::settings::get_channels,
             routes::settings::put_channels

@@ -3,8 +3,8 @@
 //! One module per area, like `data`.
 
 mod audit;
-mod cost;
-mod inventory;
+pub mod cost;
+pub mod inventory;
 mod prices;
 mod settings;
 
@@ -33,6 +33,8 @@ pub struct MemorySettings {
 #[derive(Default)]
 pub struct MemoryData {
     pub prices: Vec<Price>,
+    pub inventory: inventory::InventoryRows,
+    pub cost: cost::CostRows,
     pub settings: Mutex<MemorySettings>,
     /// Tenant of every call, in order.
     pub calls: Mutex<Vec<TenantId>>,

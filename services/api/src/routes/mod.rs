@@ -5,6 +5,8 @@
 //! [`Principal`]: crate::auth::Principal
 //! [`Admin`]: crate::auth::Admin
 
+pub mod cost;
+pub mod inventory;
 pub mod me;
 pub mod prices;
 pub mod settings;
