@@ -2,15 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use futures::FutureExt;
 
 use crate::ApiState;
 use crate::auth::{Admin, Principal};
+use crate::body::JsonBody;
 use crate::data::cost::{
     BudgetInput, BudgetView, CostFilter, CostPoint, Granularity, GroupBy, HourWindow, ResourceCost,
     ResourceCostFilter, SeriesQuery,
@@ -180,10 +179,9 @@ pub async fn get_budget(
 pub async fn put_budget(
     Admin(principal): Admin,
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(input): JsonBody<BudgetInput>,
 ) -> Result<Response, ApiError> {
-    let input = budget_input(&headers, &body)?;
+    let input = check_budget(input)?;
     let view: BudgetView = state
         .data()
         .put_budget(&principal.tenant, &input, Utc::now())
@@ -191,25 +189,9 @@ pub async fn put_budget(
     Ok(axum::Json(view).into_response())
 }
 
-/// The body of `PUT /v1/budgets`, checked; errors name the field.
-pub fn budget_input(headers: &HeaderMap, body: &[u8]) -> Result<BudgetInput, ApiError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let media = ct.to_str().unwrap_or("").split(';').next().unwrap_or("");
-        if !media.trim().eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::BadBody(
-                "Content-Type must be application/json".into(),
-            ));
-        }
-    }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let input: BudgetInput = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            ApiError::BadBody(e.inner().to_string())
-        } else {
-            ApiError::BadBody(format!("`{path}`: {}", e.inner()))
-        }
-    })?;
+/// The body of `PUT /v1/budgets` (parsed by [`JsonBody`]), checked;
+/// errors name the field.
+pub fn check_budget(input: BudgetInput) -> Result<BudgetInput, ApiError> {
     let m = input.monthly_usd;
     if !(m.is_finite() && m > 0.0 && m <= 1e12) {
         return Err(ApiError::BadBody(format!(
