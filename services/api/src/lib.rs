@@ -205,6 +205,11 @@ fn api_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::me::get))
         .routes(routes!(routes::prices::list))
+        .routes(routes!(routes::audit::list))
+        .routes(routes!(routes::audit::get))
+        .routes(routes!(routes::audit::findings))
+        .routes(routes!(routes::notifications::list))
+        .routes(routes!(routes::notifications::mark_read))
 }
 
 /// The OpenAPI document of every route.

@@ -20,6 +20,8 @@ use crate::data::Price;
 #[derive(Default)]
 pub struct MemoryData {
     pub prices: Vec<Price>,
+    pub audit: Vec<kopter_store::audit::AuditRow>,
+    pub feed: Mutex<Vec<kopter_store::feed::FeedRow>>,
     /// Tenant of every call, in order.
     pub calls: Mutex<Vec<TenantId>>,
 }
@@ -28,7 +30,7 @@ impl MemoryData {
     pub fn with_prices(prices: Vec<Price>) -> Self {
         Self {
             prices,
-            calls: Mutex::default(),
+            ..Self::default()
         }
     }
 }

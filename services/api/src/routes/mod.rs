@@ -5,7 +5,9 @@
 //! [`Principal`]: crate::auth::Principal
 //! [`Admin`]: crate::auth::Admin
 
+pub mod audit;
 pub mod me;
+pub mod notifications;
 pub mod prices;
 
 use crate::error::ApiError;
