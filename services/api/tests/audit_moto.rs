@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use api::auth::jwks::{KeySource, RefreshPolicy};
@@ -16,6 +17,11 @@ use api::dynamo::DynamoData;
 use api::ratelimit::TenantLimiter;
 use api::tenant_db::TenantDb;
 use api::{ApiParts, ApiState};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
@@ -23,8 +29,8 @@ use kopter_dev_issuer::{DevIssuer, TokenRequest};
 use kopter_runtime::CredentialCache;
 use kopter_schema::messages::{InventoryChanged, SecurityFinding, Severity};
 use kopter_schema::{AccountId, Message, TenantId};
-use kopter_store::audit::{AuditRecord, AuditRow, AuditStore};
-use kopter_store::feed::{FeedRow, FeedStore, PutOutcome};
+use kopter_store::audit::{AuditQuery, AuditRecord, AuditRow, AuditStore};
+use kopter_store::feed::{FeedQuery, FeedRow, FeedStore, PutOutcome};
 use kopter_tests::TestEnv;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -105,15 +111,16 @@ fn record(k: usize, at: DateTime<Utc>, tenant: &str, account: &str) -> (AuditRec
     (rec, findings)
 }
 
-/// Writes `n` records for `tenant`, one every 150 minutes back from `now`
-/// (so they span several day partitions), their findings into the feed
-/// as the notifier does, and returns the rows newest first.
+/// Writes `n` records for `tenant`, one every `step` back from `now` (150
+/// minutes: several per day partition, over several days), their findings
+/// into the feed as the notifier does, and returns the rows newest first.
 async fn seed(
     env: &TestEnv,
     tenant: &str,
     accounts: &[&str],
     n: usize,
     now: DateTime<Utc>,
+    step: chrono::Duration,
 ) -> Vec<AuditRow> {
     let ddb = env.ctx.aws.dynamodb();
     let audit = AuditStore::new(ddb.clone(), &env.ctx.names);
@@ -121,7 +128,7 @@ async fn seed(
     let t = TenantId::new(tenant).unwrap();
     let mut rows = Vec::new();
     for k in 0..n {
-        let at = now - chrono::Duration::minutes(150 * k as i64);
+        let at = now - step * k as i32;
         let account = accounts[k % accounts.len()];
         let (rec, findings) = record(k, at, tenant, account);
         let row = AuditRow::new(
@@ -163,8 +170,9 @@ async fn seed(
 async fn setup() -> Setup {
     let env = TestEnv::new().await;
     let now = Utc::now().trunc_subsecs(3);
-    let acme = seed(&env, "acme", &[A1, A2], 30, now).await;
-    let globex = seed(&env, "globex", &[G1], 6, now).await;
+    let step = chrono::Duration::minutes(150);
+    let acme = seed(&env, "acme", &[A1, A2], 30, now, step).await;
+    let globex = seed(&env, "globex", &[G1], 6, now, step).await;
     // Inventory notifications (not findings) in acme's feed.
     let feed = FeedStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);
     for k in 0..5 {
@@ -724,5 +732,126 @@ async fn notifications_list_and_mark_read_per_tenant() {
         StatusCode::BAD_REQUEST,
         "{}",
         String::from_utf8_lossy(&body)
+    );
+}
+
+/// Counts the requests a DynamoDB client sends.
+#[derive(Debug, Clone, Default)]
+struct CallCounter(Arc<AtomicUsize>);
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The bound: a page costs at most two DynamoDB calls — also for a
+/// walk over weeks of empty day partitions, and a by-resource page whose
+/// rows are reference rows.
+#[tokio::test]
+async fn every_page_costs_at_most_two_dynamodb_calls() {
+    let env = TestEnv::new().await;
+    let now = Utc::now().trunc_subsecs(3);
+    // One record every 5 days over 55 days: most day partitions are empty.
+    let rows = seed(&env, "acme", &[A1, A2], 12, now, chrono::Duration::days(5)).await;
+    seed(&env, "globex", &[G1], 3, now, chrono::Duration::days(5)).await;
+    let counter = CallCounter::default();
+    let conf = env
+        .ctx
+        .aws
+        .dynamodb()
+        .config()
+        .to_builder()
+        .interceptor(counter.clone())
+        .build();
+    let ddb = aws_sdk_dynamodb::Client::from_conf(conf);
+    let audit = AuditStore::new(ddb.clone(), &env.ctx.names);
+    let acme = TenantId::new("acme").unwrap();
+
+    let query = |limit: usize, resource: Option<&str>| AuditQuery {
+        tenant: acme.clone(),
+        since: now - chrono::Duration::days(60),
+        until: now,
+        principal: None,
+        event: None,
+        source: None,
+        resource: resource.map(str::to_owned),
+        limit,
+    };
+    for (q, want) in [
+        (query(3, None), rows.iter().collect::<Vec<_>>()),
+        (
+            query(2, Some(SHARED)),
+            rows.iter()
+                .filter(|r| r.resources.iter().any(|x| x == SHARED))
+                .collect(),
+        ),
+    ] {
+        let mut got = Vec::new();
+        let mut after = None;
+        let mut pages = 0;
+        loop {
+            let before = counter.0.load(Ordering::SeqCst);
+            let page = audit.page(&q, after.as_ref()).await.unwrap();
+            let calls = counter.0.load(Ordering::SeqCst) - before;
+            assert!((1..=2).contains(&calls), "page {pages}: {calls} calls");
+            assert!(page.items.len() <= q.limit);
+            got.extend(page.items);
+            pages += 1;
+            match page.next {
+                Some(k) => after = Some(k),
+                None => break,
+            }
+        }
+        assert_eq!(
+            event_ids(&got.iter().collect::<Vec<_>>()),
+            event_ids(&want),
+            "{q:?}"
+        );
+        // A walk over 61 day partitions, two per page.
+        if q.resource.is_none() {
+            assert!(pages >= 30, "{pages} pages");
+        }
+    }
+
+    let feed = FeedStore::new(ddb, &env.ctx.names);
+    let q = FeedQuery {
+        kind: Some("security.finding".into()),
+        severity: Some(Severity::Critical),
+        limit: 2,
+        ..FeedQuery::default()
+    };
+    let mut n = 0;
+    let mut after = None;
+    loop {
+        let before = counter.0.load(Ordering::SeqCst);
+        let page = feed.page(&acme, &q, after.as_ref()).await.unwrap();
+        assert!(counter.0.load(Ordering::SeqCst) - before <= 2);
+        assert!(
+            page.items
+                .iter()
+                .all(|r| r.tenant == acme && r.severity == Severity::Critical)
+        );
+        n += page.items.len();
+        match page.next {
+            Some(k) => after = Some(k),
+            None => break,
+        }
+    }
+    assert_eq!(
+        n,
+        rows.iter()
+            .filter(|r| r.findings == ["root-activity"])
+            .count()
     );
 }

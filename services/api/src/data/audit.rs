@@ -144,7 +144,7 @@ pub struct AuditRecordDetail {
     /// The CloudTrail record as received (a JSON object); when
     /// `raw_truncated`, the first 300 KiB of its text as a string (DynamoDB
     /// items are at most 400 KB).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub raw: serde_json::Value,
     pub raw_truncated: bool,
 }
