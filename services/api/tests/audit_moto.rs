@@ -60,7 +60,7 @@ fn record(k: usize, at: DateTime<Utc>, tenant: &str, account: &str) -> (AuditRec
         1 => ("iam.amazonaws.com", "CreateUser"),
         _ => ("signin.amazonaws.com", "ConsoleLogin"),
     };
-    let user = if k % 2 == 0 { "alice" } else { "bob" };
+    let user = if k.is_multiple_of(2) { "alice" } else { "bob" };
     let principal = format!("arn:aws:iam::{account}:user/{user}");
     let event_id = format!("{tenant}-{k:04}-0000-4000-8000-000000000000");
     let resources = match k % 4 {
@@ -81,7 +81,7 @@ fn record(k: usize, at: DateTime<Utc>, tenant: &str, account: &str) -> (AuditRec
         "sourceIPAddress": "198.51.100.7",
     })
     .to_string();
-    let findings = if k % 5 == 0 {
+    let findings = if k.is_multiple_of(5) {
         vec!["root-activity".to_owned()]
     } else if k % 5 == 2 {
         vec!["iam-user-created".to_owned()]
