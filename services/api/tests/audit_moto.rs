@@ -522,6 +522,10 @@ async fn the_audit_log_lists_pages_filters_and_isolates_tenants() {
         ("/v1/audit/aws?event=".to_owned(), "event"),
         ("/v1/audit/aws?cursor=garbage".to_owned(), "cursor"),
         ("/v1/audit/aws/not-an-id".to_owned(), "id"),
+        (
+            format!("/v1/audit/aws?principal={}", "p".repeat(1901)),
+            "principal",
+        ),
     ] {
         assert_eq!(s.problem_parameter(&uri, "acme").await, param, "{uri}");
     }
@@ -854,4 +858,60 @@ async fn every_page_costs_at_most_two_dynamodb_calls() {
             .filter(|r| r.findings == ["root-activity"])
             .count()
     );
+}
+
+#[test]
+fn the_openapi_document_describes_the_audit_routes() {
+    let doc = serde_json::to_value(api::openapi()).unwrap();
+    let paths = &doc["paths"];
+    let params = |path: &str, method: &str| -> BTreeSet<String> {
+        paths[path][method]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {path} is documented"))
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let names = |list: &[&str]| {
+        list.iter()
+            .map(|s| (*s).to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    let paging = ["limit", "cursor", "format"];
+    let with_paging = |list: &[&str]| {
+        let mut all = names(list);
+        all.extend(names(&paging));
+        all
+    };
+    assert_eq!(
+        params("/v1/audit/aws", "get"),
+        with_paging(&[
+            "since",
+            "until",
+            "principal",
+            "event",
+            "source",
+            "resource",
+            "account"
+        ])
+    );
+    assert_eq!(params("/v1/audit/aws/{id}", "get"), names(&["id"]));
+    assert_eq!(
+        params("/v1/findings", "get"),
+        with_paging(&["since", "until", "severity", "rule"])
+    );
+    assert_eq!(params("/v1/notifications", "get"), with_paging(&["unread"]));
+    assert_eq!(
+        params("/v1/notifications/{id}/read", "post"),
+        names(&["id"])
+    );
+    for schema in [
+        "AuditEvent",
+        "AuditRecordDetail",
+        "Finding",
+        "Notification",
+        "Severity",
+    ] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
 }

@@ -31,6 +31,12 @@ pub const DEFAULT_WINDOW: Duration = Duration::hours(24);
 /// pages; 90 days covers an incident review and bounds that walk.
 pub const MAX_WINDOW_DAYS: i64 = 90;
 
+/// Longest `principal` or `resource` filter: it becomes the index's
+/// partition key `{tenant}#{value}`, and DynamoDB refuses partition keys
+/// over 2048 bytes (a 500 the client could not act on); tenant ids are at
+/// most 64 bytes.
+const MAX_KEYED_FILTER_BYTES: usize = 1900;
+
 /// Filters of `GET /v1/audit/aws`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -113,7 +119,7 @@ pub fn audit_filter(p: &AuditParams, now: DateTime<Utc>) -> Result<AuditFilter, 
         ));
     }
     if let Some(v) = &p.principal {
-        super::short_text("principal", v, 2048)?;
+        super::short_text("principal", v, MAX_KEYED_FILTER_BYTES)?;
     }
     if let Some(v) = &p.event {
         super::short_text("event", v, 128)?;
@@ -122,7 +128,7 @@ pub fn audit_filter(p: &AuditParams, now: DateTime<Utc>) -> Result<AuditFilter, 
         super::short_text("source", v, 128)?;
     }
     if let Some(v) = &p.resource {
-        super::short_text("resource", v, 2048)?;
+        super::short_text("resource", v, MAX_KEYED_FILTER_BYTES)?;
     }
     if let Some(v) = &p.account
         && !(v.len() == 12 && v.bytes().all(|b| b.is_ascii_digit()))
