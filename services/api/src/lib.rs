@@ -238,6 +238,11 @@ fn api_routes() -> OpenApiRouter<ApiState> {
             routes::settings::put_backup_policy
         ))
         .routes(routes!(routes::settings::accounts))
+        .routes(routes!(routes::audit::list))
+        .routes(routes!(routes::audit::get))
+        .routes(routes!(routes::audit::findings))
+        .routes(routes!(routes::notifications::list))
+        .routes(routes!(routes::notifications::mark_read))
 }
 
 /// The OpenAPI document of every route.

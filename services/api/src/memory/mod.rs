@@ -36,6 +36,8 @@ pub struct MemoryData {
     pub inventory: inventory::InventoryRows,
     pub cost: cost::CostRows,
     pub settings: Mutex<MemorySettings>,
+    pub audit: Vec<kopter_store::audit::AuditRow>,
+    pub feed: Mutex<Vec<kopter_store::feed::FeedRow>>,
     /// Tenant of every call, in order.
     pub calls: Mutex<Vec<TenantId>>,
 }
