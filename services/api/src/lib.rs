@@ -194,7 +194,12 @@ impl ApiState {
         description = "One tenant's inventory, cost, audit log and notifications. The tenant is the bearer token's; errors are RFC 9457 problem documents."
     ),
     modifiers(&BearerScheme),
-    components(schemas(error::Problem, list::Format))
+    components(schemas(
+        error::Problem,
+        list::Format,
+        data::cost::Granularity,
+        data::inventory::KindParam
+    ))
 )]
 struct ApiDoc;
 
