@@ -126,7 +126,17 @@ pub async fn start(
             let mut c = config.clone();
             c.telemetry.listen = addr;
             let log = run_dir.join("kopter.log");
-            let child = spawn(&bin_dir.join("kopter"), &[], env_vars(&c, None), &log)?;
+            // The five services only, as in the separate mode: `kopter`
+            // would also start the api, which the demo does not configure
+            // (no token issuer).
+            let services: Vec<&str> = Service::ALL.iter().map(|s| s.name()).collect();
+            let services = services.join(",");
+            let child = spawn(
+                &bin_dir.join("kopter"),
+                &["--services", &services],
+                env_vars(&c, None),
+                &log,
+            )?;
             Ok(Fleet::Procs(vec![Proc {
                 name: "kopter".into(),
                 child,
