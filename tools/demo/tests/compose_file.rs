@@ -206,7 +206,7 @@ fn compose_services_match_binaries_config_keys_and_ports() {
     for (name, svc) in services {
         let name = name.as_str().unwrap();
         for p in str_list(&svc["ports"]) {
-            let host = p.rsplitn(2, ':').nth(1).unwrap().to_owned();
+            let host = p.rsplit_once(':').unwrap().0.to_owned();
             assert!(
                 published.insert(host.clone()),
                 "{name}: {host} published twice"
