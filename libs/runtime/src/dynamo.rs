@@ -139,3 +139,156 @@ async fn write_one(
         batch.len()
     ))
 }
+
+/// How one idempotent write (a conditional put, a transaction) is retried
+/// on its own when DynamoDB pushes back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriteRetry {
+    /// Attempts, the first included (each of them may itself be several
+    /// SDK attempts, `aws.max_attempts`).
+    pub attempts: u32,
+    /// Wait before the second attempt; it doubles per attempt up to
+    /// [`WriteRetry::MAX_BACKOFF`], each wait jittered to 50–100 %.
+    pub backoff: Duration,
+}
+
+impl WriteRetry {
+    /// Longest wait between two attempts.
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+}
+
+/// Runs `write` — one idempotent call to the table of `limiter` — with a
+/// permit of the table's AIMD limiter, and retries it on its own when the
+/// error's chain holds back-pressure (`aws::classify`: throttling, 5xx,
+/// timeout, connection failure): a throttled attempt cuts the limiter, so
+/// every writer of the table slows down. Other errors fail at once. The
+/// last error is returned with the number of attempts made.
+pub async fn write_patiently<T, F, Fut>(
+    limiter: &Arc<AimdLimiter>,
+    retry: WriteRetry,
+    mut write: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let attempts = retry.attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        if attempt > 0 {
+            let full = retry
+                .backoff
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(WriteRetry::MAX_BACKOFF);
+            tokio::time::sleep(full / 2 + full.mul_f64(rand::random::<f64>() / 2.0)).await;
+        }
+        attempt += 1;
+        let permit = limiter.acquire().await;
+        let error = match write().await {
+            Ok(v) => {
+                permit.succeeded();
+                return Ok(v);
+            }
+            Err(e) => e,
+        };
+        match aws::classify_anyhow(&error) {
+            Some(class) if attempt < attempts => {
+                if class == ErrorClass::Throttling {
+                    permit.throttled();
+                }
+                crate::metrics::runtime()
+                    .write_retries
+                    .with_label_values(&[limiter.name(), class.label()])
+                    .inc();
+            }
+            Some(class) => {
+                if class == ErrorClass::Throttling {
+                    permit.throttled();
+                }
+                return Err(error.context(format!("gave up after {attempt} attempts")));
+            }
+            None => return Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_types::error::ErrorMetadata;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn throttled() -> anyhow::Error {
+        anyhow::Error::new(
+            ErrorMetadata::builder()
+                .code("ProvisionedThroughputExceededException")
+                .build(),
+        )
+        .context("write a row")
+    }
+
+    fn retry() -> WriteRetry {
+        WriteRetry {
+            attempts: 4,
+            backoff: Duration::from_millis(100),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_writes_are_retried_and_slow_the_table_down() {
+        let limiter = Arc::new(AimdLimiter::new("test-patient", AimdSettings::default()));
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let v = write_patiently(&limiter, retry(), || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(throttled())
+            } else {
+                Ok(7)
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert!(limiter.limit() < AimdSettings::default().initial, "cut");
+        // 50–100 ms, then 100–200 ms.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(150) && waited <= Duration::from_millis(300),
+            "{waited:?}"
+        );
+        assert_eq!(limiter.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_after_the_attempts_and_fails_other_errors_at_once() {
+        let limiter = Arc::new(AimdLimiter::new("test-patient-2", AimdSettings::default()));
+        let calls = AtomicU32::new(0);
+        let err = write_patiently(&limiter, retry(), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(throttled())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert!(
+            format!("{err:#}").contains("gave up after 4 attempts"),
+            "{err:#}"
+        );
+        assert_eq!(
+            aws::classify_anyhow(&err),
+            Some(ErrorClass::Throttling),
+            "still says why"
+        );
+
+        calls.store(0, Ordering::SeqCst);
+        let err = write_patiently(&limiter, retry(), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(anyhow!("validation: item too large"))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(err.to_string(), "validation: item too large");
+    }
+}

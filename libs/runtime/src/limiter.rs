@@ -120,6 +120,11 @@ impl AimdLimiter {
         }
     }
 
+    /// The limiter's name (its `limiter` metric label).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The current limit.
     pub fn limit(&self) -> usize {
         self.state.lock().expect("limiter lock").limit.floor() as usize

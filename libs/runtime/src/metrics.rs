@@ -76,6 +76,9 @@ pub struct RuntimeMetrics {
     pub limiter_throttled: IntCounterVec,
     /// `kopter_limiter_decreases_total{limiter}`: multiplicative decreases
     pub limiter_decreases: IntCounterVec,
+    /// `kopter_limiter_write_retries_total{limiter,class}`: single writes
+    /// retried on their own after back-pressure (`dynamo::write_patiently`)
+    pub write_retries: IntCounterVec,
     /// `kopter_queue_depth_messages{queue,kind=main|dlq,state=visible|in_flight|delayed}`
     /// (polled; see `queue::depth`)
     pub queue_depth: IntGaugeVec,
@@ -200,6 +203,11 @@ pub fn runtime() -> &'static RuntimeMetrics {
                 "kopter_limiter_decreases_total",
                 "Multiplicative decreases of an AIMD limiter's concurrency.",
                 &["limiter"],
+            ),
+            write_retries: counter(
+                "kopter_limiter_write_retries_total",
+                "Single writes under an AIMD limiter retried on their own after back-pressure, by class.",
+                &["limiter", "class"],
             ),
             queue_depth: register(
                 IntGaugeVec::new(

@@ -25,6 +25,7 @@ use kopter_schema::{AccountId, Names, Table, TenantId};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{AuditRef, Event, stable_id};
+use crate::page::{Page, PageKey, page_key, start_key};
 
 /// One notification as stored and listed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +130,24 @@ pub fn window_start(t: DateTime<Utc>, window: std::time::Duration) -> DateTime<U
     let w = window.as_millis().max(1) as i64;
     let ms = t.timestamp_millis();
     DateTime::from_timestamp_millis(ms - ms.rem_euclid(w)).expect("in range")
+}
+
+/// What a page of the feed selects ([`FeedStore::page`]).
+#[derive(Debug, Clone, Default)]
+pub struct FeedQuery {
+    /// Only unread rows (through the sparse `unread` index).
+    pub unread_only: bool,
+    /// Event time at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Event time before.
+    pub to: Option<DateTime<Utc>>,
+    /// Only this message kind (`security.finding`, …).
+    pub kind: Option<String>,
+    /// Only this rule (a finding's rule id, `backup.failed`, …).
+    pub rule: Option<String>,
+    pub severity: Option<Severity>,
+    /// Page size, 1–1000.
+    pub limit: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -415,6 +434,104 @@ impl FeedStore {
             }
         }
         Ok(out)
+    }
+
+    /// One page of a tenant's feed, newest first: at most `q.limit` (1–1000)
+    /// rows after `after` (a previous page's `next`). One `Query` of the
+    /// tenant's partition (of the sparse `unread` index with
+    /// `q.unread_only`), with the time range as key condition and `kind`,
+    /// `rule` and `severity` as a filter expression; when the filter drops
+    /// rows a second `Query` continues, so a page may still hold fewer rows
+    /// than asked while `next` is set — only `next: None` ends the list.
+    pub async fn page(
+        &self,
+        tenant: &TenantId,
+        q: &FeedQuery,
+        after: Option<&PageKey>,
+    ) -> anyhow::Result<Page<FeedRow>> {
+        let limit = q.limit.clamp(1, 1000);
+        let (index, attr) = if q.unread_only {
+            (Some("unread"), "unread_key")
+        } else {
+            (None, "pk")
+        };
+        let attrs: &[&str] = if q.unread_only {
+            &["unread_key", "pk", "sk"]
+        } else {
+            &["pk", "sk"]
+        };
+        let mut start = after
+            .map(|k| start_key(k, attrs, (attr, tenant.as_str())))
+            .transpose()?;
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let mut values = HashMap::from([(":t".to_owned(), s(tenant.as_str()))]);
+        let mut names = HashMap::from([("#k".to_owned(), attr.to_owned())]);
+        let mut condition = "#k = :t".to_owned();
+        // `to` is exclusive: the last sort key of the millisecond before.
+        let from = q.from.map(|f| sort_key(f, ""));
+        let to =
+            q.to.map(|t| sort_key(t - Duration::milliseconds(1), "\u{10ffff}"));
+        match (&from, &to) {
+            (Some(_), Some(_)) => condition.push_str(" AND sk BETWEEN :a AND :b"),
+            (Some(_), None) => condition.push_str(" AND sk >= :a"),
+            (None, Some(_)) => condition.push_str(" AND sk <= :b"),
+            (None, None) => {}
+        }
+        if let Some(a) = &from {
+            values.insert(":a".into(), s(a));
+        }
+        if let Some(b) = &to {
+            values.insert(":b".into(), s(b));
+        }
+        let mut filters = Vec::new();
+        for (name, attr, value) in [
+            ("kind", "#kind", q.kind.as_deref()),
+            ("rule", "#rule", q.rule.as_deref()),
+            (
+                "severity",
+                "#severity",
+                q.severity.map(crate::event::severity_name),
+            ),
+        ] {
+            if let Some(v) = value {
+                let placeholder = format!(":{name}");
+                filters.push(format!("{attr} = {placeholder}"));
+                names.insert(attr.to_owned(), name.to_owned());
+                values.insert(placeholder, s(v));
+            }
+        }
+        let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
+        let mut rows = Vec::new();
+        for _ in 0..2 {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(&condition)
+                .set_filter_expression(filter.clone())
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - rows.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .context("query the feed")?;
+            for item in out.items.unwrap_or_default() {
+                let row: FeedRow = serde_dynamo::from_item(item).context("decode feed row")?;
+                // Keys lead with the tenant; this is a second lock on the door.
+                if &row.tenant == tenant {
+                    rows.push(row);
+                }
+            }
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() || rows.len() >= limit {
+                break;
+            }
+        }
+        let next = start.as_ref().map(page_key).transpose()?;
+        Ok(Page { items: rows, next })
     }
 
     /// Marks a notification read. False if the tenant has no such row.

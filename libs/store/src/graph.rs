@@ -677,3 +677,144 @@ fn recomputed_key(tenant: &TenantId, account: &AccountId, hour: DateTime<Utc>) -
 pub fn expiry(hour: DateTime<Utc>, days: u32) -> i64 {
     (hour + Duration::days(i64::from(days))).timestamp()
 }
+
+/// DynamoDB's BatchGetItem limit (keys per call).
+pub const BATCH_GET: usize = 100;
+
+/// Partition key of one account's resource rows of an hour.
+pub fn resource_hour_pk(tenant: &TenantId, account: &AccountId, hour: DateTime<Utc>) -> String {
+    format!("{tenant}#{account}#res#{}", hour_key(hour))
+}
+
+/// Sort key of a resource's row in its hour partition.
+pub fn resource_hour_sk(kind: &str, resource_id: &str) -> String {
+    format!("{kind}#{resource_id}")
+}
+
+impl GraphStore {
+    /// Resource-hour rows by key (`(pk, sk)`, at most [`BATCH_GET`]): one
+    /// `BatchGetItem`, plus a retry of any keys DynamoDB left unprocessed
+    /// (throttling). Rows that do not exist are simply absent; the order
+    /// of the result is unspecified.
+    pub async fn resource_hours_by_key(
+        &self,
+        keys: &[(String, String)],
+    ) -> anyhow::Result<Vec<ResourceHourRow>> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        anyhow::ensure!(
+            keys.len() <= BATCH_GET,
+            "{} keys in one BatchGetItem (at most {BATCH_GET})",
+            keys.len()
+        );
+        let mut out = Vec::with_capacity(keys.len());
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let mut pending: Vec<std::collections::HashMap<String, AttributeValue>> = keys
+            .iter()
+            .map(|(pk, sk)| {
+                std::collections::HashMap::from([
+                    ("pk".to_owned(), s(pk.clone())),
+                    ("sk".to_owned(), s(sk.clone())),
+                ])
+            })
+            .collect();
+        // Unprocessed keys come back under throttling; a few short waits
+        // before the caller sees a (retryable) error.
+        for attempt in 0..4u32 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+            let ka = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .build()
+                .context("build BatchGetItem keys")?;
+            let res = self
+                .ddb
+                .batch_get_item()
+                .request_items(&self.table, ka)
+                .send()
+                .await
+                .context("batch-get resource cost rows")?;
+            for item in res
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
+                out.push(serde_dynamo::from_item(item).context("decode a resource cost row")?);
+            }
+            pending = res
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(out);
+            }
+        }
+        anyhow::bail!(
+            "DynamoDB left {} resource cost keys unprocessed (throttling)",
+            pending.len()
+        )
+    }
+
+    /// One page (one `Query`) of roll-up rows of `{tenant}#{granularity}#{dimension}`
+    /// with sort keys from `sk.0` to `sk.1` (inclusive), after `start`, at
+    /// most `limit` rows.
+    pub async fn rollup_page(
+        &self,
+        tenant: &TenantId,
+        granularity: &str,
+        dimension: &str,
+        (lo, hi): (&str, &str),
+        start: Option<&crate::page::PageKey>,
+        limit: u32,
+    ) -> anyhow::Result<crate::page::Page<RollupRow>> {
+        let pk = format!("{tenant}#{granularity}#{dimension}");
+        self.page(&pk, lo, hi, start, limit).await
+    }
+
+    /// One page (one `Query`) of an account's resource rows of an hour.
+    pub async fn resource_hours_page(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        hour: DateTime<Utc>,
+        start: Option<&crate::page::PageKey>,
+        limit: u32,
+    ) -> anyhow::Result<crate::page::Page<ResourceHourRow>> {
+        let pk = resource_hour_pk(tenant, account, hour);
+        self.page(&pk, " ", "\u{10ffff}", start, limit).await
+    }
+
+    async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: &str,
+        lo: &str,
+        hi: &str,
+        start: Option<&crate::page::PageKey>,
+        limit: u32,
+    ) -> anyhow::Result<crate::page::Page<T>> {
+        let mut q = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":lo", s(lo))
+            .expression_attribute_values(":hi", s(hi))
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(start) = start {
+            q = q.set_exclusive_start_key(Some(crate::page::start_key(
+                start,
+                &["pk", "sk"],
+                ("pk", pk),
+            )?));
+        }
+        let out = q
+            .send()
+            .await
+            .with_context(|| format!("query a page of {pk}"))?;
+        crate::page::page_of(out.items, out.last_evaluated_key, "a price-graph row")
+    }
+}

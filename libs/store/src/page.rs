@@ -112,6 +112,25 @@ pub fn start_key(
     }
 }
 
+/// A `Query` response's items decoded as `T` (errors name `what`), with
+/// its `LastEvaluatedKey` as the next page's key.
+pub fn page_of<T: serde::de::DeserializeOwned>(
+    items: Option<Vec<HashMap<String, AttributeValue>>>,
+    last: Option<HashMap<String, AttributeValue>>,
+    what: &str,
+) -> anyhow::Result<Page<T>> {
+    let items = items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| serde_dynamo::from_item(i).with_context(|| format!("decode {what}")))
+        .collect::<anyhow::Result<Vec<T>>>()?;
+    let next = match last {
+        Some(k) if !k.is_empty() => Some(page_key(&k)?),
+        _ => None,
+    };
+    Ok(Page { items, next })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //! See `DESIGN.md` for the auth and isolation model.
 
 pub mod auth;
+pub mod body;
 pub mod cursor;
 pub mod data;
 pub mod docs;
@@ -32,6 +33,7 @@ use axum::routing::get;
 use base64::Engine;
 use kopter_dev_issuer::DevIssuer;
 use kopter_runtime::config::ApiConfig;
+use kopter_store::webhook_url::AddressPolicy;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -58,6 +60,7 @@ struct Inner {
     data: Arc<dyn TenantData>,
     dev_issuer: Option<(String, Arc<DevIssuer>)>,
     max_query_bytes: usize,
+    webhook_policy: AddressPolicy,
 }
 
 /// What an [`ApiState`] is made of (tests build it by hand).
@@ -81,6 +84,7 @@ impl ApiState {
                 data: parts.data,
                 dev_issuer: parts.dev_issuer,
                 max_query_bytes: parts.max_query_bytes,
+                webhook_policy: AddressPolicy::default(),
             }),
         }
     }
@@ -168,6 +172,20 @@ impl ApiState {
     pub fn data(&self) -> Arc<dyn TenantData> {
         self.inner.data.clone()
     }
+
+    /// Which webhook URLs `PUT /v1/channels` accepts: the notifier's
+    /// `notifier.webhook_allow_local` (strict unless set), so the api never
+    /// stores a URL the notifier would refuse to deliver to.
+    pub fn with_webhook_policy(mut self, policy: AddressPolicy) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("set before the state is shared")
+            .webhook_policy = policy;
+        self
+    }
+
+    pub fn webhook_policy(&self) -> AddressPolicy {
+        self.inner.webhook_policy
+    }
 }
 
 #[derive(OpenApi)]
@@ -177,7 +195,7 @@ impl ApiState {
         description = "One tenant's inventory, cost, audit log and notifications. The tenant is the bearer token's; errors are RFC 9457 problem documents."
     ),
     modifiers(&BearerScheme),
-    components(schemas(error::Problem))
+    components(schemas(error::Problem, list::Format))
 )]
 struct ApiDoc;
 
@@ -206,6 +224,26 @@ fn api_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::me::get))
         .routes(routes!(routes::prices::list))
+        .routes(routes!(routes::inventory::list))
+        .routes(routes!(routes::inventory::get))
+        .routes(routes!(routes::inventory::history))
+        .routes(routes!(routes::cost::series))
+        .routes(routes!(routes::cost::resource))
+        .routes(routes!(routes::cost::get_budget, routes::cost::put_budget))
+        .routes(routes!(
+            routes::settings::get_channels,
+            routes::settings::put_channels
+        ))
+        .routes(routes!(
+            routes::settings::get_backup_policy,
+            routes::settings::put_backup_policy
+        ))
+        .routes(routes!(routes::settings::accounts))
+        .routes(routes!(routes::audit::list))
+        .routes(routes!(routes::audit::get))
+        .routes(routes!(routes::audit::findings))
+        .routes(routes!(routes::notifications::list))
+        .routes(routes!(routes::notifications::mark_read))
 }
 
 /// The OpenAPI document of every route.
@@ -266,6 +304,7 @@ pub fn router(state: ApiState, cors_origins: &[String]) -> Router {
     let mut app = app
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::extract::DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(middleware::from_fn(track))
         .layer(middleware::from_fn_with_state(state.clone(), limit_query))
         .with_state(state);

@@ -300,11 +300,25 @@ fn encode<T: Serialize>(
     let mut out = Vec::with_capacity(items.len() * 128);
     match format {
         Format::Csv => {
-            let mut w = csv::WriterBuilder::new()
-                .has_headers(header)
-                .from_writer(&mut out);
+            let mut w = csv::WriterBuilder::new().from_writer(&mut out);
+            let mut columns: Option<Vec<String>> = None;
             for item in items {
-                w.serialize(item).map_err(std::io::Error::other)?;
+                let (keys, cells) = csv_row(item)?;
+                match &columns {
+                    None => {
+                        if header {
+                            w.write_record(&keys)?;
+                        }
+                        columns = Some(keys);
+                    }
+                    Some(c) if *c != keys => {
+                        return Err(std::io::Error::other(format!(
+                            "CSV row with columns {keys:?} after rows with {c:?}"
+                        )));
+                    }
+                    Some(_) => {}
+                }
+                w.write_record(&cells)?;
             }
             w.flush()?;
         }
@@ -316,4 +330,26 @@ fn encode<T: Serialize>(
         }
     }
     Ok(Bytes::from(out))
+}
+
+/// One list item as a CSV row: its JSON object's fields in name order
+/// (every row of a list has the same fields: list item types serialize
+/// absent values as `null`, never skip them); strings as they are, `null`
+/// empty, numbers and booleans in their JSON form, arrays and objects
+/// (tags, regions) as JSON text in their one cell.
+fn csv_row<T: Serialize>(item: &T) -> Result<(Vec<String>, Vec<String>), std::io::Error> {
+    let serde_json::Value::Object(map) = serde_json::to_value(item)? else {
+        return Err(std::io::Error::other("a list item is not a JSON object"));
+    };
+    let mut keys = Vec::with_capacity(map.len());
+    let mut cells = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        keys.push(k);
+        cells.push(match v {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        });
+    }
+    Ok((keys, cells))
 }

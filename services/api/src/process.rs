@@ -35,7 +35,13 @@ impl Api {
     /// file. Callers treat these as bad configuration (exit 2).
     pub fn from_config(config: &Config, aws: &AwsContext) -> anyhow::Result<Self> {
         config.validate_api_serving()?;
-        let state = ApiState::from_config(&config.api, data(config, aws))?;
+        // Webhook channels (PUT /v1/channels) take the notifier's address
+        // policy: what it may deliver to is what a tenant may configure.
+        let state = ApiState::from_config(&config.api, data(config, aws))?.with_webhook_policy(
+            kopter_store::webhook_url::AddressPolicy {
+                allow_local: config.notifier.webhook_allow_local,
+            },
+        );
         let router = crate::router(state.clone(), &config.api.cors_origins);
         Ok(Self {
             listen: config.api.listen,

@@ -375,6 +375,18 @@ async fn an_unknown_kid_refetches_the_jwks_once_per_interval() {
         .unwrap();
         assert!(verifier.verify(&t).await.is_err());
     }
+    assert_eq!(server.fetches.load(Ordering::SeqCst), 2);
+    // After the interval, an unknown kid may cause one fetch again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("made-up".into());
+    let t = jsonwebtoken::encode(
+        &h,
+        &json!({"iss": server.url, "aud": AUD, "exp": now() + 60, "custom:tenant": "acme"}),
+        new.encoding_key(),
+    )
+    .unwrap();
+    assert!(verifier.verify(&t).await.is_err());
     assert_eq!(server.fetches.load(Ordering::SeqCst), 3);
 }
 

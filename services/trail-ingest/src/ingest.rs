@@ -14,12 +14,17 @@
 //! 4. every record must name the key's account as `recipientAccountId`;
 //!    others are rejected, counted and logged, never written;
 //! 5. rows are written idempotently (conditional put on a key derived from
-//!    `eventID`), so a redelivered or overlapping file writes nothing twice;
+//!    `eventID`), so a redelivered or overlapping file writes nothing twice
+//!    and a row already there costs one conditional check; a row DynamoDB
+//!    pushes back on is retried on its own (`dynamo::write_patiently`)
+//!    while the file goes on;
 //! 6. after the file: one `describe.targeted` per region with the EC2
 //!    resources that changed, and one `security.finding` per rule match,
-//!    published to `kopter-events`. Publishing happens for duplicates too
-//!    (at-least-once: a retry after a crash between write and publish must
-//!    not lose the event); the notifier deduplicates by event id and rule.
+//!    published to `kopter-events` — for the rows that were written, even
+//!    when others failed (the message then fails as back-pressure).
+//!    Publishing happens for duplicates too (at-least-once: a retry after a
+//!    crash between write and publish must not lose the event); the
+//!    notifier deduplicates by event id and rule.
 //!
 //! A file that cannot be read to the end (truncated gzip, invalid JSON, a
 //! record without `eventID`) keeps the rows written before the error and
@@ -32,6 +37,7 @@ use std::sync::LazyLock;
 use aws_config::SdkConfig;
 use futures::StreamExt;
 use kopter_runtime::config::TrailConfig;
+use kopter_runtime::dynamo::{self, WriteRetry};
 use kopter_runtime::messaging::{Outbox, envelope};
 use kopter_runtime::{CredentialCache, CustomerRole, Delivery, HandlerError, metrics};
 use kopter_schema::messages::{SecurityFinding, TargetedDescribe};
@@ -60,7 +66,7 @@ fn m() -> &'static TrailMetrics {
             IntCounterVec::new(
                 Opts::new(
                     "kopter_trail_records_total",
-                    "CloudTrail records by outcome (new, duplicate, rejected, invalid).",
+                    "CloudTrail records by outcome (new, duplicate, rejected, invalid, failed).",
                 ),
                 &["outcome"],
             )
@@ -105,15 +111,19 @@ pub enum IngestError {
         reason: String,
     },
     /// The file is unreadable or malformed; rows before the problem stay.
-    #[error("s3://{bucket}/{key}: {source}")]
+    /// (Display names the file; the cause is the source, so `{:#}` and
+    /// `aws::classify` see the whole chain.)
+    #[error("s3://{bucket}/{key}")]
     Malformed {
         bucket: String,
         key: String,
         #[source]
         source: anyhow::Error,
     },
-    /// S3, DynamoDB, SNS or STS failed: retry.
-    #[error("s3://{bucket}/{key}: {source:#}")]
+    /// S3, DynamoDB, SNS or STS failed: retry. Throttling and other
+    /// back-pressure stay findable in the chain, so the worker retries the
+    /// message in-process instead of spending a receive.
+    #[error("s3://{bucket}/{key}")]
     Aws {
         bucket: String,
         key: String,
@@ -204,7 +214,7 @@ impl Ingestor {
                     tracing::debug!(bucket = %obj.bucket, key = %obj.key, %why, "object skipped")
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "log file not ingested");
+                    tracing::warn!(error = %chain(&e), "log file not ingested");
                     // Keep going: other files of the message are independent.
                     let worse = matches!(e, IngestError::Aws { .. });
                     if first_error.is_none() || worse {
@@ -215,14 +225,11 @@ impl Ingestor {
         }
         match first_error {
             None => Ok(()),
-            Some(e @ IngestError::Aws { .. }) => {
-                Err(HandlerError::retry(anyhow::anyhow!("message {id}: {e}")))
-            }
-            Some(e @ IngestError::Malformed { .. }) => {
-                Err(HandlerError::retry(anyhow::anyhow!("message {id}: {e}")))
-            }
+            Some(e @ (IngestError::Aws { .. } | IngestError::Malformed { .. })) => Err(
+                HandlerError::retry(anyhow::Error::new(e).context(format!("message {id}"))),
+            ),
             Some(e @ IngestError::Rejected { .. }) => Err(HandlerError::permanent(
-                anyhow::anyhow!("message {id}: {e}"),
+                anyhow::Error::new(e).context(format!("message {id}")),
             )),
         }
     }
@@ -359,11 +366,17 @@ impl Ingestor {
         let mut first_invalid: Option<String> = None;
         let retention = self.config.retention_days;
         let store = self.store.clone();
+        let limiter = dynamo::write_limiter(store.table());
+        let retry = WriteRetry {
+            attempts: self.config.record_write_attempts,
+            backoff: self.config.record_retry_backoff,
+        };
         let mut writes = tokio_stream_of(rx)
             .map(|p| {
                 let store = store.clone();
                 let tenant = tenant.clone();
                 let account = account.clone();
+                let limiter = limiter.clone();
                 async move {
                     match p {
                         Parsed::Record(rec) => {
@@ -378,7 +391,9 @@ impl Ingestor {
                             let outcome = if dry_run {
                                 WriteOutcome::New
                             } else {
-                                store.put(&row).await?
+                                // A row that DynamoDB pushes back on is
+                                // retried on its own; the file goes on.
+                                dynamo::write_patiently(&limiter, retry, || store.put(&row)).await?
                             };
                             Ok::<_, anyhow::Error>(Written::Record(rec, findings, outcome))
                         }
@@ -390,9 +405,13 @@ impl Ingestor {
             .buffer_unordered(self.config.write_concurrency);
 
         let mut write_error = None;
+        let mut failed = 0u64;
         while let Some(w) = writes.next().await {
             match w {
                 Err(e) => {
+                    failed += 1;
+                    m().records.with_label_values(&["failed"]).inc();
+                    tracing::warn!(%tenant, %account, error = format!("{e:#}"), "record not written");
                     write_error.get_or_insert(e);
                 }
                 Ok(Written::Rejected(index, why)) => {
@@ -457,9 +476,6 @@ impl Ingestor {
         let parsed = parser
             .await
             .map_err(|e| ReaderError::Aws(anyhow::anyhow!("record parser task failed: {e}")))?;
-        if let Some(e) = write_error {
-            return Err(ReaderError::Aws(e));
-        }
         for t in targets.values_mut() {
             for ids in [&mut t.instance_ids, &mut t.volume_ids, &mut t.snapshot_ids] {
                 ids.sort_unstable();
@@ -471,19 +487,37 @@ impl Ingestor {
             .findings
             .sort_by(|a, b| (a.at, &a.event_id).cmp(&(b.at, &b.event_id)));
 
+        // What was filed is told, even when other rows failed: a file
+        // stuck on throttling must not silence the findings it did file.
+        // A redelivery publishes them again: the notifier deduplicates by
+        // event id and rule, and a targeted describe is idempotent.
         if !dry_run && let Some(outbox) = &self.outbox {
-            for t in &report.targets {
-                outbox
-                    .publish(&envelope(Message::DescribeTargeted(t.clone())))
-                    .await
-                    .map_err(ReaderError::Aws)?;
+            let messages = report
+                .targets
+                .iter()
+                .map(|t| Message::DescribeTargeted(t.clone()))
+                .chain(
+                    report
+                        .findings
+                        .iter()
+                        .map(|f| Message::SecurityFinding(f.clone())),
+                );
+            let mut publish_error = None;
+            for msg in messages {
+                if let Err(e) = outbox.publish(&envelope(msg)).await {
+                    publish_error.get_or_insert(e);
+                }
             }
-            for f in &report.findings {
-                outbox
-                    .publish(&envelope(Message::SecurityFinding(f.clone())))
-                    .await
-                    .map_err(ReaderError::Aws)?;
+            if let Some(e) = publish_error {
+                return Err(ReaderError::Aws(e.context("publish derived events")));
             }
+        }
+        if let Some(e) = write_error {
+            return Err(ReaderError::Aws(e.context(format!(
+                "{failed} of {} records not written (the first failure follows); the {} written were told",
+                report.records + failed,
+                report.new + report.duplicates
+            ))));
         }
         // Stream errors (truncation, bad JSON) after the good rows are kept.
         if let Err(e) = parsed {
@@ -494,6 +528,18 @@ impl Ingestor {
         }
         Ok(report)
     }
+}
+
+/// An error and its causes, `: `-separated (as `anyhow`'s `{:#}`).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 fn skip(outcome: &'static str, why: &str) -> FileOutcome {

@@ -770,3 +770,171 @@ async fn a_trail_bucket_in_another_region_is_read_after_s3_names_it() {
     assert_eq!(hits.lock().unwrap().len(), 3);
     assert_eq!(hits.lock().unwrap()[2], "eu-west-1");
 }
+
+/// Issue 19, items 1 and 2: DynamoDB keeps refusing two rows of a file (a
+/// hot key). Each is retried on its own; the file's other rows are written
+/// and their findings told, then the message fails as back-pressure. The
+/// redelivery, with the key cooled off, writes only the two rows — every
+/// row already there costs one call — and tells the same findings again
+/// with the same identities (the notifier's dedup key: account, event id,
+/// rule), plus the ones of the rows it wrote.
+#[tokio::test]
+async fn rows_that_keep_failing_fail_the_message_after_the_filed_rows_are_told() {
+    use kopter_runtime::aws::ErrorClass;
+    use kopter_tests::faults::{Fault, FaultPlan, FaultProxy};
+
+    let s = setup().await;
+    let a = s.ours.as_str();
+    let id = |n: u32| format!("aaaaaaaa-0000-4000-8000-{n:012}");
+    let (user, access_key, stop, run, describe) = (id(1), id(2), id(3), id(4), id(5));
+    let iam = serde_json::json!({"eventSource": "iam.amazonaws.com", "awsRegion": "us-east-1"});
+    let records = vec![
+        record(a, &user, "CreateUser", iam.clone()),
+        record(a, &access_key, "CreateAccessKey", iam),
+        record(
+            a,
+            &stop,
+            "StopLogging",
+            serde_json::json!({"eventSource": "cloudtrail.amazonaws.com"}),
+        ),
+        // Two instances: a row with a reference row, one transaction.
+        record(
+            a,
+            &run,
+            "RunInstances",
+            serde_json::json!({"responseElements": {"instancesSet": {"items": [
+                {"instanceId": "i-0aaaaaaaaaaaaaaa1"}, {"instanceId": "i-0aaaaaaaaaaaaaaa2"}
+            ]}}}),
+        ),
+        record(a, &describe, "DescribeInstances", serde_json::json!({})),
+    ];
+    let key = key_for(a, "acme");
+    s.s3.put_object()
+        .bucket(&s.bucket)
+        .key(&key)
+        .body(ByteStream::from(gzip(
+            serde_json::json!({ "Records": records })
+                .to_string()
+                .as_bytes(),
+        )))
+        .send()
+        .await
+        .unwrap();
+    let delivery = kopter_runtime::Delivery {
+        message_id: "m-1".into(),
+        body: serde_json::json!({"Records": [{
+            "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": s.bucket}, "object": {"key": key}}
+        }]})
+        .to_string(),
+        receive_count: 1,
+        attributes: Default::default(),
+        sent_at_ms: None,
+    };
+
+    // The audit table through the proxy, one SDK attempt per call, so the
+    // row retries are what is tested.
+    let upstream = kopter_tests::dynamodb_endpoint().unwrap_or_else(kopter_tests::endpoint);
+    let proxy = FaultProxy::start(&upstream, FaultPlan::none())
+        .await
+        .unwrap();
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&s.env.ctx.aws.sdk)
+            .endpoint_url(proxy.url())
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+            .build(),
+    );
+    let mut ingestor = trail_ingest::ingestor(&s.env.ctx);
+    ingestor.store = kopter_store::audit::AuditStore::new(ddb, &s.env.ctx.names);
+    ingestor.config.record_write_attempts = 3;
+    ingestor.config.record_retry_backoff = Duration::from_millis(10);
+    let finding_keys = |envs: Vec<Envelope>| {
+        let mut keys: Vec<(String, String, String)> = envs
+            .into_iter()
+            .filter_map(|e| match e.message {
+                Message::SecurityFinding(f) => Some((f.account.to_string(), f.event_id, f.rule)),
+                _ => None,
+            })
+            .collect();
+        keys.sort();
+        keys
+    };
+    let event_ids = |rows: Vec<kopter_store::audit::AuditRow>| {
+        let mut ids: Vec<String> = rows.into_iter().map(|r| r.event_id).collect();
+        ids.sort();
+        ids
+    };
+
+    proxy.throttle_matching(&[&stop, &run]);
+    let err = ingestor.handle(&delivery).await.unwrap_err();
+    assert!(!err.is_permanent());
+    assert_eq!(err.backpressure(), Some(ErrorClass::Throttling), "{err}");
+    let text = format!("{err}");
+    assert!(text.contains("2 of 5 records not written"), "{text}");
+    assert!(
+        text.contains(&key) && text.contains("gave up after 3 attempts"),
+        "{text}"
+    );
+    // Each refused row: three attempts, each one call.
+    assert_eq!(proxy.counts().of(Fault::Throttle, "dynamodb"), 6);
+    let store = trail_ingest::ingestor(&s.env.ctx).store;
+    assert_eq!(
+        event_ids(store.query(&all_time("acme")).await.unwrap()),
+        vec![user.clone(), access_key.clone(), describe.clone()]
+    );
+    let told = finding_keys(messages(&s, Service::Notifier).await);
+    assert_eq!(
+        told,
+        vec![
+            (a.to_owned(), user.clone(), "iam-user-created".to_owned()),
+            (
+                a.to_owned(),
+                access_key.clone(),
+                "iam-access-key-created".to_owned()
+            ),
+        ],
+        "the filed rows' findings are told, not the failed one's"
+    );
+    assert!(
+        messages(&s, Service::Describer).await.is_empty(),
+        "RunInstances was not filed: no re-describe yet"
+    );
+
+    // Redelivery, the hot key cooled off.
+    proxy.throttle_matching(&[]);
+    let calls = |p: &FaultProxy| p.counts().of(Fault::None, "dynamodb");
+    let before = calls(&proxy);
+    ingestor.handle(&delivery).await.unwrap();
+    assert_eq!(
+        calls(&proxy) - before,
+        5,
+        "one call per record: three failed conditional checks, one put, one transaction"
+    );
+    assert_eq!(
+        event_ids(store.query(&all_time("acme")).await.unwrap()),
+        vec![
+            user.clone(),
+            access_key.clone(),
+            stop.clone(),
+            run.clone(),
+            describe
+        ]
+    );
+    // The transaction wrote the reference row with the row.
+    let mut by_second = all_time("acme");
+    by_second.resource = Some("i-0aaaaaaaaaaaaaaa2".into());
+    assert_eq!(event_ids(store.query(&by_second).await.unwrap()), vec![run]);
+    let told_again = finding_keys(messages(&s, Service::Notifier).await);
+    assert_eq!(told_again.len(), 3, "{told_again:?}");
+    assert!(
+        told.iter().all(|k| told_again.contains(k)),
+        "same identities"
+    );
+    assert!(told_again.contains(&(a.to_owned(), stop, "cloudtrail-stopped".to_owned())));
+    assert_eq!(messages(&s, Service::Describer).await.len(), 1);
+
+    // A third delivery writes nothing: five conditional checks.
+    let before = calls(&proxy);
+    ingestor.handle(&delivery).await.unwrap();
+    assert_eq!(calls(&proxy) - before, 5);
+}

@@ -28,7 +28,7 @@ pub enum Mode {
 impl Mode {
     pub fn describe(&self) -> &'static str {
         match self {
-            Mode::Separate { .. } => "five processes",
+            Mode::Separate { .. } => "six processes (five services and the api)",
             Mode::AllInOne { .. } => "one process (kopter)",
             Mode::InProcess => "inside the demo process",
         }
@@ -41,6 +41,23 @@ pub struct Proc {
     pub child: Child,
     pub metrics: SocketAddr,
     pub log: PathBuf,
+    /// What started it, to start it again.
+    bin: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+impl Proc {
+    /// SIGKILL (no drain: what a crash or an OOM kill does), reap, and
+    /// start the same program again, appending to its log.
+    pub fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL);
+        }
+        self.child.wait()?;
+        self.child = spawn(&self.bin, &[], self.vars.clone(), &self.log, true)?;
+        Ok(())
+    }
 }
 
 /// The running services.
@@ -58,9 +75,15 @@ fn spawn(
     args: &[&str],
     vars: Vec<(String, String)>,
     log: &Path,
+    append: bool,
 ) -> anyhow::Result<Child> {
-    let out = std::fs::File::create(log)
-        .map_err(|e| anyhow::anyhow!("create log {}: {e}", log.display()))?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log)
+        .map_err(|e| anyhow::anyhow!("open log {}: {e}", log.display()))?;
     let err = out.try_clone()?;
     let mut cmd = Command::new(bin);
     cmd.args(args)
@@ -104,7 +127,8 @@ pub async fn start(
                 let mut c = config.clone();
                 c.telemetry.listen = addr;
                 let log = run_dir.join(format!("{}.log", s.name()));
-                let child = spawn(&bin_dir.join(s.name()), &[], env_vars(&c, Some(*s)), &log);
+                let (bin, vars) = (bin_dir.join(s.name()), env_vars(&c, Some(*s)));
+                let child = spawn(&bin, &[], vars.clone(), &log, false);
                 let child = match child {
                     Ok(c) => c,
                     Err(e) => {
@@ -117,7 +141,29 @@ pub async fn start(
                     child,
                     metrics: addr,
                     log,
+                    bin,
+                    vars,
                 });
+            }
+            // The api: not a worker; telemetry on the port after the five.
+            let addr = SocketAddr::from(([127, 0, 0, 1], first_port + Service::ALL.len() as u16));
+            let mut c = config.clone();
+            c.telemetry.listen = addr;
+            let log = run_dir.join("api.log");
+            let (bin, vars) = (bin_dir.join("api"), env_vars(&c, None));
+            match spawn(&bin, &[], vars.clone(), &log, false) {
+                Ok(child) => procs.push(Proc {
+                    name: "api".into(),
+                    child,
+                    metrics: addr,
+                    log,
+                    bin,
+                    vars,
+                }),
+                Err(e) => {
+                    stop_procs(&mut procs, Duration::from_secs(10));
+                    return Err(e);
+                }
             }
             Ok(Fleet::Procs(procs))
         }
@@ -126,22 +172,15 @@ pub async fn start(
             let mut c = config.clone();
             c.telemetry.listen = addr;
             let log = run_dir.join("kopter.log");
-            // The five services only, as in the separate mode: `kopter`
-            // would also start the api, which the demo does not configure
-            // (no token issuer).
-            let services: Vec<&str> = Service::ALL.iter().map(|s| s.name()).collect();
-            let services = services.join(",");
-            let child = spawn(
-                &bin_dir.join("kopter"),
-                &["--services", &services],
-                env_vars(&c, None),
-                &log,
-            )?;
+            let (bin, vars) = (bin_dir.join("kopter"), env_vars(&c, None));
+            let child = spawn(&bin, &[], vars.clone(), &log, false)?;
             Ok(Fleet::Procs(vec![Proc {
                 name: "kopter".into(),
                 child,
                 metrics: addr,
                 log,
+                bin,
+                vars,
             }]))
         }
         Mode::InProcess => {
@@ -258,7 +297,9 @@ impl Fleet {
     }
 }
 
-fn stop_procs(procs: &mut [Proc], grace: Duration) -> Vec<(String, Option<ExitStatus>)> {
+/// SIGTERM each process and wait up to `grace` for it to exit; returns
+/// each one's name and exit status (`None`: killed after `grace`).
+pub fn stop_procs(procs: &mut [Proc], grace: Duration) -> Vec<(String, Option<ExitStatus>)> {
     for p in procs.iter() {
         // SAFETY: kill(2) with a pid we spawned and still own (not reaped).
         unsafe {

@@ -61,6 +61,8 @@ pub struct Options {
     pub first_port: u16,
     /// Port of the price-file server (0: any free port).
     pub offers_port: u16,
+    /// Port of the tenant API (`api.listen` on 127.0.0.1).
+    pub api_port: u16,
     /// Logs of the service processes.
     pub run_dir: PathBuf,
     /// Longest wait for the queues to empty after each step.
@@ -91,6 +93,7 @@ impl Options {
             mode,
             first_port: 9101,
             offers_port: 0,
+            api_port: 8080,
             run_dir: PathBuf::from(".run"),
             settle_timeout: Duration::from_secs(240),
             verbose: true,
@@ -117,7 +120,38 @@ pub fn demo_config(opts: &Options, offers_url: &str) -> Config {
     c.trail.directory_refresh = Duration::from_secs(5);
     c.notifier.burst_window = Duration::ZERO;
     c.notifier.webhook_allow_local = true;
+    // The tenant API with the development token issuer (never in prod).
+    c.api.listen = std::net::SocketAddr::from(([127, 0, 0, 1], opts.api_port));
+    c.api.public_url = format!("http://127.0.0.1:{}", opts.api_port);
+    c.api.dev_issuer = true;
+    c.api.dev_issuer_key_file = opts.run_dir.join("dev-issuer-key.json");
     c
+}
+
+/// Mints a token of the demo's development issuer for `tenant` (`admin`:
+/// with the admin role), valid `ttl`, as `kopterctl token` would.
+pub fn demo_token(
+    config: &Config,
+    tenant: &str,
+    admin: bool,
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    let api = &config.api;
+    let key = kopter_dev_issuer::DevIssuer::load_or_create(&api.dev_issuer_key_file)?;
+    key.mint(&kopter_dev_issuer::TokenRequest {
+        tenant: tenant.to_owned(),
+        roles: if admin {
+            vec![api.admin_role.clone()]
+        } else {
+            Vec::new()
+        },
+        ttl,
+        subject: format!("demo-{tenant}"),
+        issuer: kopter_dev_issuer::issuer_url(&api.public_url),
+        audience: api.audience.clone(),
+        tenant_claim: api.tenant_claim.clone(),
+        roles_claim: api.roles_claim.clone(),
+    })
 }
 
 /// Queue depths: `[visible, in flight, delayed]` of a service's queue and
@@ -155,6 +189,8 @@ pub struct Demo {
     pub estate: BTreeMap<String, estate::Made>,
     /// Start of the priced period (an hour boundary).
     pub period_from: chrono::DateTime<Utc>,
+    /// The trail bucket (notifies the trail-ingest queue).
+    pub bucket: String,
     stop_site: CancellationToken,
 }
 
@@ -168,27 +204,7 @@ impl Demo {
     /// Everything up to a settled system (see the module doc).
     pub async fn up(opts: Options) -> anyhow::Result<Demo> {
         let started = Instant::now();
-        let stop_site = CancellationToken::new();
-        let site = offers::PriceSite::start(
-            offers::site_files(&REGIONS)?,
-            std::net::SocketAddr::from(([127, 0, 0, 1], opts.offers_port)),
-            stop_site.clone(),
-        )
-        .await?;
-        let config = demo_config(&opts, &site.base_url);
-        config.validate()?;
-        let ctx = ServiceContext::new(config.clone(), None).await;
-        let mut demo = Demo {
-            opts,
-            config,
-            ctx,
-            site,
-            fleet: None,
-            records: Vec::new(),
-            estate: BTreeMap::new(),
-            period_from: Utc::now(),
-            stop_site,
-        };
+        let mut demo = Self::new(opts).await?;
         match demo.run_steps().await {
             Ok(()) => {
                 demo.say(format!(
@@ -204,7 +220,52 @@ impl Demo {
         }
     }
 
+    /// The price files served, the environment bootstrapped, the trail
+    /// bucket, tenants, roles, estate and channels made — no services
+    /// started, no log files, no ticks. The chaos test
+    /// (`tests/chaos.rs`) goes on from here with its own fleet.
+    pub async fn prepared(opts: Options) -> anyhow::Result<Demo> {
+        let mut demo = Self::new(opts).await?;
+        match demo.prepare().await {
+            Ok(()) => Ok(demo),
+            Err(e) => {
+                demo.down().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn new(opts: Options) -> anyhow::Result<Demo> {
+        let stop_site = CancellationToken::new();
+        let site = offers::PriceSite::start(
+            offers::site_files(&REGIONS)?,
+            std::net::SocketAddr::from(([127, 0, 0, 1], opts.offers_port)),
+            stop_site.clone(),
+        )
+        .await?;
+        let config = demo_config(&opts, &site.base_url);
+        config.validate()?;
+        let ctx = ServiceContext::new(config.clone(), None).await;
+        Ok(Demo {
+            opts,
+            config,
+            ctx,
+            site,
+            fleet: None,
+            records: Vec::new(),
+            estate: BTreeMap::new(),
+            period_from: Utc::now(),
+            bucket: String::new(),
+            stop_site,
+        })
+    }
+
     async fn run_steps(&mut self) -> anyhow::Result<()> {
+        self.prepare().await?;
+        self.start_and_run().await
+    }
+
+    async fn prepare(&mut self) -> anyhow::Result<()> {
         self.say(format!(
             "== price list: {} regions in the bulk layout at {}/offers/v1.0/aws/index.json",
             REGIONS.len(),
@@ -235,6 +296,7 @@ impl Demo {
             .unwrap_or_default();
         let bucket = format!("{}-kopter-trail-{kopter_account}", self.config.env);
         trail::create_bucket(&self.ctx, &bucket).await?;
+        self.bucket = bucket.clone();
         self.say(format!(
             "   trail bucket s3://{bucket} notifies the trail-ingest queue"
         ));
@@ -324,6 +386,11 @@ impl Demo {
             "   webhooks of every tenant (warning and up, and the digest) → {}/webhook/<tenant>",
             self.site.base_url
         ));
+        Ok(())
+    }
+
+    async fn start_and_run(&mut self) -> anyhow::Result<()> {
+        let bucket = self.bucket.clone();
 
         self.say(format!("== start services ({})", self.opts.mode.describe()));
         let mut fleet = fleet::start(
@@ -426,7 +493,7 @@ impl Demo {
     }
 
     /// Sends what `kopterctl tick <job>` sends.
-    async fn tick(&self, service: Service, message: Message, job: &str) -> anyhow::Result<()> {
+    pub async fn tick(&self, service: Service, message: Message, job: &str) -> anyhow::Result<()> {
         let env = envelope(message);
         self.ctx.outbox.send(service, &env).await?;
         self.say(format!(

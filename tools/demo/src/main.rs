@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use kopter_demo::{Demo, Mode, Options};
 
@@ -63,6 +64,40 @@ struct RunArgs {
     no_wait: bool,
 }
 
+/// The report's last lines: a token per demo tenant (in the run directory)
+/// and two `curl` lines against the running api.
+fn api_lines(demo: &Demo) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let c = &demo.config;
+    let mut out = String::from("\n== tenant API (OpenAPI: ");
+    let _ = writeln!(out, "{}/docs)", c.api.public_url);
+    for t in demo.tenants() {
+        let token = kopter_demo::demo_token(c, t.as_str(), true, Duration::from_secs(12 * 3600))?;
+        let path = demo.opts.run_dir.join(format!("token-{t}"));
+        std::fs::write(&path, format!("{token}\n"))?;
+        let _ = writeln!(out, "{t}: admin token (12 h) in {}", path.display());
+    }
+    let first = demo
+        .tenants()
+        .into_iter()
+        .next()
+        .context("no demo tenant")?;
+    let token = demo.opts.run_dir.join(format!("token-{first}"));
+    let _ = writeln!(
+        out,
+        "  curl -s -H \"Authorization: Bearer $(cat {})\" {}/v1/accounts",
+        token.display(),
+        c.api.public_url
+    );
+    let _ = writeln!(
+        out,
+        "  curl -s -H \"Authorization: Bearer $(cat {})\" '{}/v1/prices?region=eu-west-1&instance_type=m5.&format=csv'",
+        token.display(),
+        c.api.public_url
+    );
+    Ok(out)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let Cli { command, run: cli } = Cli::parse();
@@ -105,6 +140,15 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("kopter-demo: reading the report: {e:#}");
             failed = true;
+        }
+    }
+    if !failed {
+        match api_lines(&demo) {
+            Ok(lines) => print!("{lines}"),
+            Err(e) => {
+                eprintln!("kopter-demo: tenant API tokens: {e:#}");
+                failed = true;
+            }
         }
     }
     if !cli.no_wait && !failed {

@@ -38,9 +38,9 @@ variable "tables" {
 }
 
 variable "write_tables" {
-  description = "Tenant-owned tables whose rows the tenant may put and update (the api's admin endpoints: tenant settings in accounts, read marks in notifications). Same LeadingKeys condition as reads. Empty: read-only."
+  description = "Tenant-owned tables whose rows the tenant may put and update (the api's admin endpoints: tenant settings in accounts, read marks in notifications, the budget row `{tenant}#budget` in price-graph). Same LeadingKeys condition as reads. Empty: read-only."
   type        = list(string)
-  default     = ["accounts", "notifications"]
+  default     = ["accounts", "notifications", "price-graph"]
 
   validation {
     condition     = !contains(var.write_tables, "prices") && !contains(var.write_tables, "dedup")

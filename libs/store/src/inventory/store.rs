@@ -321,3 +321,176 @@ pub async fn inventory_rows(
     rows.sort_by(|a, b| (&a.account, &a.sk).cmp(&(&b.account, &b.sk)));
     Ok(rows)
 }
+
+/// Narrows a page of one account's inventory (`GET /v1/inventory`).
+/// `region` (with `kind`) becomes a sort-key prefix; the rest a filter
+/// expression, so a page may hold fewer rows than its limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InventoryPageFilter<'a> {
+    pub region: Option<&'a str>,
+    pub kind: Option<ResourceKind>,
+    pub state: Option<&'a str>,
+    /// A tag key, and the value it must have (`None`: any value).
+    pub tag: Option<(&'a str, Option<&'a str>)>,
+}
+
+impl InventoryStore {
+    /// One page (one `Query`, eventually consistent) of an account's
+    /// inventory rows in sort-key order (region, kind, id), after `start`
+    /// (a previous page's `next`, checked to be of this partition).
+    pub async fn inventory_page(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        filter: InventoryPageFilter<'_>,
+        start: Option<&crate::page::PageKey>,
+        limit: u32,
+    ) -> anyhow::Result<crate::page::Page<InventoryRow>> {
+        let pk = keys::tenant_account(tenant, account);
+        let mut q = self
+            .ddb
+            .query()
+            .table_name(&self.inventory)
+            .limit(limit.clamp(1, 1000) as i32)
+            .expression_attribute_values(":pk", s(pk.clone()));
+        q = match filter.region {
+            Some(r) => q
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", s(inventory_prefix(r, filter.kind))),
+            None => q.key_condition_expression("pk = :pk"),
+        };
+        let mut conditions = Vec::new();
+        if let (None, Some(kind)) = (filter.region, filter.kind) {
+            conditions.push("#kind = :kind");
+            q = q
+                .expression_attribute_names("#kind", "kind")
+                .expression_attribute_values(":kind", s(kind.as_str()));
+        }
+        if let Some(state) = filter.state {
+            // `state` is a DynamoDB reserved word.
+            conditions.push("#state = :state");
+            q = q
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":state", s(state));
+        }
+        if let Some((key, value)) = filter.tag {
+            q = q
+                .expression_attribute_names("#tags", "tags")
+                .expression_attribute_names("#tk", key);
+            match value {
+                Some(v) => {
+                    conditions.push("#tags.#tk = :tv");
+                    q = q.expression_attribute_values(":tv", s(v));
+                }
+                None => conditions.push("attribute_exists(#tags.#tk)"),
+            }
+        }
+        if !conditions.is_empty() {
+            q = q.filter_expression(conditions.join(" AND "));
+        }
+        if let Some(start) = start {
+            q = q.set_exclusive_start_key(Some(crate::page::start_key(
+                start,
+                &["pk", "sk"],
+                ("pk", &pk),
+            )?));
+        }
+        let out = q
+            .send()
+            .await
+            .with_context(|| format!("query a page of the inventory of {tenant}/{account}"))?;
+        crate::page::page_of(out.items, out.last_evaluated_key, "an inventory row")
+    }
+
+    /// One inventory row by its key (strongly consistent).
+    pub async fn inventory_row(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        region: &str,
+        kind: ResourceKind,
+        resource_id: &str,
+    ) -> anyhow::Result<Option<InventoryRow>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.inventory)
+            .key("pk", s(keys::tenant_account(tenant, account)))
+            .key(
+                "sk",
+                s(super::rows::inventory_sk(region, kind, resource_id)),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .with_context(|| format!("get the inventory row of {resource_id}"))?;
+        out.item
+            .map(|i| serde_dynamo::from_item(i).context("decode an inventory row"))
+            .transpose()
+    }
+
+    /// The newest history row of a resource of `tenant` (index
+    /// `by-resource`): which account, region and kind it belongs to.
+    /// `None` for an id the tenant has never had.
+    pub async fn latest_event(
+        &self,
+        tenant: &TenantId,
+        resource_id: &str,
+    ) -> anyhow::Result<Option<EventRow>> {
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.events)
+            .index_name(BY_RESOURCE)
+            .key_condition_expression("resource_key = :rk")
+            .expression_attribute_values(":rk", s(keys::tenant_resource(tenant, resource_id)))
+            .scan_index_forward(false)
+            .limit(1)
+            .send()
+            .await
+            .with_context(|| format!("find resource {resource_id}"))?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .map(|i| serde_dynamo::from_item(i).context("decode a history row"))
+            .transpose()
+    }
+
+    /// One page (one `Query` of index `by-resource`) of a resource's
+    /// history, oldest first, after `start`.
+    pub async fn resource_history_page(
+        &self,
+        tenant: &TenantId,
+        resource_id: &str,
+        start: Option<&crate::page::PageKey>,
+        limit: u32,
+    ) -> anyhow::Result<crate::page::Page<EventRow>> {
+        let rk = keys::tenant_resource(tenant, resource_id);
+        let mut q = self
+            .ddb
+            .query()
+            .table_name(&self.events)
+            .index_name(BY_RESOURCE)
+            .key_condition_expression("resource_key = :rk")
+            .expression_attribute_values(":rk", s(rk.clone()))
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(start) = start {
+            // An index's LastEvaluatedKey holds the index key and the
+            // table key.
+            q = q.set_exclusive_start_key(Some(crate::page::start_key(
+                start,
+                &["resource_key", "pk", "sk"],
+                ("resource_key", &rk),
+            )?));
+        }
+        let out = q
+            .send()
+            .await
+            .with_context(|| format!("query the history of {resource_id}"))?;
+        crate::page::page_of(out.items, out.last_evaluated_key, "a history row")
+    }
+}
+
+/// The `ec2-events` index keyed by `{tenant}#{resource id}`.
+pub const BY_RESOURCE: &str = "by-resource";

@@ -3,23 +3,41 @@
 //! One module per area, like `data`.
 
 mod audit;
-mod cost;
-mod inventory;
+pub mod cost;
+pub mod inventory;
 mod prices;
 mod settings;
 
 pub use prices::sample_prices;
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use kopter_schema::TenantId;
+use kopter_store::backup::BackupPolicy;
+use kopter_store::channels::TenantChannels;
 
 use crate::data::Price;
+use crate::data::settings::Account;
 
-/// Price rows held in memory.
+/// Settings held in memory, per tenant.
+#[derive(Default)]
+pub struct MemorySettings {
+    pub channels: HashMap<TenantId, TenantChannels>,
+    pub backup: HashMap<TenantId, BackupPolicy>,
+    /// `(owner, account)`.
+    pub accounts: Vec<(TenantId, Account)>,
+}
+
+/// Rows held in memory, per area.
 #[derive(Default)]
 pub struct MemoryData {
     pub prices: Vec<Price>,
+    pub inventory: inventory::InventoryRows,
+    pub cost: cost::CostRows,
+    pub settings: Mutex<MemorySettings>,
+    pub audit: Vec<kopter_store::audit::AuditRow>,
+    pub feed: Mutex<Vec<kopter_store::feed::FeedRow>>,
     /// Tenant of every call, in order.
     pub calls: Mutex<Vec<TenantId>>,
 }
@@ -28,7 +46,12 @@ impl MemoryData {
     pub fn with_prices(prices: Vec<Price>) -> Self {
         Self {
             prices,
-            calls: Mutex::default(),
+            ..Self::default()
         }
+    }
+
+    /// Notes the tenant of a call.
+    fn record(&self, tenant: &TenantId) {
+        self.calls.lock().expect("lock").push(tenant.clone());
     }
 }

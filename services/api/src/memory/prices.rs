@@ -73,7 +73,9 @@ pub fn sample_prices(region: &str, n: usize) -> Vec<Price> {
             operating_system: if i % 2 == 0 { "Linux" } else { "Windows" }.into(),
             license_model: "No License required".into(),
             pre_installed_sw: "NA".into(),
-            usd_per_hour: 0.096 + i as f64 * 0.001,
+            // Thousandths by division, not accumulated sums, so each is the
+            // f64 nearest its decimal (as parsed from a price list).
+            usd_per_hour: (96 + i) as f64 / 1000.0,
             effective: "2026-11-01T00:00:00Z".into(),
         })
         .collect()

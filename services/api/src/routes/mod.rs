@@ -5,8 +5,13 @@
 //! [`Principal`]: crate::auth::Principal
 //! [`Admin`]: crate::auth::Admin
 
+pub mod audit;
+pub mod cost;
+pub mod inventory;
 pub mod me;
+pub mod notifications;
 pub mod prices;
+pub mod settings;
 
 use crate::error::ApiError;
 
