@@ -537,8 +537,6 @@ struct PagePosition {
     key: Option<PageKey>,
 }
 
-type Item = HashMap<String, AttributeValue>;
-
 impl AuditStore {
     /// One page of `q`, newest first: at most `q.limit` (1–1000) rows after
     /// `after` (a previous page's `next`), in at most two DynamoDB calls.

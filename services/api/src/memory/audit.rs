@@ -42,12 +42,6 @@ fn slice<T>(
     Ok(Page { items, next })
 }
 
-impl MemoryData {
-    fn record(&self, tenant: &TenantId) {
-        self.calls.lock().expect("lock").push(tenant.clone());
-    }
-}
-
 impl AuditData for MemoryData {
     fn audit_events<'a>(
         &'a self,
