@@ -92,7 +92,24 @@ fn ctx() -> Context<'static> {
             .try_fold(f64::INFINITY, |m, v| Ok(m.min(v?)))
             .map(|m| hcl::Value::from(m as i64))
     }
+    fn join(args: FuncArgs) -> Result<hcl::Value, String> {
+        let sep = args[0].as_str().ok_or("join separator is not a string")?;
+        let parts = args[1]
+            .as_array()
+            .ok_or("join of non-list")?
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or("join of non-string"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(hcl::Value::String(parts.join(sep)))
+    }
     let mut ctx = Context::new();
+    ctx.declare_func(
+        "join",
+        FuncDef::builder()
+            .param(ParamType::String)
+            .param(ParamType::Array(Box::new(ParamType::String)))
+            .build(join),
+    );
     ctx.declare_func(
         "merge",
         FuncDef::builder()
@@ -235,8 +252,13 @@ fn every_service_has_a_queue_with_dlq_an_ecs_service_and_its_subscription() {
         .filter(|p| p.join("Cargo.toml").is_file())
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
+    // ... except the api, which has no queue (modules/api, checked below).
+    assert!(dirs.contains("api"), "services/api");
     assert_eq!(
-        dirs.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        dirs.iter()
+            .map(String::as_str)
+            .filter(|d| *d != "api")
+            .collect::<BTreeSet<_>>(),
         wanted,
         "services/ vs Service::ALL"
     );
@@ -502,7 +524,12 @@ fn is_config_key(path: &[String]) -> bool {
 /// Loads these variables the way the services do (figment: defaults, then
 /// `KOPTER_*` values parsed like the Env provider parses them) and validates.
 fn load(service: Service, env: &BTreeMap<String, String>) -> Result<Config, String> {
-    let mut fig = Figment::from(Serialized::defaults(Config::defaults(Some(service))));
+    load_over(Config::defaults(Some(service)), env)
+}
+
+/// [`load`] over the given defaults (the api's: [`Config::api_defaults`]).
+fn load_over(defaults: Config, env: &BTreeMap<String, String>) -> Result<Config, String> {
+    let mut fig = Figment::from(Serialized::defaults(defaults));
     for (k, v) in env {
         let Some(path) = config_path(k) else { continue };
         let value: figment::value::Value = v.parse().expect("infallible");
@@ -771,7 +798,12 @@ fn the_tenant_policy_confines_reads_and_the_admin_writes_to_the_tenants_keys() {
                         .map(String::from)
                         .into()
                 );
-                assert_eq!(src(attr(body, "resources")), "[var.table_arns[\"prices\"]]");
+                assert_eq!(
+                    src(attr(body, "resources"))
+                        .split_whitespace()
+                        .collect::<String>(),
+                    "[var.table_arns[\"prices\"]]"
+                );
             }
             _ => assert!(acts.iter().all(|a| a.starts_with("s3:")), "{sid}: {acts:?}"),
         }
@@ -794,4 +826,607 @@ fn the_tenant_policy_confines_reads_and_the_admin_writes_to_the_tenants_keys() {
             .unwrap_or_else(|| panic!("write table {t} is not in the schema"));
         assert!(table.spec().tenant_owned, "{t} is not tenant-owned");
     }
+}
+
+// --- The api (modules/api, modules/cognito) -------------------------------
+
+/// Every `.tf` file of a module, parsed and merged into one body.
+fn module(name: &str) -> Body {
+    let dir = root().join("deploy/terraform/modules").join(name);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tf"))
+        .collect();
+    files.sort();
+    let mut body = Body::builder();
+    for f in files {
+        let rel = f.strip_prefix(root().join("deploy/terraform")).unwrap();
+        body = body.add_blocks(tf(&rel.to_string_lossy()).into_blocks());
+    }
+    body.build()
+}
+
+/// `(sid, body)` of each statement of `data "aws_iam_policy_document" name`,
+/// plain or `dynamic "statement"`.
+fn policy_statements(body: &Body, name: &str) -> Vec<(String, Body)> {
+    let doc = block(body, "data", &["aws_iam_policy_document", name]);
+    let mut out = Vec::new();
+    for b in doc.body().blocks() {
+        let body = match (b.identifier(), b.labels().first().map(|l| l.as_str())) {
+            ("statement", _) => b.body().clone(),
+            ("dynamic", Some("statement")) => blocks(b.body(), "content")
+                .next()
+                .expect("dynamic statement has content")
+                .body()
+                .clone(),
+            _ => continue,
+        };
+        let sid = body
+            .attributes()
+            .find(|a| a.key() == "sid")
+            .map(|a| src(a.expr()).trim_matches('"').to_owned())
+            .unwrap_or_default();
+        out.push((sid, body));
+    }
+    out
+}
+
+/// `(resource name, policy source)` of every inline policy or attachment
+/// of the role `aws_iam_role.<role>`.
+fn role_policies(body: &Body, role: &str) -> Vec<(String, String)> {
+    let id = format!("aws_iam_role.{role}.id");
+    let name = format!("aws_iam_role.{role}.name");
+    blocks(body, "resource")
+        .filter(|b| {
+            matches!(
+                b.labels()[0].as_str(),
+                "aws_iam_role_policy"
+                    | "aws_iam_role_policy_attachment"
+                    | "aws_iam_role_policies_exclusive"
+                    | "aws_iam_policy_attachment"
+            )
+        })
+        .filter(|b| {
+            b.body()
+                .attributes()
+                .filter(|a| a.key() == "role" || a.key() == "roles" || a.key() == "role_name")
+                .any(|a| {
+                    let s = src(a.expr());
+                    s.contains(&id) || s.contains(&name)
+                })
+        })
+        .map(|b| {
+            let policy = b
+                .body()
+                .attributes()
+                .find(|a| a.key() == "policy" || a.key() == "policy_arn")
+                .map(|a| src(a.expr()))
+                .unwrap_or_default();
+            (b.labels()[1].as_str().to_owned(), policy)
+        })
+        .collect()
+}
+
+fn no_space(s: &str) -> String {
+    s.split_whitespace().collect()
+}
+
+#[test]
+fn the_api_task_role_may_only_assume_the_tenant_access_role() {
+    let api = module("api");
+    // One inline policy on the task role, nothing attached.
+    assert_eq!(
+        role_policies(&api, "task"),
+        [(
+            "task".to_owned(),
+            "data.aws_iam_policy_document.task.json".to_owned()
+        )]
+    );
+    let statements = policy_statements(&api, "task");
+    assert_eq!(statements.len(), 1, "the task role has one statement");
+    let (sid, st) = &statements[0];
+    assert_eq!(
+        actions(st),
+        ["sts:AssumeRole", "sts:TagSession"]
+            .map(String::from)
+            .into(),
+        "{sid}"
+    );
+    assert_eq!(
+        no_space(&src(attr(st, "resources"))),
+        "[aws_iam_role.tenant_access.arn]"
+    );
+    for (sid, st) in &statements {
+        for a in actions(st) {
+            assert!(
+                !a.starts_with("dynamodb:") && !a.starts_with("kms:") && !a.contains('*'),
+                "{sid} grants {a}"
+            );
+        }
+        assert!(
+            blocks(st, "not_actions").next().is_none()
+                && st.attributes().all(|a| a.key() != "not_actions"),
+            "{sid}"
+        );
+    }
+    // Customers' KopterAccess roles trust `*-kopter-*-task` (the workers
+    // that enter customer accounts); the api's role is not one of them.
+    let customer = tf("modules/customer-role/main.tf");
+    let trusted = format!("{:?}", customer);
+    assert!(trusted.contains("-kopter-*-task"), "customer trust pattern");
+    let role = block(&api, "resource", &["aws_iam_role", "task"]).body();
+    let mut ctx = ctx();
+    ctx.declare_var("local", hcl::value!({ name = "prod-kopter-api" }));
+    let name = eval(attr(role, "name"), &ctx);
+    let name = name.as_str().unwrap();
+    assert!(!name.ends_with("-task"), "{name} matches *-kopter-*-task");
+    assert_eq!(
+        src(attr(role, "assume_role_policy")),
+        "data.aws_iam_policy_document.ecs_tasks_assume.json"
+    );
+}
+
+#[test]
+fn the_tenant_access_role_trusts_the_api_with_a_tenant_tag_and_has_the_tenant_policy() {
+    let api = module("api");
+    let tag = eval(local(&api, "tenant_tag"), &ctx());
+    assert_eq!(
+        tag,
+        serde_json::json!(kopter_runtime::credentials::TENANT_TAG)
+    );
+
+    // Trust: only the api's task role, AssumeRole with the tag.
+    let role = block(&api, "resource", &["aws_iam_role", "tenant_access"]).body();
+    assert_eq!(
+        src(attr(role, "assume_role_policy")),
+        "data.aws_iam_policy_document.tenant_access_trust.json"
+    );
+    let trust = policy_statements(&api, "tenant_access_trust");
+    assert_eq!(trust.len(), 1);
+    let (_, st) = &trust[0];
+    assert_eq!(
+        actions(st),
+        ["sts:AssumeRole", "sts:TagSession"]
+            .map(String::from)
+            .into()
+    );
+    let principals: Vec<(String, String)> = blocks(st, "principals")
+        .map(|p| {
+            (
+                src(attr(p.body(), "type")),
+                no_space(&src(attr(p.body(), "identifiers"))),
+            )
+        })
+        .collect();
+    assert_eq!(
+        principals,
+        [("\"AWS\"".to_owned(), "[aws_iam_role.task.arn]".to_owned())]
+    );
+    let c = conditions(st);
+    let has = |test: &str, var: &str, vals: &str| {
+        c.iter()
+            .any(|(t, v, x)| t == test && v == var && no_space(x) == vals)
+    };
+    assert!(
+        has("Null", "aws:RequestTag/${local.tenant_tag}", "[\"false\"]"),
+        "the tag must be present: {c:?}"
+    );
+    assert!(
+        has(
+            "ForAllValues:StringEquals",
+            "aws:TagKeys",
+            "[local.tenant_tag]"
+        ),
+        "no other session tag: {c:?}"
+    );
+    assert!(
+        has(
+            "StringLike",
+            "aws:RequestTag/${local.tenant_tag}",
+            "[\"?*\"]"
+        ),
+        "the tag is not empty: {c:?}"
+    );
+
+    // Policy: the tenant-read-policy module keyed on the principal tag,
+    // plus the tables' key through DynamoDB only.
+    let m = block(&api, "module", &["tenant_policy"]).body();
+    assert_eq!(src(attr(m, "source")), "\"../tenant-read-policy\"");
+    assert_eq!(src(attr(m, "tenant_tag_key")), "local.tenant_tag");
+    assert!(
+        m.attributes().all(|a| a.key() != "tenant_id"),
+        "a fixed tenant_id would give every session one tenant's rows"
+    );
+    assert!(
+        m.attributes()
+            .all(|a| a.key() != "tables" && a.key() != "write_tables"),
+        "the module's defaults (tenant-owned tables only) apply"
+    );
+    let mut policies = role_policies(&api, "tenant_access");
+    policies.sort();
+    assert_eq!(
+        policies,
+        [
+            (
+                "tenant_rows".to_owned(),
+                "module.tenant_policy.policy_json".to_owned()
+            ),
+            (
+                "tenant_tables_key".to_owned(),
+                "data.aws_iam_policy_document.tenant_tables_key.json".to_owned()
+            ),
+        ]
+    );
+    let key = policy_statements(&api, "tenant_tables_key");
+    assert_eq!(key.len(), 1);
+    let (_, st) = &key[0];
+    assert!(actions(st).iter().all(|a| a.starts_with("kms:")));
+    assert_eq!(no_space(&src(attr(st, "resources"))), "[var.kms_key_arn]");
+    assert!(
+        conditions(st).iter().any(|(t, v, x)| t == "StringEquals"
+            && v == "kms:ViaService"
+            && x.contains("dynamodb.")),
+        "the key is usable through DynamoDB only"
+    );
+    // The tenant-read policy itself is checked by
+    // the_tenant_policy_confines_reads_and_the_admin_writes_to_the_tenants_keys.
+}
+
+#[test]
+fn the_api_load_balancer_redirects_http_and_checks_readyz() {
+    let api = module("api");
+    let vars = tf("modules/api/variables.tf");
+    let default_of = |name: &str| -> serde_json::Value {
+        eval(
+            attr(block(&vars, "variable", &[name]).body(), "default"),
+            &ctx(),
+        )
+    };
+    let defaults = Config::api_defaults();
+    assert_eq!(
+        default_of("port").as_u64(),
+        Some(u64::from(defaults.api.listen.port()))
+    );
+    assert_eq!(
+        default_of("telemetry_port").as_u64(),
+        Some(u64::from(kopter_runtime::config::API_TELEMETRY_PORT))
+    );
+
+    // 80 answers a permanent redirect to HTTPS on 443, nothing else.
+    let http = block(&api, "resource", &["aws_lb_listener", "http"]).body();
+    assert_eq!(src(attr(http, "port")), "80");
+    assert_eq!(src(attr(http, "protocol")), "\"HTTP\"");
+    let actions: Vec<&Block> = blocks(http, "default_action").collect();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(src(attr(actions[0].body(), "type")), "\"redirect\"");
+    let redirect = block(actions[0].body(), "redirect", &[]).body();
+    assert_eq!(src(attr(redirect, "protocol")), "\"HTTPS\"");
+    assert_eq!(src(attr(redirect, "port")), "\"443\"");
+    assert_eq!(src(attr(redirect, "status_code")), "\"HTTP_301\"");
+
+    // 443 terminates TLS with the given certificate and forwards.
+    let https = block(&api, "resource", &["aws_lb_listener", "https"]).body();
+    assert_eq!(src(attr(https, "port")), "443");
+    assert_eq!(src(attr(https, "protocol")), "\"HTTPS\"");
+    assert_eq!(src(attr(https, "certificate_arn")), "var.certificate_arn");
+    let fwd = block(https, "default_action", &[]).body();
+    assert_eq!(src(attr(fwd, "type")), "\"forward\"");
+    assert_eq!(
+        src(attr(fwd, "target_group_arn")),
+        "aws_lb_target_group.api.arn"
+    );
+    let listeners = blocks(&api, "resource")
+        .filter(|b| b.labels()[0].as_str() == "aws_lb_listener")
+        .count();
+    assert_eq!(listeners, 2, "no other listener");
+
+    // Targets are task IPs on the API port; health is /readyz on the
+    // telemetry port.
+    let tg = block(&api, "resource", &["aws_lb_target_group", "api"]).body();
+    assert_eq!(src(attr(tg, "target_type")), "\"ip\"");
+    assert_eq!(src(attr(tg, "port")), "var.port");
+    let hc = block(tg, "health_check", &[]).body();
+    assert_eq!(src(attr(hc, "path")), "\"/readyz\"");
+    assert_eq!(src(attr(hc, "port")), "tostring(var.telemetry_port)");
+    assert_eq!(src(attr(hc, "matcher")), "\"200\"");
+    let lb = block(&api, "resource", &["aws_lb", "this"]).body();
+    assert_eq!(src(attr(lb, "drop_invalid_header_fields")), "true");
+    let svc = block(&api, "resource", &["aws_ecs_service", "this"]).body();
+    let lbb = block(svc, "load_balancer", &[]).body();
+    assert_eq!(
+        src(attr(lbb, "target_group_arn")),
+        "aws_lb_target_group.api.arn"
+    );
+    assert_eq!(src(attr(lbb, "container_port")), "var.port");
+
+    // Security groups: the load balancer takes 443/80 from the allowed
+    // CIDRs; the tasks take traffic from the load balancer (and scrapers
+    // on the telemetry port) only, never from an address range.
+    let rules: Vec<(&str, &Body)> = blocks(&api, "resource")
+        .filter(|b| b.labels()[0].as_str() == "aws_vpc_security_group_ingress_rule")
+        .map(|b| (b.labels()[1].as_str(), b.body()))
+        .collect();
+    let mut alb_ports = BTreeSet::new();
+    for (name, r) in &rules {
+        let sg = src(attr(r, "security_group_id"));
+        let cidr = r.attributes().find(|a| a.key() == "cidr_ipv4");
+        let cidr6 = r.attributes().find(|a| a.key() == "cidr_ipv6");
+        assert!(cidr6.is_none(), "{name}");
+        match sg.as_str() {
+            "aws_security_group.alb.id" => {
+                assert_eq!(
+                    src(attr(r, "for_each")),
+                    "toset(var.allowed_cidrs)",
+                    "{name}"
+                );
+                assert_eq!(
+                    cidr.map(|a| src(a.expr())),
+                    Some("each.value".into()),
+                    "{name}"
+                );
+                assert_eq!(src(attr(r, "from_port")), src(attr(r, "to_port")), "{name}");
+                alb_ports.insert(src(attr(r, "from_port")));
+            }
+            "aws_security_group.tasks.id" => {
+                assert!(cidr.is_none(), "{name}: tasks take no address range");
+                let from = src(attr(r, "referenced_security_group_id"));
+                let port = src(attr(r, "from_port"));
+                assert_eq!(port, src(attr(r, "to_port")), "{name}");
+                match from.as_str() {
+                    "aws_security_group.alb.id" => {
+                        assert!(port == "var.port" || port == "var.telemetry_port", "{name}")
+                    }
+                    "each.value" => {
+                        assert_eq!(
+                            src(attr(r, "for_each")),
+                            "toset(var.metrics_scraper_security_group_ids)"
+                        );
+                        assert_eq!(port, "var.telemetry_port", "{name}");
+                    }
+                    other => panic!("{name}: tasks reachable from {other}"),
+                }
+            }
+            other => panic!("{name}: unknown security group {other}"),
+        }
+    }
+    assert_eq!(alb_ports, ["443".to_owned(), "80".to_owned()].into());
+    let svc_sgs = no_space(&src(attr(
+        block(svc, "network_configuration", &[]).body(),
+        "security_groups",
+    )));
+    assert_eq!(svc_sgs, "[aws_security_group.tasks.id]");
+}
+
+/// The api module's container environment for these inputs.
+fn api_environment(issuers: &[&str], public_url: Option<&str>) -> BTreeMap<String, String> {
+    let api = module("api");
+    let mut ctx = ctx();
+    let public_url = match public_url {
+        Some(u) => hcl::Value::from(u),
+        None => hcl::Value::Null,
+    };
+    ctx.declare_var(
+        "var",
+        hcl::value!({
+            config = { KOPTER_API__RATE_LIMIT_PER_SECOND = "50" }
+            public_url = (public_url)
+            env = "prod"
+            telemetry_port = 9106
+            port = 8080
+            issuers = (issuers.iter().map(|s| hcl::Value::from(*s)).collect::<Vec<_>>())
+            audience = "5d3n0example1client2id3"
+            tenant_claim = "custom:tenant"
+            roles_claim = "cognito:groups"
+            cors_origins = ["https://console.example.com"]
+        }),
+    );
+    ctx.declare_var(
+        "aws_iam_role",
+        hcl::value!({
+            tenant_access = { arn = "arn:aws:iam::222222222222:role/prod-kopter-api-tenant-access" }
+        }),
+    );
+    serde_json::from_value(eval(local(&api, "environment"), &ctx)).unwrap()
+}
+
+#[test]
+fn the_api_container_environment_holds_real_config_keys_that_load() {
+    let api = module("api");
+    let cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123";
+    let other = "https://login.example.com/realms/kopter";
+    // A random key as the secret's value (ECS injects it).
+    let cursor_key = "3q2+7w0KbWFkZSB1cCBmb3IgdGhlIHRlc3QsIG5vdCBhIHJlYWwga2V5IQ==";
+
+    for (issuers, public_url) in [
+        (vec![cognito], None),
+        (vec![cognito, other], Some("https://api.kopter.example.com")),
+    ] {
+        let env = api_environment(&issuers, public_url);
+        for k in env.keys() {
+            let path = config_path(k).unwrap_or_else(|| panic!("{k} is not a KOPTER_ key"));
+            assert!(is_config_key(&path), "{k} is not a config key");
+        }
+        let mut all = env.clone();
+        all.insert("KOPTER_API__CURSOR_KEY".into(), cursor_key.into());
+        let config = load_over(Config::api_defaults(), &all).unwrap_or_else(|e| panic!("{e}"));
+        config.validate_api_serving().unwrap();
+        assert_eq!(config.env, "prod");
+        assert_eq!(config.api.issuers, issuers);
+        assert_eq!(config.api.audience, "5d3n0example1client2id3");
+        assert_eq!(
+            config.api.tenant_role_arn.as_deref(),
+            Some("arn:aws:iam::222222222222:role/prod-kopter-api-tenant-access")
+        );
+        assert_eq!(config.api.cors_origins, ["https://console.example.com"]);
+        assert_eq!(config.api.listen.port(), 8080);
+        assert_eq!(config.telemetry.listen.port(), 9106);
+        assert_eq!(config.api.rate_limit_per_second, 50);
+        assert!(!config.api.dev_issuer);
+        if let Some(u) = public_url {
+            assert_eq!(config.api.public_url, u);
+        }
+        // Without the injected key the api refuses to serve in prod: the
+        // secret is what makes it start.
+        let config = load_over(Config::api_defaults(), &env).unwrap();
+        assert!(config.validate_api_serving().is_err());
+    }
+
+    // The cursor key comes from the secret, never from the environment.
+    let mut sctx = ctx();
+    sctx.declare_var(
+        "var",
+        hcl::value!({
+            secrets = {}
+            cursor_key_secret_arn = "arn:aws:secretsmanager:eu-west-1:222222222222:secret:k-AbCdEf"
+        }),
+    );
+    let secrets = eval(local(&api, "secrets"), &sctx);
+    assert_eq!(
+        secrets,
+        serde_json::json!({"KOPTER_API__CURSOR_KEY": "arn:aws:secretsmanager:eu-west-1:222222222222:secret:k-AbCdEf"})
+    );
+    let task = block(&api, "resource", &["aws_ecs_task_definition", "this"]).body();
+    let container = no_space(&src(attr(task, "container_definitions")));
+    assert!(container.contains("command=[\"api\"]"), "{container}");
+    assert!(
+        container.contains("valueFrom=local.secrets[k]"),
+        "{container}"
+    );
+    assert!(
+        container.contains("value=local.environment[k]"),
+        "{container}"
+    );
+
+    // The environments' examples: api.config keys are real and load.
+    for e in ["dev", "prod"] {
+        let file = format!("environments/{e}/terraform.tfvars.example");
+        let body = tf(&file);
+        let api_vars = eval(attr(&body, "api"), &ctx());
+        let config: BTreeMap<String, String> = api_vars
+            .get("config")
+            .map(|c| serde_json::from_value(c.clone()).unwrap())
+            .unwrap_or_default();
+        let mut all = api_environment(&[cognito], None);
+        for k in config.keys() {
+            let path = config_path(k).unwrap_or_else(|| panic!("{file}: {k}"));
+            assert!(is_config_key(&path), "{file}: {k} is not a config key");
+        }
+        all.extend(config);
+        load_over(Config::api_defaults(), &all).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            api_vars["cursor_key_secret_arn"].as_str().is_some(),
+            "{file}: the api needs its cursor key secret"
+        );
+        let main = tf(&format!("environments/{e}/main.tf"));
+        let kopter = block(&main, "module", &["kopter"]).body();
+        assert_eq!(
+            src(attr(kopter, "api")),
+            "var.api",
+            "environments/{e}/main.tf"
+        );
+    }
+}
+
+#[test]
+fn a_bad_api_environment_would_be_caught() {
+    // The loader used above refuses what the api would refuse.
+    let mut env = api_environment(&["https://cognito-idp.eu-west-1.amazonaws.com/x"], None);
+    env.insert(
+        "KOPTER_API__TENANT_ROLE_ARN".into(),
+        "arn:aws:iam::1234:role/short-account".into(),
+    );
+    assert!(
+        load_over(Config::api_defaults(), &env)
+            .unwrap_err()
+            .contains("api.tenant_role_arn")
+    );
+    let env = api_environment(&["http://not-https.example.com"], None);
+    assert!(
+        load_over(Config::api_defaults(), &env)
+            .unwrap_err()
+            .contains("api.issuers")
+    );
+}
+
+#[test]
+fn the_cognito_pool_gives_tokens_the_apis_tenant_and_role_claims() {
+    let cognito = module("cognito");
+    let defaults = Config::api_defaults().api;
+    let pool = block(&cognito, "resource", &["aws_cognito_user_pool", "this"]).body();
+    let schema = block(pool, "schema", &[]).body();
+    let name = eval(attr(schema, "name"), &ctx());
+    // Cognito names custom attributes `custom:<name>` in tokens.
+    assert_eq!(
+        format!("custom:{}", name.as_str().unwrap()),
+        defaults.tenant_claim
+    );
+    assert_eq!(src(attr(schema, "attribute_data_type")), "\"String\"");
+    assert_eq!(
+        src(attr(schema, "mutable")),
+        "false",
+        "a user's tenant is set once, by the administrator who creates them"
+    );
+    let admin_only = block(pool, "admin_create_user_config", &[]).body();
+    assert_eq!(
+        src(attr(admin_only, "allow_admin_create_user_only")),
+        "true"
+    );
+
+    // The app client shows the tenant in tokens but can never write it.
+    let client = block(
+        &cognito,
+        "resource",
+        &["aws_cognito_user_pool_client", "api"],
+    )
+    .body();
+    let read = strings(&eval(attr(client, "read_attributes"), &ctx()));
+    let write = strings(&eval(attr(client, "write_attributes"), &ctx()));
+    assert!(read.contains(&defaults.tenant_claim), "{read:?}");
+    assert!(
+        !write.iter().any(|a| a.starts_with("custom:")),
+        "the client may write {write:?}"
+    );
+    assert_eq!(src(attr(client, "generate_secret")), "false");
+
+    // Groups are the api's roles (cognito:groups).
+    assert_eq!(defaults.roles_claim, "cognito:groups");
+    let groups = block(&cognito, "resource", &["aws_cognito_user_group", "role"]).body();
+    let names: BTreeSet<String> = eval(attr(groups, "for_each"), &ctx())
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        names,
+        [defaults.admin_role.clone(), "viewer".to_owned()].into()
+    );
+
+    // The issuer the api trusts is the pool's, the audience its client's.
+    let out = tf("modules/cognito/outputs.tf");
+    let issuer = src(attr(block(&out, "output", &["issuer_url"]).body(), "value"));
+    assert_eq!(
+        issuer,
+        "\"https://cognito-idp.${data.aws_region.current.region}.amazonaws.com/${aws_cognito_user_pool.this.id}\""
+    );
+    assert_eq!(
+        src(attr(block(&out, "output", &["client_id"]).body(), "value")),
+        "aws_cognito_user_pool_client.api.id"
+    );
+    let kopter = module("kopter");
+    let issuers = no_space(&src(local(&kopter, "api_issuers")));
+    assert!(
+        issuers.contains("local.cognito?[module.cognito[0].issuer_url]:var.api.oidc.issuers"),
+        "{issuers}"
+    );
+    let audience = no_space(&src(local(&kopter, "api_audience")));
+    assert!(
+        audience.contains("local.cognito?module.cognito[0].client_id:var.api.oidc.audience"),
+        "{audience}"
+    );
+    let m = block(&kopter, "module", &["api"]).body();
+    assert_eq!(src(attr(m, "issuers")), "local.api_issuers");
+    assert_eq!(src(attr(m, "audience")), "local.api_audience");
+    assert_eq!(src(attr(m, "table_arns")), "module.tables.table_arns");
 }

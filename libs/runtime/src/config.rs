@@ -499,9 +499,28 @@ impl Config {
         c
     }
 
-    /// [`Config::load`] for the api process (its own telemetry port).
+    /// [`Config::load`] for the api process (its own telemetry port), with
+    /// [`Config::validate_api_serving`].
     pub fn load_api() -> anyhow::Result<Self> {
-        Self::load_from(Self::api_defaults())
+        let config = Self::load_from(Self::api_defaults())?;
+        config.validate_api_serving()?;
+        Ok(config)
+    }
+
+    /// What a process that serves the API (the `api` binary, `kopter` with
+    /// the api) needs beyond [`Config::validate`]: in env `prod`, a shared
+    /// `api.cursor_key`. Not part of `validate`, which every worker runs:
+    /// a worker in prod has no cursors and must not need the key.
+    pub fn validate_api_serving(&self) -> Result<(), ConfigError> {
+        if self.env == "prod" && self.api.cursor_key.is_none() {
+            return Err(ConfigError {
+                problems: vec![
+                    "api.cursor_key: required in env \"prod\" (a per-process random key breaks paging across replicas)"
+                        .into(),
+                ],
+            });
+        }
+        Ok(())
     }
 
     /// Loads from the real environment and validates.
@@ -823,23 +842,18 @@ impl ApiConfig {
                 "api.tenant_role_arn: {arn:?} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>)"
             ));
         }
-        match &self.cursor_key {
-            Some(key) => {
-                use base64::Engine;
-                match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
-                    Ok(bytes) if bytes.len() >= 32 => {}
-                    Ok(bytes) => problems.push(format!(
-                        "api.cursor_key: {} bytes; use at least 32 random bytes, base64-encoded",
-                        bytes.len()
-                    )),
-                    Err(_) => problems.push("api.cursor_key: not valid base64".into()),
-                }
+        // Its absence is checked by `validate_api_serving` (only a process
+        // serving the API needs it).
+        if let Some(key) = &self.cursor_key {
+            use base64::Engine;
+            match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
+                Ok(bytes) if bytes.len() >= 32 => {}
+                Ok(bytes) => problems.push(format!(
+                    "api.cursor_key: {} bytes; use at least 32 random bytes, base64-encoded",
+                    bytes.len()
+                )),
+                Err(_) => problems.push("api.cursor_key: not valid base64".into()),
             }
-            None if env == "prod" => problems.push(
-                "api.cursor_key: required in env \"prod\" (a per-process random key breaks paging across replicas)"
-                    .into(),
-            ),
-            None => {}
         }
         if self.rate_limit_per_second == 0 {
             problems.push("api.rate_limit_per_second: must be at least 1".into());
@@ -984,7 +998,6 @@ mod tests {
             "api.dev_issuer",
             "api.issuers: \"http://evil.example\"",
             "api.tenant_role_arn",
-            "api.cursor_key: required",
             "api.cors_origins",
             "api.rate_limit_per_second",
         ] {
@@ -992,6 +1005,12 @@ mod tests {
         }
         assert!(!text.contains("cognito-idp"), "{text}");
         assert!(!text.contains("127.0.0.1:9000"), "{text}");
+        // A worker in prod needs no cursor key; a process serving the API does.
+        assert!(!text.contains("api.cursor_key"), "{text}");
+        let serving = c.validate_api_serving().unwrap_err().to_string();
+        assert!(serving.contains("api.cursor_key: required"), "{serving}");
+        c.api.cursor_key = Some("A".repeat(44));
+        c.validate_api_serving().unwrap();
 
         let mut c = Config::api_defaults();
         c.api.cursor_key = Some("c2hvcnQ=".into());

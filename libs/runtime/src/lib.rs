@@ -131,6 +131,17 @@ pub async fn run_workers(
     workers: Vec<(Service, Arc<dyn Handler>)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_workers_with_checks(ctx, workers, Vec::new(), shutdown).await
+}
+
+/// [`run_workers`] with more `/readyz` checks beside the queues' (the
+/// all-in-one `kopter` adds the api's).
+pub async fn run_workers_with_checks(
+    ctx: &ServiceContext,
+    workers: Vec<(Service, Arc<dyn Handler>)>,
+    extra_checks: Vec<telemetry::ReadyCheck>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut queues = Vec::new();
     for (service, handler) in workers {
         let q = SqsQueue::resolve(ctx.aws.sqs(), &ctx.names.queue(service)).await?;
@@ -145,6 +156,7 @@ pub async fn run_workers(
                 Box::pin(async move { q.check_ready().await }) as BoxFuture<'static, _>
             }) as telemetry::ReadyCheck
         })
+        .chain(extra_checks)
         .collect();
     telemetry::serve(ctx.config.telemetry.listen, checks, shutdown.clone()).await?;
     let mut watched = Vec::new();

@@ -14,6 +14,7 @@ pub mod error;
 pub mod list;
 pub mod memory;
 pub mod metrics;
+pub mod process;
 pub mod ratelimit;
 pub mod routes;
 pub mod tenant_db;

@@ -4,9 +4,15 @@
 //! failure, 2 on bad configuration.
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::time::Duration;
 
-use kopter_runtime::{AwsContext, Config, CredentialCache, telemetry};
+use kopter_runtime::{AwsContext, Config, telemetry};
+
+/// After SIGTERM, how long in-flight requests (exports included) may run
+/// before the process exits anyway: under the 30 s ECS gives the container
+/// (deploy/terraform/modules/api `stop_timeout`), and the load balancer has
+/// already drained the task before the signal.
+const DRAIN_LIMIT: Duration = Duration::from_secs(25);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -19,28 +25,23 @@ async fn main() -> ExitCode {
     };
     telemetry::init_logging(&config.telemetry);
     let aws = AwsContext::load(&config).await;
-    let data = match api_data(&config, &aws) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("api: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let state = match api::ApiState::from_config(&config.api, data) {
-        Ok(s) => s.with_webhook_policy(kopter_store::webhook_url::AddressPolicy {
-            allow_local: config.notifier.webhook_allow_local,
-        }),
+    let api = match api::process::Api::from_config(&config, &aws) {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("api: {e:#}");
             return ExitCode::from(2);
         }
     };
     let shutdown = telemetry::shutdown_on_signals();
-    let checks = readiness(&state);
+    kopter_runtime::exit_watchdog(shutdown.clone(), DRAIN_LIMIT);
     let result = async {
-        telemetry::serve(config.telemetry.listen, checks, shutdown.clone()).await?;
-        let router = api::router(state, &config.api.cors_origins);
-        let (_, task) = api::serve(config.api.listen, router, shutdown).await?;
+        telemetry::serve(
+            config.telemetry.listen,
+            vec![api.ready_check()],
+            shutdown.clone(),
+        )
+        .await?;
+        let (_, task) = api.serve(shutdown).await?;
         task.await?;
         anyhow::Ok(())
     }
@@ -52,34 +53,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The tables behind the endpoints: DynamoDB through `kopter-store`, each
-/// tenant's calls signed with its tagged session of `api.tenant_role_arn`
-/// when set.
-fn api_data(config: &Config, aws: &AwsContext) -> anyhow::Result<Arc<dyn api::data::TenantData>> {
-    let credentials = CredentialCache::new(aws.sts(), "api", &config.credentials);
-    let db = api::tenant_db::TenantDb::new(
-        aws.clone(),
-        credentials,
-        config.api.tenant_role_arn.clone(),
-        config.credentials.cache_capacity,
-    );
-    Ok(Arc::new(api::dynamo::DynamoData::new(db, config.names())))
-}
-
-/// Ready when every issuer's keys could be loaded.
-fn readiness(state: &api::ApiState) -> Vec<telemetry::ReadyCheck> {
-    let state = state.clone();
-    vec![Arc::new(move || {
-        let state = state.clone();
-        Box::pin(async move {
-            for issuer in state.verifier().issuers() {
-                if !issuer.is_loaded() {
-                    issuer.refresh().await?;
-                }
-            }
-            Ok(())
-        }) as kopter_runtime::BoxFuture<'static, anyhow::Result<()>>
-    })]
 }

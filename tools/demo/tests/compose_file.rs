@@ -132,8 +132,8 @@ fn compose_services_match_binaries_config_keys_and_ports() {
             assert!(svc["stop_grace_period"].as_str().is_some(), "{name}");
         }
     }
-    // The five services, the bootstrap and the price-file server.
-    assert_eq!(ours, 7);
+    // The five services, the api, the bootstrap and the price-file server.
+    assert_eq!(ours, 8);
     for s in Service::ALL {
         assert!(
             services.contains_key(Value::from(s.name())),
@@ -145,6 +145,74 @@ fn compose_services_match_binaries_config_keys_and_ports() {
         str_list(&c["services"]["bootstrap"]["command"]),
         ["kopterctl", "bootstrap"]
     );
+
+    // The api: its own ports (the config's defaults), the dev issuer on
+    // with its key on a named volume, the same drain and health check as
+    // the services.
+    let api = &c["services"]["api"];
+    assert_eq!(str_list(&api["command"]), ["api"]);
+    let defaults = kopter_runtime::Config::api_defaults();
+    let env = |k: &str| {
+        api["environment"][k]
+            .as_str()
+            .unwrap_or_else(|| panic!("api: no {k}"))
+            .to_owned()
+    };
+    let http = defaults.api.listen.port();
+    let telemetry = defaults.telemetry.listen.port();
+    assert_eq!(env("KOPTER_API__LISTEN"), format!("0.0.0.0:{http}"));
+    assert_eq!(
+        env("KOPTER_TELEMETRY__LISTEN"),
+        format!("0.0.0.0:{telemetry}")
+    );
+    assert_eq!(
+        str_list(&api["ports"]),
+        [
+            format!("127.0.0.1:{http}:{http}"),
+            format!("127.0.0.1:{telemetry}:{telemetry}")
+        ]
+    );
+    assert_eq!(env("KOPTER_API__DEV_ISSUER"), "true");
+    // Tokens carry {public_url}/dev-issuer as `iss`: the URL the host uses.
+    assert_eq!(
+        env("KOPTER_API__PUBLIC_URL"),
+        format!("http://127.0.0.1:{http}")
+    );
+    let key = env("KOPTER_API__DEV_ISSUER_KEY_FILE");
+    let volume = str_list(&api["volumes"])
+        .into_iter()
+        .find(|v| key.starts_with(&format!("{}/", v.split(':').nth(1).unwrap_or("-"))))
+        .unwrap_or_else(|| panic!("api: {key} is not on a volume"));
+    let name = volume.split(':').next().unwrap();
+    assert!(
+        c["volumes"]
+            .as_mapping()
+            .is_some_and(|v| v.contains_key(Value::from(name))),
+        "api: {name} is not a named volume"
+    );
+    // The image makes that directory writable by its user.
+    let dir = volume.split(':').nth(1).unwrap();
+    assert!(
+        dockerfile.contains(&format!("--chown=nonroot:nonroot /state {dir}")),
+        "the image does not create {dir} for nonroot"
+    );
+    assert_eq!(api["stop_signal"].as_str(), Some("SIGTERM"));
+    assert_eq!(
+        api["depends_on"]["bootstrap"]["condition"].as_str(),
+        Some("service_completed_successfully")
+    );
+    // No two services publish the same host port.
+    let mut published = BTreeSet::new();
+    for (name, svc) in services {
+        let name = name.as_str().unwrap();
+        for p in str_list(&svc["ports"]) {
+            let host = p.rsplit_once(':').unwrap().0.to_owned();
+            assert!(
+                published.insert(host.clone()),
+                "{name}: {host} published twice"
+            );
+        }
+    }
     // The local AWS is pinned; LocalStack, Prometheus and Grafana are opt-in.
     let moto = c["services"]["moto"]["image"].as_str().unwrap();
     assert!(

@@ -28,6 +28,8 @@ module "kopter" {
   ses_identity_arns              = var.ses_identity_arns
   secrets_kms_key_arns           = var.secrets_kms_key_arns
 
+  api = var.api
+
   alarm_actions       = var.alarm_actions
   log_retention_days  = var.log_retention_days
   deletion_protection = var.deletion_protection

@@ -37,3 +37,28 @@ output "disabled_schedules" {
   description = "Tick jobs declared but disabled."
   value       = module.kopter.disabled_schedules
 }
+
+output "api_url" {
+  description = "HTTPS URL of the api's load balancer; point the certificate's host name at api_dns_name."
+  value       = module.kopter.api_url
+}
+
+output "api_dns_name" {
+  description = "DNS name of the api's load balancer."
+  value       = module.kopter.api_dns_name
+}
+
+output "api_issuer" {
+  description = "Issuer URL(s) the api trusts."
+  value       = module.kopter.api_issuer
+}
+
+output "api_audience" {
+  description = "The `aud` the api requires (the Cognito app client id)."
+  value       = module.kopter.api_audience
+}
+
+output "cognito_user_pool_id" {
+  description = "The api's Cognito user pool: create users with their tenant (`custom:tenant`) and group (admin/viewer)."
+  value       = module.kopter.cognito_user_pool_id
+}

@@ -112,3 +112,38 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "api" {
+  description = "The tenant HTTP API behind a load balancer, with a Cognito user pool or another OIDC issuer (see modules/kopter `api`). Null: no api."
+  type = object({
+    certificate_arn       = string
+    alb_subnet_ids        = list(string)
+    allowed_cidrs         = list(string)
+    cursor_key_secret_arn = string
+    internal              = optional(bool, false)
+    public_url            = optional(string)
+    cors_origins          = optional(list(string), [])
+    access_logs_bucket    = optional(string)
+    web_acl_arn           = optional(string)
+    desired_count         = optional(number, 2)
+    min_count             = optional(number, 2)
+    max_count             = optional(number, 6)
+    cpu                   = optional(number, 256)
+    memory                = optional(number, 512)
+    config                = optional(map(string), {})
+    secrets               = optional(map(string), {})
+    cognito = optional(object({
+      mfa           = optional(string, "OPTIONAL")
+      callback_urls = optional(list(string), [])
+      logout_urls   = optional(list(string), [])
+      domain_prefix = optional(string)
+    }), {})
+    oidc = optional(object({
+      issuers      = list(string)
+      audience     = string
+      tenant_claim = optional(string, "custom:tenant")
+      roles_claim  = optional(string, "cognito:groups")
+    }))
+  })
+  default = null
+}

@@ -62,3 +62,33 @@ output "disabled_schedules" {
   description = "Jobs declared but disabled (see modules/schedules/README.md)."
   value       = module.schedules.disabled_jobs
 }
+
+output "api_url" {
+  description = "HTTPS URL of the api's load balancer (null without an api)."
+  value       = one(module.api[*].url)
+}
+
+output "api_dns_name" {
+  description = "DNS name of the api's load balancer, for the certificate host name's record."
+  value       = one(module.api[*].dns_name)
+}
+
+output "api_tenant_access_role_arn" {
+  description = "The tenant-access role the api assumes per tenant."
+  value       = one(module.api[*].tenant_access_role_arn)
+}
+
+output "api_issuer" {
+  description = "Issuer URL(s) the api trusts."
+  value       = local.api_issuers
+}
+
+output "api_audience" {
+  description = "The `aud` the api requires (the Cognito app client id)."
+  value       = local.api_audience
+}
+
+output "cognito_user_pool_id" {
+  description = "The api's Cognito user pool (null with another OIDC issuer or no api)."
+  value       = one(module.cognito[*].user_pool_id)
+}

@@ -141,3 +141,43 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "api" {
+  description = "The tenant HTTP API (modules/api) behind a load balancer. Null: no api. `oidc` null: a Cognito user pool (modules/cognito, settings in `cognito`) issues the tokens; otherwise the given issuers and audience (any OIDC provider whose ID tokens carry the tenant and role claims)."
+  type = object({
+    certificate_arn       = string
+    alb_subnet_ids        = list(string)
+    allowed_cidrs         = list(string)
+    cursor_key_secret_arn = string
+    internal              = optional(bool, false)
+    public_url            = optional(string)
+    cors_origins          = optional(list(string), [])
+    access_logs_bucket    = optional(string)
+    web_acl_arn           = optional(string)
+    desired_count         = optional(number, 2)
+    min_count             = optional(number, 2)
+    max_count             = optional(number, 6)
+    cpu                   = optional(number, 256)
+    memory                = optional(number, 512)
+    config                = optional(map(string), {})
+    secrets               = optional(map(string), {})
+    cognito = optional(object({
+      mfa           = optional(string, "OPTIONAL")
+      callback_urls = optional(list(string), [])
+      logout_urls   = optional(list(string), [])
+      domain_prefix = optional(string)
+    }), {})
+    oidc = optional(object({
+      issuers      = list(string)
+      audience     = string
+      tenant_claim = optional(string, "custom:tenant")
+      roles_claim  = optional(string, "cognito:groups")
+    }))
+  })
+  default = null
+
+  validation {
+    condition     = var.api == null || try(var.api.min_count >= 1 && var.api.min_count <= var.api.desired_count && var.api.desired_count <= var.api.max_count, false)
+    error_message = "api needs 1 <= min_count <= desired_count <= max_count."
+  }
+}

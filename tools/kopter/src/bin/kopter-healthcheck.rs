@@ -3,7 +3,7 @@
 //! Exits 0 when the process in this container answers `GET {path}` (default
 //! `/healthz`) with 200 on its telemetry port: the port of
 //! `KOPTER_TELEMETRY__LISTEN` when set, else the first of the default ports
-//! (9100 all-in-one, 9101–9105 the services) that answers. No shell or curl
+//! (9100 all-in-one, 9101–9105 the services, 9106 the api) that answers. No shell or curl
 //! is needed in the image. Exit 1 otherwise, with the reason on stderr.
 
 use std::io::{Read, Write};
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        Err(_) => (9100..=9105).collect(),
+        Err(_) => (9100..=9106).collect(),
     };
     let mut problems = Vec::new();
     for port in ports {
