@@ -31,6 +31,7 @@ use chrono::{DurationRound, Utc};
 use kopter_demo::fleet::{self, Fleet, Proc};
 use kopter_demo::{Demo, DemoAccount, Mode, Options, REGIONS, queue_depths, trail};
 use kopter_runtime::CustomerRole;
+use kopter_runtime::queue::failures::FailureLog;
 use kopter_schema::messages::{AggregateHour, DailyDigest, SpotRefresh, Sweep};
 use kopter_schema::{Message, Service};
 use kopter_store::audit::{AuditQuery, AuditStore};
@@ -261,9 +262,48 @@ async fn settle(demo: &Demo, timeout: Duration, what: &str) -> Duration {
     }
 }
 
+/// The run's directory (service logs, config): removed when the run
+/// passes, kept and named when it fails (or with `KOPTER_CHAOS_KEEP=1`),
+/// so a failure can be read in the services' own logs.
+struct RunDir(Option<tempfile::TempDir>);
+
+impl RunDir {
+    fn new(name: &str) -> RunDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("kopter-chaos-{name}-"))
+            .tempdir()
+            .unwrap();
+        println!(
+            "chaos run {name:?}: service logs in {}",
+            dir.path().display()
+        );
+        RunDir(Some(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.as_ref().expect("until dropped").path()
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let dir = self.0.take().expect("dropped once");
+        let keep =
+            std::thread::panicking() || std::env::var("KOPTER_CHAOS_KEEP").is_ok_and(|v| v == "1");
+        if keep {
+            let path = dir.keep();
+            // stderr: shown with the failure even without --nocapture.
+            eprintln!(
+                "chaos run: kept the run directory (service logs *.log): {}",
+                path.display()
+            );
+        }
+    }
+}
+
 async fn run(plan: Plan) {
     let started = Instant::now();
-    let run_dir = tempfile::tempdir().unwrap();
+    let run_dir = RunDir::new(plan.name);
     let mut opts = Options::standard(endpoint(), Mode::InProcess);
     opts.env = unique("t-");
     opts.accounts = vec![
@@ -449,14 +489,34 @@ fn free_ports(n: u16) -> u16 {
 /// `(region, instance id, state)` of an account's instances.
 type Instances = BTreeSet<(String, String, String)>;
 
+/// A message in a DLQ and the worker's last recorded failure of it
+/// (what `kopterctl dlq show` prints).
+struct DeadLetter {
+    message_id: String,
+    body: String,
+    /// `"{failures} failures, last at receive {n} ({outcome}): {reason}"`,
+    /// or why there is none.
+    failure: String,
+}
+
+impl std::fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "\n  message {}: {}\n    body: {}",
+            self.message_id, self.failure, self.body
+        )
+    }
+}
+
 /// What the stores and queues hold after the run.
 struct Found {
     audit: BTreeMap<String, BTreeSet<String>>,
     audit_rows: BTreeMap<String, usize>,
     /// Per tenant: `(account, event id, rule)` → feed rows.
     findings: BTreeMap<String, BTreeMap<(String, String, String), usize>>,
-    /// Per service: DLQ bodies.
-    dlq: BTreeMap<String, Vec<String>>,
+    /// Per service: its dead letters.
+    dlq: BTreeMap<String, Vec<DeadLetter>>,
     /// Per account: `(region, instance id, state)` in Kopter's inventory and
     /// in moto.
     inventory: BTreeMap<String, (Instances, Instances)>,
@@ -527,7 +587,13 @@ impl Found {
                 .unwrap()
                 .queue_url
                 .unwrap();
-            let mut bodies = Vec::new();
+            let failure_log = FailureLog::new(
+                ctx.aws.dynamodb(),
+                &ctx.names,
+                s,
+                Duration::from_secs(86_400),
+            );
+            let mut letters = Vec::new();
             loop {
                 let got = sqs
                     .receive_message()
@@ -543,9 +609,26 @@ impl Found {
                 if got.is_empty() {
                     break;
                 }
-                bodies.extend(got.into_iter().filter_map(|m| m.body));
+                for m in got {
+                    let message_id = m.message_id.unwrap_or_default();
+                    let failure = match failure_log.get(&message_id).await {
+                        Ok(Some(r)) => format!(
+                            "{} failures, last at receive {} ({}): {}",
+                            r.failures, r.receive_count, r.outcome, r.reason
+                        ),
+                        Ok(None) => "no failure recorded: every receive ended in a crash \
+                                     or lost visibility"
+                            .to_owned(),
+                        Err(e) => format!("failure record unreadable: {e:#}"),
+                    };
+                    letters.push(DeadLetter {
+                        message_id,
+                        body: m.body.unwrap_or_default(),
+                        failure,
+                    });
+                }
             }
-            found.dlq.insert(s.name().to_owned(), bodies);
+            found.dlq.insert(s.name().to_owned(), letters);
         }
         for rec in &demo.records {
             let rows = inventory_rows(
@@ -629,18 +712,19 @@ impl Found {
                 "{tenant}: findings missing from the feed: {missing:?}; not expected: {extra:?}"
             );
         }
-        for (service, bodies) in &self.dlq {
+        for (service, letters) in &self.dlq {
             if service == Service::TrailIngest.name() {
-                assert_eq!(bodies.len(), 1, "trail-ingest DLQ: {bodies:?}");
+                assert_eq!(letters.len(), 1, "trail-ingest DLQ: {letters:?}");
                 // S3 event notifications carry the key URL-encoded.
                 let encoded = work.poison_key.replace('/', "%2F");
                 assert!(
-                    bodies[0].contains(&work.poison_key) || bodies[0].contains(&encoded),
-                    "the DLQ holds the poison file's message: {}",
-                    bodies[0]
+                    letters[0].body.contains(&work.poison_key)
+                        || letters[0].body.contains(&encoded),
+                    "the DLQ holds the poison file's message: {:?}",
+                    letters[0]
                 );
             } else {
-                assert!(bodies.is_empty(), "{service} DLQ: {bodies:?}");
+                assert!(letters.is_empty(), "{service} DLQ: {letters:?}");
             }
         }
         for (account, (ours, motos)) in &self.inventory {
@@ -745,14 +829,21 @@ fn table(
             told.map_or(0, |m| m.values().sum::<usize>()),
         ));
     }
-    for (service, bodies) in &found.dlq {
+    for (service, letters) in &found.dlq {
         let expected = usize::from(service == Service::TrailIngest.name());
         t.push_str(&format!(
             "  DLQ {:<31} {:>6} {:>9}\n",
             service,
-            bodies.len(),
+            letters.len(),
             expected
         ));
+        for l in letters {
+            t.push_str(&format!(
+                "      {}: {}\n",
+                l.message_id,
+                l.failure.chars().take(300).collect::<String>()
+            ));
+        }
     }
     for (account, (ours, motos)) in &found.inventory {
         t.push_str(&format!(
