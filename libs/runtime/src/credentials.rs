@@ -61,6 +61,11 @@ pub enum AssumeRoleError {
         account: AccountId,
         role_arn: String,
         message: String,
+        /// The STS error, when there is one: kept in the chain so
+        /// `aws::classify` sees throttling, 5xx and connection failures
+        /// (back-pressure) behind a failed AssumeRole.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 }
 
@@ -216,6 +221,7 @@ impl CredentialCache {
                     account: role.account.clone(),
                     role_arn: role.role_arn.clone(),
                     message,
+                    source: Some(Box::new(err)),
                 });
             }
         };
@@ -225,6 +231,7 @@ impl CredentialCache {
                 account: role.account.clone(),
                 role_arn: role.role_arn.clone(),
                 message: "AssumeRole returned no credentials".into(),
+                source: None,
             });
         };
         m.assume_role.with_label_values(&["ok"]).inc();
