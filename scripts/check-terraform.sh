@@ -10,11 +10,13 @@ cd "$(dirname "$0")/.."
 
 venv=.venv/terraform-tools
 stamp=$venv/.installed
-if [[ ! -f $stamp || dev/terraform-requirements.txt -nt $stamp || dev/terraform-constraints.txt -nt $stamp ]]; then
-  python3 -m venv "$venv"
+# A hash of the pins, not a time (see scripts/deps.sh: worktrees).
+pins=$(cat dev/terraform-requirements.txt dev/terraform-constraints.txt | sha256sum | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$pins" ]]; then
+  [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \
     -r dev/terraform-requirements.txt -c dev/terraform-constraints.txt
-  touch "$stamp"
+  echo "$pins" >"$stamp"
 fi
 
 # No user CLI config is needed for fmt; an empty one keeps Terraform quiet.

@@ -11,9 +11,15 @@ if ((${#need_apt[@]})); then
   if [[ $(id -u) != 0 ]]; then echo "please install: ${need_apt[*]} (apt-get)" >&2; exit 1; fi
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
+# The stamp holds a hash of the pins, not a time: a fresh checkout or a git
+# worktree has files newer than any stamp, which must not mean "reinstall".
+# .venv may be a symlink to another checkout's venv (worktrees share one):
+# `python3 -m venv` cannot create over a symlink, so an existing venv is
+# only brought up to the pins (pip leaves satisfied pins alone, offline).
 stamp=.venv/.installed
-if [[ ! -f $stamp || dev/requirements.txt -nt $stamp || dev/constraints.txt -nt $stamp ]]; then
-  python3 -m venv .venv
+pins=$(cat dev/requirements.txt dev/constraints.txt | sha256sum | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$pins" ]]; then
+  [[ -x .venv/bin/python ]] || python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r dev/requirements.txt -c dev/constraints.txt
-  touch "$stamp"
+  echo "$pins" >"$stamp"
 fi

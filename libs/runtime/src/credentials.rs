@@ -94,6 +94,11 @@ pub enum AssumeRoleError {
         account: AccountId,
         role_arn: String,
         message: String,
+        /// The STS error, when there is one: kept in the chain so
+        /// `aws::classify` sees throttling, 5xx and connection failures
+        /// (back-pressure) behind a failed AssumeRole.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 }
 
@@ -325,6 +330,7 @@ impl CredentialCache {
                     account,
                     role_arn: role_arn.to_owned(),
                     message,
+                    source: Some(Box::new(err)),
                 });
             }
         };
@@ -334,6 +340,7 @@ impl CredentialCache {
                 account,
                 role_arn: role_arn.to_owned(),
                 message: "AssumeRole returned no credentials".into(),
+                source: None,
             });
         };
         m.assume_role.with_label_values(&["ok"]).inc();

@@ -56,7 +56,11 @@ impl From<anyhow::Error> for AccountError {
     }
 }
 
-/// Classifies an EC2 SDK error.
+/// Classifies an EC2 SDK error. A transient error keeps the `SdkError`
+/// itself in its chain (with `what` as context), so the worker's
+/// `aws::classify` can tell throttling, 5xx and connection failures —
+/// back-pressure, retried in-process without spending a receive — from
+/// other failures.
 pub fn classify<E, R>(what: &str, err: SdkError<E, R>) -> AccountError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -67,10 +71,7 @@ where
         let message = err.message().unwrap_or("").to_owned();
         return AccountError::Denied(format!("{what}: {code}: {message}"));
     }
-    AccountError::Transient(anyhow::anyhow!(
-        "{what}: {}",
-        aws_smithy_types::error::display::DisplayErrorContext(&err)
-    ))
+    AccountError::Transient(anyhow::Error::new(err).context(what.to_owned()))
 }
 
 pub fn is_account_error(code: &str) -> bool {
@@ -246,17 +247,33 @@ pub async fn volumes(
     Ok(out)
 }
 
-/// Snapshots owned by the account itself (`owner` is its id: checked
-/// here too, as not every endpoint honours `OwnerIds=self`).
+/// Snapshots owned by the account itself: `OwnerIds=self`, and an
+/// `owner-id` filter with the account's id, because not every endpoint
+/// honours `self` — moto ignores it and answers every region with its
+/// ~1,300 public snapshots of other owners, a 1–2 s response to parse on
+/// each attempt, which made a describe job slow enough under throttling
+/// to be caught by crashes again and again. The owner is checked here
+/// too.
 pub async fn snapshots(
     ec2: &aws_sdk_ec2::Client,
     owner: &str,
     only: Option<&BTreeSet<String>>,
 ) -> Result<Vec<(String, Resource)>, AccountError> {
-    let mut req = ec2.describe_snapshots().owner_ids("self");
+    let owner_filter = Some(Filter::builder().name("owner-id").values(owner).build());
+    let mut req = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .set_filters(Some(owner_filter.clone().into_iter().collect()));
     match only {
         Some(ids) if ids.is_empty() => return Ok(vec![]),
-        Some(ids) => req = req.set_filters(id_filter("snapshot-id", ids).map(|f| vec![f])),
+        Some(ids) => {
+            req = req.set_filters(Some(
+                [owner_filter, id_filter("snapshot-id", ids)]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ))
+        }
         None => req = req.max_results(1000),
     }
     let pages: Vec<_> = req
@@ -334,6 +351,7 @@ mod tests {
             account,
             role_arn: "arn".into(),
             message: "timeout".into(),
+            source: None,
         });
         assert!(matches!(transient, AccountError::Transient(_)));
     }

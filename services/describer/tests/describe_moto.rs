@@ -719,3 +719,44 @@ async fn backups_once_per_interval_and_retention_deletes_only_managed_snapshots(
     let acct = AccountId::new(rec.account_id.to_string()).unwrap();
     assert_eq!(rows[0].account, acct);
 }
+
+/// A describe that AWS keeps throttling fails with back-pressure the
+/// worker recognises (`HandlerError::backpressure`), whether STS refuses
+/// the AssumeRole or EC2 the describe: the worker then retries it
+/// in-process instead of spending one of the message's receives. (Before,
+/// both errors were flattened to text and counted as plain failures, and
+/// under the chaos run's throttling describe jobs ran out of receives.)
+#[tokio::test]
+async fn throttled_sts_or_ec2_fails_a_describe_as_backpressure() {
+    use kopter_runtime::aws::ErrorClass;
+    use kopter_tests::faults::{FaultPlan, FaultProxy};
+    let proxy = FaultProxy::start(&kopter_tests::endpoint(), FaultPlan::none())
+        .await
+        .unwrap();
+    let env = TestEnv::with(|c| {
+        c.aws.endpoint_url = Some(proxy.url());
+        c.aws.max_attempts = 2;
+    })
+    .await;
+    let d = describer::describer(&env.ctx);
+    let rec = onboard(&env, "acme", &["eu-west-1"]).await;
+    for (needle, what) in [
+        ("Action=AssumeRole", "could not assume"),
+        ("Action=DescribeInstances", "DescribeInstances"),
+    ] {
+        proxy.throttle_matching(&[needle]);
+        let err = d
+            .describe(&target(&rec, "eu-west-1"), None)
+            .await
+            .expect_err(needle);
+        assert_eq!(
+            err.backpressure(),
+            Some(ErrorClass::Throttling),
+            "{needle}: {err}"
+        );
+        assert!(!err.is_permanent());
+        assert!(err.to_string().contains(what), "{needle}: {err}");
+    }
+    proxy.throttle_matching(&[]);
+    d.describe(&target(&rec, "eu-west-1"), None).await.unwrap();
+}

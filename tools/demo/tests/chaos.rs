@@ -31,6 +31,7 @@ use chrono::{DurationRound, Utc};
 use kopter_demo::fleet::{self, Fleet, Proc};
 use kopter_demo::{Demo, DemoAccount, Mode, Options, REGIONS, queue_depths, trail};
 use kopter_runtime::CustomerRole;
+use kopter_runtime::queue::failures::FailureLog;
 use kopter_schema::messages::{AggregateHour, DailyDigest, SpotRefresh, Sweep};
 use kopter_schema::{Message, Service};
 use kopter_store::audit::{AuditQuery, AuditStore};
@@ -81,14 +82,21 @@ async fn short_chaos_run_under_throttling_and_kills_is_exact() {
     .await;
 }
 
-/// `make chaos`.
+/// `make chaos`: first a control run (the same workload, same seed, no
+/// faults, no kills), then the chaos run; prints both times and their
+/// ratio (the issue asks for the chaos run to settle within twice the
+/// control's time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "long (about 15 minutes): run by `make chaos`"]
+#[ignore = "long (about 20 minutes): run by `make chaos`"]
 async fn long_chaos_run_under_throttling_5xx_resets_and_50_kills_is_exact() {
-    run(Plan {
+    let seed = std::env::var("KOPTER_CHAOS_SEED")
+        .ok()
+        .map(|s| s.parse().expect("KOPTER_CHAOS_SEED: a u64"))
+        .unwrap_or_else(rand::random);
+    let chaos = Plan {
         name: "long",
         faults: FaultPlan {
-            seed: rand::random(),
+            seed,
             throttle: 0.3,
             server_error: 0.05,
             reset: 0.02,
@@ -99,8 +107,26 @@ async fn long_chaos_run_under_throttling_5xx_resets_and_50_kills_is_exact() {
         records: 50,
         repeats: 0.05,
         settle_timeout: Duration::from_secs(900),
-    })
-    .await;
+    };
+    let control = Plan {
+        name: "control",
+        faults: FaultPlan {
+            seed,
+            throttle: 0.0,
+            server_error: 0.0,
+            reset: 0.0,
+        },
+        kills: 0,
+        ..chaos.clone()
+    };
+    let quiet = run(control).await;
+    let loud = run(chaos).await;
+    println!(
+        "\n== work time (first step sent until the last step settled): control {:.0} s, chaos {:.0} s, ratio {:.2} (issue 19 asks for at most 2)\n",
+        quiet.as_secs_f64(),
+        loud.as_secs_f64(),
+        loud.as_secs_f64() / quiet.as_secs_f64()
+    );
 }
 
 /// target/debug (this test runs from target/debug/deps).
@@ -261,9 +287,50 @@ async fn settle(demo: &Demo, timeout: Duration, what: &str) -> Duration {
     }
 }
 
-async fn run(plan: Plan) {
+/// The run's directory (service logs, config): removed when the run
+/// passes, kept and named when it fails (or with `KOPTER_CHAOS_KEEP=1`),
+/// so a failure can be read in the services' own logs.
+struct RunDir(Option<tempfile::TempDir>);
+
+impl RunDir {
+    fn new(name: &str) -> RunDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("kopter-chaos-{name}-"))
+            .tempdir()
+            .unwrap();
+        println!(
+            "chaos run {name:?}: service logs in {}",
+            dir.path().display()
+        );
+        RunDir(Some(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.as_ref().expect("until dropped").path()
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let dir = self.0.take().expect("dropped once");
+        let keep =
+            std::thread::panicking() || std::env::var("KOPTER_CHAOS_KEEP").is_ok_and(|v| v == "1");
+        if keep {
+            let path = dir.keep();
+            // stderr: shown with the failure even without --nocapture.
+            eprintln!(
+                "chaos run: kept the run directory (service logs *.log): {}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Runs one plan and checks it; returns its work time (from the first
+/// log file put until the last step's queues were empty).
+async fn run(plan: Plan) -> Duration {
     let started = Instant::now();
-    let run_dir = tempfile::tempdir().unwrap();
+    let run_dir = RunDir::new(plan.name);
     let mut opts = Options::standard(endpoint(), Mode::InProcess);
     opts.env = unique("t-");
     opts.accounts = vec![
@@ -319,6 +386,7 @@ async fn run(plan: Plan) {
     ));
 
     // The workload, while services die and come back.
+    let work_started = Instant::now();
     let s3 = trail_ingest::s3_client(&demo.ctx.aws.sdk);
     for (_, _, key, body) in &work.files {
         s3.put_object()
@@ -382,6 +450,7 @@ async fn run(plan: Plan) {
     .unwrap();
     let last_tick = Instant::now();
     settles.push(settle(&demo, plan.settle_timeout, "digest").await);
+    let work_time = work_started.elapsed();
     let (killed, last_kill) = kills.await.unwrap();
     // Settled after the last event (a kill or a tick), queues empty.
     let last_event = last_kill.max(last_tick);
@@ -412,6 +481,7 @@ async fn run(plan: Plan) {
             &killed,
             &settles,
             settle_after_last_event,
+            work_time,
             stop_took,
             started.elapsed()
         )
@@ -423,8 +493,11 @@ async fn run(plan: Plan) {
         );
     }
     assert_eq!(killed.values().sum::<usize>(), plan.kills);
-    assert!(counts.total(Fault::Throttle) > 0, "{counts}");
+    if plan.faults.throttle > 0.0 {
+        assert!(counts.total(Fault::Throttle) > 0, "{counts}");
+    }
     found.assert_exact(&work);
+    work_time
 }
 
 fn free_ports(n: u16) -> u16 {
@@ -449,14 +522,34 @@ fn free_ports(n: u16) -> u16 {
 /// `(region, instance id, state)` of an account's instances.
 type Instances = BTreeSet<(String, String, String)>;
 
+/// A message in a DLQ and the worker's last recorded failure of it
+/// (what `kopterctl dlq show` prints).
+struct DeadLetter {
+    message_id: String,
+    body: String,
+    /// `"{failures} failures, last at receive {n} ({outcome}): {reason}"`,
+    /// or why there is none.
+    failure: String,
+}
+
+impl std::fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "\n  message {}: {}\n    body: {}",
+            self.message_id, self.failure, self.body
+        )
+    }
+}
+
 /// What the stores and queues hold after the run.
 struct Found {
     audit: BTreeMap<String, BTreeSet<String>>,
     audit_rows: BTreeMap<String, usize>,
     /// Per tenant: `(account, event id, rule)` → feed rows.
     findings: BTreeMap<String, BTreeMap<(String, String, String), usize>>,
-    /// Per service: DLQ bodies.
-    dlq: BTreeMap<String, Vec<String>>,
+    /// Per service: its dead letters.
+    dlq: BTreeMap<String, Vec<DeadLetter>>,
     /// Per account: `(region, instance id, state)` in Kopter's inventory and
     /// in moto.
     inventory: BTreeMap<String, (Instances, Instances)>,
@@ -527,7 +620,13 @@ impl Found {
                 .unwrap()
                 .queue_url
                 .unwrap();
-            let mut bodies = Vec::new();
+            let failure_log = FailureLog::new(
+                ctx.aws.dynamodb(),
+                &ctx.names,
+                s,
+                Duration::from_secs(86_400),
+            );
+            let mut letters = Vec::new();
             loop {
                 let got = sqs
                     .receive_message()
@@ -543,9 +642,26 @@ impl Found {
                 if got.is_empty() {
                     break;
                 }
-                bodies.extend(got.into_iter().filter_map(|m| m.body));
+                for m in got {
+                    let message_id = m.message_id.unwrap_or_default();
+                    let failure = match failure_log.get(&message_id).await {
+                        Ok(Some(r)) => format!(
+                            "{} failures, last at receive {} ({}): {}",
+                            r.failures, r.receive_count, r.outcome, r.reason
+                        ),
+                        Ok(None) => "no failure recorded: every receive ended in a crash \
+                                     or lost visibility"
+                            .to_owned(),
+                        Err(e) => format!("failure record unreadable: {e:#}"),
+                    };
+                    letters.push(DeadLetter {
+                        message_id,
+                        body: m.body.unwrap_or_default(),
+                        failure,
+                    });
+                }
             }
-            found.dlq.insert(s.name().to_owned(), bodies);
+            found.dlq.insert(s.name().to_owned(), letters);
         }
         for rec in &demo.records {
             let rows = inventory_rows(
@@ -629,18 +745,19 @@ impl Found {
                 "{tenant}: findings missing from the feed: {missing:?}; not expected: {extra:?}"
             );
         }
-        for (service, bodies) in &self.dlq {
+        for (service, letters) in &self.dlq {
             if service == Service::TrailIngest.name() {
-                assert_eq!(bodies.len(), 1, "trail-ingest DLQ: {bodies:?}");
+                assert_eq!(letters.len(), 1, "trail-ingest DLQ: {letters:?}");
                 // S3 event notifications carry the key URL-encoded.
                 let encoded = work.poison_key.replace('/', "%2F");
                 assert!(
-                    bodies[0].contains(&work.poison_key) || bodies[0].contains(&encoded),
-                    "the DLQ holds the poison file's message: {}",
-                    bodies[0]
+                    letters[0].body.contains(&work.poison_key)
+                        || letters[0].body.contains(&encoded),
+                    "the DLQ holds the poison file's message: {:?}",
+                    letters[0]
                 );
             } else {
-                assert!(bodies.is_empty(), "{service} DLQ: {bodies:?}");
+                assert!(letters.is_empty(), "{service} DLQ: {letters:?}");
             }
         }
         for (account, (ours, motos)) in &self.inventory {
@@ -659,6 +776,7 @@ fn table(
     killed: &BTreeMap<String, usize>,
     settles: &[Duration],
     settle_after_last_event: Duration,
+    work_time: Duration,
     stop_took: Duration,
     total: Duration,
 ) -> String {
@@ -716,12 +834,13 @@ fn table(
             .join(", ")
     ));
     t.push_str(&format!(
-        "settle per step: {}; after the last kill or tick: {:.0} s; SIGTERM to all exited: {:.1} s; whole run {:.0} s\n",
+        "settle per step: {}; work time {:.0} s; after the last kill or tick: {:.0} s; SIGTERM to all exited: {:.1} s; whole run {:.0} s\n",
         settles
             .iter()
             .map(|d| format!("{:.0} s", d.as_secs_f64()))
             .collect::<Vec<_>>()
             .join(", "),
+        work_time.as_secs_f64(),
         settle_after_last_event.as_secs_f64(),
         stop_took.as_secs_f64(),
         total.as_secs_f64()
@@ -745,14 +864,21 @@ fn table(
             told.map_or(0, |m| m.values().sum::<usize>()),
         ));
     }
-    for (service, bodies) in &found.dlq {
+    for (service, letters) in &found.dlq {
         let expected = usize::from(service == Service::TrailIngest.name());
         t.push_str(&format!(
             "  DLQ {:<31} {:>6} {:>9}\n",
             service,
-            bodies.len(),
+            letters.len(),
             expected
         ));
+        for l in letters {
+            t.push_str(&format!(
+                "      {}: {}\n",
+                l.message_id,
+                l.failure.chars().take(300).collect::<String>()
+            ));
+        }
     }
     for (account, (ours, motos)) in &found.inventory {
         t.push_str(&format!(
