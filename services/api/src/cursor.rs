@@ -51,6 +51,18 @@ impl CursorCodec {
         }
     }
 
+    /// HMAC-SHA256 of `data` under the same server key, domain-separated by
+    /// `purpose` (e.g. `"console-csrf"`), as base64url without padding.
+    /// Used for values that must survive a restart and be identical on every
+    /// api task (the console's CSRF tokens) without a second secret.
+    pub fn tag(&self, purpose: &str, data: &[u8]) -> String {
+        let mut msg = Vec::with_capacity(purpose.len() + 1 + data.len());
+        msg.extend_from_slice(purpose.as_bytes());
+        msg.push(0);
+        msg.extend_from_slice(data);
+        URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, &msg).as_ref())
+    }
+
     /// A codec with a random key (cursors die with the process).
     pub fn random() -> Self {
         let rng = aws_lc_rs::rand::SystemRandom::new();

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod cursor;
 pub mod data;
 pub mod docs;
@@ -306,6 +307,10 @@ pub fn router(state: ApiState, cors_origins: &[String]) -> Router {
                 }),
             );
     }
+    let app = app.nest(console::PREFIX, console::routes()).route(
+        "/",
+        get(|| async { axum::response::Redirect::to(console::PREFIX) }),
+    );
     let mut app = app
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

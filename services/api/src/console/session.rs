@@ -1,0 +1,126 @@
+//! The console's session: who is signed in, and the CSRF token of their
+//! forms.
+//!
+//! The session cookie ([`SESSION_COOKIE`]) holds the OIDC ID token the
+//! sign-in obtained, nothing else: every request verifies it again with the
+//! api's [`Verifier`](crate::auth::Verifier) (issuer, signature, `aud`,
+//! `exp`), so the cookie expires with the token, a forged or altered cookie
+//! is simply "not signed in", and there is no server-side session store
+//! that several api tasks would have to share. The cookie is `HttpOnly`,
+//! `SameSite=Lax`, `Path=/console`, and `Secure` outside local mode.
+//!
+//! CSRF: each form carries [`ConsoleSession::csrf_token`], an HMAC (the
+//! api's server key, purpose `console-csrf`) of the session's token, so it
+//! is bound to this session, needs no storage and changes at every
+//! sign-in. [`ConsoleSession::check_csrf`] compares in constant time.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::COOKIE;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::ApiState;
+use crate::auth::Principal;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "kopter_session";
+
+/// Name of the hidden form field that carries the CSRF token.
+pub const CSRF_FIELD: &str = "csrf_token";
+
+/// The signed-in user of a console request. Extracting it from a request
+/// without a valid session cookie answers a redirect to the sign-in page
+/// (with `next` = the requested path), never the page.
+#[derive(Debug, Clone)]
+pub struct ConsoleSession {
+    /// The verified user; every data call of the request uses its tenant.
+    pub principal: Principal,
+    csrf: String,
+}
+
+impl ConsoleSession {
+    /// The CSRF token to put in every form of this session (hidden field
+    /// [`CSRF_FIELD`]).
+    pub fn csrf_token(&self) -> &str {
+        &self.csrf
+    }
+
+    /// Whether `submitted` is this session's CSRF token (constant-time).
+    pub fn check_csrf(&self, submitted: Option<&str>) -> bool {
+        match submitted {
+            Some(s) => aws_lc_rs::constant_time::verify_slices_are_equal(
+                s.as_bytes(),
+                self.csrf.as_bytes(),
+            )
+            .is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// The CSRF token of the session whose cookie holds `token`.
+pub fn csrf_token_for(state: &ApiState, token: &str) -> String {
+    state.cursors().tag("console-csrf", token.as_bytes())
+}
+
+/// The session cookie's token in `parts`, if any.
+pub fn session_token(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The rejection of [`ConsoleSession`]: to the sign-in page.
+#[derive(Debug)]
+pub struct SignInRequired {
+    next: String,
+}
+
+impl IntoResponse for SignInRequired {
+    fn into_response(self) -> Response {
+        let next: String = form_urlencoded::byte_serialize(self.next.as_bytes()).collect();
+        Redirect::to(&format!("{}/sign-in?next={next}", super::PREFIX)).into_response()
+    }
+}
+
+impl FromRequestParts<ApiState> for ConsoleSession {
+    type Rejection = SignInRequired;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let reject = || SignInRequired {
+            next: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| super::PREFIX.to_owned(), |p| p.as_str().to_owned()),
+        };
+        if let Some(s) = parts.extensions.get::<ConsoleSession>() {
+            return Ok(s.clone());
+        }
+        let Some(token) = session_token(parts) else {
+            return Err(reject());
+        };
+        let principal = match state.verifier().verify(&token).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "console session cookie refused");
+                return Err(reject());
+            }
+        };
+        let session = ConsoleSession {
+            principal,
+            csrf: csrf_token_for(state, &token),
+        };
+        parts.extensions.insert(session.clone());
+        Ok(session)
+    }
+}
