@@ -356,3 +356,83 @@ async fn sigterm_ends_within_grace_plus_five_seconds_while_aws_stalls() {
     )
     .await;
 }
+
+/// A fleet restarting into throttling must not exit: the startup queue-URL
+/// lookup waits out back-pressure (and only back-pressure), and gives up
+/// when asked to shut down.
+#[tokio::test]
+async fn the_startup_queue_lookup_waits_out_throttling_but_not_a_missing_queue() {
+    let env = TestEnv::new().await;
+    let name = env.ctx.names.queue(Service::Describer);
+    let url = env.queue_url(Service::Describer).await;
+    let proxy = FaultProxy::start(&endpoint(), FaultPlan::none())
+        .await
+        .unwrap();
+    let mut config = via(&proxy, Some(&env));
+    config.aws.max_attempts = 1;
+    let ctx = AwsContext::load(&config).await;
+
+    // GetQueueUrl's body names the queue: every lookup is throttled.
+    proxy.throttle_matching(&[&name]);
+    let shutdown = CancellationToken::new();
+    let lookup = tokio::spawn({
+        let (sqs, name, shutdown) = (ctx.sqs(), name.clone(), shutdown.clone());
+        async move { SqsQueue::resolve_patiently(sqs, &name, &shutdown).await }
+    });
+    eventually("three throttled lookups", Duration::from_secs(20), || {
+        let throttled = proxy.counts().total(Fault::Throttle);
+        async move { (throttled >= 3).then_some(()) }
+    })
+    .await;
+    assert!(
+        !lookup.is_finished(),
+        "a throttled lookup is retried, not returned"
+    );
+    proxy.throttle_matching(&[]);
+    let q = tokio::time::timeout(Duration::from_secs(20), lookup)
+        .await
+        .expect("the lookup ends once SQS answers")
+        .unwrap()
+        .expect("the queue is found");
+    // moto names the host it was asked on (the proxy's): compare paths.
+    let path = |u: &str| {
+        u.split_once("//")
+            .unwrap()
+            .1
+            .split_once('/')
+            .unwrap()
+            .1
+            .to_owned()
+    };
+    assert_eq!(path(q.url()), path(&url));
+
+    // Shutdown ends a lookup that is still being throttled.
+    proxy.throttle_matching(&[&name]);
+    let shutdown = CancellationToken::new();
+    let lookup = tokio::spawn({
+        let (sqs, name, shutdown) = (ctx.sqs(), name.clone(), shutdown.clone());
+        async move { SqsQueue::resolve_patiently(sqs, &name, &shutdown).await }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    shutdown.cancel();
+    let err = tokio::time::timeout(Duration::from_secs(5), lookup)
+        .await
+        .expect("shutdown ends the lookup promptly")
+        .unwrap()
+        .expect_err("no queue after shutdown");
+    assert!(format!("{err:#}").contains("shut down"), "{err:#}");
+    proxy.throttle_matching(&[]);
+
+    // A queue that does not exist is an error at once, not a retry loop.
+    let before = proxy.calls().len();
+    let missing = format!("{name}-missing");
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        SqsQueue::resolve_patiently(ctx.sqs(), &missing, &CancellationToken::new()),
+    )
+    .await
+    .expect("a missing queue is not retried")
+    .expect_err("no such queue");
+    assert!(format!("{err:#}").contains(&missing), "{err:#}");
+    assert_eq!(proxy.calls().len() - before, 1, "one lookup, no retries");
+}

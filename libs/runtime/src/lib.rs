@@ -144,7 +144,8 @@ pub async fn run_workers_with_checks(
 ) -> anyhow::Result<()> {
     let mut queues = Vec::new();
     for (service, handler) in workers {
-        let q = SqsQueue::resolve(ctx.aws.sqs(), &ctx.names.queue(service)).await?;
+        let q = SqsQueue::resolve_patiently(ctx.aws.sqs(), &ctx.names.queue(service), &shutdown)
+            .await?;
         queues.push((service, Arc::new(q), handler));
     }
     let checks: Vec<telemetry::ReadyCheck> = queues
@@ -162,7 +163,7 @@ pub async fn run_workers_with_checks(
     let mut watched = Vec::new();
     for (service, q, _) in &queues {
         let dlq_name = ctx.names.dlq(*service);
-        let dlq_url = match SqsQueue::resolve(ctx.aws.sqs(), &dlq_name).await {
+        let dlq_url = match SqsQueue::resolve_patiently(ctx.aws.sqs(), &dlq_name, &shutdown).await {
             Ok(d) => Some(d.url().to_owned()),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "no DLQ depth metrics for {}", service.name());

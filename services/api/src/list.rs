@@ -337,7 +337,10 @@ fn encode<T: Serialize>(
 /// absent values as `null`, never skip them); strings as they are, `null`
 /// empty, numbers and booleans in their JSON form, arrays and objects
 /// (tags, regions) as JSON text in their one cell.
-fn csv_row<T: Serialize>(item: &T) -> Result<(Vec<String>, Vec<String>), std::io::Error> {
+/// One list item as a CSV row: its JSON object's keys (the header) and
+/// cells (`null` empty, strings as is, anything else as JSON text). Errors
+/// when the item is not a JSON object.
+pub fn csv_row<T: Serialize>(item: &T) -> Result<(Vec<String>, Vec<String>), std::io::Error> {
     let serde_json::Value::Object(map) = serde_json::to_value(item)? else {
         return Err(std::io::Error::other("a list item is not a JSON object"));
     };

@@ -959,3 +959,121 @@ async fn budgets_read_by_viewers_written_by_admins() {
         .json();
     assert_eq!(v["monthly_usd"], 250.5);
 }
+
+/// The bound of two DynamoDB calls a page: a tenant-wide
+/// inventory page inside an account makes two (inventory `Query` + cost
+/// `BatchGetItem`); only the first page and a page where an account's rows
+/// end add the `Limit 1` query for the next account. Calls are counted on
+/// the wire (a recording proxy in front of moto).
+#[tokio::test]
+async fn a_tenant_wide_inventory_page_costs_two_calls_three_where_an_account_ends() {
+    use api::data::PageRequest;
+    use api::data::inventory::{InventoryData, InventorySelection};
+    use kopter_tests::faults::{FaultPlan, FaultProxy};
+
+    let env = TestEnv::new().await;
+    let acme = TenantId::new(unique("acme-")).unwrap();
+    let mut accounts = [random_account(), random_account()];
+    accounts.sort();
+    let accounts = accounts.map(|a| AccountId::new(a).unwrap());
+    for a in &accounts {
+        env.ctx
+            .accounts
+            .onboard(
+                Onboarding::parse(
+                    acme.as_str(),
+                    a.as_str(),
+                    &format!("arn:aws:iam::{a}:role/KopterAccess"),
+                    &[],
+                )
+                .unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let inv = InventoryStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);
+    let t0: DateTime<Utc> = "2026-01-01T10:00:00Z".parse().unwrap();
+    let mut want = BTreeSet::new();
+    for (a, n) in [(&accounts[0], 5), (&accounts[1], 3)] {
+        for k in 0..n {
+            let id = format!("i-{}{k}", &a.as_str()[..6]);
+            put_resource(
+                &inv,
+                &acme,
+                a,
+                "eu-west-1",
+                &id,
+                vec![(t0, Change::Launched, instance("running", "m5.large", &[]))],
+            )
+            .await;
+            want.insert(id);
+        }
+    }
+
+    let proxy = FaultProxy::start(&kopter_tests::endpoint(), FaultPlan::none())
+        .await
+        .unwrap();
+    let mut config = env.config.clone();
+    config.aws.endpoint_url = Some(proxy.url());
+    config.aws.dynamodb_endpoint_url = None;
+    let aws = kopter_runtime::aws::AwsContext::load(&config).await;
+    let credentials = kopter_runtime::CredentialCache::new(aws.sts(), "api", &config.credentials);
+    let data = DynamoData::new(TenantDb::new(aws, credentials, None, 16), config.names());
+    let dynamodb_calls = || {
+        proxy
+            .calls()
+            .iter()
+            .filter(|c| c.service == "dynamodb")
+            .count()
+    };
+
+    let selection = InventorySelection {
+        account: None,
+        region: None,
+        kind: None,
+        state: None,
+        tag: None,
+    };
+    let last_hour = hour(Utc::now());
+    let (mut got, mut after, mut pages) = (BTreeSet::new(), None, Vec::new());
+    loop {
+        let before = dynamodb_calls();
+        let page = data
+            .inventory(
+                &acme,
+                &selection,
+                last_hour,
+                PageRequest {
+                    after: after.clone(),
+                    limit: 2,
+                },
+            )
+            .await
+            .unwrap();
+        let calls = dynamodb_calls() - before;
+        let account = |k: &Option<api::data::PageKey>| {
+            k.as_ref()
+                .map(|k| k.0["account"].as_str().unwrap().to_owned())
+        };
+        let (here, next) = (account(&after), account(&page.next));
+        // Inside one account: the position stays in it.
+        let inside = here.is_some() && here == next;
+        pages.push((calls, inside));
+        assert!(
+            calls <= if inside { 2 } else { 3 },
+            "page {}: {calls} calls",
+            pages.len()
+        );
+        got.extend(page.items.into_iter().map(|i| i.resource_id));
+        match page.next {
+            Some(k) => after = Some(k),
+            None => break,
+        }
+    }
+    assert_eq!(got, want, "every resource once, across both accounts");
+    assert!(
+        pages.iter().filter(|(_, inside)| *inside).count() >= 2,
+        "the walk has pages inside an account: {pages:?}"
+    );
+}

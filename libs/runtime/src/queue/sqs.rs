@@ -39,6 +39,46 @@ impl SqsQueue {
         })
     }
 
+    /// [`SqsQueue::resolve`], retried while SQS answers with back-pressure
+    /// (throttling, 5xx, timeouts, resets: [`crate::aws::classify_anyhow`])
+    /// — a fleet restarting at once must not exit because the lookup was
+    /// throttled. Backoff doubles from 250 ms to 10 s; every retry is logged
+    /// with its cause. Any other error (no such queue, access denied) is
+    /// returned at once, and so is `shutdown` (an error saying the lookup
+    /// was given up).
+    pub async fn resolve_patiently(
+        client: Client,
+        name: &str,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let error = match Self::resolve(client.clone(), name).await {
+                Ok(q) => return Ok(q),
+                Err(e) => e,
+            };
+            let Some(class) = crate::aws::classify_anyhow(&error) else {
+                return Err(error);
+            };
+            tracing::warn!(
+                queue = name,
+                ?class,
+                error = %format!("{error:#}"),
+                retry_in = ?backoff,
+                "queue URL lookup met back-pressure; retrying"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => {
+                    return Err(error.context(format!(
+                        "shut down while looking up the URL of queue {name:?}"
+                    )));
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

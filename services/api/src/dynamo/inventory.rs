@@ -4,10 +4,11 @@
 //!
 //! The inventory is partitioned by account (`{tenant}#{account}`), so a
 //! tenant-wide list walks the tenant's accounts in id order, one account
-//! per page: a page is the accounts row list (only without `account`), one
-//! inventory `Query` and one `BatchGetItem` of the page's cost rows —
-//! which is why a page holds at most 100 resources. The cursor carries
-//! the account and DynamoDB's `LastEvaluatedKey` inside it.
+//! per page: a page is one inventory `Query` and one `BatchGetItem` of the
+//! page's cost rows — which is why a page holds at most 100 resources —
+//! plus, without `account`, a `Limit 1` accounts `Query` for the next
+//! account on the first page and where an account's rows end. The cursor
+//! carries the account and DynamoDB's `LastEvaluatedKey` inside it.
 //!
 //! A resource id is found through the `by-resource` index of the history
 //! (`{tenant}#{id}`): its newest row names the account, region and kind,
@@ -54,15 +55,14 @@ impl InventoryData for DynamoData {
         Box::pin(async move {
             let ddb = self.ddb(tenant).await?;
             let position: Option<InventoryPosition> = position(page.after)?;
-            // Accounts in id order: the one of the filter, or the tenant's.
-            let accounts = match &selection.account {
-                Some(a) => vec![a.clone()],
-                None => self.account_ids(&ddb, tenant).await?,
-            };
-            let (account, key) = match position {
-                Some(p) => (p.account, p.key),
-                None => match accounts.first() {
-                    Some(a) => (a.clone(), None),
+            // Accounts in id order: the one of the filter, or the tenant's,
+            // looked up one at a time (first page, and when an account's
+            // rows end) so a page inside an account costs two calls.
+            let (account, key) = match (position, &selection.account) {
+                (Some(p), _) => (p.account, p.key),
+                (None, Some(a)) => (a.clone(), None),
+                (None, None) => match self.next_account(&ddb, tenant, None).await? {
+                    Some(a) => (a, None),
                     None => return Ok(Page::empty()),
                 },
             };
@@ -98,7 +98,7 @@ impl InventoryData for DynamoData {
                 })
                 .collect();
             let costs: HashMap<String, (Option<f64>, Option<String>)> =
-                GraphStore::new(ddb, &self.names)
+                GraphStore::new(ddb.clone(), &self.names)
                     .resource_hours_by_key(&keys)
                     .await
                     .map_err(store_error)?
@@ -118,11 +118,12 @@ impl InventoryData for DynamoData {
                     account,
                     key: Some(key),
                 }),
+                None if selection.account.is_some() => None,
                 // This account is done: the next one in id order (also
                 // when `account` was offboarded since the last page).
-                None => accounts
-                    .into_iter()
-                    .find(|a| *a > account)
+                None => self
+                    .next_account(&ddb, tenant, Some(&account))
+                    .await?
                     .map(|account| InventoryPosition { account, key: None }),
             };
             Ok(Page {
@@ -177,6 +178,21 @@ impl InventoryData for DynamoData {
 }
 
 impl DynamoData {
+    /// The tenant's first onboarded account in id order after `after`
+    /// (exclusive; `None`: the first): one `Query` with `Limit 1`.
+    pub(super) async fn next_account(
+        &self,
+        ddb: &aws_sdk_dynamodb::Client,
+        tenant: &TenantId,
+        after: Option<&AccountId>,
+    ) -> Result<Option<AccountId>, DataError> {
+        let (rows, _) = AccountStore::new(ddb.clone(), &self.names)
+            .page(tenant, after, 1)
+            .await
+            .map_err(store_error)?;
+        Ok(rows.into_iter().next().map(|a| a.account_id))
+    }
+
     /// The tenant's onboarded accounts, in id order (one `Query` of the
     /// tenant's partition of the accounts table).
     pub(super) async fn account_ids(
