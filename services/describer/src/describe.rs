@@ -14,7 +14,7 @@ use kopter_runtime::{BoxFuture, CredentialCache, CustomerRole, HandlerError, met
 use kopter_schema::items::{AccountRecord, keys};
 use kopter_schema::messages::{AccountHealth, AccountRegion, InventoryChanged, TargetedDescribe};
 use kopter_schema::{AccountId, Message, Service};
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use tokio::sync::Semaphore;
 
 use crate::diff::{DiffContext, Scope, diff};
@@ -31,7 +31,14 @@ pub(crate) struct DescriberMetrics {
     pub last_sweep: GaugeVec,
     /// `kopter_describer_sweep_accounts{sweep,state=ok|denied|transient}`
     pub sweep_accounts: IntGaugeVec,
+    /// `kopter_describer_conflict_retries_total`
+    pub conflict_retries: IntCounter,
 }
+
+/// Describes of one region per message, counting the first, when inventory
+/// writes keep losing races to a concurrent describe; after the last, the
+/// message goes back to the queue like any other transient failure.
+const CONFLICT_ATTEMPTS: u32 = 3;
 
 pub(crate) fn m() -> &'static DescriberMetrics {
     static M: LazyLock<DescriberMetrics> = LazyLock::new(|| {
@@ -84,6 +91,13 @@ pub(crate) fn m() -> &'static DescriberMetrics {
                     "Accounts in the last sweep by state (ok, denied = unhealthy, transient = skipped).",
                 ),
                 &["sweep", "state"],
+            )
+            .expect("valid metric"),
+        ),
+        conflict_retries: metrics::register(
+            IntCounter::new(
+                "kopter_describer_conflict_retries_total",
+                "Region describes repeated in process because an inventory write lost a race to a concurrent describe.",
             )
             .expect("valid metric"),
         ),
@@ -439,11 +453,34 @@ impl Describer {
             });
         }
         let _permit = self.permit(account).await;
-        let observed_at = now_ms();
-        match self
-            .describe_inner(&record, region, only, observed_at)
-            .await
-        {
+        // A write that lost a race to a concurrent describe of the same
+        // account (a targeted re-describe beside the scheduled one) is
+        // described again here, with fresh observations, instead of
+        // returning the message (which would spend one of its receives).
+        let mut attempt = 1;
+        let outcome = loop {
+            let observed_at = now_ms();
+            let outcome = self
+                .describe_inner(&record, region, only, observed_at)
+                .await;
+            match &outcome {
+                Err(AccountError::Transient(e))
+                    if attempt < CONFLICT_ATTEMPTS
+                        && e.chain().any(|c| c.downcast_ref::<Conflict>().is_some()) =>
+                {
+                    m().conflict_retries.inc();
+                    tracing::info!(
+                        account = %record.account_id,
+                        region,
+                        attempt,
+                        "an inventory write lost a race; describing the region again"
+                    );
+                    attempt += 1;
+                }
+                _ => break outcome,
+            }
+        };
+        match outcome {
             Ok(r) => Ok(r),
             Err(AccountError::Denied(reason)) => {
                 let reason = format!("{region}: {reason}");

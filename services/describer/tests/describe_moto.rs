@@ -760,3 +760,73 @@ async fn throttled_sts_or_ec2_fails_a_describe_as_backpressure() {
     proxy.throttle_matching(&[]);
     d.describe(&target(&rec, "eu-west-1"), None).await.unwrap();
 }
+
+/// The real access, but every `ec2()` waits at a shared barrier: two
+/// describers started together then read the inventory at about the same
+/// time and race on its writes.
+struct Together {
+    inner: AssumedRoles,
+    barrier: Arc<tokio::sync::Barrier>,
+}
+
+impl AccountAccess for Together {
+    fn ec2<'a>(
+        &'a self,
+        role: &'a CustomerRole,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<aws_sdk_ec2::Client, AccountError>> {
+        Box::pin(async move {
+            self.barrier.wait().await;
+            self.inner.ec2(role, region).await
+        })
+    }
+}
+
+fn conflict_retries() -> u64 {
+    kopter_runtime::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix("kopter_describer_conflict_retries_total "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Two describes of one region at once (a targeted re-describe beside the
+/// scheduled one, or two tasks): the loser of a write race describes again
+/// in process instead of failing the message, and history stays exact.
+#[tokio::test]
+async fn concurrent_describes_of_one_region_retry_lost_races_in_process() {
+    let env = TestEnv::new().await;
+    let rec = onboard(&env, "acme", &["eu-west-1"]).await;
+    let ec2 = customer_ec2(&env, &rec, "eu-west-1").await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    // Two describers: each has its own per-account permit, like two tasks.
+    let [a, b] = [0, 1].map(|_| {
+        describer::describer_with(
+            &env.ctx,
+            Arc::new(Together {
+                inner: access(&env),
+                barrier: barrier.clone(),
+            }),
+        )
+    });
+    let before = conflict_retries();
+    let mut launched = Vec::new();
+    for round in 0..3 {
+        launched.extend(launch(&ec2, 4, &[("round", &round.to_string())]).await);
+        let job = target(&rec, "eu-west-1");
+        let (ra, rb) = tokio::join!(a.describe(&job, None), b.describe(&job, None));
+        ra.expect("describer a");
+        rb.expect("describer b");
+    }
+    assert!(
+        conflict_retries() > before,
+        "the two describers raced on the same rows at least once"
+    );
+    let rows = history(&a, &rec).await;
+    for id in &launched {
+        assert_eq!(
+            changes_of(&rows, id),
+            [(Change::Launched, "running".into())],
+            "{id}: one history row"
+        );
+    }
+}

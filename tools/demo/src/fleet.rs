@@ -60,6 +60,19 @@ impl Proc {
     }
 }
 
+/// A process still running when its `Proc` is dropped — a test that
+/// panicked before stopping its fleet, an early `?` — is SIGKILLed and
+/// reaped, so no service outlives its owner (and keeps its ports, or
+/// works on a moto the next run reuses).
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The running services.
 pub enum Fleet {
     Procs(Vec<Proc>),
