@@ -8,7 +8,7 @@
 //! | `regions` | `{region}` | [`RegionPointer`]: the version in force now |
 //! | `versions#{region}` | `{version}` | [`VersionRecord`]: every version fully ingested |
 //! | `ec2#{region}#{version}` | `{instance_type}#{tenancy}` | [`InstancePrices`] |
-//! | `ebs#{region}#{version}` | `{volume}#{kind}#{usage_type}` | [`EbsPriceItem`] |
+//! | `ebs#{region}#{version}` | [`ebs_sk`]: `{volume}#{kind}#{usage_type}[#{beginRange}]` | [`EbsPriceItem`] |
 //! | `spot#{region}#{instance_type}` | `{az}#{product}#{timestamp}` | [`SpotPoint`] |
 //! | `spot-cursor` | `{region}` | [`SpotCursor`]: newest spot point fetched |
 //!
@@ -181,6 +181,59 @@ pub struct EbsPriceItem {
     /// `GB-Mo`, `IOPS-Mo`, `GiBps-mo`.
     pub unit: String,
     pub effective: String,
+    /// The price dimension's `beginRange` in `unit`s (rows written before
+    /// ranges were kept read 0).
+    #[serde(default)]
+    pub begin_range: f64,
+    /// Its `endRange`; `None` for `"Inf"` (and in rows written before
+    /// ranges were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_range: Option<f64>,
+}
+
+impl EbsPriceItem {
+    /// The quantity range `[begin, end)` (in `unit`s, end `None` = no end)
+    /// this price applies to: the file's `beginRange`/`endRange` when they
+    /// say more than `0`–`Inf`, else the tier the usage type names
+    /// ([`tier_range`]), else everything.
+    pub fn applies_to(&self) -> (f64, Option<f64>) {
+        if self.begin_range > 0.0 || self.end_range.is_some() {
+            (self.begin_range, self.end_range)
+        } else {
+            tier_range(&self.usage_type).unwrap_or((0.0, None))
+        }
+    }
+}
+
+/// The range of a tier that AWS publishes as a product of its own, whose
+/// price dimension reads `0`–`Inf`, by usage type (any region prefix):
+/// io2 provisioned IOPS per volume, `EBS:VolumeP-IOPS.io2` up to 32,000,
+/// `….io2.tier2` 32,001–64,000, `….io2.tier3` above 64,000
+/// (<https://aws.amazon.com/ebs/pricing/>, "Provisioned IOPS SSD (io2)";
+/// the usage types as the Cost and Usage Report names them). `None`:
+/// not a known tier product.
+pub fn tier_range(usage_type: &str) -> Option<(f64, Option<f64>)> {
+    let name = usage_type
+        .rsplit_once("EBS:")
+        .map_or(usage_type, |(_, n)| n);
+    match name {
+        "VolumeP-IOPS.io2" => Some((0.0, Some(32_000.0))),
+        "VolumeP-IOPS.io2.tier2" => Some((32_000.0, Some(64_000.0))),
+        "VolumeP-IOPS.io2.tier3" => Some((64_000.0, None)),
+        _ => None,
+    }
+}
+
+/// Sort key of an EBS price row: `{volume}#{kind}#{usage_type}`, and
+/// `#{beginRange}` for a dimension that starts above 0 (a product with
+/// several tiers in its own dimensions), so tiers never overwrite each
+/// other and untiered rows keep their key.
+pub fn ebs_sk(volume_api_name: &str, kind: &str, usage_type: &str, begin_range: f64) -> String {
+    if begin_range > 0.0 {
+        format!("{volume_api_name}#{kind}#{usage_type}#{begin_range}")
+    } else {
+        format!("{volume_api_name}#{kind}#{usage_type}")
+    }
 }
 
 /// One spot price observation (a price change as AWS reports it).
@@ -611,6 +664,60 @@ mod tests {
             "20250501000000"
         );
         assert!(version_at(&[], at("2024-01-01T00:00:00Z")).is_none());
+    }
+
+    #[test]
+    fn ebs_rows_apply_the_file_range_else_the_tier_their_usage_type_names() {
+        let row = |usage: &str, begin: f64, end: Option<f64>| EbsPriceItem {
+            pk: String::new(),
+            sk: ebs_sk("io2", "iops", usage, begin),
+            region: "us-east-2".into(),
+            version: "v".into(),
+            volume_api_name: "io2".into(),
+            kind: "iops".into(),
+            usage_type: usage.into(),
+            usd_per_unit: 0.065,
+            unit: "IOPS-Mo".into(),
+            effective: String::new(),
+            begin_range: begin,
+            end_range: end,
+        };
+        // Tier products (0–Inf in the file), any region prefix.
+        assert_eq!(
+            row("EBS:VolumeP-IOPS.io2", 0.0, None).applies_to(),
+            (0.0, Some(32_000.0))
+        );
+        assert_eq!(
+            row("USE2-EBS:VolumeP-IOPS.io2.tier2", 0.0, None).applies_to(),
+            (32_000.0, Some(64_000.0))
+        );
+        assert_eq!(
+            row("EBS:VolumeP-IOPS.io2.tier3", 0.0, None).applies_to(),
+            (64_000.0, None)
+        );
+        // Untiered: everything. The file's own range wins.
+        assert_eq!(
+            row("EBS:VolumeP-IOPS.piops", 0.0, None).applies_to(),
+            (0.0, None)
+        );
+        let ranged = row("USE2-EBS:VolumeP-IOPS.io2", 32_000.0, Some(64_000.0));
+        assert_eq!(ranged.applies_to(), (32_000.0, Some(64_000.0)));
+        // Tiers of one product have their own keys; untiered keys are as
+        // before.
+        assert_eq!(ranged.sk, "io2#iops#USE2-EBS:VolumeP-IOPS.io2#32000");
+        assert_eq!(
+            row("EBS:VolumeP-IOPS.io2", 0.0, None).sk,
+            "io2#iops#EBS:VolumeP-IOPS.io2"
+        );
+        // Rows written before ranges were kept still read.
+        let old: EbsPriceItem = serde_json::from_value(serde_json::json!({
+            "pk": "ebs#us-east-1#v", "sk": "gp3#storage#EBS:VolumeUsage.gp3",
+            "region": "us-east-1", "version": "v", "volume_api_name": "gp3",
+            "kind": "storage", "usage_type": "EBS:VolumeUsage.gp3",
+            "usd_per_unit": 0.08, "unit": "GB-Mo", "effective": ""
+        }))
+        .unwrap();
+        assert_eq!(old.applies_to(), (0.0, None));
     }
 
     #[test]

@@ -81,6 +81,8 @@ fn ebs(
         usd_per_unit: price,
         unit: unit.into(),
         effective: String::new(),
+        begin_range: 0.0,
+        end_range: None,
     }
 }
 
