@@ -68,7 +68,8 @@ pub trait PriceBook {
     fn spot(&self, region: &str, instance_type: &str, availability_zone: &str) -> &[SpotPoint];
 }
 
-/// Region → (publication time, version), sorted by version.
+/// Region → (publication time, version), oldest publication first
+/// (`kopter_store::prices::by_publication`).
 type VersionIndex = HashMap<String, Vec<(Option<DateTime<Utc>>, String)>>;
 
 /// A [`PriceBook`] of plain maps (filled by the loader or by tests).
@@ -89,11 +90,10 @@ impl MemoryBook {
             self.versions
                 .iter()
                 .map(|(r, vs)| {
-                    let mut list: Vec<_> = vs
-                        .iter()
-                        .map(|v| (v.published(), v.version.clone()))
+                    let list = kopter_store::prices::by_publication(vs)
+                        .into_iter()
+                        .map(|(p, v)| (p, v.version.clone()))
                         .collect();
-                    list.sort_by(|a, b| a.1.cmp(&b.1));
                     (r.clone(), list)
                 })
                 .collect()
