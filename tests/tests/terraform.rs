@@ -481,6 +481,7 @@ fn every_enabled_schedule_sends_a_valid_envelope_to_the_right_queue() {
     let want = BTreeMap::from([
         ("describe-sweep".to_owned(), "describe.sweep"),
         ("pricing-refresh".to_owned(), "pricing.refresh_all"),
+        ("spot-refresh".to_owned(), "pricing.refresh_spot"),
         ("aggregate".to_owned(), "aggregate.hour"),
         ("backups".to_owned(), "backup.sweep"),
         ("daily-digest".to_owned(), "notify.daily_digest"),
@@ -493,6 +494,8 @@ fn every_enabled_schedule_sends_a_valid_envelope_to_the_right_queue() {
     assert_eq!(expr("backups"), "cron(0 */12 * * ? *)"); // every 12 h
     assert_eq!(expr("daily-digest"), "cron(0 23 * * ? *)"); // 23:00
     assert!(expr("pricing-refresh").ends_with(" * * ? *)"), "daily");
+    // Before the aggregate tick (minute 5) prices the hour just ended.
+    assert_eq!(expr("spot-refresh"), "cron(1 * * * ? *)"); // hourly
 
     let res = block(&body, "resource", &["aws_scheduler_schedule", "tick"]).body();
     assert_eq!(src(attr(res, "for_each")), "local.schedules");
@@ -502,6 +505,82 @@ fn every_enabled_schedule_sends_a_valid_envelope_to_the_right_queue() {
         "var.queues[each.value.service].queue_arn"
     );
     assert_eq!(src(attr(target, "input")), "each.value.input");
+}
+
+/// The jobs of `kopterctl tick` (the variants of its `Job` enum), as clap
+/// names them on the command line (kebab-case).
+fn kopterctl_tick_jobs() -> BTreeSet<String> {
+    let path = root().join("tools/kopterctl/src/main.rs");
+    let text = std::fs::read_to_string(&path).expect("read kopterctl's main.rs");
+    let body = text
+        .split_once("enum Job {")
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(body, _)| body)
+        .expect("kopterctl has `enum Job { … }`");
+    body.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//") && !l.starts_with('#'))
+        .map(|variant| {
+            let name = variant.trim_end_matches(',');
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric()),
+                "unexpected line in enum Job: {variant:?}"
+            );
+            let mut kebab = String::new();
+            for (i, c) in name.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    kebab.push('-');
+                }
+                kebab.push(c.to_ascii_lowercase());
+            }
+            kebab
+        })
+        .collect()
+}
+
+#[test]
+fn every_tick_kopterctl_can_send_has_a_schedule_or_a_reason_not_to() {
+    let body = tf("modules/schedules/main.tf");
+    let mut ctx = ctx();
+    let envelope = eval(local(&body, "envelope"), &ctx);
+    ctx.declare_var(
+        "local",
+        hcl::value!({ envelope = (hcl::to_value(&envelope).unwrap()) }),
+    );
+    let scheduled: BTreeSet<String> = match eval(local(&body, "schedules"), &ctx) {
+        serde_json::Value::Object(m) => m.keys().cloned().collect(),
+        other => panic!("local.schedules is not an object: {other}"),
+    };
+    let unscheduled = match eval(local(&body, "unscheduled"), &ctx) {
+        serde_json::Value::Object(m) => m,
+        other => panic!("local.unscheduled is not an object: {other}"),
+    };
+    let jobs = kopterctl_tick_jobs();
+    assert!(
+        jobs.contains("spot-refresh") && jobs.contains("aggregate"),
+        "kopterctl's jobs were not read: {jobs:?}"
+    );
+    for job in &jobs {
+        match (scheduled.contains(job), unscheduled.get(job)) {
+            (true, None) => {}
+            (false, Some(why)) => assert!(
+                why.as_str()
+                    .is_some_and(|w| w.split_whitespace().count() >= 5),
+                "{job}: the reason it has no schedule must say why: {why}"
+            ),
+            (true, Some(_)) => panic!("{job} is both scheduled and listed as unscheduled"),
+            (false, None) => panic!(
+                "kopterctl tick {job} has no schedule in modules/schedules/main.tf and no reason in local.unscheduled"
+            ),
+        }
+    }
+    // Nothing scheduled or excused that kopterctl cannot send.
+    let named: BTreeSet<String> = scheduled
+        .iter()
+        .chain(unscheduled.keys())
+        .cloned()
+        .collect();
+    assert_eq!(named, jobs);
 }
 
 /// `KOPTER_WORKER__SHUTDOWN_GRACE` → `["worker", "shutdown_grace"]`.

@@ -46,6 +46,9 @@ pub struct CostLine {
     pub reserved_usd: Option<f64>,
     /// Why the price is unknown (then `cost_usd` is `None`).
     pub missing: Option<String>,
+    /// Which components' prices are unknown when others are known (a
+    /// volume's IOPS, say): `cost_usd` holds the known ones only.
+    pub missing_part: Option<String>,
     /// `m5` (instance family), `ebs-gp3`, `ebs-snapshot`.
     pub family: Arc<str>,
     /// Instance type or volume type at the end of the hour.
@@ -88,6 +91,10 @@ pub struct ResourceHourRow {
     /// Set when the price is unknown ("price missing"; `cost_usd` absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_missing: Option<String>,
+    /// Set when some components' prices are unknown and others known:
+    /// `cost_usd` is the known part, this names the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_missing_part: Option<String>,
     pub family: String,
     pub detail: String,
     #[serde(default)]
@@ -113,6 +120,10 @@ pub struct RollupRow {
     pub reserved_usd: f64,
     /// Resources of the group whose price is unknown (not in `cost_usd`).
     pub price_missing: u64,
+    /// Resources of the group billed for some components only (the known
+    /// ones are in `cost_usd`).
+    #[serde(default)]
+    pub price_partial: u64,
     pub resources: u64,
     pub expires_at: i64,
 }
@@ -173,6 +184,8 @@ pub struct SeriesPoint {
     pub cost_usd: f64,
     pub reserved_usd: f64,
     pub price_missing: u64,
+    /// Resources billed for some components only ([`RollupRow::price_partial`]).
+    pub price_partial: u64,
     pub resources: u64,
 }
 
@@ -224,6 +237,7 @@ impl GraphStore {
                 cost_usd: l.cost_usd,
                 reserved_usd: l.reserved_usd,
                 price_missing: l.missing.clone(),
+                price_missing_part: l.missing_part.clone(),
                 family: l.family.to_string(),
                 detail: l.detail.to_string(),
                 lifecycle: l.lifecycle.to_string(),
@@ -250,6 +264,7 @@ impl GraphStore {
                     cost_usd: 0.0,
                     reserved_usd: 0.0,
                     price_missing: 0,
+                    price_partial: 0,
                     resources: 0,
                     expires_at,
                 });
@@ -257,6 +272,9 @@ impl GraphStore {
                 match l.cost_usd {
                     Some(c) => row.cost_usd += c,
                     None => row.price_missing += 1,
+                }
+                if l.cost_usd.is_some() && l.missing_part.is_some() {
+                    row.price_partial += 1;
                 }
                 // Without a reserved alternative (spot, volumes…) the
                 // resource costs the same either way.
@@ -306,12 +324,14 @@ impl GraphStore {
                 cost_usd: 0.0,
                 reserved_usd: 0.0,
                 price_missing: 0,
+                price_partial: 0,
                 resources: 0,
                 expires_at,
             });
             row.cost_usd += h.cost_usd;
             row.reserved_usd += h.reserved_usd;
             row.price_missing += h.price_missing;
+            row.price_partial += h.price_partial;
             row.resources = row.resources.max(h.resources);
         }
         let rows: Vec<RollupRow> = groups.into_values().collect();
@@ -495,6 +515,7 @@ impl GraphStore {
             p.cost_usd += r.cost_usd;
             p.reserved_usd += r.reserved_usd;
             p.price_missing += r.price_missing;
+            p.price_partial += r.price_partial;
             p.resources += r.resources;
         }
         Ok(out.into_values().collect())

@@ -8,9 +8,10 @@
 //! | `regions` | `{region}` | [`RegionPointer`]: the version in force now |
 //! | `versions#{region}` | `{version}` | [`VersionRecord`]: every version fully ingested |
 //! | `ec2#{region}#{version}` | `{instance_type}#{tenancy}` | [`InstancePrices`] |
-//! | `ebs#{region}#{version}` | `{volume}#{kind}#{usage_type}` | [`EbsPriceItem`] |
+//! | `ebs#{region}#{version}` | [`ebs_sk`]: `{volume}#{kind}#{usage_type}[#{beginRange}]` | [`EbsPriceItem`] |
 //! | `spot#{region}#{instance_type}` | `{az}#{product}#{timestamp}` | [`SpotPoint`] |
 //! | `spot-cursor` | `{region}` | [`SpotCursor`]: newest spot point fetched |
+//! | `claims#{region}` | `{version}` | [`VersionClaim`]: the content a version was first stored with |
 //!
 //! **Visibility.** A version's price rows are written under their own
 //! partition (`…#{version}`) first; only when every row is written are the
@@ -19,9 +20,20 @@
 //! version is never seen and a failed ingest leaves the previous one in
 //! force. Re-writing a version writes the same keys (idempotent).
 //!
+//! **Order of versions** is their file's `publicationDate` (a time), never
+//! the `version` string: AWS writes versions as `yyyymmddhhmmss`, but a
+//! mirror or an operator's file may not, and a string that sorts high must
+//! not become current over newer prices. The pointer's conditional put
+//! compares [`RegionPointer::published_unix`].
+//!
 //! **Price in force at a past hour.** [`version_at`] picks, among the
 //! committed versions of a region, the newest one published at or before
 //! the hour; hours before the oldest version kept use the oldest one.
+//!
+//! **One content per version.** Before a version's rows are written, its
+//! content digest is claimed ([`PriceStore::claim_version`]); a second
+//! ingest of the same version with other content is refused before it can
+//! overwrite rows that price past hours.
 
 use std::collections::BTreeMap;
 
@@ -63,6 +75,15 @@ pub struct RegionPointer {
     pub etag: Option<String>,
     pub ingested_at: DateTime<Utc>,
     pub counts: StoredCounts,
+    /// `publication_date` as Unix seconds: what orders versions (the
+    /// pointer's conditional put compares it). Absent in rows written
+    /// before it was kept, and when the date does not parse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_unix: Option<i64>,
+    /// SHA-256 (hex) of the version's rows, as claimed
+    /// ([`PriceStore::claim_version`]); absent in older rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sha256: Option<String>,
 }
 
 /// A version fully ingested (same fields as the pointer; kept for history).
@@ -87,16 +108,53 @@ impl RegionPointer {
             etag,
             ingested_at: Utc::now(),
             counts,
+            published_unix: parse_published(publication_date).map(|d| d.timestamp()),
+            content_sha256: None,
         }
     }
 
     /// When this version was published (`None` if the file's date does not
     /// parse).
     pub fn published(&self) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(&self.publication_date)
-            .ok()
-            .map(|d| d.with_timezone(&Utc))
+        parse_published(&self.publication_date)
     }
+}
+
+/// An offer file's `publicationDate` (RFC 3339, e.g.
+/// `2025-05-23T23:27:44Z`) as a time; `None` if it is not one.
+pub fn parse_published(publication_date: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(publication_date)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+/// `pk` of a region's version claims.
+pub fn claims_pk(region: &str) -> String {
+    format!("claims#{region}")
+}
+
+/// The content a version was first stored with (its rows' digest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionClaim {
+    pub pk: String,
+    pub sk: String,
+    pub region: String,
+    pub version: String,
+    /// SHA-256 (hex) of the version's rows.
+    pub content_sha256: String,
+    pub claimed_at: DateTime<Utc>,
+}
+
+/// What [`PriceStore::claim_version`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First ingest of the version: its content is now the claimed one.
+    New,
+    /// The version was claimed with this same content (a retry or a
+    /// re-ingest of the same file): writing its rows again is harmless.
+    Same,
+    /// The version was claimed with other content (its digest here).
+    Conflict { stored_sha256: String },
 }
 
 /// On-demand price of one operation (OS × license × software) of an
@@ -181,6 +239,59 @@ pub struct EbsPriceItem {
     /// `GB-Mo`, `IOPS-Mo`, `GiBps-mo`.
     pub unit: String,
     pub effective: String,
+    /// The price dimension's `beginRange` in `unit`s (rows written before
+    /// ranges were kept read 0).
+    #[serde(default)]
+    pub begin_range: f64,
+    /// Its `endRange`; `None` for `"Inf"` (and in rows written before
+    /// ranges were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_range: Option<f64>,
+}
+
+impl EbsPriceItem {
+    /// The quantity range `[begin, end)` (in `unit`s, end `None` = no end)
+    /// this price applies to: the file's `beginRange`/`endRange` when they
+    /// say more than `0`–`Inf`, else the tier the usage type names
+    /// ([`tier_range`]), else everything.
+    pub fn applies_to(&self) -> (f64, Option<f64>) {
+        if self.begin_range > 0.0 || self.end_range.is_some() {
+            (self.begin_range, self.end_range)
+        } else {
+            tier_range(&self.usage_type).unwrap_or((0.0, None))
+        }
+    }
+}
+
+/// The range of a tier that AWS publishes as a product of its own, whose
+/// price dimension reads `0`–`Inf`, by usage type (any region prefix):
+/// io2 provisioned IOPS per volume, `EBS:VolumeP-IOPS.io2` up to 32,000,
+/// `….io2.tier2` 32,001–64,000, `….io2.tier3` above 64,000
+/// (<https://aws.amazon.com/ebs/pricing/>, "Provisioned IOPS SSD (io2)";
+/// the usage types as the Cost and Usage Report names them). `None`:
+/// not a known tier product.
+pub fn tier_range(usage_type: &str) -> Option<(f64, Option<f64>)> {
+    let name = usage_type
+        .rsplit_once("EBS:")
+        .map_or(usage_type, |(_, n)| n);
+    match name {
+        "VolumeP-IOPS.io2" => Some((0.0, Some(32_000.0))),
+        "VolumeP-IOPS.io2.tier2" => Some((32_000.0, Some(64_000.0))),
+        "VolumeP-IOPS.io2.tier3" => Some((64_000.0, None)),
+        _ => None,
+    }
+}
+
+/// Sort key of an EBS price row: `{volume}#{kind}#{usage_type}`, and
+/// `#{beginRange}` for a dimension that starts above 0 (a product with
+/// several tiers in its own dimensions), so tiers never overwrite each
+/// other and untiered rows keep their key.
+pub fn ebs_sk(volume_api_name: &str, kind: &str, usage_type: &str, begin_range: f64) -> String {
+    if begin_range > 0.0 {
+        format!("{volume_api_name}#{kind}#{usage_type}#{begin_range}")
+    } else {
+        format!("{volume_api_name}#{kind}#{usage_type}")
+    }
 }
 
 /// One spot price observation (a price change as AWS reports it).
@@ -271,9 +382,18 @@ impl PriceStore {
 
     /// Makes a fully written version the one in force: puts its version
     /// record, then the region pointer — unless the pointer already names a
-    /// newer version (an older ingest finishing late never rolls prices
-    /// back). Returns whether the pointer now names this version.
+    /// version published later (an older ingest finishing late never rolls
+    /// prices back). Returns whether the pointer now names this version.
+    /// A pointer without `published_unix` is refused: it cannot be ordered.
     pub async fn commit(&self, pointer: &RegionPointer) -> anyhow::Result<bool> {
+        let Some(published) = pointer.published_unix else {
+            anyhow::bail!(
+                "version {} of {} has no usable publicationDate ({:?}): it cannot be ordered among the region's versions",
+                pointer.version,
+                pointer.region,
+                pointer.publication_date
+            );
+        };
         let mut record = pointer.clone();
         record.pk = versions_pk(&pointer.region);
         record.sk = pointer.version.clone();
@@ -289,7 +409,14 @@ impl PriceStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(serde_dynamo::to_item(pointer)?))
-            .condition_expression("attribute_not_exists(pk) OR version <= :v")
+            // Newer by publication time; a pointer written before
+            // `published_unix` was kept is compared by version string, as
+            // it was then.
+            .condition_expression(
+                "attribute_not_exists(pk) OR published_unix <= :p \
+                 OR (attribute_not_exists(published_unix) AND version <= :v)",
+            )
+            .expression_attribute_values(":p", AttributeValue::N(published.to_string()))
             .expression_attribute_values(":v", AttributeValue::S(pointer.version.clone()))
             .send()
             .await;
@@ -304,6 +431,82 @@ impl PriceStore {
             Err(e) => Err(anyhow::Error::new(e))
                 .with_context(|| format!("put region pointer {}", pointer.region)),
         }
+    }
+
+    /// Claims `version` of `region` for the content whose digest is
+    /// `sha256`, before its rows are written: a conditional put that
+    /// succeeds for the first claim and for the same content again, and
+    /// reports the stored digest when the version was claimed with other
+    /// content.
+    pub async fn claim_version(
+        &self,
+        region: &str,
+        version: &str,
+        sha256: &str,
+    ) -> anyhow::Result<Claim> {
+        let claim = VersionClaim {
+            pk: claims_pk(region),
+            sk: version.into(),
+            region: region.into(),
+            version: version.into(),
+            content_sha256: sha256.into(),
+            claimed_at: Utc::now(),
+        };
+        if let Some(existing) = self.get::<VersionClaim>(&claim.pk, version).await? {
+            return Ok(if existing.content_sha256 == sha256 {
+                Claim::Same
+            } else {
+                Claim::Conflict {
+                    stored_sha256: existing.content_sha256,
+                }
+            });
+        }
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(&claim)?))
+            .condition_expression("attribute_not_exists(pk) OR content_sha256 = :d")
+            .expression_attribute_values(":d", AttributeValue::S(sha256.into()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Claim::New),
+            // Claimed by a concurrent ingest between the read and the put.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                let stored = self
+                    .get::<VersionClaim>(&claim.pk, version)
+                    .await?
+                    .map(|c| c.content_sha256)
+                    .unwrap_or_default();
+                Ok(Claim::Conflict {
+                    stored_sha256: stored,
+                })
+            }
+            Err(e) => Err(anyhow::Error::new(e))
+                .with_context(|| format!("claim version {version} of {region}")),
+        }
+    }
+
+    /// The claim of a version, if it was claimed.
+    pub async fn version_claim(
+        &self,
+        region: &str,
+        version: &str,
+    ) -> anyhow::Result<Option<VersionClaim>> {
+        self.get(&claims_pk(region), version).await
+    }
+
+    /// The record of one fully ingested version.
+    pub async fn version_record(
+        &self,
+        region: &str,
+        version: &str,
+    ) -> anyhow::Result<Option<VersionRecord>> {
+        self.get(&versions_pk(region), version).await
     }
 
     /// The version of `region` in force now.
@@ -550,20 +753,32 @@ impl PriceStore {
     }
 }
 
-/// The version in force at `at`: the newest of `versions` published at or
-/// before it; before the oldest one, the oldest one (prices older than
-/// what Kopter has seen are unknown, and the oldest known is the best
-/// estimate). Versions whose publication date does not parse sort by
-/// version string, which AWS writes as `yyyymmddhhmmss`.
+/// The version in force at `at`: the newest of `versions` by publication
+/// time published at or before it; before the oldest one, the oldest one
+/// (prices older than what Kopter has seen are unknown, and the oldest
+/// known is the best estimate). The `version` string only breaks ties of
+/// one publication time. Versions whose publication date does not parse
+/// cannot be placed in time and are used only when no version can (rows
+/// from before dates were checked).
 pub fn version_at(versions: &[VersionRecord], at: DateTime<Utc>) -> Option<&VersionRecord> {
-    let mut sorted: Vec<&VersionRecord> = versions.iter().collect();
-    sorted.sort_by(|a, b| a.version.cmp(&b.version));
+    let sorted = by_publication(versions);
     sorted
         .iter()
         .rev()
-        .find(|v| v.published().is_some_and(|p| p <= at))
+        .find(|(p, _)| p.is_some_and(|p| p <= at))
         .or_else(|| sorted.first())
-        .copied()
+        .map(|(_, v)| *v)
+}
+
+/// `versions` with their publication times, oldest first (ties by
+/// version string); undated ones only when none is dated.
+pub fn by_publication(versions: &[VersionRecord]) -> Vec<(Option<DateTime<Utc>>, &VersionRecord)> {
+    let mut sorted: Vec<_> = versions.iter().map(|v| (v.published(), v)).collect();
+    if sorted.iter().any(|(p, _)| p.is_some()) {
+        sorted.retain(|(p, _)| p.is_some());
+    }
+    sorted.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.version.cmp(&b.1.version)));
+    sorted
 }
 
 #[cfg(test)]
@@ -611,6 +826,94 @@ mod tests {
             "20250501000000"
         );
         assert!(version_at(&[], at("2024-01-01T00:00:00Z")).is_none());
+    }
+
+    #[test]
+    fn ebs_rows_apply_the_file_range_else_the_tier_their_usage_type_names() {
+        let row = |usage: &str, begin: f64, end: Option<f64>| EbsPriceItem {
+            pk: String::new(),
+            sk: ebs_sk("io2", "iops", usage, begin),
+            region: "us-east-2".into(),
+            version: "v".into(),
+            volume_api_name: "io2".into(),
+            kind: "iops".into(),
+            usage_type: usage.into(),
+            usd_per_unit: 0.065,
+            unit: "IOPS-Mo".into(),
+            effective: String::new(),
+            begin_range: begin,
+            end_range: end,
+        };
+        // Tier products (0–Inf in the file), any region prefix.
+        assert_eq!(
+            row("EBS:VolumeP-IOPS.io2", 0.0, None).applies_to(),
+            (0.0, Some(32_000.0))
+        );
+        assert_eq!(
+            row("USE2-EBS:VolumeP-IOPS.io2.tier2", 0.0, None).applies_to(),
+            (32_000.0, Some(64_000.0))
+        );
+        assert_eq!(
+            row("EBS:VolumeP-IOPS.io2.tier3", 0.0, None).applies_to(),
+            (64_000.0, None)
+        );
+        // Untiered: everything. The file's own range wins.
+        assert_eq!(
+            row("EBS:VolumeP-IOPS.piops", 0.0, None).applies_to(),
+            (0.0, None)
+        );
+        let ranged = row("USE2-EBS:VolumeP-IOPS.io2", 32_000.0, Some(64_000.0));
+        assert_eq!(ranged.applies_to(), (32_000.0, Some(64_000.0)));
+        // Tiers of one product have their own keys; untiered keys are as
+        // before.
+        assert_eq!(ranged.sk, "io2#iops#USE2-EBS:VolumeP-IOPS.io2#32000");
+        assert_eq!(
+            row("EBS:VolumeP-IOPS.io2", 0.0, None).sk,
+            "io2#iops#EBS:VolumeP-IOPS.io2"
+        );
+        // Rows written before ranges were kept still read.
+        let old: EbsPriceItem = serde_json::from_value(serde_json::json!({
+            "pk": "ebs#us-east-1#v", "sk": "gp3#storage#EBS:VolumeUsage.gp3",
+            "region": "us-east-1", "version": "v", "volume_api_name": "gp3",
+            "kind": "storage", "usage_type": "EBS:VolumeUsage.gp3",
+            "usd_per_unit": 0.08, "unit": "GB-Mo", "effective": ""
+        }))
+        .unwrap();
+        assert_eq!(old.applies_to(), (0.0, None));
+    }
+
+    #[test]
+    fn versions_are_ordered_by_publication_time_not_by_version_string() {
+        // The issue's case: a reprice published 2025-08-03 under a
+        // version that sorts before AWS's timestamps.
+        let v = vec![
+            record("20250801000000", "2025-08-01T00:00:00Z"),
+            record("0801-reprice", "2025-08-03T00:00:00Z"),
+            record("zz-undated", "not a date"),
+        ];
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(
+            version_at(&v, at("2025-08-05T00:00:00Z")).unwrap().version,
+            "0801-reprice"
+        );
+        assert_eq!(
+            version_at(&v, at("2025-08-02T00:00:00Z")).unwrap().version,
+            "20250801000000"
+        );
+        // Undated versions are never chosen while dated ones exist…
+        assert_eq!(
+            version_at(&v, at("2025-07-01T00:00:00Z")).unwrap().version,
+            "20250801000000"
+        );
+        // …and are the fallback when none is dated.
+        assert_eq!(
+            version_at(&v[2..], at("2025-08-05T00:00:00Z"))
+                .unwrap()
+                .version,
+            "zz-undated"
+        );
+        assert_eq!(v[1].published_unix, Some(1_754_179_200));
+        assert_eq!(v[2].published_unix, None);
     }
 
     #[test]

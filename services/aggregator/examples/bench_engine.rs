@@ -70,6 +70,8 @@ fn gp3_storage(region: &str, version: &str, usd: f64) -> EbsPriceItem {
         usd_per_unit: usd,
         unit: "GB-Mo".into(),
         effective: String::new(),
+        begin_range: 0.0,
+        end_range: None,
     }
 }
 

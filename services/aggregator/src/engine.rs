@@ -13,7 +13,9 @@
 //!   standard no-upfront effective rate for the same seconds;
 //! * volume: size × GB-month price × (seconds it existed in the hour ÷
 //!   seconds of that month), whatever its instance does, plus provisioned
-//!   IOPS / throughput above the free baseline;
+//!   IOPS / throughput above the free baseline, each priced tier by tier
+//!   (`beginRange`/`endRange`); a component without a price leaves the
+//!   others billed and is named in the line's `missing_part`;
 //! * snapshot: the source volume's size (an upper bound — EBS bills the
 //!   changed blocks, which DescribeSnapshots does not give) × snapshot
 //!   GB-month price, prorated the same way;
@@ -66,7 +68,8 @@ pub trait PriceBook {
     fn spot(&self, region: &str, instance_type: &str, availability_zone: &str) -> &[SpotPoint];
 }
 
-/// Region → (publication time, version), sorted by version.
+/// Region → (publication time, version), oldest publication first
+/// (`kopter_store::prices::by_publication`).
 type VersionIndex = HashMap<String, Vec<(Option<DateTime<Utc>>, String)>>;
 
 /// A [`PriceBook`] of plain maps (filled by the loader or by tests).
@@ -87,11 +90,10 @@ impl MemoryBook {
             self.versions
                 .iter()
                 .map(|(r, vs)| {
-                    let mut list: Vec<_> = vs
-                        .iter()
-                        .map(|v| (v.published(), v.version.clone()))
+                    let list = kopter_store::prices::by_publication(vs)
+                        .into_iter()
+                        .map(|(p, v)| (p, v.version.clone()))
                         .collect();
-                    list.sort_by(|a, b| a.1.cmp(&b.1));
                     (r.clone(), list)
                 })
                 .collect()
@@ -361,6 +363,7 @@ pub fn price_timeline<'b>(
                     && !acc.reserved_unknown
                     && shown.kind == "instance")
                     .then_some(acc.reserved),
+                missing_part: acc.missing.is_none().then_some(acc.missing_part).flatten(),
                 missing: acc.missing,
                 family: shown.family,
                 detail: shown.detail,
@@ -393,6 +396,8 @@ struct Memo<'b> {
     month: Option<(i64, i64, f64)>,
     /// Rate of (state index, version epoch).
     rate: Option<(usize, u32, Rates)>,
+    /// Volume rate of (state index, version epoch).
+    volume: Option<(usize, u32, VolumeRates)>,
     /// The last instance rate by what it was looked up with (version,
     /// type, tenancy, operation), shared by states that differ in other
     /// fields only (stop/start).
@@ -466,6 +471,24 @@ impl<'b, B: PriceBook> HourCtx<'_, 'b, B> {
     }
 }
 
+impl<'b, B: PriceBook> HourCtx<'_, 'b, B> {
+    /// The rate of volume state `index` in this hour's version, memoised
+    /// like [`HourCtx::rates`] (a volume's rate carries which components
+    /// are unpriced, so it has its own slot).
+    fn volume_rates(&mut self, index: usize, v: &VolumeFields) -> VolumeRates {
+        let (version, epoch) = self.version()?;
+        if let Some((i, e, r)) = &self.memo.volume
+            && *i == index
+            && *e == epoch
+        {
+            return r.clone();
+        }
+        let r = volume_monthly(self.book, self.region, version, v);
+        self.memo.volume = Some((index, epoch, r.clone()));
+        r
+    }
+}
+
 #[derive(Default)]
 struct Acc {
     usage: f64,
@@ -474,6 +497,9 @@ struct Acc {
     /// Some running second had no reserved rate: no alternative figure.
     reserved_unknown: bool,
     missing: Option<String>,
+    /// Components of a volume whose price is unknown while others are
+    /// known (those are in `cost`).
+    missing_part: Option<String>,
     /// Index of the last existing state seen in the hour.
     last: Option<usize>,
 }
@@ -504,8 +530,12 @@ impl Acc {
             Resource::Volume(v) => {
                 self.usage += v.size_gib as f64 * secs / 3600.0;
                 let month = hour.seconds_in_month();
-                hour.rates(index, |h, version| volume_monthly(h, version, v))
-                    .map(|(m, _)| (m * secs / month, None))
+                hour.volume_rates(index, v).map(|r| {
+                    if r.missing.is_some() {
+                        self.missing_part = r.missing;
+                    }
+                    (r.monthly * secs / month, None)
+                })
             }
             Resource::Snapshot(s) => {
                 self.usage += s.volume_size_gib as f64 * secs / 3600.0;
@@ -631,64 +661,136 @@ fn spot_cost(
     ))
 }
 
-/// An EBS price of `kind` for `volume_api_name`; for tiered prices (io2
-/// IOPS) the first tier's.
-fn ebs_price(
+/// A volume's price per month from the components whose prices are
+/// known, and what is not known (`None`: every component is priced).
+#[derive(Clone, Debug, PartialEq)]
+struct VolumeRate {
+    monthly: f64,
+    missing: Option<String>,
+}
+
+/// A volume's rate, or why none of its components has a price.
+type VolumeRates = Result<VolumeRate, String>;
+
+/// USD per month of a volume, component by component — storage, and
+/// provisioned IOPS and throughput above the free baseline — each priced
+/// tier by tier ([`tiered_cost`]). A component without a price leaves the
+/// others billed and is named in `missing`; only a volume none of whose
+/// components has a price is unpriced as a whole.
+///
+/// Billed quantities (<https://aws.amazon.com/ebs/pricing/>): gp3 IOPS
+/// above 3,000 and throughput above 125 MiB/s (priced per GiBps-month:
+/// MiB/s ÷ 1024); io1/io2 every provisioned IOPS.
+fn volume_monthly(
     book: &impl PriceBook,
     region: &str,
     version: &str,
-    volume: &str,
-    kind: &str,
-) -> Option<f64> {
-    let mut found: Vec<&EbsPriceItem> = book
-        .ebs(region, version)
-        .iter()
-        .filter(|e| e.volume_api_name == volume && e.kind == kind)
-        .collect();
-    found.sort_by_key(|e| {
-        (
-            e.usage_type.contains("tier") && !e.usage_type.contains("tier1"),
-            e.usage_type.len(),
-        )
-    });
-    found.first().map(|e| e.usd_per_unit)
-}
-
-/// USD per month of a volume: storage plus provisioned IOPS and
-/// throughput above the free baseline.
-fn volume_monthly<B: PriceBook>(
-    hour: &mut HourCtx<'_, '_, B>,
-    version: &str,
     v: &VolumeFields,
-) -> Rates {
-    let (book, region) = (hour.book, hour.region);
-    let storage = ebs_price(book, region, version, &v.volume_type, "storage").ok_or_else(|| {
-        format!(
-            "no EBS {} storage price in {region} (version {version})",
-            v.volume_type
-        )
-    })?;
-    let mut monthly = v.size_gib as f64 * storage;
+) -> VolumeRates {
+    let items = book.ebs(region, version);
     let iops = v.iops.unwrap_or(0) as f64;
+    let mut parts = vec![("storage", "storage", v.size_gib as f64)];
     let billable_iops = match v.volume_type.as_str() {
         "gp3" => (iops - 3000.0).max(0.0),
         "io1" | "io2" => iops,
         _ => 0.0,
     };
     if billable_iops > 0.0 {
-        let p = ebs_price(book, region, version, &v.volume_type, "iops")
-            .ok_or_else(|| format!("no EBS {} IOPS price in {region}", v.volume_type))?;
-        monthly += billable_iops * p;
+        parts.push(("iops", "IOPS", billable_iops));
     }
     if v.volume_type == "gp3" {
         let extra_mibps = (v.throughput.unwrap_or(125) as f64 - 125.0).max(0.0);
         if extra_mibps > 0.0 {
-            let p = ebs_price(book, region, version, "gp3", "throughput")
-                .ok_or_else(|| format!("no EBS gp3 throughput price in {region}"))?;
-            monthly += extra_mibps / 1024.0 * p;
+            parts.push(("throughput", "throughput", extra_mibps / 1024.0));
         }
     }
-    Ok((monthly, None))
+    let mut monthly = 0.0;
+    let mut priced = 0;
+    let mut missing = Vec::new();
+    for (kind, name, quantity) in parts {
+        let (cost, any, gap) = tiered_cost(items, &v.volume_type, kind, quantity);
+        monthly += cost;
+        if any {
+            priced += 1;
+        }
+        if let Some((from, to)) = gap {
+            let range = if !any {
+                String::new()
+            } else {
+                match to {
+                    Some(to) => format!(" for {from}–{to} of {quantity}"),
+                    None => format!(" above {from} of {quantity}"),
+                }
+            };
+            missing.push(format!(
+                "no EBS {} {name} price{range} in {region} (version {version})",
+                v.volume_type
+            ));
+        }
+    }
+    if priced == 0 {
+        return Err(missing.join("; "));
+    }
+    Ok(VolumeRate {
+        monthly,
+        missing: (!missing.is_empty()).then(|| missing.join("; ")),
+    })
+}
+
+/// The monthly cost of `quantity` units of a volume type's `kind`, each
+/// price applying to the part of the quantity inside its range
+/// ([`EbsPriceItem::applies_to`]: the file's `beginRange`/`endRange`, or
+/// the tier its usage type names). Where prices of one range repeat
+/// (several usage types), the shortest usage type's wins, as AWS's
+/// regional variants only add suffixes.
+///
+/// Returns (cost of the priced part, whether any price applied, the first
+/// part of `[0, quantity)` no price covers).
+fn tiered_cost(
+    items: &[EbsPriceItem],
+    volume: &str,
+    kind: &str,
+    quantity: f64,
+) -> (f64, bool, Option<(f64, Option<f64>)>) {
+    let mut tiers: Vec<(f64, Option<f64>, &EbsPriceItem)> = items
+        .iter()
+        .filter(|e| e.volume_api_name == volume && e.kind == kind)
+        .map(|e| {
+            let (from, to) = e.applies_to();
+            (from, to, e)
+        })
+        .collect();
+    tiers.sort_by(|a, b| {
+        a.0.total_cmp(&b.0)
+            .then(a.2.usage_type.len().cmp(&b.2.usage_type.len()))
+    });
+    let mut cost = 0.0;
+    let mut any = false;
+    let mut gap = None;
+    // Everything below `covered` has a price.
+    let mut covered = 0.0_f64;
+    for (from, to, item) in tiers {
+        if covered >= quantity {
+            break;
+        }
+        if from > covered {
+            gap.get_or_insert((covered, Some(from.min(quantity))));
+            covered = from;
+            if covered >= quantity {
+                break;
+            }
+        }
+        let upper = to.map_or(quantity, |t| t.min(quantity));
+        if upper > covered {
+            cost += (upper - covered) * item.usd_per_unit;
+            any = true;
+            covered = upper;
+        }
+    }
+    if covered < quantity {
+        gap.get_or_insert((covered, None));
+    }
+    (cost, any, gap)
 }
 
 /// USD per month of a snapshot (source volume size × GB-month price).

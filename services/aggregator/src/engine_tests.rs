@@ -81,6 +81,8 @@ fn ebs(
         usd_per_unit: price,
         unit: unit.into(),
         effective: String::new(),
+        begin_range: 0.0,
+        end_range: None,
     }
 }
 
@@ -500,12 +502,14 @@ fn version_span_agrees_with_version_at_hour_by_hour() {
         }
         hour = h;
     }
-    // 0501 (also before its publication) → 0511 (May 11th) → 0511 still
-    // wins over 0510 (published later, older version) → …
-    assert_eq!(changes, 2);
+    // 0501 (also before its publication) → 0511 (May 11th) → 0510 from
+    // its publication on May 12th 06:30: versions are ordered by
+    // publication time, not by their strings (issue 17, item 5). The
+    // undated one is never chosen.
+    assert_eq!(changes, 3);
     assert_eq!(
         b.version(R, t("2025-05-13T00:00:00Z")),
-        Some("20250511000000")
+        Some("20250510000000")
     );
     assert_eq!(
         b.version_span(R, t("2025-05-13T00:00:00Z")).unwrap().1,

@@ -37,6 +37,9 @@ struct Metrics {
     lines: IntCounterVec,
     /// `kopter_aggregator_prices_missing_total{kind}`
     missing: IntCounterVec,
+    /// `kopter_aggregator_price_parts_missing_total{kind}`: resource-hours
+    /// billed for their known components only.
+    missing_parts: IntCounterVec,
     /// `kopter_aggregator_events_published_total{event=budget|spike}`
     events: IntCounterVec,
     /// `kopter_aggregator_changes_coalesced_total`: inventory changes whose
@@ -77,6 +80,16 @@ fn metrics() -> &'static Metrics {
             )
             .expect("metric"),
         ),
+        missing_parts: register(
+            IntCounterVec::new(
+                Opts::new(
+                    "kopter_aggregator_price_parts_missing_total",
+                    "Resource-hours billed for some components only (the others' prices are unknown), by kind",
+                ),
+                &["kind"],
+            )
+            .expect("metric"),
+        ),
         events: register(
             IntCounterVec::new(
                 Opts::new(
@@ -112,6 +125,8 @@ pub struct AccountReport {
     pub hours: usize,
     pub lines: usize,
     pub missing: usize,
+    /// Lines billed for some components only (`CostLine::missing_part`).
+    pub partial: usize,
     pub spikes: usize,
 }
 
@@ -209,6 +224,11 @@ impl Aggregator {
                 report.missing += 1;
                 metrics().missing.with_label_values(&[l.kind]).inc();
                 tracing::warn!(%tenant, %account, resource = %l.resource_id, hour = %l.hour, reason = l.missing.as_deref().unwrap_or(""), "price missing");
+            }
+            if let Some(part) = &l.missing_part {
+                report.partial += 1;
+                metrics().missing_parts.with_label_values(&[l.kind]).inc();
+                tracing::warn!(%tenant, %account, resource = %l.resource_id, hour = %l.hour, reason = %part, cost_usd = l.cost_usd.unwrap_or(0.0), "price of a component missing; billed for the others");
             }
             by_hour.entry(l.hour).or_default().push(l);
         }

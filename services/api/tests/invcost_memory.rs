@@ -77,6 +77,7 @@ fn cost(
         cost_usd: usd,
         reserved_usd: None,
         price_missing: usd.is_none().then(|| "no price".to_owned()),
+        price_missing_part: None,
         family: "m5".into(),
         detail: "m5.large".into(),
         lifecycle: "on-demand".into(),
@@ -104,6 +105,7 @@ fn rollup(
         cost_usd: usd,
         reserved_usd: usd,
         price_missing: missing,
+        price_partial: 0,
         resources: 2,
         expires_at: 0,
     }

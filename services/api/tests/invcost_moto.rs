@@ -171,6 +171,7 @@ fn line(
         missing: cost
             .is_none()
             .then(|| "no on-demand price for x9.huge".to_owned()),
+        missing_part: None,
         family: family.into(),
         detail: "m5.large".into(),
         lifecycle: if kind == "instance" { "on-demand" } else { "" }.into(),

@@ -518,11 +518,11 @@ const EBS: &[(&str, &str, &str, &str, &str)] = &[
         "0.0050000000",
     ),
     (
-        "System Operation",
+        "Provisioned Throughput",
         "gp3",
         "EBS:VolumeP-Throughput.gp3",
         "GiBps-mo",
-        "0.0400000000",
+        "40.9600000000",
     ),
     (
         "System Operation",
@@ -544,6 +544,13 @@ const EBS: &[(&str, &str, &str, &str, &str)] = &[
         "EBS:VolumeP-IOPS.io2.tier2",
         "IOPS-Mo",
         "0.0455000000",
+    ),
+    (
+        "System Operation",
+        "io2",
+        "EBS:VolumeP-IOPS.io2.tier3",
+        "IOPS-Mo",
+        "0.0318500000",
     ),
     (
         "Storage Snapshot",

@@ -27,7 +27,7 @@ use crate::metrics::PricingMetrics;
 use crate::offer::{self, Counts, OfferMeta, ParseOptions};
 use crate::rows::PriceSet;
 use crate::source::{OfferLocation, Sources};
-use kopter_store::prices::{PriceStore, RegionPointer, SpotPoint, StoredCounts};
+use kopter_store::prices::{Claim, PriceStore, RegionPointer, SpotPoint, StoredCounts};
 
 /// What a region refresh did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,16 @@ impl Ingestor {
         if let Ok(RegionOutcome::Unchanged { .. }) = &outcome {
             PricingMetrics::get().mark_fresh(region);
         }
-        outcome.map_err(|e| HandlerError::retry(e.context(format!("refresh prices of {region}"))))
+        outcome.map_err(|e| {
+            let e = e.context(format!("refresh prices of {region}"));
+            // Downloading the same file again cannot change the stored
+            // version: straight to the DLQ, with the reason.
+            if e.downcast_ref::<VersionConflict>().is_some() {
+                HandlerError::permanent(e)
+            } else {
+                HandlerError::retry(e)
+            }
+        })
     }
 
     /// Downloads, parses and stores one region's file unless unchanged.
@@ -194,24 +203,28 @@ impl Ingestor {
         .context("parser task")?;
         let (meta, counts, set) = parsed.with_context(|| format!("{url} (region {region})"))?;
         PricingMetrics::get().parsed(&counts, started.elapsed().as_secs_f64());
+        check_format(&meta, url.as_str(), region);
         if let Some(v) = &location.version
             && *v != meta.version
         {
             tracing::warn!(region, index = %v, file = %meta.version, "offer file version differs from the index's; using the file's");
-        }
-        if let Some(cur) = &current
-            && cur.version == meta.version
-        {
-            return Ok(RegionOutcome::Unchanged {
-                version: meta.version,
-            });
         }
         self.store_version(region, &meta, set, &source, new_etag)
             .await
             .with_context(|| format!("{url} (region {region})"))
     }
 
-    /// Writes a parsed version's rows, then makes it current.
+    /// Writes a parsed version's rows, then makes it current (if no version
+    /// published later is).
+    ///
+    /// The version's content (a digest of its rows) is claimed first
+    /// (`PriceStore::claim_version`): the same content again is harmless
+    /// (rows rewritten, or nothing done when it is the version in force);
+    /// other content under a version already stored is refused with a
+    /// [`VersionConflict`] — logged and counted — before any row is
+    /// written, so the rows that price past hours never change. A file
+    /// without a usable `publicationDate` is refused: versions are ordered
+    /// by it.
     pub async fn store_version(
         &self,
         region: &str,
@@ -223,6 +236,13 @@ impl Ingestor {
         if meta.version.is_empty() {
             bail!("the offer file has no version");
         }
+        if kopter_store::prices::parse_published(&meta.publication_date).is_none() {
+            bail!(
+                "the offer file's publicationDate {:?} (version {}) is not an RFC 3339 time; versions are ordered by it, so the file is not stored",
+                meta.publication_date,
+                meta.version
+            );
+        }
         let foreign = set.foreign;
         let (rows, ebs, counts) = set.into_rows(&meta.version);
         if counts.on_demand == 0 {
@@ -231,10 +251,62 @@ impl Ingestor {
                 meta.version
             );
         }
+        let digest = content_digest(&rows, &ebs)?;
+        let conflict = |stored: String| {
+            PricingMetrics::get().version_conflict();
+            let e = VersionConflict {
+                region: region.into(),
+                version: meta.version.clone(),
+                stored_sha256: stored,
+                new_sha256: digest.clone(),
+            };
+            tracing::error!(region, version = %meta.version, stored = %e.stored_sha256, new = %e.new_sha256, source, "offer refused: version already stored with other content");
+            e
+        };
+        // A version stored before claims were kept has none: the digest
+        // of its stored rows (read back in key order, as written) is the
+        // content to compare with.
+        if self
+            .store
+            .version_claim(region, &meta.version)
+            .await?
+            .is_none()
+            && self
+                .store
+                .version_record(region, &meta.version)
+                .await?
+                .is_some()
+        {
+            let stored = content_digest(
+                &self
+                    .store
+                    .all_instance_prices(region, &meta.version)
+                    .await?,
+                &self.store.ebs_prices(region, &meta.version).await?,
+            )?;
+            if stored != digest {
+                return Err(conflict(stored).into());
+            }
+        }
+        let claim = self
+            .store
+            .claim_version(region, &meta.version, &digest)
+            .await?;
+        if let Claim::Conflict { stored_sha256 } = claim {
+            return Err(conflict(stored_sha256).into());
+        }
+        if let Some(cur) = self.store.current(region).await?
+            && cur.version == meta.version
+        {
+            tracing::info!(region, version = %meta.version, "prices unchanged (the version in force, same content)");
+            return Ok(RegionOutcome::Unchanged {
+                version: meta.version.clone(),
+            });
+        }
         let concurrency = self.config.write_concurrency;
         self.store.put_all(&rows, concurrency).await?;
         self.store.put_all(&ebs, concurrency).await?;
-        let pointer = RegionPointer::new(
+        let mut pointer = RegionPointer::new(
             region,
             &meta.version,
             &meta.publication_date,
@@ -242,6 +314,7 @@ impl Ingestor {
             etag,
             counts,
         );
+        pointer.content_sha256 = Some(digest);
         let committed = self.store.commit(&pointer).await?;
         let m = PricingMetrics::get();
         m.stored(&counts);
@@ -285,6 +358,7 @@ impl Ingestor {
                 .await
                 .context("parser task")?
                 .with_context(|| format!("{name} (region {region})"))?;
+        check_format(&meta, name, region);
         let outcome = self
             .store_version(region, &meta, set, &format!("file:{name}"), None)
             .await
@@ -370,6 +444,55 @@ impl Ingestor {
         PricingMetrics::get().spot(points.len() as u64);
         Ok(points.len() as u64)
     }
+}
+
+/// The offer file `formatVersion` the parser is written for
+/// (<https://docs.aws.amazon.com/awsaccountbilling/latest/aboutv2/reading-an-offer.html>).
+pub const FORMAT_VERSION: &str = "v1.0";
+
+/// Logs and counts an offer file of another `formatVersion` (its prices
+/// are still read: the fields the parser needs are checked one by one).
+pub fn check_format(meta: &OfferMeta, source: &str, region: &str) -> bool {
+    if meta.format_version == FORMAT_VERSION {
+        return true;
+    }
+    PricingMetrics::get().unexpected_format();
+    tracing::warn!(region, source, format_version = %meta.format_version, expected = FORMAT_VERSION, version = %meta.version, "offer file of an unexpected formatVersion");
+    false
+}
+
+/// An ingest refused because its version is already stored with other
+/// content.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "version {version} of {region} is already stored with other content (rows SHA-256 {stored_sha256}, this file's {new_sha256}); refused, the stored prices are kept"
+)]
+pub struct VersionConflict {
+    pub region: String,
+    pub version: String,
+    pub stored_sha256: String,
+    pub new_sha256: String,
+}
+
+/// SHA-256 (hex) of a version's rows in their stored order: the same file
+/// gives the same digest in every process.
+pub fn content_digest(
+    rows: &[kopter_store::prices::InstancePrices],
+    ebs: &[kopter_store::prices::EbsPriceItem],
+) -> anyhow::Result<String> {
+    use aws_lc_rs::digest::{Context as Digest, SHA256};
+    let mut d = Digest::new(&SHA256);
+    for r in rows {
+        d.update(&serde_json::to_vec(r).context("encode a price row")?);
+    }
+    for e in ebs {
+        d.update(&serde_json::to_vec(e).context("encode an EBS price row")?);
+    }
+    Ok(d.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Converts DescribeSpotPriceHistory entries into points (deduplicated by

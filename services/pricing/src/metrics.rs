@@ -26,6 +26,12 @@ pub struct PricingMetrics {
     /// refresh last succeeded for the region (a new version made current,
     /// or the version in force confirmed unchanged).
     fresh: GaugeVec,
+    /// `kopter_pricing_version_conflicts_total`: ingests refused because
+    /// the version was already stored with other content.
+    conflicts: IntCounter,
+    /// `kopter_pricing_unexpected_format_total`: offer files whose
+    /// `formatVersion` is not the one the parser was written for.
+    unexpected_format: IntCounter,
 }
 
 impl PricingMetrics {
@@ -99,7 +105,29 @@ impl PricingMetrics {
                 )
                 .expect("metric"),
             ),
+            conflicts: register(
+                IntCounter::new(
+                    "kopter_pricing_version_conflicts_total",
+                    "Offer ingests refused: the version was already stored with other content",
+                )
+                .expect("metric"),
+            ),
+            unexpected_format: register(
+                IntCounter::new(
+                    "kopter_pricing_unexpected_format_total",
+                    "Offer files whose formatVersion is not the one the parser expects",
+                )
+                .expect("metric"),
+            ),
         }
+    }
+
+    pub fn version_conflict(&self) {
+        self.conflicts.inc();
+    }
+
+    pub fn unexpected_format(&self) {
+        self.unexpected_format.inc();
     }
 
     pub fn refresh(&self, outcome: &str) {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use crate::offer::{EbsKind, Price};
 use kopter_store::prices::{
-    EbsPriceItem, InstancePrices, OnDemandEntry, ReservedEntry, StoredCounts, ebs_pk, instance_pk,
-    instance_sk, reserved_key,
+    EbsPriceItem, InstancePrices, OnDemandEntry, ReservedEntry, StoredCounts, ebs_pk, ebs_sk,
+    instance_pk, instance_sk, reserved_key,
 };
 
 #[derive(Default)]
@@ -105,7 +105,7 @@ impl PriceSet {
                 };
                 self.ebs.push(EbsPriceItem {
                     pk: String::new(),
-                    sk: format!("{}#{kind}#{}", p.volume_api_name, p.usage_type),
+                    sk: ebs_sk(&p.volume_api_name, kind, &p.usage_type, p.begin_range),
                     region: p.region.to_string(),
                     version: String::new(),
                     volume_api_name: p.volume_api_name.to_string(),
@@ -114,6 +114,8 @@ impl PriceSet {
                     usd_per_unit: p.usd_per_unit,
                     unit: p.unit.to_string(),
                     effective: p.effective.to_string(),
+                    begin_range: p.begin_range,
+                    end_range: p.end_range,
                 });
             }
         }

@@ -80,12 +80,14 @@ const EBS: &[(&str, &str, &str, &str, f64)] = &[
         "IOPS-Mo",
         0.005,
     ),
+    // Its own family, priced per GiB/s-month: 0.04 USD per MiB/s-month
+    // × 1024 (https://aws.amazon.com/ebs/pricing/).
     (
-        "System Operation",
+        "Provisioned Throughput",
         "gp3",
         "EBS:VolumeP-Throughput.gp3",
         "GiBps-mo",
-        0.04,
+        40.96,
     ),
     (
         "System Operation",

@@ -151,7 +151,7 @@ enum Job {
     PricingRefresh,
     /// Refresh one region's prices (`--region`).
     PricingRegion,
-    /// Refresh spot prices.
+    /// Refresh spot prices (hourly).
     SpotRefresh,
     /// Compute the cost of the last hour (hourly).
     Aggregate,

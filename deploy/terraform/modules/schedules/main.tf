@@ -32,6 +32,18 @@ locals {
       enabled    = true
       input      = jsonencode(merge(local.envelope, { kind = "pricing.refresh_all", body = {} }))
     }
+    # Spot price history, hourly at minute 1: each run fetches only the
+    # changes since the region's cursor (one paginated
+    # DescribeSpotPriceHistory per region in Kopter's own account), and it
+    # lands before the aggregate tick at minute 5 prices the hour that has
+    # just ended. Any slower and that hour would be priced from an older
+    # spot price (the aggregator does not revisit it unless backfilled).
+    "spot-refresh" = {
+      service    = "pricing"
+      expression = "cron(1 * * * ? *)"
+      enabled    = true
+      input      = jsonencode(merge(local.envelope, { kind = "pricing.refresh_spot", body = { regions = [] } }))
+    }
     # Five minutes past the hour. `hour` is the scheduled time, which readers
     # truncate to the hour that has just begun; backfill_hours = 1 makes the
     # aggregator (re)compute the hour that has just ended too, which is the one
@@ -63,6 +75,15 @@ locals {
         body = { day = "<aws.scheduler.scheduled-time>" }
       }))
     }
+  }
+}
+
+# Every job `kopterctl tick` can send is either scheduled above or listed
+# here with the reason it is not (tests/tests/terraform.rs checks both
+# against kopterctl's list of jobs).
+locals {
+  unscheduled = {
+    "pricing-region" = "One region on demand (an operator's retry); the daily pricing-refresh already queues a pricing.refresh_region for every region whose version changed."
   }
 }
 

@@ -12,3 +12,8 @@ output "disabled_jobs" {
   description = "Jobs declared but not enabled (see the module README)."
   value       = [for k, s in local.schedules : k if !s.enabled]
 }
+
+output "unscheduled_jobs" {
+  description = "Jobs of `kopterctl tick` with no schedule, and why."
+  value       = local.unscheduled
+}

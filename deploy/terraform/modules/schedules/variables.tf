@@ -27,12 +27,12 @@ variable "kms_key_arn" {
 }
 
 variable "schedule_expressions" {
-  description = "Overrides of the schedule expressions by job (`describe-sweep`, `pricing-refresh`, `aggregate`, `backups`, `daily-digest`), e.g. `{ \"pricing-refresh\" = \"cron(0 4 * * ? *)\" }`."
+  description = "Overrides of the schedule expressions by job (`describe-sweep`, `pricing-refresh`, `spot-refresh`, `aggregate`, `backups`, `daily-digest`), e.g. `{ \"pricing-refresh\" = \"cron(0 4 * * ? *)\" }`."
   type        = map(string)
   default     = {}
 
   validation {
-    condition     = alltrue([for k in keys(var.schedule_expressions) : contains(["describe-sweep", "pricing-refresh", "aggregate", "backups", "daily-digest"], k)])
+    condition     = alltrue([for k in keys(var.schedule_expressions) : contains(["describe-sweep", "pricing-refresh", "spot-refresh", "aggregate", "backups", "daily-digest"], k)])
     error_message = "Unknown job in schedule_expressions."
   }
 }

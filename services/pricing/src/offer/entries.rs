@@ -123,6 +123,11 @@ pub(crate) struct Offer<'a> {
 #[derive(Default)]
 pub(crate) struct Dimension<'a> {
     pub unit: Option<Str<'a>>,
+    /// `beginRange`: the quantity from which this rate applies (`"0"` for
+    /// an untiered price).
+    pub begin_range: Option<Str<'a>>,
+    /// `endRange`: the quantity up to which it applies (`"Inf"`: no end).
+    pub end_range: Option<Str<'a>>,
     /// `pricePerUnit.USD`.
     pub usd: Option<Str<'a>>,
     /// The first other currency in `pricePerUnit` (an error for pricing,
@@ -169,6 +174,14 @@ fn dimension<'a>(lx: &mut Lexer<'a>) -> Lex<Dimension<'a>> {
     lx.object(|lx, key| match key {
         b"unit" => {
             d.unit = Some(lx.string()?);
+            Ok(())
+        }
+        b"beginRange" => {
+            d.begin_range = Some(lx.string()?);
+            Ok(())
+        }
+        b"endRange" => {
+            d.end_range = Some(lx.string()?);
             Ok(())
         }
         b"pricePerUnit" => lx.object(|lx, currency| {

@@ -155,8 +155,15 @@ pub enum EbsKind {
     Snapshot,
 }
 
-/// An on-demand EBS price. Tiered products (io2 IOPS tiers) give one price
-/// per tier product, told apart by `usage_type`.
+/// An on-demand EBS price: one price dimension of an EBS product.
+///
+/// Tiers come in two shapes, both kept: a product whose dimensions each
+/// cover a range of the quantity (`beginRange`/`endRange`, one price per
+/// dimension), and tiers published as separate products (io2 IOPS:
+/// `EBS:VolumeP-IOPS.io2`, `….io2.tier2`, `….io2.tier3`, told apart by
+/// `usage_type`, each with the range `0`–`Inf`; where their boundaries
+/// come from is [`kopter_store::prices::tier_range`]). Field meanings:
+/// <https://docs.aws.amazon.com/awsaccountbilling/latest/aboutv2/reading-an-offer.html>.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EbsPrice {
     pub sku: Arc<str>,
@@ -171,6 +178,12 @@ pub struct EbsPrice {
     /// e.g. `GB-Mo`, `IOPS-Mo`, `GiBps-mo`.
     pub unit: Arc<str>,
     pub effective: Arc<str>,
+    /// `beginRange`, in `unit`s: the first quantity this rate applies to
+    /// (0 when the file gives none).
+    pub begin_range: f64,
+    /// `endRange`, in `unit`s: where the next rate takes over; `None` for
+    /// `"Inf"` (or no `endRange`).
+    pub end_range: Option<f64>,
 }
 
 /// What one parse saw.

@@ -383,7 +383,12 @@ fn classify(family: &[u8], product: &Product<'_>) -> Class {
             }
             _ => Class::Skip,
         },
-        b"System Operation" => {
+        // Provisioned IOPS are family `System Operation`; gp3 provisioned
+        // throughput is its own family, `Provisioned Throughput` (usage
+        // type `EBS:VolumeP-Throughput.gp3`, unit `GiBps-mo`). Older
+        // files and mirrors have put throughput under `System Operation`
+        // too, so the usage type decides the kind in both families.
+        b"System Operation" | b"Provisioned Throughput" => {
             let usage = attr(&a.usagetype).unwrap_or(b"");
             let kind = if contains(usage, b"EBS:VolumeP-IOPS") {
                 EbsKind::Iops
@@ -392,9 +397,10 @@ fn classify(family: &[u8], product: &Product<'_>) -> Class {
             } else {
                 return Class::Skip;
             };
-            match attr(&a.volume_api_name) {
-                Some(v) if !v.is_empty() => Class::Ebs(kind),
-                _ => Class::Skip,
+            if ebs_volume_name(a).is_empty() {
+                Class::Skip
+            } else {
+                Class::Ebs(kind)
             }
         }
         b"Storage Snapshot" => {
@@ -406,6 +412,23 @@ fn classify(family: &[u8], product: &Product<'_>) -> Class {
         }
         _ => Class::Skip,
     }
+}
+
+/// The volume type of a provisioned IOPS / throughput product:
+/// `volumeApiName`, else what its usage type names after the last
+/// `VolumeP-IOPS.` / `VolumeP-Throughput.` (`piops` is io1's name there,
+/// a `.tierN` suffix is dropped); empty when neither says.
+fn ebs_volume_name<'p>(a: &'p super::entries::Attributes<'_>) -> &'p [u8] {
+    if let Some(v) = attr(&a.volume_api_name).filter(|v| !v.is_empty()) {
+        return v;
+    }
+    let usage = attr(&a.usagetype).unwrap_or(b"");
+    let rest = [b"VolumeP-IOPS.".as_slice(), b"VolumeP-Throughput."]
+        .iter()
+        .find_map(|p| memchr::memmem::rfind(usage, p).map(|i| &usage[i + p.len()..]))
+        .unwrap_or(b"");
+    let name = rest.split(|&b| b == b'.').next().unwrap_or(b"");
+    if name == b"piops" { b"io1" } else { name }
 }
 
 /// Classifies one product and records what terms will need.
@@ -466,7 +489,8 @@ fn record_product(
         Class::Ebs(kind) => {
             let volume = match kind {
                 EbsKind::Snapshot => b"snapshot".as_slice(),
-                _ => attr(&a.volume_api_name).unwrap_or(b""),
+                EbsKind::Storage => attr(&a.volume_api_name).unwrap_or(b""),
+                EbsKind::Iops | EbsKind::Throughput => ebs_volume_name(a),
             };
             let ids = EbsIds {
                 region: text(region)?,
@@ -511,6 +535,41 @@ fn usd(d: &Dimension<'_>, sku: &str, span: Span<'_>) -> Result<Usd, OfferError> 
         sku: sku.to_owned(),
         value: lossy(text.bytes()),
     })
+}
+
+/// A dimension's `beginRange`/`endRange` as (begin, end); absent begin is
+/// 0, absent or `"Inf"` end is `None`. A range that is not a pair of
+/// non-negative numbers with begin < end is refused: pricing a tier from
+/// it would bill the wrong quantity.
+fn range(d: &Dimension<'_>, sku: &str, span: Span<'_>) -> Result<(f64, Option<f64>), OfferError> {
+    let number = |s: &Str<'_>, what: &str| {
+        std::str::from_utf8(s.bytes())
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .ok_or_else(|| OfferError::UnexpectedPrice {
+                offset: span.offset_of(s.bytes()),
+                sku: sku.to_owned(),
+                what: format!("{what} {:?} is not a non-negative number", lossy(s.bytes())),
+            })
+    };
+    let begin = match &d.begin_range {
+        Some(b) => number(b, "beginRange")?,
+        None => 0.0,
+    };
+    let end = match &d.end_range {
+        Some(e) if e.bytes() == b"Inf" => None,
+        Some(e) => Some(number(e, "endRange")?),
+        None => None,
+    };
+    if end.is_some_and(|e| e <= begin) {
+        return Err(OfferError::UnexpectedPrice {
+            offset: span.offset(),
+            sku: sku.to_owned(),
+            what: format!("price dimension range {begin}..{end:?} is empty"),
+        });
+    }
+    Ok((begin, end))
 }
 
 /// `"1yr"` → 1, `"3yr"` → 3.
@@ -646,6 +705,7 @@ where
                 let ids = catalog.ebs(idx);
                 for d in dims {
                     let price = usd(d, sku, span)?;
+                    let (begin_range, end_range) = range(d, sku, span)?;
                     send(Price::Ebs(EbsPrice {
                         sku: sku_arc.clone(),
                         region: catalog.strings.get(ids.region),
@@ -656,6 +716,8 @@ where
                         usd_per_unit_exact: price,
                         unit: strings(catalog, attr(&d.unit).unwrap_or(b""))?,
                         effective: effective.clone(),
+                        begin_range,
+                        end_range,
                     }))?;
                     counts.ebs += 1;
                 }

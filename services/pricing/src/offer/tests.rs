@@ -238,7 +238,7 @@ fn golden_ebs() {
     let thr = ebs(&prices, EbsKind::Throughput);
     assert_eq!(
         (&*thr.volume_api_name, &*thr.unit, thr.usd_per_unit),
-        ("gp3", "GiBps-mo", 0.04)
+        ("gp3", "GiBps-mo", 40.96)
     );
     let snap = ebs(&prices, EbsKind::Snapshot);
     assert_eq!(
@@ -623,4 +623,83 @@ fn unexpected_dimensions_are_errors() {
     );
     let e = parse(&dup).unwrap_err();
     assert!(e.to_string().contains("appears twice"), "{e}");
+}
+
+const TIERS: &str = include_str!("../../tests/fixtures/offer_ebs_tiers.json");
+
+fn ebs_of<'a>(prices: &'a [Price], region: &str, usage: &str) -> Vec<&'a EbsPrice> {
+    prices
+        .iter()
+        .filter_map(|p| match p {
+            Price::Ebs(p) if &*p.region == region && &*p.usage_type == usage => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn provisioned_throughput_family_and_tier_ranges_are_read() {
+    let (_, counts, prices) = parse(TIERS).unwrap();
+    assert_eq!(counts.skipped_products, 0);
+    // gp3 throughput: family `Provisioned Throughput`, per GiBps-mo.
+    let [thr] = ebs_of(&prices, "us-east-1", "EBS:VolumeP-Throughput.gp3")[..] else {
+        panic!("one gp3 throughput price in us-east-1");
+    };
+    assert_eq!(
+        (
+            thr.kind,
+            &*thr.volume_api_name,
+            &*thr.unit,
+            thr.usd_per_unit
+        ),
+        (EbsKind::Throughput, "gp3", "GiBps-mo", 40.96)
+    );
+    assert_eq!((thr.begin_range, thr.end_range), (0.0, None));
+    // Tier products: each 0–Inf in the file.
+    let [t2] = ebs_of(&prices, "us-east-1", "EBS:VolumeP-IOPS.io2.tier2")[..] else {
+        panic!("one io2 tier-2 price");
+    };
+    assert_eq!((t2.kind, t2.usd_per_unit), (EbsKind::Iops, 0.0455));
+    // One product with three ranged dimensions: three prices.
+    let tiers: Vec<(f64, Option<f64>, f64)> =
+        ebs_of(&prices, "us-east-2", "USE2-EBS:VolumeP-IOPS.io2")
+            .iter()
+            .map(|p| (p.begin_range, p.end_range, p.usd_per_unit))
+            .collect();
+    assert_eq!(
+        tiers,
+        vec![
+            (0.0, Some(32000.0), 0.065),
+            (32000.0, Some(64000.0), 0.0455),
+            (64000.0, None, 0.03185)
+        ]
+    );
+}
+
+#[test]
+fn a_throughput_product_without_volume_api_name_is_named_by_its_usage_type() {
+    let text = replace_once(
+        TIERS,
+        ",\n        \"volumeApiName\" : \"gp3\"\n      }\n    },\n    \"EBSTIO2STORUSE1A\"",
+        "\n      }\n    },\n    \"EBSTIO2STORUSE1A\"",
+    );
+    let (_, _, prices) = parse(&text).unwrap();
+    let [thr] = ebs_of(&prices, "us-east-1", "EBS:VolumeP-Throughput.gp3")[..] else {
+        panic!("one gp3 throughput price");
+    };
+    assert_eq!(&*thr.volume_api_name, "gp3");
+}
+
+#[test]
+fn a_bad_tier_range_is_refused_with_its_sku() {
+    for (from, to) in [
+        ("\"beginRange\" : \"32000\"", "\"beginRange\" : \"lots\""),
+        ("\"endRange\" : \"32000\"", "\"endRange\" : \"0\""),
+    ] {
+        let err = parse(&replace_once(TIERS, from, to)).unwrap_err();
+        assert!(
+            matches!(&err, OfferError::UnexpectedPrice { sku, .. } if sku == "EBSTIO2IOPSUSE2A"),
+            "{err}"
+        );
+    }
 }
