@@ -11,11 +11,11 @@
 use std::sync::OnceLock;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 use super::PREFIX;
 use super::session::{CSRF_FIELD, ConsoleSession};
@@ -294,16 +294,6 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
         }
     }
     s.finish()
-}
-
-/// Markup already escaped by plotters' SVG writer.
-pub fn trusted_svg(svg: String) -> Markup {
-    PreEscaped(svg)
-}
-
-/// An empty status helper for handlers that answer a plain status.
-pub fn status(code: StatusCode) -> Response {
-    code.into_response()
 }
 
 #[cfg(test)]
