@@ -75,7 +75,7 @@ pub(super) async fn page(
         "backup-policy" => Some("The backup policy is saved.".to_owned()),
         _ => None,
     });
-    Ok(render(&state, &session, forms, StatusCode::OK).await?)
+    render(&state, &session, forms, StatusCode::OK).await
 }
 
 async fn stored(state: &ApiState, session: &ConsoleSession) -> Result<Forms, PageError> {
@@ -178,7 +178,7 @@ pub(super) async fn budget(
     let mut forms = stored(&state, &session).await?;
     forms.budget = BTreeMap::from([("monthly_usd", monthly), ("thresholds", thresholds)]);
     forms.errors = errors;
-    Ok(render(&state, &session, forms, StatusCode::BAD_REQUEST).await?)
+    render(&state, &session, forms, StatusCode::BAD_REQUEST).await
 }
 
 /// The api's body errors read "`field`: why": the field and the why.
@@ -276,7 +276,7 @@ pub(super) async fn channels(
     .filter_map(|k| f.get(k).map(|v| (k, v.clone())))
     .collect();
     forms.errors = errors;
-    Ok(render(&state, &session, forms, StatusCode::BAD_REQUEST).await?)
+    render(&state, &session, forms, StatusCode::BAD_REQUEST).await
 }
 
 /// `POST /settings/backup-policy`: the whole policy.
@@ -334,7 +334,7 @@ pub(super) async fn backup_policy(
     .filter_map(|k| f.get(k).map(|v| (k, v.clone())))
     .collect();
     forms.errors = errors;
-    Ok(render(&state, &session, forms, StatusCode::BAD_REQUEST).await?)
+    render(&state, &session, forms, StatusCode::BAD_REQUEST).await
 }
 
 async fn render(
