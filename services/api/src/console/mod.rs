@@ -13,6 +13,8 @@ use axum::Router;
 
 use crate::ApiState;
 
+pub mod chart;
+pub mod layout;
 pub mod pages;
 pub mod session;
 pub mod signin;

@@ -53,20 +53,7 @@ pub async fn series(
     State(state): State<ApiState>,
     query: ListQuery<CostFilter>,
 ) -> Result<Response, ApiError> {
-    let f = &query.filter;
-    let granularity = f.granularity.unwrap_or(Granularity::Day);
-    let by = group_by(f.by.as_deref(), granularity)?;
-    let max = match granularity {
-        Granularity::Hour => MAX_HOURLY_DAYS,
-        Granularity::Day => MAX_DAILY_DAYS,
-    };
-    let (first, last) = window(&f.from, &f.to, granularity, max)?;
-    let series = Arc::new(SeriesQuery {
-        granularity,
-        by,
-        first,
-        last,
-    });
+    let series = Arc::new(series_query(&query.filter)?);
     let data = state.data();
     let tenant = principal.tenant.clone();
     let fetch: list::Fetch<CostPoint> = Arc::new(move |page| {
@@ -74,6 +61,25 @@ pub async fn series(
         async move { Ok(data.cost_series(&tenant, &series, page).await?) }.boxed()
     });
     list::respond(state.cursors(), principal.tenant, PATH, query, fetch).await
+}
+
+/// The parameters of `GET /v1/cost` checked (errors name the
+/// parameter): what [`CostData::cost_series`](crate::data::cost::CostData::cost_series)
+/// takes. The console's cost page checks its form with it too.
+pub fn series_query(f: &CostFilter) -> Result<SeriesQuery, ApiError> {
+    let granularity = f.granularity.unwrap_or(Granularity::Day);
+    let by = group_by(f.by.as_deref(), granularity)?;
+    let max = match granularity {
+        Granularity::Hour => MAX_HOURLY_DAYS,
+        Granularity::Day => MAX_DAILY_DAYS,
+    };
+    let (first, last) = window(&f.from, &f.to, granularity, max)?;
+    Ok(SeriesQuery {
+        granularity,
+        by,
+        first,
+        last,
+    })
 }
 
 /// One resource's cost hour by hour over `from`–`to` (hours the

@@ -157,7 +157,9 @@ pub fn last_hour(now: DateTime<Utc>) -> DateTime<Utc> {
         - Duration::hours(1)
 }
 
-fn selection(f: &InventoryFilter) -> Result<InventorySelection, ApiError> {
+/// The filters of `GET /v1/inventory` checked (errors name the
+/// parameter); the console's inventory page checks its form with it too.
+pub fn selection(f: &InventoryFilter) -> Result<InventorySelection, ApiError> {
     let account = f
         .account
         .as_deref()
