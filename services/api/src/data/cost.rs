@@ -84,7 +84,8 @@ pub struct CostPoint {
     /// The same usage at reserved rates where one exists, USD; `null`
     /// like `cost_usd`.
     pub reserved_usd: Option<f64>,
-    /// Resources whose price is unknown (not in `cost_usd`).
+    /// Resources whose price is unknown (not in `cost_usd`); for a day,
+    /// unpriced resource-hours.
     pub price_missing: u64,
     /// Resources in the point (for a day: the most in any hour, per
     /// account).
@@ -106,7 +107,11 @@ impl CostPoint {
             missing += r.price_missing;
             resources += r.resources;
         }
-        let priced = missing < resources || resources == 0;
+        // A day's `price_missing` counts unpriced resource-hours while its
+        // `resources` is the most in any hour, so "some resource priced"
+        // is also read from the money itself: a priced amount means the
+        // point is priced (in part), whatever the counts say.
+        let priced = missing == 0 || missing < resources || cost > 0.0 || reserved > 0.0;
         Self {
             period: rfc3339(period),
             group: first.group.clone(),
@@ -301,4 +306,43 @@ pub fn parse_period(key: &str, g: Granularity) -> Result<DateTime<Utc>, DataErro
     parsed
         .map(|t| t.and_utc())
         .ok_or_else(|| DataError::Other(anyhow::anyhow!("bad period key {key:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cost: f64, missing: u64, resources: u64) -> RollupRow {
+        RollupRow {
+            pk: "acme#rollup#account".into(),
+            sk: "2026-11-29#111111111111#111111111111".into(),
+            tenant: TenantId::new("acme").unwrap(),
+            account: kopter_schema::AccountId::new("111111111111").unwrap(),
+            dimension: "account".into(),
+            period: "2026-11-29".into(),
+            group: "111111111111".into(),
+            cost_usd: cost,
+            reserved_usd: cost,
+            price_missing: missing,
+            price_partial: 0,
+            resources,
+            expires_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_day_with_unpriced_hours_keeps_its_priced_cost() {
+        let day: DateTime<Utc> = "2026-11-29T00:00:00Z".parse().unwrap();
+        // Two resources each hour; one of them unpriced for 3 hours: the
+        // day's row counts 3 unpriced resource-hours against 2 resources.
+        let p = CostPoint::of_rollups(day, &[row(2.304, 3, 2)]);
+        assert_eq!(p.cost_usd, Some(2.304));
+        assert_eq!(p.price_missing, 3);
+        // Nothing priced at all: no amount, never 0.
+        let p = CostPoint::of_rollups(day, &[row(0.0, 48, 2)]);
+        assert_eq!(p.cost_usd, None);
+        // Everything priced, even at 0 (a stopped instance's hour).
+        let p = CostPoint::of_rollups(day, &[row(0.0, 0, 1)]);
+        assert_eq!(p.cost_usd, Some(0.0));
+    }
 }
