@@ -510,7 +510,9 @@ impl Acc {
         let cost = match state {
             Resource::Instance(i) => {
                 self.usage += secs / 3600.0;
-                if i.lifecycle == "spot" {
+                if let Some(reason) = unpriced_purchase(i) {
+                    Err(reason)
+                } else if i.lifecycle == "spot" {
                     let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).expect("valid");
                     spot_cost(t, i, at(start_ms), at(end_ms), hour.book).map(|c| (c, None))
                 } else {
@@ -774,7 +776,36 @@ fn note(r: &Resource) -> Option<String> {
              (0.00 unless a license is billed per instance)"
         ));
     }
+    if i.lifecycle == "on-demand" && !i.capacity_reservation_id.is_empty() {
+        return Some(format!(
+            "in capacity reservation {}: billed at the on-demand rate, as AWS bills \
+             instances running in an On-Demand Capacity Reservation; the reservation's \
+             unused capacity is billed to it and not counted here",
+            i.capacity_reservation_id
+        ));
+    }
     None
+}
+
+/// Why an instance's hours have no price in the offer file, when they are
+/// paid another way. A Capacity Block is paid up front when it is bought,
+/// at a price set for that offering (`CapacityBlockOffering.upfrontFee`,
+/// <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CapacityBlockOffering.html>;
+/// <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/capacity-blocks-pricing-billing.html>),
+/// which no offer-file row gives: its hours are marked, not priced as
+/// on-demand.
+fn unpriced_purchase(i: &InstanceFields) -> Option<String> {
+    (i.lifecycle == "capacity-block").then(|| {
+        format!(
+            "Capacity Block instance{}: paid as the block's upfront fee, which the \
+             price list does not give",
+            if i.capacity_reservation_id.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", i.capacity_reservation_id)
+            }
+        )
+    })
 }
 
 /// USD per hour of a Dedicated Host: the on-demand rate of its family's

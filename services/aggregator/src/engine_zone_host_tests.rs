@@ -366,3 +366,61 @@ fn unpriced_hosts_and_host_instances_are_marked() {
         lines["11"].missing
     );
 }
+
+/// Issue 17 item 7. An instance launched into an On-Demand Capacity
+/// Reservation is billed at the on-demand rate (0.192 × 1 h) with a note
+/// naming the reservation; one in a Capacity Block (`InstanceLifecycle`
+/// `capacity-block`) was priced as on-demand before, though the block is
+/// paid up front: now its hours are marked, not priced.
+#[test]
+fn capacity_reservations_are_noted_and_capacity_blocks_marked() {
+    let b = book(true);
+    let with = |lifecycle: &str, reservation: &str| {
+        let Resource::Instance(mut i) = instance("m5.xlarge", ZoneInfo::default(), "") else {
+            unreachable!()
+        };
+        i.lifecycle = lifecycle.into();
+        i.capacity_reservation_id = reservation.into();
+        Resource::Instance(i)
+    };
+    let lines = price(
+        &b,
+        "i-odcr",
+        vec![(
+            "2025-06-02T00:00:00Z",
+            with("on-demand", "cr-0123456789abcdef0"),
+        )],
+        "2025-06-02T11:00:00Z",
+        "2025-06-02T12:00:00Z",
+    );
+    let l = &lines["11"];
+    assert!(close(l.cost_usd, 0.192));
+    assert!(l.note.as_deref().unwrap().contains("cr-0123456789abcdef0"));
+    let lines = price(
+        &b,
+        "i-block",
+        vec![(
+            "2025-06-02T00:00:00Z",
+            with("capacity-block", "cr-0fedcba9876543210"),
+        )],
+        "2025-06-02T11:00:00Z",
+        "2025-06-02T12:00:00Z",
+    );
+    let l = &lines["11"];
+    assert_eq!(l.cost_usd, None);
+    assert!((l.usage - 1.0).abs() < 1e-12, "the hours are still counted");
+    let reason = l.missing.as_deref().unwrap();
+    assert!(
+        reason.contains("Capacity Block") && reason.contains("cr-0fedcba9876543210"),
+        "{reason}"
+    );
+    // A plain on-demand instance has no note.
+    let lines = price(
+        &b,
+        "i-plain",
+        vec![("2025-06-02T00:00:00Z", with("on-demand", ""))],
+        "2025-06-02T11:00:00Z",
+        "2025-06-02T12:00:00Z",
+    );
+    assert_eq!(lines["11"].note, None);
+}

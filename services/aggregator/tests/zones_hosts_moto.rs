@@ -90,11 +90,12 @@ async fn hour_rows(
         .collect()
 }
 
-/// Writes a resource as the describer does for a Local Zone: its history
-/// row and inventory row, region `us-west-2`, zone `us-west-2-lax-1a`
-/// typed `local-zone`, priced under group `us-west-2-lax-1` (what
-/// `describer::zones` makes of EC2's `ZoneType`/`GroupName`).
-async fn put_local_zone_resource(env: &TestEnv, rec: &AccountRecord, id: &str, r: Resource) {
+/// Writes a resource in region `us-west-2` as the describer does: its
+/// history row (launched or created at 08:00 on 2025-06-02) and its
+/// inventory row. (For a Local Zone the describer records zone type
+/// `local-zone` and price region `us-west-2-lax-1`, what `describer::zones`
+/// makes of EC2's `ZoneType`/`GroupName`; moto has no Local Zones.)
+async fn put_resource(env: &TestEnv, rec: &AccountRecord, id: &str, r: Resource) {
     let at = t("2025-06-02T08:00:00Z");
     let event = EventRow::new(
         &rec.tenant_id,
@@ -156,14 +157,14 @@ async fn local_zone_resources_are_priced_from_the_local_zone_rows_moto() {
             capacity_reservation_id: String::new(),
         })
     };
-    put_local_zone_resource(
+    put_resource(
         &env,
         &rec,
         "i-lax",
         instance(lax.clone(), "us-west-2-lax-1a"),
     )
     .await;
-    put_local_zone_resource(
+    put_resource(
         &env,
         &rec,
         "i-oregon",
@@ -176,7 +177,7 @@ async fn local_zone_resources_are_priced_from_the_local_zone_rows_moto() {
         ),
     )
     .await;
-    put_local_zone_resource(
+    put_resource(
         &env,
         &rec,
         "vol-lax",
@@ -388,4 +389,95 @@ async fn a_dedicated_host_is_described_and_billed_for_its_instance_moto() {
             (Change::Deleted, "released".into())
         ]
     );
+}
+
+/// Issue 17 item 7 on the us-west-2 fragment: an m5.xlarge launched into
+/// an On-Demand Capacity Reservation is billed 0.192 × 1 h = 0.192 (the
+/// on-demand rate, as AWS bills it) with a note naming the reservation; an
+/// m5.xlarge in a Capacity Block (`InstanceLifecycle` `capacity-block`),
+/// priced 0.192 as plain on-demand before, is marked instead — the block
+/// is paid up front at a price no offer-file row gives. (moto's instances
+/// carry no `CapacityReservationId`, so the rows are written as the
+/// describer records them.)
+#[tokio::test]
+async fn capacity_reservations_and_blocks_moto() {
+    let (env, agg, rec) = world().await;
+    let instance = |lifecycle: &str, reservation: &str| {
+        Resource::Instance(InstanceFields {
+            state: "running".into(),
+            instance_type: "m5.xlarge".into(),
+            usage_operation: "RunInstances".into(),
+            platform_details: "Linux/UNIX".into(),
+            tenancy: "default".into(),
+            lifecycle: lifecycle.into(),
+            availability_zone: "us-west-2a".into(),
+            launch_time: Some(t("2025-06-02T08:00:00Z")),
+            state_transition_reason: String::new(),
+            tags: BTreeMap::new(),
+            volume_ids: vec![],
+            zone: ZoneInfo {
+                zone_type: "availability-zone".into(),
+                price_region: String::new(),
+            },
+            host_id: String::new(),
+            capacity_reservation_id: reservation.into(),
+        })
+    };
+    put_resource(
+        &env,
+        &rec,
+        "i-odcr",
+        instance("on-demand", "cr-0123456789abcdef0"),
+    )
+    .await;
+    put_resource(
+        &env,
+        &rec,
+        "i-block",
+        instance("capacity-block", "cr-0fedcba9876543210"),
+    )
+    .await;
+    let hour = t("2025-06-02T10:00:00Z");
+    agg.aggregate(&AggregateHour {
+        hour,
+        backfill_hours: 0,
+        tenant: Some(rec.tenant_id.clone()),
+    })
+    .await
+    .unwrap();
+    let rows = hour_rows(&agg, &rec.tenant_id, &rec.account_id, hour).await;
+    let odcr = &rows["i-odcr"];
+    assert!(close(odcr.cost_usd, 0.192), "{odcr:?}");
+    assert!(
+        odcr.note
+            .as_deref()
+            .is_some_and(|n| n.contains("cr-0123456789abcdef0")),
+        "{odcr:?}"
+    );
+    let block = &rows["i-block"];
+    assert_eq!(block.cost_usd, None, "{block:?}");
+    assert!(
+        block
+            .price_missing
+            .as_deref()
+            .is_some_and(|m| m.contains("Capacity Block")),
+        "{block:?}"
+    );
+    assert!((block.usage - 1.0).abs() < 1e-9);
+    // The roll-up counts the block as unpriced, not as 0.
+    let total = agg
+        .graph
+        .series(
+            &rec.tenant_id,
+            None,
+            "hour",
+            "account",
+            "2025-06-02T10",
+            "2025-06-02T10",
+        )
+        .await
+        .unwrap();
+    assert_eq!(total.len(), 1);
+    assert!((total[0].cost_usd - 0.192).abs() < 1e-9);
+    assert_eq!(total[0].price_missing, 1);
 }
