@@ -367,6 +367,18 @@ async fn a_dedicated_host_is_described_and_billed_for_its_instance_moto() {
             .is_some_and(|n| n.contains(&host_id)),
         "{inst_row:?}"
     );
+    // Windows on the host: the fragment has no Host-tenancy Windows row
+    // (AWS bills the Windows license per instance there), so it is
+    // marked, not 0.
+    let win_row = &rows[&windows_id];
+    assert_eq!(win_row.cost_usd, None, "{win_row:?}");
+    assert!(
+        win_row
+            .price_missing
+            .as_deref()
+            .is_some_and(|m| m.contains("RunInstances:0002 Host")),
+        "{win_row:?}"
+    );
 
     // Released: the next describe records it, and its billing ends there.
     ec2.release_hosts().host_ids(&host_id).send().await.unwrap();
