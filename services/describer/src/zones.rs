@@ -36,8 +36,8 @@ use crate::ec2::{AccountError, classify, is_account_error};
 
 /// How long an account-region's zones are kept: zones are added a few
 /// times a year, and an account opts into a Local Zone group before it can
-/// launch there, so a day-old answer only delays a new zone's prices by
-/// that day (its resources fall back to their names meanwhile).
+/// launch there; a zone newer than the cached answer is told by its name
+/// (counted as `zone-not-listed`) until the answer is renewed.
 pub const ZONES_TTL: Duration = Duration::from_secs(6 * 3600);
 
 /// `ZoneType` of an ordinary Availability Zone.

@@ -72,7 +72,7 @@ pub struct InventorySelection {
 pub struct InventoryItem {
     pub account: String,
     pub region: String,
-    /// `instance`, `volume` or `snapshot`.
+    /// `instance`, `volume`, `snapshot` or `host`.
     pub kind: String,
     pub resource_id: String,
     /// The `Name` tag.
