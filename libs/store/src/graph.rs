@@ -56,6 +56,10 @@ pub struct CostLine {
     /// `on-demand`, `spot`, … (instances only; empty otherwise).
     pub lifecycle: Arc<str>,
     pub tags: Arc<BTreeMap<String, String>>,
+    /// What the amount means when it is not the plain price × usage — an
+    /// instance on a Dedicated Host (the host carries the compute charge),
+    /// one in a capacity reservation.
+    pub note: Option<Arc<str>>,
 }
 
 /// `2025-05-20T10`.
@@ -101,6 +105,9 @@ pub struct ResourceHourRow {
     pub lifecycle: String,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// [`CostLine::note`]; absent in rows written before notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub expires_at: i64,
 }
 
@@ -242,6 +249,7 @@ impl GraphStore {
                 detail: l.detail.to_string(),
                 lifecycle: l.lifecycle.to_string(),
                 tags: (*l.tags).clone(),
+                note: l.note.as_deref().map(str::to_owned),
                 expires_at,
             })
             .collect();

@@ -19,6 +19,14 @@ pub fn offer_tenancy(placement_tenancy: &str) -> Option<&'static str> {
     }
 }
 
+/// The tenancy under which pricing stores `Dedicated Host` products, with
+/// the host's instance family (`mac1`, `m5`) as the instance type. Kopter's
+/// convention, not the file's attribute: it keeps host rates apart from the
+/// Host-tenancy *instance* rows (`mac1.metal`, whose rate is 0.00 because
+/// the host carries the charge), whatever tenancy the file gives the host
+/// product.
+pub const HOST_PRICE_TENANCY: &str = "Host";
+
 /// `(PlatformDetails, UsageOperation)` as AWS documents them.
 pub const PLATFORMS: &[(&str, &str)] = &[
     ("Linux/UNIX", "RunInstances"),

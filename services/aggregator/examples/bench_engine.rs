@@ -41,6 +41,9 @@ fn instance(state: &str, ty: &str, op: &str) -> Resource {
         state_transition_reason: String::new(),
         tags: BTreeMap::new(),
         volume_ids: vec![],
+        zone: Default::default(),
+        host_id: String::new(),
+        capacity_reservation_id: String::new(),
     })
 }
 
@@ -55,6 +58,7 @@ fn volume(state: &str, size_gib: i64, attached: Option<&str>) -> Resource {
         availability_zone: "us-east-1a".into(),
         create_time: None,
         tags: BTreeMap::new(),
+        zone: Default::default(),
     })
 }
 

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 pub use kopter_store::graph::CostLine;
-use kopter_store::inventory::{InstanceFields, Resource, SnapshotFields, VolumeFields};
+use kopter_store::inventory::{HostFields, InstanceFields, Resource, SnapshotFields, VolumeFields};
 use kopter_store::platform;
 use kopter_store::prices::{EbsPriceItem, InstancePrices, SpotPoint, VersionRecord, reserved_key};
 
@@ -199,6 +199,7 @@ fn exists(r: &Resource) -> bool {
         Resource::Instance(i) => i.state != "terminated",
         Resource::Volume(v) => !matches!(v.state.as_str(), "deleted" | "deleting" | "error"),
         Resource::Snapshot(s) => !matches!(s.state.as_str(), "deleted" | "error"),
+        Resource::Host(h) => h.allocated(),
     }
 }
 
@@ -211,6 +212,7 @@ struct Shown {
     detail: Arc<str>,
     lifecycle: Arc<str>,
     tags: Arc<BTreeMap<String, String>>,
+    note: Option<Arc<str>>,
 }
 
 fn shown(r: &Resource) -> Shown {
@@ -240,6 +242,18 @@ fn shown(r: &Resource) -> Shown {
                 "".into(),
                 &s.tags,
             ),
+            Resource::Host(h) => (
+                "host",
+                "host-hours",
+                h.instance_family.as_str().into(),
+                if h.instance_type.is_empty() {
+                    h.instance_family.as_str().into()
+                } else {
+                    h.instance_type.as_str().into()
+                },
+                "".into(),
+                &h.tags,
+            ),
         };
     Shown {
         kind,
@@ -248,6 +262,7 @@ fn shown(r: &Resource) -> Shown {
         detail,
         lifecycle,
         tags: Arc::new(tags.clone()),
+        note: note(r).map(Into::into),
     }
 }
 
@@ -268,7 +283,7 @@ fn flags(r: &Resource) -> StateFlags {
             // `pending` is counted as running: the describer sees it only
             // for moments, and times the start from it.
             Resource::Instance(i) => i.state == "running" || i.state == "pending",
-            Resource::Volume(_) | Resource::Snapshot(_) => true,
+            Resource::Volume(_) | Resource::Snapshot(_) | Resource::Host(_) => true,
         };
     StateFlags { exists, billed }
 }
@@ -293,6 +308,7 @@ pub fn price_timeline<'b>(
     let mut shown_cache: Vec<Option<Shown>> = vec![None; states.len()];
     let resource_id: Arc<str> = timeline.resource_id.as_str().into();
     let region: Arc<str> = timeline.region.as_str().into();
+    let price_region = price_region(timeline);
     let mut memo = Memo::<'b>::default();
     // Index of the first state starting after the hour's start (cursor).
     let mut next = 0usize;
@@ -314,7 +330,7 @@ pub fn price_timeline<'b>(
         let mut hour = HourCtx {
             start_ms: hour_ms,
             book,
-            region: &timeline.region,
+            region: price_region,
             memo: &mut memo,
         };
         // Segments: the state in force at the hour's start (if any), then
@@ -369,6 +385,7 @@ pub fn price_timeline<'b>(
                 detail: shown.detail,
                 lifecycle: shown.lifecycle,
                 tags: shown.tags,
+                note: shown.note,
             });
         }
         hour_ms = end_ms;
@@ -519,7 +536,9 @@ impl Acc {
         let cost = match state {
             Resource::Instance(i) => {
                 self.usage += secs / 3600.0;
-                if i.lifecycle == "spot" {
+                if let Some(reason) = unpriced_purchase(i) {
+                    Err(reason)
+                } else if i.lifecycle == "spot" {
                     let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).expect("valid");
                     spot_cost(t, i, at(start_ms), at(end_ms), hour.book).map(|c| (c, None))
                 } else {
@@ -542,6 +561,11 @@ impl Acc {
                 let month = hour.seconds_in_month();
                 hour.rates(index, |h, version| snapshot_monthly(h, version, s))
                     .map(|(m, _)| (m * secs / month, None))
+            }
+            Resource::Host(host) => {
+                self.usage += secs / 3600.0;
+                hour.rates(index, |h, version| host_rate(h, version, host))
+                    .map(|(rate, _)| (rate * secs / 3600.0, None))
             }
         };
         match cost {
@@ -814,4 +838,106 @@ fn snapshot_monthly<B: PriceBook>(
         .map(|e| e.usd_per_unit)
         .ok_or_else(|| format!("no EBS snapshot price in {region} (version {version})"))?;
     Ok((s.volume_size_gib as f64 * price, None))
+}
+
+/// The Price List region a timeline is priced in: its Local or Wavelength
+/// Zone's group when the describer recorded one (any state: a resource
+/// never changes zone, and history rows written before zones were read
+/// have none), else its region.
+pub(crate) fn price_region(t: &Timeline) -> &str {
+    t.states
+        .iter()
+        .rev()
+        .find_map(|(_, r)| {
+            let zone = match r {
+                Resource::Instance(i) => &i.zone,
+                Resource::Volume(v) => &v.zone,
+                Resource::Host(h) => &h.zone,
+                Resource::Snapshot(_) => return None,
+            };
+            (!zone.price_region.is_empty()).then_some(zone.price_region.as_str())
+        })
+        .unwrap_or(&t.region)
+}
+
+/// What a line of this state says beside its amount, when the amount is
+/// not simply the resource's own rate × usage.
+fn note(r: &Resource) -> Option<String> {
+    let Resource::Instance(i) = r else {
+        return None;
+    };
+    if i.lifecycle != "spot" && (!i.host_id.is_empty() || i.tenancy == "host") {
+        let host = if i.host_id.is_empty() {
+            "its Dedicated Host"
+        } else {
+            i.host_id.as_str()
+        };
+        return Some(format!(
+            "on Dedicated Host {host}: the host's hourly charge covers the compute \
+             (see the host's line); this line is the offer file's Host-tenancy rate \
+             (0.00 unless a license is billed per instance)"
+        ));
+    }
+    if i.lifecycle == "on-demand" && !i.capacity_reservation_id.is_empty() {
+        return Some(format!(
+            "in capacity reservation {}: billed at the on-demand rate, as AWS bills \
+             instances running in an On-Demand Capacity Reservation; the reservation's \
+             unused capacity is billed to it and not counted here",
+            i.capacity_reservation_id
+        ));
+    }
+    None
+}
+
+/// Why an instance's hours have no price in the offer file, when they are
+/// paid another way. A Capacity Block is paid up front when it is bought,
+/// at a price set for that offering (`CapacityBlockOffering.upfrontFee`,
+/// <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CapacityBlockOffering.html>;
+/// <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/capacity-blocks-pricing-billing.html>),
+/// which no offer-file row gives: its hours are marked, not priced as
+/// on-demand.
+fn unpriced_purchase(i: &InstanceFields) -> Option<String> {
+    (i.lifecycle == "capacity-block").then(|| {
+        format!(
+            "Capacity Block instance{}: paid as the block's upfront fee, which the \
+             price list does not give",
+            if i.capacity_reservation_id.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", i.capacity_reservation_id)
+            }
+        )
+    })
+}
+
+/// USD per hour of a Dedicated Host: the on-demand rate of its family's
+/// `Dedicated Host` product, which pricing stores as instance type = the
+/// family (`mac1`), tenancy `Host` (see the pricing DESIGN.md).
+fn host_rate<B: PriceBook>(hour: &mut HourCtx<'_, '_, B>, version: &str, h: &HostFields) -> Rates {
+    let region = hour.region;
+    let prices = hour
+        .book
+        .instance(
+            region,
+            version,
+            &h.instance_family,
+            platform::HOST_PRICE_TENANCY,
+        )
+        .ok_or_else(|| {
+            format!(
+                "no Dedicated Host price for family {:?} in {region} (version {version})",
+                h.instance_family
+            )
+        })?;
+    let rate = prices
+        .on_demand
+        .get("RunInstances")
+        .or_else(|| prices.on_demand.values().next())
+        .ok_or_else(|| {
+            format!(
+                "no on-demand Dedicated Host rate for family {:?} in {region} (version {version})",
+                h.instance_family
+            )
+        })?;
+    Ok((rate.usd_per_hour, None))
 }

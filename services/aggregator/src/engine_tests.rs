@@ -197,6 +197,9 @@ fn inst(state: &str, ty: &str) -> Resource {
         state_transition_reason: String::new(),
         tags: BTreeMap::from([("team".into(), "web".into())]),
         volume_ids: vec![],
+        zone: Default::default(),
+        host_id: String::new(),
+        capacity_reservation_id: String::new(),
     })
 }
 
@@ -211,6 +214,7 @@ fn vol(state: &str, size: i64, iops: Option<i64>, throughput: Option<i64>) -> Re
         availability_zone: "us-east-1a".into(),
         create_time: None,
         tags: BTreeMap::new(),
+        zone: Default::default(),
     })
 }
 

@@ -6,6 +6,8 @@ pub mod load;
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod engine_zone_host_tests;
 
 use std::collections::BTreeMap;
 

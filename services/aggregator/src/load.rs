@@ -164,6 +164,7 @@ fn alive(r: &Resource) -> bool {
         Resource::Instance(i) => i.state != "terminated",
         Resource::Volume(v) => v.state != "deleted",
         Resource::Snapshot(s) => s.state != "deleted",
+        Resource::Host(h) => h.allocated(),
     }
 }
 
@@ -205,12 +206,16 @@ pub async fn load_book(
 ) -> anyhow::Result<MemoryBook> {
     let mut book = MemoryBook::default();
     // What each region needs: instance type × tenancy, spot type × AZ.
+    // On-demand and host rates come from the Price List region (a Local
+    // Zone's group); spot history from the region whose API reported it.
     let mut needs: BTreeMap<String, Needs> = BTreeMap::new();
     for t in timelines {
-        let need = needs.entry(t.region.clone()).or_default();
+        let price_region = crate::engine::price_region(t).to_owned();
+        needs.entry(t.region.clone()).or_default();
         for (_, r) in &t.states {
-            if let Resource::Instance(i) = r {
-                if i.lifecycle == "spot" {
+            match r {
+                Resource::Instance(i) if i.lifecycle == "spot" => {
+                    let need = needs.entry(t.region.clone()).or_default();
                     for product in crate::engine::spot_products(&i.platform_details) {
                         need.1.insert((
                             i.instance_type.clone(),
@@ -218,9 +223,24 @@ pub async fn load_book(
                             product,
                         ));
                     }
-                } else if let Some(tenancy) = platform::offer_tenancy(&i.tenancy) {
-                    need.0
-                        .insert((i.instance_type.clone(), tenancy.to_string()));
+                }
+                Resource::Instance(i) => {
+                    if let Some(tenancy) = platform::offer_tenancy(&i.tenancy) {
+                        needs
+                            .entry(price_region.clone())
+                            .or_default()
+                            .0
+                            .insert((i.instance_type.clone(), tenancy.to_string()));
+                    }
+                }
+                Resource::Host(h) => {
+                    needs.entry(price_region.clone()).or_default().0.insert((
+                        h.instance_family.clone(),
+                        platform::HOST_PRICE_TENANCY.to_string(),
+                    ));
+                }
+                Resource::Volume(_) | Resource::Snapshot(_) => {
+                    needs.entry(price_region.clone()).or_default();
                 }
             }
         }

@@ -41,6 +41,9 @@ fn instance(state: &str, ty: &str, op: &str, tags: &[(&str, &str)]) -> Resource 
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect(),
         volume_ids: vec![],
+        zone: Default::default(),
+        host_id: String::new(),
+        capacity_reservation_id: String::new(),
     })
 }
 
@@ -55,6 +58,7 @@ fn volume() -> Resource {
         availability_zone: "us-east-1a".into(),
         create_time: None,
         tags: BTreeMap::new(),
+        zone: Default::default(),
     })
 }
 

@@ -47,6 +47,8 @@ fn line(id: &str, region: &str, hour: DateTime<Utc>, cost: Option<f64>, family: 
         detail: format!("{family}.large").into(),
         lifecycle: "on-demand".into(),
         tags: Arc::new(BTreeMap::new()),
+        missing_part: None,
+        note: None,
     }
 }
 

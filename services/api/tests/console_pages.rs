@@ -65,6 +65,9 @@ fn instance(
         state_transition_reason: String::new(),
         tags: BTreeMap::from([("Name".to_owned(), name.to_owned())]),
         volume_ids: vec![],
+        zone: Default::default(),
+        host_id: String::new(),
+        capacity_reservation_id: String::new(),
     });
     InventoryRow {
         pk: keys::tenant_account(&t(tenant), &a(account)),
@@ -109,6 +112,8 @@ fn resource_hour(
         lifecycle: "on-demand".into(),
         tags: BTreeMap::new(),
         expires_at: 0,
+        price_missing_part: None,
+        note: None,
     }
 }
 
@@ -134,6 +139,7 @@ fn rollup(
         cost_usd: usd,
         reserved_usd: usd,
         price_missing: missing,
+        price_partial: 0,
         resources: 2,
         expires_at: 0,
     }

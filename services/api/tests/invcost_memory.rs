@@ -38,6 +38,9 @@ fn row(tenant: &TenantId, account: &AccountId, id: &str) -> InventoryRow {
         state_transition_reason: String::new(),
         tags: BTreeMap::from([("Name".to_owned(), id.to_owned())]),
         volume_ids: vec![],
+        zone: Default::default(),
+        host_id: String::new(),
+        capacity_reservation_id: String::new(),
     });
     InventoryRow {
         pk: keys::tenant_account(tenant, account),
@@ -82,6 +85,7 @@ fn cost(
         detail: "m5.large".into(),
         lifecycle: "on-demand".into(),
         tags: BTreeMap::new(),
+        note: None,
         expires_at: 0,
     }
 }

@@ -65,6 +65,9 @@ fn instance(state: &str, itype: &str, tags: &[(&str, &str)]) -> Resource {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect(),
         volume_ids: vec![],
+        zone: Default::default(),
+        host_id: String::new(),
+        capacity_reservation_id: String::new(),
     })
 }
 
@@ -82,6 +85,7 @@ fn volume(tags: &[(&str, &str)]) -> Resource {
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect(),
+        zone: Default::default(),
     })
 }
 
@@ -176,6 +180,7 @@ fn line(
         detail: "m5.large".into(),
         lifecycle: if kind == "instance" { "on-demand" } else { "" }.into(),
         tags: Arc::new(tags),
+        note: None,
     }
 }
 

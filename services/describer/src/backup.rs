@@ -168,7 +168,11 @@ impl Describer {
         report.volumes = volume_instance.len();
         let ids: BTreeSet<String> = volume_instance.keys().cloned().collect();
         let volumes: HashMap<String, kopter_store::inventory::Resource> =
-            ec2::volumes(&ec2, Some(&ids)).await?.into_iter().collect();
+            // Only their tags are read here: the zones do not matter.
+            ec2::volumes(&ec2, Some(&ids), &crate::zones::Zones::by_name_only(region))
+                .await?
+                .into_iter()
+                .collect();
 
         for (volume, instance) in &volume_instance {
             let key =

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::diff::{DiffContext, Scope, diff};
 use crate::ec2::{self, AccountError};
+use crate::zones::{self, Zones};
 use kopter_store::inventory::Write;
 use kopter_store::inventory::{Conflict, InventoryStore};
 use kopter_store::inventory::{EventRow, InventoryRow, ResourceKind, now_ms};
@@ -180,6 +181,17 @@ pub struct Describer {
     pub settings: Settings,
     /// One semaphore per account seen recently (idle ones are dropped).
     pub permits: moka::future::Cache<AccountId, Arc<Semaphore>>,
+    /// Each account-region's zones ([`zones::read`]), kept for
+    /// [`zones::ZONES_TTL`].
+    pub zones: moka::future::Cache<(AccountId, String), Arc<Zones>>,
+}
+
+/// The per account-region zones: bounded, expiring.
+pub fn zone_cache() -> moka::future::Cache<(AccountId, String), Arc<Zones>> {
+    moka::future::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(zones::ZONES_TTL)
+        .build()
 }
 
 /// The per-account semaphores: bounded, idle entries evicted.
@@ -505,16 +517,28 @@ impl Describer {
         observed_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<DescribeReport, AccountError> {
         let ec2 = self.access.ec2(&role(record), region).await?;
+        let zones = self.zones_of(&ec2, &record.account_id, region).await?;
+        let zones = zones.as_ref();
         let (observed, scope) = match only {
             None => {
-                let (i, v, s) = tokio::try_join!(
-                    ec2::instances(&ec2, None),
-                    ec2::volumes(&ec2, None),
-                    ec2::snapshots(&ec2, record.account_id.as_str(), None)
+                let (i, v, s, h) = tokio::try_join!(
+                    ec2::instances(&ec2, None, zones),
+                    ec2::volumes(&ec2, None, zones),
+                    ec2::snapshots(&ec2, record.account_id.as_str(), None),
+                    ec2::hosts(&ec2, zones)
                 )?;
+                let scope = match h {
+                    Some(_) => Scope::Full,
+                    // Hosts unread: keep their rows as they are.
+                    None => Scope::AllBut(ResourceKind::Host),
+                };
                 (
-                    i.into_iter().chain(v).chain(s).collect::<Vec<_>>(),
-                    Scope::Full,
+                    i.into_iter()
+                        .chain(v)
+                        .chain(s)
+                        .chain(h.into_iter().flatten())
+                        .collect::<Vec<_>>(),
+                    scope,
                 )
             }
             Some(t) => {
@@ -525,8 +549,8 @@ impl Describer {
                     set(&t.snapshot_ids),
                 );
                 let (i, v, s) = tokio::try_join!(
-                    ec2::instances(&ec2, Some(&ids_i)),
-                    ec2::volumes(&ec2, Some(&ids_v)),
+                    ec2::instances(&ec2, Some(&ids_i), zones),
+                    ec2::volumes(&ec2, Some(&ids_v), zones),
                     ec2::snapshots(&ec2, record.account_id.as_str(), Some(&ids_s))
                 )?;
                 let mut scope = BTreeSet::new();
@@ -562,6 +586,22 @@ impl Describer {
             observed: n_observed,
             ..report
         })
+    }
+
+    /// The account's zones in `region`, from the cache or EC2.
+    async fn zones_of(
+        &self,
+        ec2: &aws_sdk_ec2::Client,
+        account: &AccountId,
+        region: &str,
+    ) -> Result<Arc<Zones>, AccountError> {
+        let key = (account.clone(), region.to_owned());
+        if let Some(z) = self.zones.get(&key).await {
+            return Ok(z);
+        }
+        let z = zones::read(ec2, region).await?;
+        self.zones.insert(key, z.clone()).await;
+        Ok(z)
     }
 
     /// Writes a diff, then publishes its history rows and marks them

@@ -9,7 +9,8 @@ use kopter_schema::items::keys;
 use kopter_schema::{AccountId, TenantId};
 
 use kopter_store::inventory::{
-    Change, EventRow, InstanceFields, InventoryRow, Resource, ResourceKind, Write, inventory_sk,
+    Change, EventRow, HostFields, InstanceFields, InventoryRow, Resource, ResourceKind, Write,
+    inventory_sk,
 };
 
 /// Who and when of one describe.
@@ -32,6 +33,9 @@ pub enum Scope {
     Full,
     /// Only these resources (a targeted describe).
     Only(BTreeSet<(ResourceKind, String)>),
+    /// Everything of the region except one kind, which was not read (the
+    /// role may not list Dedicated Hosts): its rows stay as they were.
+    AllBut(ResourceKind),
 }
 
 impl Scope {
@@ -39,6 +43,7 @@ impl Scope {
         match self {
             Scope::Full => true,
             Scope::Only(ids) => ids.contains(&(kind, id.to_owned())),
+            Scope::AllBut(skipped) => kind != *skipped,
         }
     }
 }
@@ -95,8 +100,17 @@ pub fn diff(
                 s.state = "deleted".into();
                 Change::Deleted
             }
+            Resource::Host(h) => {
+                h.state = "released".into();
+                h.instance_ids.clear();
+                Change::Deleted
+            }
         };
-        let already_deleted = prev.kind() != ResourceKind::Instance && prev.state() == "deleted";
+        let already_deleted = match &prev.resource {
+            Resource::Instance(_) => false,
+            Resource::Host(h) => !h.allocated(),
+            _ => prev.state() == "deleted",
+        };
         let changes = if already_deleted {
             vec![]
         } else {
@@ -267,7 +281,44 @@ fn first_sight(ctx: &DiffContext, current: &Resource) -> Vec<(Change, DateTime<U
                 current.clone(),
             )]
         }
+        Resource::Host(h) => {
+            let allocated = h.allocation_time.map(|t| t.min(obs));
+            let base = new_or(allocated, Change::Created);
+            let released = release_time(h, allocated, obs);
+            match (allocated, released) {
+                // Allocated since onboarding and already released when
+                // first seen: billed from allocation until release.
+                (Some(a), Some(r)) if base == Change::Created && a < r => {
+                    let mut up = h.clone();
+                    up.state = "available".into();
+                    vec![
+                        (Change::Created, a, Resource::Host(up)),
+                        (Change::Deleted, r, current.clone()),
+                    ]
+                }
+                (_, Some(r)) => vec![(base, r, current.clone())],
+                (a, None) => vec![(base, a.unwrap_or(obs), current.clone())],
+            }
+        }
     }
+}
+
+/// When a released host was released: EC2's `ReleaseTime` if it is after
+/// `after` and not in the future, else the observation. `None` while the
+/// host is allocated.
+fn release_time(
+    h: &HostFields,
+    after: Option<DateTime<Utc>>,
+    observed: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if h.allocated() {
+        return None;
+    }
+    Some(
+        h.release_time
+            .filter(|t| *t <= observed && after.is_none_or(|a| *t > a))
+            .unwrap_or(observed),
+    )
 }
 
 fn changes(
@@ -340,6 +391,22 @@ fn changes(
             }
             vec![]
         }
+        (Resource::Host(p), Resource::Host(c)) => {
+            if p.allocated() && !c.allocated() {
+                let at = release_time(c, prev_at, obs).unwrap_or(obs);
+                return vec![(Change::Deleted, at, current.clone())];
+            }
+            if p.instance_family != c.instance_family {
+                // ModifyHosts: the host is now priced as another family.
+                return vec![(Change::TypeChanged, obs, current.clone())];
+            }
+            if p.state != c.state {
+                return vec![(Change::StateChanged, obs, current.clone())];
+            }
+            // Instances placed or removed: the row is updated, no history
+            // (the host's price does not depend on them).
+            vec![]
+        }
         // The same sort key always has the same kind.
         _ => vec![],
     }
@@ -379,6 +446,9 @@ mod tests {
             state_transition_reason: reason.into(),
             tags: BTreeMap::new(),
             volume_ids: vec![],
+            zone: Default::default(),
+            host_id: String::new(),
+            capacity_reservation_id: String::new(),
         })
     }
 
@@ -692,6 +762,128 @@ mod tests {
         assert_eq!(ev[0].at, t("2024-03-01T12:30:00Z"));
     }
 
+    fn host(state: &str, family: &str, instances: &[&str], released: Option<&str>) -> Resource {
+        Resource::Host(HostFields {
+            state: state.into(),
+            instance_family: family.into(),
+            instance_type: String::new(),
+            availability_zone: "eu-west-1a".into(),
+            allocation_time: Some(t("2024-03-01T10:00:00Z")),
+            release_time: released.map(t),
+            instance_ids: instances.iter().map(|i| i.to_string()).collect(),
+            tags: BTreeMap::new(),
+            zone: Default::default(),
+        })
+    }
+
+    /// A host is billed from allocation to release: history rows at those
+    /// times (EC2's `AllocationTime` / `ReleaseTime`), a family change
+    /// (ModifyHosts) is a type change, instances placed on it are not
+    /// history, and a host that vanishes is released when last seen.
+    #[test]
+    fn hosts_from_allocation_to_release() {
+        let mut inv = HashMap::new();
+        let ev = step(
+            &mut inv,
+            &ctx("2024-03-01T10:30:00Z"),
+            vec![("h-1".into(), host("available", "mac1", &[], None))],
+            &Scope::Full,
+        );
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].change, ev[0].at),
+            (Change::Created, t("2024-03-01T10:00:00Z"))
+        );
+        let ev = step(
+            &mut inv,
+            &ctx("2024-03-01T11:30:00Z"),
+            vec![("h-1".into(), host("available", "mac1", &["i-1"], None))],
+            &Scope::Full,
+        );
+        assert!(ev.is_empty(), "{ev:?}");
+        let Resource::Host(h) = &inv["eu-west-1#host#h-1"].resource else {
+            panic!("not a host")
+        };
+        assert_eq!(h.instance_ids, ["i-1"]);
+        let ev = step(
+            &mut inv,
+            &ctx("2024-03-01T12:30:00Z"),
+            vec![("h-1".into(), host("available", "mac2", &[], None))],
+            &Scope::Full,
+        );
+        assert_eq!(ev[0].change, Change::TypeChanged);
+        let ev = step(
+            &mut inv,
+            &ctx("2024-03-01T13:30:00Z"),
+            vec![(
+                "h-1".into(),
+                host("released", "mac2", &[], Some("2024-03-01T13:10:00Z")),
+            )],
+            &Scope::Full,
+        );
+        assert_eq!(
+            (ev[0].change, ev[0].at),
+            (Change::Deleted, t("2024-03-01T13:10:00Z"))
+        );
+        // Gone from DescribeHosts later: already released, nothing new.
+        let ev = step(&mut inv, &ctx("2024-03-02T13:30:00Z"), vec![], &Scope::Full);
+        assert!(ev.is_empty(), "{ev:?}");
+
+        // Allocated and released between two describes.
+        let mut inv = HashMap::new();
+        let ev = step(
+            &mut inv,
+            &ctx("2024-03-01T12:00:00Z"),
+            vec![(
+                "h-2".into(),
+                host("released", "m5", &[], Some("2024-03-01T11:00:00Z")),
+            )],
+            &Scope::Full,
+        );
+        let got: Vec<_> = ev
+            .iter()
+            .map(|e| (e.change, e.at, e.resource.state().to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Change::Created,
+                    t("2024-03-01T10:00:00Z"),
+                    "available".to_string()
+                ),
+                (
+                    Change::Deleted,
+                    t("2024-03-01T11:00:00Z"),
+                    "released".to_string()
+                ),
+            ]
+        );
+
+        // Vanished while allocated: released when last looked for.
+        let mut inv = HashMap::new();
+        step(
+            &mut inv,
+            &ctx("2024-03-01T10:30:00Z"),
+            vec![("h-3".into(), host("available", "m5", &[], None))],
+            &Scope::Full,
+        );
+        // Hosts not read this time (role without ec2:DescribeHosts): kept.
+        let ev = step(
+            &mut inv,
+            &ctx("2024-03-01T11:30:00Z"),
+            vec![],
+            &Scope::AllBut(ResourceKind::Host),
+        );
+        assert!(ev.is_empty(), "{ev:?}");
+        let ev = step(&mut inv, &ctx("2024-03-01T12:30:00Z"), vec![], &Scope::Full);
+        assert_eq!(
+            (ev[0].change, ev[0].at),
+            (Change::Deleted, t("2024-03-01T12:30:00Z"))
+        );
+        assert_eq!(ev[0].resource.state(), "released");
+    }
+
     #[test]
     fn targeted_scope_only_retires_named_resources() {
         let mut inv = HashMap::new();
@@ -730,6 +922,7 @@ mod tests {
                 availability_zone: "eu-west-1a".into(),
                 create_time: Some(t("2024-03-01T10:00:00Z")),
                 tags: BTreeMap::new(),
+                zone: Default::default(),
             })
         };
         let snap = |state: &str| {

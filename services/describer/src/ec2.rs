@@ -9,7 +9,11 @@ use aws_sdk_ec2::types::{Filter, Tag};
 use chrono::{DateTime, Utc};
 use kopter_runtime::AssumeRoleError;
 
-use kopter_store::inventory::{InstanceFields, Resource, SnapshotFields, VolumeFields};
+use kopter_store::inventory::{
+    HostFields, InstanceFields, Resource, SnapshotFields, VolumeFields, ZoneInfo,
+};
+
+use crate::zones::Zones;
 
 /// EC2 error codes that mean "this account (or region) will not let us
 /// in": the role lacks permissions, the region is disabled, the account is
@@ -125,6 +129,7 @@ pub async fn enabled_regions(ec2: &aws_sdk_ec2::Client) -> Result<Vec<String>, A
 pub async fn instances(
     ec2: &aws_sdk_ec2::Client,
     only: Option<&BTreeSet<String>>,
+    zones: &Zones,
 ) -> Result<Vec<(String, Resource)>, AccountError> {
     let mut req = ec2.describe_instances();
     match only {
@@ -143,7 +148,9 @@ pub async fn instances(
         for r in page.reservations() {
             for i in r.instances() {
                 let Some(id) = i.instance_id() else { continue };
-                out.push((id.to_owned(), Resource::Instance(instance_fields(i))));
+                let mut fields = instance_fields(i);
+                fields.zone = zones.info(&fields.availability_zone);
+                out.push((id.to_owned(), Resource::Instance(fields)));
             }
         }
     }
@@ -167,7 +174,14 @@ fn platform_details(i: &aws_sdk_ec2::types::Instance) -> String {
     }
 }
 
+/// An instance as EC2 describes it; its [`ZoneInfo`] is left empty (the
+/// caller knows the account's zones).
 pub fn instance_fields(i: &aws_sdk_ec2::types::Instance) -> InstanceFields {
+    let host_id = i
+        .placement()
+        .and_then(|p| p.host_id())
+        .unwrap_or("")
+        .to_owned();
     let mut volume_ids: Vec<String> = i
         .block_device_mappings()
         .iter()
@@ -186,11 +200,7 @@ pub fn instance_fields(i: &aws_sdk_ec2::types::Instance) -> InstanceFields {
             .to_owned(),
         usage_operation: i.usage_operation().unwrap_or("").to_owned(),
         platform_details: platform_details(i),
-        tenancy: i
-            .placement()
-            .and_then(|p| p.tenancy())
-            .map_or("default", |t| t.as_str())
-            .to_owned(),
+        tenancy: tenancy(i, &host_id),
         lifecycle: i
             .instance_lifecycle()
             .map_or("on-demand", |l| l.as_str())
@@ -204,12 +214,32 @@ pub fn instance_fields(i: &aws_sdk_ec2::types::Instance) -> InstanceFields {
         state_transition_reason: i.state_transition_reason().unwrap_or("").to_owned(),
         tags: tags(i.tags()),
         volume_ids,
+        zone: ZoneInfo::default(),
+        capacity_reservation_id: i.capacity_reservation_id().unwrap_or("").to_owned(),
+        host_id,
     }
+}
+
+/// `Placement.Tenancy`, except that an instance with a `HostId` is on a
+/// Dedicated Host whatever the tenancy says: EC2 gives `host` for those,
+/// moto always answers `default` (it ignores `Placement.Tenancy`) but
+/// keeps the `HostId`.
+fn tenancy(i: &aws_sdk_ec2::types::Instance, host_id: &str) -> String {
+    let given = i
+        .placement()
+        .and_then(|p| p.tenancy())
+        .map_or("default", |t| t.as_str());
+    if !host_id.is_empty() && given != "host" {
+        crate::zones::fallbacks("tenancy-from-host-id").inc();
+        return "host".to_owned();
+    }
+    given.to_owned()
 }
 
 pub async fn volumes(
     ec2: &aws_sdk_ec2::Client,
     only: Option<&BTreeSet<String>>,
+    zones: &Zones,
 ) -> Result<Vec<(String, Resource)>, AccountError> {
     let mut req = ec2.describe_volumes();
     match only {
@@ -240,6 +270,7 @@ pub async fn volumes(
                 availability_zone: v.availability_zone().unwrap_or("").to_owned(),
                 create_time: time(v.create_time()),
                 tags: tags(v.tags()),
+                zone: zones.info(v.availability_zone().unwrap_or("")),
             };
             out.push((id.to_owned(), Resource::Volume(fields)));
         }
@@ -293,6 +324,88 @@ pub async fn snapshots(
         }
     }
     Ok(out)
+}
+
+/// Dedicated Hosts of the account in the region (released ones too: EC2
+/// keeps returning them for a while, with their release time).
+///
+/// A role without `ec2:DescribeHosts` (granted before Kopter read hosts)
+/// is not a refusal of the whole account: hosts are left unread (`None`,
+/// logged and counted) and everything else is still described.
+pub async fn hosts(
+    ec2: &aws_sdk_ec2::Client,
+    zones: &Zones,
+) -> Result<Option<Vec<(String, Resource)>>, AccountError> {
+    let pages: Result<Vec<_>, _> = ec2
+        .describe_hosts()
+        .max_results(500)
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await;
+    let pages = match pages {
+        Ok(p) => p,
+        Err(e) if is_account_error(e.code().unwrap_or("")) => {
+            crate::zones::fallbacks("hosts-not-permitted").inc();
+            tracing::warn!(
+                code = e.code().unwrap_or(""),
+                message = e.message().unwrap_or(""),
+                "DescribeHosts refused (the role predates ec2:DescribeHosts); Dedicated Hosts not read"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(classify("DescribeHosts", e)),
+    };
+    let mut out = Vec::new();
+    for page in pages {
+        for h in page.hosts() {
+            let Some(id) = h.host_id() else { continue };
+            let mut fields = host_fields(h);
+            fields.zone = zones.info(&fields.availability_zone);
+            out.push((id.to_owned(), Resource::Host(fields)));
+        }
+    }
+    Ok(Some(out))
+}
+
+/// A host as EC2 describes it (`HostProperties` gives the family the host
+/// is priced by: `InstanceFamily`, else the family of `InstanceType`).
+pub fn host_fields(h: &aws_sdk_ec2::types::Host) -> HostFields {
+    let props = h.host_properties();
+    let instance_type = props
+        .and_then(|p| p.instance_type())
+        .unwrap_or("")
+        .to_owned();
+    let instance_family = props
+        .and_then(|p| p.instance_family())
+        .filter(|f| !f.is_empty())
+        .map_or_else(
+            || {
+                instance_type
+                    .split('.')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            },
+            str::to_owned,
+        );
+    let mut instance_ids: Vec<String> = h
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect();
+    instance_ids.sort();
+    HostFields {
+        state: h.state().map_or("unknown", |s| s.as_str()).to_owned(),
+        instance_family,
+        instance_type,
+        availability_zone: h.availability_zone().unwrap_or("").to_owned(),
+        allocation_time: time(h.allocation_time()),
+        release_time: time(h.release_time()),
+        instance_ids,
+        tags: tags(h.tags()),
+        zone: ZoneInfo::default(),
+    }
 }
 
 pub fn snapshot_fields(s: &aws_sdk_ec2::types::Snapshot) -> SnapshotFields {

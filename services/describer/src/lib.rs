@@ -7,6 +7,7 @@ pub mod backup;
 pub mod describe;
 pub mod diff;
 pub mod ec2;
+pub mod zones;
 
 use std::sync::Arc;
 
@@ -129,5 +130,6 @@ pub fn describer_with(ctx: &ServiceContext, access: Arc<dyn AccountAccess>) -> D
             write_concurrency: d.write_concurrency,
         },
         permits: describe::permit_cache(),
+        zones: describe::zone_cache(),
     }
 }

@@ -47,6 +47,16 @@ fn detail(row: &InventoryRow) -> String {
             v.attached_instance.as_deref().unwrap_or("-")
         ),
         Resource::Snapshot(s) => format!("{} GiB of {}", s.volume_size_gib, s.volume_id),
+        Resource::Host(h) => format!(
+            "{} {} instance(s) {}",
+            if h.instance_type.is_empty() {
+                &h.instance_family
+            } else {
+                &h.instance_type
+            },
+            h.instance_ids.len(),
+            h.availability_zone
+        ),
     }
 }
 
@@ -106,10 +116,11 @@ pub async fn run(aws: &AwsContext, names: &Names, args: InventoryArgs) -> anyhow
     let count = |k| rows.iter().filter(|r| r.kind() == k).count();
     use kopter_store::inventory::ResourceKind::*;
     println!(
-        "{} instance(s), {} volume(s), {} snapshot(s)",
+        "{} instance(s), {} volume(s), {} snapshot(s), {} host(s)",
         count(Instance),
         count(Volume),
-        count(Snapshot)
+        count(Snapshot),
+        count(Host)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,9 @@ async fn cost_prints_the_tenants_series_and_budget_is_kept() {
         state_transition_reason: String::new(),
         tags: BTreeMap::from([("team".into(), "web".into())]),
         volume_ids: vec![],
+        zone: Default::default(),
+        host_id: String::new(),
+        capacity_reservation_id: String::new(),
     });
     env.put_row(
         Table::Ec2Events,

@@ -60,6 +60,12 @@ data "aws_iam_policy_document" "access" {
       "ec2:DescribeInstances",
       "ec2:DescribeVolumes",
       "ec2:DescribeSnapshots",
+      # Local/Wavelength Zones are priced from their own price list, and
+      # Dedicated Hosts are billed per host (issue 17). Roles granted
+      # before these were added keep working: the describer then tells
+      # zones by name and skips hosts (logged, counted).
+      "ec2:DescribeAvailabilityZones",
+      "ec2:DescribeHosts",
     ]
     resources = ["*"]
   }

@@ -20,6 +20,8 @@ pub enum ResourceKind {
     Instance,
     Volume,
     Snapshot,
+    /// An EC2 Dedicated Host (billed per host-hour while allocated).
+    Host,
 }
 
 impl ResourceKind {
@@ -28,6 +30,7 @@ impl ResourceKind {
             ResourceKind::Instance => "instance",
             ResourceKind::Volume => "volume",
             ResourceKind::Snapshot => "snapshot",
+            ResourceKind::Host => "host",
         }
     }
 }
@@ -113,6 +116,48 @@ pub struct InstanceFields {
     /// EBS volumes attached (block device mappings), sorted.
     #[serde(default)]
     pub volume_ids: Vec<String>,
+    /// Where the zone sits and which price list prices it (see [`ZoneInfo`]).
+    #[serde(flatten)]
+    pub zone: ZoneInfo,
+    /// `Placement.HostId`: the Dedicated Host the instance runs on, whose
+    /// host-hours carry the compute charge; empty when not on a host.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host_id: String,
+    /// `CapacityReservationId`: the On-Demand Capacity Reservation (or
+    /// Capacity Block) the instance was launched into; empty when none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub capacity_reservation_id: String,
+}
+
+/// The zone of a resource as `DescribeAvailabilityZones` describes it
+/// (<https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_AvailabilityZone.html>).
+///
+/// Both fields are empty in rows written before Kopter read zones, and for
+/// an ordinary Availability Zone whose type EC2 did not say: such a
+/// resource is priced with its region's prices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneInfo {
+    /// `availability-zone`, `local-zone` or `wavelength-zone` (EC2's
+    /// `ZoneType`); empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub zone_type: String,
+    /// The Price List `regionCode` whose rows price the resource when it is
+    /// not its region's — a Local Zone's group (`us-west-2-lax-1` for
+    /// `us-west-2-lax-1a`) or a Wavelength Zone's location. Empty: the
+    /// region's own prices.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub price_region: String,
+}
+
+impl ZoneInfo {
+    /// The Price List region of a resource in `region` with this zone.
+    pub fn price_region<'a>(&'a self, region: &'a str) -> &'a str {
+        if self.price_region.is_empty() {
+            region
+        } else {
+            &self.price_region
+        }
+    }
 }
 
 /// An EBS volume.
@@ -137,6 +182,9 @@ pub struct VolumeFields {
     pub create_time: Option<DateTime<Utc>>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Where the zone sits and which price list prices it (see [`ZoneInfo`]).
+    #[serde(flatten)]
+    pub zone: ZoneInfo,
 }
 
 /// An EBS snapshot owned by the account.
@@ -154,6 +202,51 @@ pub struct SnapshotFields {
     pub tags: BTreeMap<String, String>,
 }
 
+/// An EC2 Dedicated Host as `DescribeHosts` returns it
+/// (<https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Host.html>).
+/// On-Demand hosts are billed per host-hour from allocation until release
+/// ("per-host billing",
+/// <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/dedicated-hosts-overview.html>;
+/// "On-Demand billing is stopped and the host goes into released state …
+/// Released hosts still appear in a DescribeHosts response",
+/// <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_ReleaseHosts.html>),
+/// whatever runs on them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFields {
+    /// `available`, `under-assessment`, `permanent-failure`, `released`,
+    /// `released-permanent-failure`, `pending`.
+    pub state: String,
+    /// The instance family the host's price is per (`HostProperties.InstanceFamily`,
+    /// else the family of `HostProperties.InstanceType`: `mac1` for `mac1.metal`).
+    pub instance_family: String,
+    /// `HostProperties.InstanceType` when the host supports one type only.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance_type: String,
+    #[serde(default)]
+    pub availability_zone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "fixed_opt")]
+    pub allocation_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "fixed_opt")]
+    pub release_time: Option<DateTime<Utc>>,
+    /// Instances on the host (`Instances[].InstanceId`), sorted.
+    #[serde(default)]
+    pub instance_ids: Vec<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Where the zone sits and which price list prices it (see [`ZoneInfo`]).
+    #[serde(flatten)]
+    pub zone: ZoneInfo,
+}
+
+impl HostFields {
+    /// Whether the host is still allocated (and so billed).
+    pub fn allocated(&self) -> bool {
+        !self.state.starts_with("released")
+    }
+}
+
 /// A resource's full state; `kind` is the serde tag, so a row carries
 /// `kind` plus the fields of that kind at the top level.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +255,7 @@ pub enum Resource {
     Instance(InstanceFields),
     Volume(VolumeFields),
     Snapshot(SnapshotFields),
+    Host(HostFields),
 }
 
 impl Resource {
@@ -170,6 +264,7 @@ impl Resource {
             Resource::Instance(_) => ResourceKind::Instance,
             Resource::Volume(_) => ResourceKind::Volume,
             Resource::Snapshot(_) => ResourceKind::Snapshot,
+            Resource::Host(_) => ResourceKind::Host,
         }
     }
 
@@ -178,6 +273,7 @@ impl Resource {
             Resource::Instance(i) => &i.state,
             Resource::Volume(v) => &v.state,
             Resource::Snapshot(s) => &s.state,
+            Resource::Host(h) => &h.state,
         }
     }
 
@@ -186,6 +282,7 @@ impl Resource {
             Resource::Instance(i) => &mut i.state,
             Resource::Volume(v) => &mut v.state,
             Resource::Snapshot(s) => &mut s.state,
+            Resource::Host(h) => &mut h.state,
         };
         *s = state.to_owned();
     }
@@ -380,6 +477,9 @@ mod tests {
             state_transition_reason: String::new(),
             tags: BTreeMap::from([("Name".into(), "web".into())]),
             volume_ids: vec!["vol-1".into()],
+            zone: ZoneInfo::default(),
+            host_id: String::new(),
+            capacity_reservation_id: String::new(),
         })
     }
 
@@ -438,6 +538,21 @@ mod tests {
             availability_zone: "eu-west-1a".into(),
             create_time: Some(t("2024-01-01T09:00:00Z")),
             tags: BTreeMap::new(),
+            zone: ZoneInfo {
+                zone_type: "local-zone".into(),
+                price_region: "us-west-2-lax-1".into(),
+            },
+        });
+        let host = Resource::Host(HostFields {
+            state: "available".into(),
+            instance_family: "mac1".into(),
+            instance_type: "mac1.metal".into(),
+            availability_zone: "us-east-1a".into(),
+            allocation_time: Some(t("2024-01-01T08:00:00Z")),
+            release_time: None,
+            instance_ids: vec!["i-1".into()],
+            tags: BTreeMap::new(),
+            zone: ZoneInfo::default(),
         });
         let snapshot = Resource::Snapshot(SnapshotFields {
             state: "completed".into(),
@@ -446,7 +561,7 @@ mod tests {
             volume_id: "vol-1".into(),
             tags: BTreeMap::new(),
         });
-        for resource in [instance(), volume, snapshot] {
+        for resource in [instance(), volume, snapshot, host] {
             let row = InventoryRow {
                 pk: keys::tenant_account(&tenant, &account),
                 sk: inventory_sk("eu-west-1", resource.kind(), "x-1"),
@@ -468,6 +583,87 @@ mod tests {
             assert!(item.contains_key("state"));
             let back: InventoryRow = serde_dynamo::from_item(item).unwrap();
             assert_eq!(back, row);
+        }
+    }
+
+    /// Rows written before zones, hosts and reservations were read have
+    /// none of those attributes: they still read, as an ordinary zone
+    /// priced by its region, not on a host, not in a reservation.
+    #[test]
+    fn rows_without_the_zone_host_and_reservation_attributes_still_read() {
+        use aws_sdk_dynamodb::types::AttributeValue as A;
+        let s = |v: &str| A::S(v.into());
+        let item = std::collections::HashMap::from([
+            ("pk".to_string(), s("acme#111122223333")),
+            ("sk".to_string(), s("us-west-2#instance#i-1")),
+            ("tenant".to_string(), s("acme")),
+            ("account".to_string(), s("111122223333")),
+            ("region".to_string(), s("us-west-2")),
+            ("resource_id".to_string(), s("i-1")),
+            ("gone".to_string(), A::Bool(false)),
+            ("first_seen".to_string(), s("2024-01-01T10:00:00.000Z")),
+            ("last_seen".to_string(), s("2024-01-01T10:00:00.000Z")),
+            ("version".to_string(), A::N("1".into())),
+            ("kind".to_string(), s("instance")),
+            ("state".to_string(), s("running")),
+            ("instance_type".to_string(), s("m5.xlarge")),
+            ("tenancy".to_string(), s("default")),
+            ("lifecycle".to_string(), s("on-demand")),
+            ("availability_zone".to_string(), s("us-west-2-lax-1a")),
+        ]);
+        let row: InventoryRow = serde_dynamo::from_item(item).unwrap();
+        let Resource::Instance(i) = &row.resource else {
+            panic!("not an instance: {row:?}")
+        };
+        assert_eq!(i.zone, ZoneInfo::default());
+        assert_eq!(i.zone.price_region("us-west-2"), "us-west-2");
+        assert_eq!(i.host_id, "");
+        assert_eq!(i.capacity_reservation_id, "");
+        // And writing it back adds none of them.
+        let back: std::collections::HashMap<String, A> = serde_dynamo::to_item(&row).unwrap();
+        for absent in [
+            "zone_type",
+            "price_region",
+            "host_id",
+            "capacity_reservation_id",
+        ] {
+            assert!(
+                !back.contains_key(absent),
+                "{absent} written for an empty value"
+            );
+        }
+    }
+
+    #[test]
+    fn a_local_zone_is_priced_under_its_group() {
+        let z = ZoneInfo {
+            zone_type: "local-zone".into(),
+            price_region: "us-west-2-lax-1".into(),
+        };
+        assert_eq!(z.price_region("us-west-2"), "us-west-2-lax-1");
+        let released = HostFields {
+            state: "released".into(),
+            instance_family: "m5".into(),
+            instance_type: String::new(),
+            availability_zone: "us-east-1a".into(),
+            allocation_time: None,
+            release_time: None,
+            instance_ids: vec![],
+            tags: BTreeMap::new(),
+            zone: ZoneInfo::default(),
+        };
+        assert!(!released.allocated());
+        for state in [
+            "available",
+            "under-assessment",
+            "permanent-failure",
+            "pending",
+        ] {
+            let h = HostFields {
+                state: state.into(),
+                ..released.clone()
+            };
+            assert!(h.allocated(), "{state}");
         }
     }
 }

@@ -185,6 +185,10 @@ pub struct ResourceCost {
     /// Instance type or volume type at the end of the hour.
     pub detail: String,
     pub lifecycle: String,
+    /// Why the amount is what it is when it is not price × usage (an
+    /// instance on a Dedicated Host: the host carries the charge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl ResourceCost {
@@ -207,6 +211,7 @@ impl ResourceCost {
             family: r.family.clone(),
             detail: r.detail.clone(),
             lifecycle: r.lifecycle.clone(),
+            note: r.note.clone(),
         }
     }
 }

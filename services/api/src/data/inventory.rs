@@ -25,7 +25,7 @@ pub struct InventoryFilter {
     pub account: Option<String>,
     /// AWS region code, e.g. `eu-west-1`.
     pub region: Option<String>,
-    /// `instance`, `volume` or `snapshot`.
+    /// `instance`, `volume`, `snapshot` or `host` (EC2 Dedicated Host).
     pub kind: Option<KindParam>,
     /// The resource's state as EC2 names it (`running`, `stopped`,
     /// `in-use`, `available`, `completed`, `terminated`, …).
@@ -41,6 +41,8 @@ pub enum KindParam {
     Instance,
     Volume,
     Snapshot,
+    /// An EC2 Dedicated Host (billed per host-hour while allocated).
+    Host,
 }
 
 impl From<KindParam> for ResourceKind {
@@ -49,6 +51,7 @@ impl From<KindParam> for ResourceKind {
             KindParam::Instance => ResourceKind::Instance,
             KindParam::Volume => ResourceKind::Volume,
             KindParam::Snapshot => ResourceKind::Snapshot,
+            KindParam::Host => ResourceKind::Host,
         }
     }
 }
@@ -69,7 +72,7 @@ pub struct InventorySelection {
 pub struct InventoryItem {
     pub account: String,
     pub region: String,
-    /// `instance`, `volume` or `snapshot`.
+    /// `instance`, `volume`, `snapshot` or `host`.
     pub kind: String,
     pub resource_id: String,
     /// The `Name` tag.
@@ -224,6 +227,15 @@ pub(crate) fn facts(r: &Resource) -> Facts {
             f.size_gib = Some(s.volume_size_gib);
             &s.tags
         }
+        Resource::Host(h) => {
+            // The type the host is for, else the family it is priced by.
+            f.instance_type = Some(if h.instance_type.is_empty() {
+                h.instance_family.clone()
+            } else {
+                h.instance_type.clone()
+            });
+            &h.tags
+        }
     };
     f.name = tags.get("Name").cloned();
     f
@@ -234,6 +246,7 @@ pub(crate) fn tags(r: &Resource) -> &BTreeMap<String, String> {
         Resource::Instance(i) => &i.tags,
         Resource::Volume(v) => &v.tags,
         Resource::Snapshot(s) => &s.tags,
+        Resource::Host(h) => &h.tags,
     }
 }
 

@@ -88,7 +88,7 @@ pub fn series_query(f: &CostFilter) -> Result<SeriesQuery, ApiError> {
     get,
     path = "/v1/resources/{id}/cost",
     tag = "cost",
-    params(("id" = String, Path, description = "Instance, volume or snapshot id"), ResourceCostFilter, PageParams),
+    params(("id" = String, Path, description = "Instance, volume, snapshot or Dedicated Host id"), ResourceCostFilter, PageParams),
     responses(
         (status = 200, description = "A page of hours (JSON), or every hour as CSV / NDJSON",
             content(

@@ -20,7 +20,7 @@ use crate::list::{self, ListQuery, ListResponse, PageParams};
 pub const PATH: &str = "/v1/inventory";
 pub const HISTORY_PATH: &str = "/v1/resources/{id}/history";
 
-/// The tenant's instances, volumes and snapshots as last seen, each with
+/// The tenant's instances, volumes, snapshots and Dedicated Hosts as last seen, each with
 /// its `Name` tag and its cost in the last complete hour. Pages walk the
 /// accounts in id order and hold at most 100 resources; a page may be
 /// short (even empty) and still have a `next_cursor`.
@@ -65,7 +65,7 @@ pub async fn list(
     get,
     path = "/v1/resources/{id}",
     tag = "inventory",
-    params(("id" = String, Path, description = "Instance, volume or snapshot id (`i-…`, `vol-…`, `snap-…`)")),
+    params(("id" = String, Path, description = "Instance, volume, snapshot or Dedicated Host id (`i-…`, `vol-…`, `snap-…`, `h-…`)")),
     responses(
         (status = 200, description = "The resource", body = ResourceDetail),
         (status = 400, description = "Not a resource id", body = Problem, content_type = "application/problem+json"),
@@ -94,7 +94,7 @@ pub async fn get(
     get,
     path = "/v1/resources/{id}/history",
     tag = "inventory",
-    params(("id" = String, Path, description = "Instance, volume or snapshot id"), PageParams),
+    params(("id" = String, Path, description = "Instance, volume, snapshot or Dedicated Host id"), PageParams),
     responses(
         (status = 200, description = "A page of changes (JSON), or every change as CSV / NDJSON",
             content(
@@ -201,9 +201,10 @@ pub fn selection(f: &InventoryFilter) -> Result<InventorySelection, ApiError> {
     })
 }
 
-/// Checks an EC2 resource id's shape (`i-0abc…`, `vol-…`, `snap-…`).
+/// Checks an EC2 resource id's shape (`i-0abc…`, `vol-…`, `snap-…`,
+/// `h-…` for a Dedicated Host).
 pub fn resource_id(id: &str) -> Result<(), ApiError> {
-    let ok = ["i-", "vol-", "snap-"].iter().any(|p| {
+    let ok = ["i-", "vol-", "snap-", "h-"].iter().any(|p| {
         id.strip_prefix(p).is_some_and(|rest| {
             (1..=32).contains(&rest.len())
                 && rest
@@ -216,11 +217,28 @@ pub fn resource_id(id: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::bad_parameter(
             "id",
-            format!("{id:?} is not an instance, volume or snapshot id (i-…, vol-…, snap-…)"),
+            format!(
+                "{id:?} is not an instance, volume, snapshot or host id (i-…, vol-…, snap-…, h-…)"
+            ),
         ))
     }
 }
 
 pub fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no resource {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resource_id;
+
+    #[test]
+    fn resource_ids_of_every_inventory_kind_are_accepted() {
+        for id in ["i-0abc123", "vol-0abc", "snap-0123", "h-0f1e2d3c4b5a69788"] {
+            assert!(resource_id(id).is_ok(), "{id}");
+        }
+        for id in ["h-", "host-1", "i-ABC", "sg-0123", "../i-1"] {
+            assert!(resource_id(id).is_err(), "{id}");
+        }
+    }
 }

@@ -50,6 +50,8 @@ pub mod usd;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod zone_host_tests;
 
 use std::io::Read;
 use std::sync::Arc;
@@ -193,7 +195,8 @@ pub struct Counts {
     pub bytes: u64,
     /// Entries of `products`.
     pub products: u64,
-    /// Products kept as instances.
+    /// Products kept as instances (On-Demand `Dedicated Host` products
+    /// included: they are stored like instances, see `DESIGN.md`).
     pub instance_products: u64,
     /// Products kept as EBS storage/IOPS/throughput/snapshots.
     pub ebs_products: u64,

@@ -13,6 +13,8 @@ use super::catalog::{Catalog, EbsIds, InstanceIds, Known};
 use super::entries::{Dimension, Offer, Offers, OffersEntry, Product, ProductEntry, Str};
 use super::error::{OfferError, SinkError};
 use super::input::{Fault, Input, Span};
+use kopter_store::platform;
+
 use super::{
     Counts, EbsKind, EbsPrice, OfferMeta, OnDemandPrice, ParseOptions, Price, ReservedPrice, Usd,
 };
@@ -360,6 +362,10 @@ fn not_text(span: Span<'_>, sku: &str, bytes: &[u8]) -> OfferError {
 
 enum Class {
     Instance,
+    /// An On-Demand `Dedicated Host` product: priced per host-hour, stored
+    /// like an instance under the family and tenancy
+    /// [`platform::HOST_PRICE_TENANCY`].
+    Host,
     Ebs(EbsKind),
     Skip,
 }
@@ -401,6 +407,17 @@ fn classify(family: &[u8], product: &Product<'_>) -> Class {
                 Class::Skip
             } else {
                 Class::Ebs(kind)
+            }
+        }
+        b"Dedicated Host" => {
+            // `HostUsage:{family}` is the On-Demand host; reserved hosts
+            // (`ReservedHostUsage:…`, tenancy `Reserved`) are their own
+            // products, left out like other reservations.
+            let usage = attr(&a.usagetype).unwrap_or(b"");
+            if contains(usage, b"HostUsage:") && !contains(usage, b"ReservedHostUsage") {
+                Class::Host
+            } else {
+                Class::Skip
             }
         }
         b"Storage Snapshot" => {
@@ -479,6 +496,21 @@ fn record_product(
                 operating_system: text(need(&a.operating_system, "operatingSystem")?)?,
                 tenancy: text(need(&a.tenancy, "tenancy")?)?,
                 operation: text(need(&a.operation, "operation")?)?,
+                license_model: text(attr(&a.license_model).unwrap_or(b"NA"))?,
+                pre_installed_sw: text(attr(&a.pre_installed_sw).unwrap_or(b"NA"))?,
+                region: text(region)?,
+            };
+            counts.instance_products += 1;
+            catalog.add_instance(sku, ids)
+        }
+        Class::Host => {
+            let ids = InstanceIds {
+                instance_type: text(
+                    attr(&a.instance_type).ok_or_else(|| missing("instanceType"))?,
+                )?,
+                operating_system: text(attr(&a.operating_system).unwrap_or(b"NA"))?,
+                tenancy: text(platform::HOST_PRICE_TENANCY.as_bytes())?,
+                operation: text(attr(&a.operation).unwrap_or(b"RunInstances"))?,
                 license_model: text(attr(&a.license_model).unwrap_or(b"NA"))?,
                 pre_installed_sw: text(attr(&a.pre_installed_sw).unwrap_or(b"NA"))?,
                 region: text(region)?,
