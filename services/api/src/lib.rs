@@ -383,6 +383,18 @@ pub fn router(state: ApiState, cors_origins: &[String]) -> Router {
                 }),
             );
     }
+    if state.dev_sign_in().is_some() {
+        use kopter_dev_issuer::{AUTHORIZE_PATH, ISSUER_PATH, TOKEN_PATH};
+        app = app
+            .route(
+                &format!("{ISSUER_PATH}{AUTHORIZE_PATH}"),
+                get(dev_issuer::authorize_page).post(dev_issuer::authorize_submit),
+            )
+            .route(
+                &format!("{ISSUER_PATH}{TOKEN_PATH}"),
+                axum::routing::post(dev_issuer::token),
+            );
+    }
     let app = app.nest(console::PREFIX, console::routes()).route(
         "/",
         get(|| async { axum::response::Redirect::to(console::PREFIX) }),
