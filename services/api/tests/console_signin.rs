@@ -745,6 +745,15 @@ async fn sign_out_needs_the_csrf_token_and_clears_the_session() {
     assert_eq!(b.get(&app, "/console").await.status, StatusCode::OK);
 
     let csrf = csrf_of(&b.jar["kopter_session"]);
+    // The sign-out page's form carries exactly this token.
+    let page = b.get(&app, "/console/sign-out").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(&format!("name=\"csrf_token\" value=\"{csrf}\"")),
+        "{}",
+        page.body
+    );
     let r = b
         .post_form(&app, "/console/sign-out", &[("csrf_token", &csrf)])
         .await;

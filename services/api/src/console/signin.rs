@@ -19,7 +19,7 @@ use anyhow::Context;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Router, http::Uri};
 use oauth2::basic::{
     BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
@@ -52,13 +52,13 @@ const FLOW_PURPOSE: &str = "console-sign-in-v1";
 /// How long a fetched discovery document is used.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 
-/// `GET /sign-in`, `GET /callback`, `POST /sign-out`, `GET /signed-out`
-/// (relative to [`super::PREFIX`]).
+/// `GET /sign-in`, `GET /callback`, `GET`/`POST /sign-out`,
+/// `GET /signed-out` (relative to [`super::PREFIX`]).
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/sign-in", get(sign_in))
         .route("/callback", get(callback))
-        .route("/sign-out", post(sign_out))
+        .route("/sign-out", get(sign_out_page).post(sign_out))
         .route("/signed-out", get(signed_out))
 }
 
@@ -648,6 +648,23 @@ async fn sign_out(State(state): State<ApiState>) -> Response {
         cookie(SESSION_COOKIE, "", 0, auth.cookie_secure()),
     );
     resp
+}
+
+/// `GET /console/sign-out`: a page with the sign-out button (the same
+/// form as the page header's), for a link or a bookmark; sign-out itself
+/// is a `POST` so that no link elsewhere can end a session.
+async fn sign_out_page(session: super::session::ConsoleSession) -> Html<String> {
+    html_page(
+        "Sign out",
+        maud::html! {
+            h1 { "Sign out" }
+            p { "Signed in to tenant " strong { (session.principal.tenant.as_str()) } "." }
+            form method="post" action={ (PREFIX) "/sign-out" } {
+                input type="hidden" name=(super::session::CSRF_FIELD) value=(session.csrf_token());
+                button type="submit" id="sign-out" { "Sign out" }
+            }
+        },
+    )
 }
 
 /// `GET /console/signed-out`: where the issuer's logout returns.
