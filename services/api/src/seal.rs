@@ -2,11 +2,12 @@
 //! key derived from the server key (`api.cursor_key`): the console's
 //! sign-in state (PKCE verifier, `state`, `nonce`, where to go next).
 //!
-//! Sealing rather than signing, because the PKCE verifier must stay
-//! secret from anything that can read the cookie jar's values in transit
-//! logs; and because the key is the cursor key, every api task opens what
-//! another sealed, with no store to share. `purpose` is the AAD, so a value
-//! sealed for one use never opens as another.
+//! Sealing rather than signing: the PKCE verifier is a secret of the
+//! client, which the browser (and whatever reads its cookies) must carry
+//! without learning; and because the key derives from the cursor key,
+//! every api task opens what another sealed, with no store to share.
+//! `purpose` is the AAD, so a value sealed for one use never opens as
+//! another.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use base64::Engine;
