@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export MOTO_PORT ?= 5055
 
-.PHONY: help deps test lint fmt unit-test build demo demo-one moto-start moto-stop clean tf-check prom-check compose-check ddb-local-test chaos
+.PHONY: help deps browser-deps test lint fmt unit-test build demo demo-one moto-start moto-stop clean tf-check prom-check compose-check ddb-local-test chaos
 
 help:
 	@echo "make demo   - run Kopter locally (moto + bootstrap + services)"
@@ -43,7 +43,12 @@ prom-check:
 compose-check:
 	scripts/check-compose.sh
 
-test: deps lint tf-check prom-check compose-check
+# Debian's chromium + chromium-driver for the console's real-browser test
+# (tools/demo/tests/console_browser.rs), installed when missing
+browser-deps:
+	scripts/deps-chromium.sh
+
+test: deps lint tf-check prom-check compose-check browser-deps
 	$(CARGO) build --workspace --bins  # tests/tests/monitoring.rs runs the service binaries
 	scripts/with-moto.sh $(CARGO) test --workspace --no-fail-fast
 	scripts/check-api-schema.sh  # schemathesis: the api against its OpenAPI document

@@ -8,9 +8,16 @@
 //! whichever of the two comes first (mode 0600, created atomically, so two
 //! processes starting together agree on one key).
 //!
+//! The api also serves its sign-in (authorization code flow with PKCE,
+//! [`signin`]): a page listing the demo tenants, codes sealed with a key
+//! derived from the signing key, and a token endpoint, so the web
+//! console signs in locally exactly as it does against Cognito.
+//!
 //! This is not an identity provider: whoever can read the key file can
 //! sign in as any tenant. It exists so a local install can be used and
 //! tested end to end without Cognito.
+
+pub mod signin;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,6 +30,12 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+
+/// Path of the authorization endpoint under the issuer (the sign-in page).
+pub const AUTHORIZE_PATH: &str = "/authorize";
+
+/// Path of the token endpoint under the issuer.
+pub const TOKEN_PATH: &str = "/token";
 
 /// Path of the dev issuer under an API's public URL.
 pub const ISSUER_PATH: &str = "/dev-issuer";
@@ -181,25 +194,43 @@ impl DevIssuer {
     }
 
     /// The OpenID discovery document of `issuer` (whose JWKS is at
-    /// `{issuer}/jwks.json`).
+    /// `{issuer}/jwks.json`, sign-in page at `{issuer}/authorize`, token
+    /// endpoint at `{issuer}/token`). Only the code flow with PKCE S256 is
+    /// offered; there is no `end_session_endpoint` (no session to end).
     pub fn discovery(issuer: &str) -> serde_json::Value {
         serde_json::json!({
             "issuer": issuer,
             "jwks_uri": format!("{issuer}/jwks.json"),
+            "authorization_endpoint": format!("{issuer}{AUTHORIZE_PATH}"),
+            "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
             "id_token_signing_alg_values_supported": ["ES256"],
             "subject_types_supported": ["public"],
-            "response_types_supported": ["id_token"],
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+            "scopes_supported": ["openid"],
         })
     }
 
     /// A signed token (ES256) for `request`, valid from now for its ttl.
     pub fn mint(&self, request: &TokenRequest) -> anyhow::Result<String> {
+        self.mint_with(request, serde_json::Map::new())
+    }
+
+    /// [`DevIssuer::mint`] with `extra` claims (an ID token's `nonce`);
+    /// the standard and tenant claims win over `extra`'s of the same name.
+    pub fn mint_with(
+        &self,
+        request: &TokenRequest,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(request.ttl.as_secs()).context("ttl too long")?;
         if ttl == 0 {
             bail!("ttl must be at least 1s");
         }
-        let mut claims = serde_json::Map::new();
+        let mut claims = extra;
         claims.insert("iss".into(), request.issuer.clone().into());
         claims.insert("aud".into(), request.audience.clone().into());
         claims.insert("sub".into(), request.subject.clone().into());

@@ -106,6 +106,27 @@ pub struct ApiConfig {
     /// Longest accepted query string, in bytes; longer answers 414.
     /// Default 4096.
     pub max_query_bytes: usize,
+    /// The issuer the web console signs users in with (authorization code
+    /// flow with PKCE; its discovery document names the endpoints). Must
+    /// be one of `issuers`, or the dev issuer. Unset: the dev issuer when
+    /// `dev_issuer` is on, else the only entry of `issuers` (with several,
+    /// it must be set). Default unset.
+    pub console_issuer: Option<String>,
+    /// The console's OAuth client id at that issuer (Cognito: the app
+    /// client id). ID tokens carry it as `aud`, so it must equal
+    /// `audience`. Unset: `audience`. Default unset.
+    pub console_client_id: Option<String>,
+    /// The console client's secret, for an issuer that requires one
+    /// (Cognito app clients with a secret); sent with HTTP Basic auth to the
+    /// token endpoint. Unset: a public client (PKCE only). Default unset.
+    pub console_client_secret: Option<String>,
+    /// Whether the console's cookies carry `Secure` (sent over HTTPS only).
+    /// Must be on in env `prod`. Unset: on when `public_url` is `https://`,
+    /// off for a local `http://` one. Default unset.
+    pub console_cookie_secure: Option<bool>,
+    /// Tenants the dev issuer's sign-in page offers (any tenant id can be
+    /// typed in as well). Default `["acme", "globex"]` (the demo's).
+    pub dev_issuer_tenants: Vec<String>,
 }
 
 /// describer settings.
@@ -487,6 +508,11 @@ impl Config {
                 rate_limit_burst: 40,
                 cors_origins: Vec::new(),
                 max_query_bytes: 4096,
+                console_issuer: None,
+                console_client_id: None,
+                console_client_secret: None,
+                console_cookie_secure: None,
+                dev_issuer_tenants: vec!["acme".into(), "globex".into()],
             },
         }
     }
@@ -509,18 +535,33 @@ impl Config {
 
     /// What a process that serves the API (the `api` binary, `kopter` with
     /// the api) needs beyond [`Config::validate`]: in env `prod`, a shared
-    /// `api.cursor_key`. Not part of `validate`, which every worker runs:
-    /// a worker in prod has no cursors and must not need the key.
+    /// `api.cursor_key` and `Secure` console cookies; an issuer the console
+    /// can sign in with. Not part of `validate`, which every worker runs:
+    /// a worker has no cursors nor console and must not need their keys.
     pub fn validate_api_serving(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
         if self.env == "prod" && self.api.cursor_key.is_none() {
-            return Err(ConfigError {
-                problems: vec![
-                    "api.cursor_key: required in env \"prod\" (a per-process random key breaks paging across replicas)"
-                        .into(),
-                ],
-            });
+            problems.push(
+                "api.cursor_key: required in env \"prod\" (a per-process random key breaks paging across replicas)"
+                    .into(),
+            );
         }
-        Ok(())
+        if self.env == "prod" && !self.api.console_cookie_secure() {
+            problems.push(
+                "api.console_cookie_secure: must be on in env \"prod\" (session cookies over HTTPS only; or an https:// api.public_url)"
+                    .into(),
+            );
+        }
+        if self.api.console_issuer().is_none() && self.api.issuers.len() > 1 {
+            problems.push(
+                "api.console_issuer: api.issuers has several issuers; name the one the console signs in with".into(),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 
     /// Loads from the real environment and validates.
@@ -800,7 +841,77 @@ impl Config {
 }
 
 impl ApiConfig {
+    /// The issuer the console signs in with (see
+    /// [`ApiConfig::console_issuer`]); `None` when it cannot be chosen
+    /// (validation names the problem).
+    pub fn console_issuer(&self) -> Option<String> {
+        if let Some(iss) = &self.console_issuer {
+            return Some(iss.clone());
+        }
+        if self.dev_issuer {
+            return Some(self.dev_issuer_url());
+        }
+        match self.issuers.as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        }
+    }
+
+    /// The console's OAuth client id: `console_client_id`, else `audience`.
+    pub fn console_client_id(&self) -> &str {
+        self.console_client_id.as_deref().unwrap_or(&self.audience)
+    }
+
+    /// Whether the console's cookies are `Secure`: `console_cookie_secure`,
+    /// else whether `public_url` is `https://`.
+    pub fn console_cookie_secure(&self) -> bool {
+        self.console_cookie_secure
+            .unwrap_or_else(|| self.public_url.starts_with("https://"))
+    }
+
+    /// `{public_url}/dev-issuer`: the dev issuer's `iss` (the path is
+    /// `kopter_dev_issuer::ISSUER_PATH`; the runtime does not link it).
+    fn dev_issuer_url(&self) -> String {
+        format!("{}/dev-issuer", self.public_url.trim_end_matches('/'))
+    }
+
+    fn check_console(&self, problems: &mut Vec<String>) {
+        // Unset and ambiguous is checked by `validate_api_serving`.
+        if let Some(iss) = &self.console_issuer {
+            let trusted =
+                self.issuers.contains(iss) || (self.dev_issuer && *iss == self.dev_issuer_url());
+            if !trusted {
+                problems.push(format!(
+                    "api.console_issuer: {iss:?} is not one of api.issuers (nor the dev issuer): its ID tokens would not verify"
+                ));
+            }
+        }
+        if let Some(id) = &self.console_client_id {
+            if id.trim().is_empty() {
+                problems.push("api.console_client_id: must not be empty".into());
+            } else if *id != self.audience {
+                problems.push(format!(
+                    "api.console_client_id: {id:?} differs from api.audience {:?}; ID tokens carry the client id as `aud`, which every token must match",
+                    self.audience
+                ));
+            }
+        }
+        if self
+            .console_client_secret
+            .as_ref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            problems.push("api.console_client_secret: must not be empty when set".into());
+        }
+        for t in &self.dev_issuer_tenants {
+            if kopter_schema::TenantId::new(t.clone()).is_err() {
+                problems.push(format!("api.dev_issuer_tenants: {t:?} is not a tenant id"));
+            }
+        }
+    }
+
     fn check(&self, env: &str, problems: &mut Vec<String>) {
+        self.check_console(problems);
         if self.dev_issuer && env == "prod" {
             problems.push(
                 "api.dev_issuer: a development token issuer cannot run in env \"prod\"".into(),
@@ -1009,7 +1120,13 @@ mod tests {
         assert!(!text.contains("api.cursor_key"), "{text}");
         let serving = c.validate_api_serving().unwrap_err().to_string();
         assert!(serving.contains("api.cursor_key: required"), "{serving}");
+        assert!(
+            serving.contains("api.console_cookie_secure: must be on"),
+            "{serving}"
+        );
         c.api.cursor_key = Some("A".repeat(44));
+        c.api.public_url = "https://kopter.example.com".into();
+        c.api.console_issuer = Some(c.api.issuers[1].clone());
         c.validate_api_serving().unwrap();
 
         let mut c = Config::api_defaults();
@@ -1018,6 +1135,62 @@ mod tests {
         let text = c.validate().unwrap_err().to_string();
         assert!(text.contains("api.cursor_key: 5 bytes"), "{text}");
         assert!(!text.contains("tenant_role_arn"), "{text}");
+    }
+
+    #[test]
+    fn console_settings_are_checked() {
+        let mut c = Config::api_defaults();
+        c.api.dev_issuer = true;
+        assert_eq!(
+            c.api.console_issuer().as_deref(),
+            Some("http://127.0.0.1:8080/dev-issuer")
+        );
+        assert_eq!(c.api.console_client_id(), "kopter");
+        assert!(!c.api.console_cookie_secure(), "local http: not Secure");
+        c.validate().unwrap();
+
+        let cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc";
+        let mut c = Config::api_defaults();
+        c.env = "prod".into();
+        c.api.public_url = "https://kopter.example.com".into();
+        c.api.issuers = vec![cognito.into()];
+        c.api.audience = "client-1".into();
+        assert_eq!(c.api.console_issuer().as_deref(), Some(cognito));
+        assert!(c.api.console_cookie_secure());
+        c.validate().unwrap();
+
+        c.api.cursor_key = Some("A".repeat(44));
+        c.validate_api_serving().unwrap();
+
+        c.api.issuers.push("https://login.example.com".into());
+        c.api.console_cookie_secure = Some(false);
+        let serving = c.validate_api_serving().unwrap_err().to_string();
+        for needle in [
+            "api.console_issuer: api.issuers has several",
+            "api.console_cookie_secure: must be on in env \"prod\"",
+        ] {
+            assert!(serving.contains(needle), "{needle} missing from {serving}");
+        }
+        c.api.console_client_id = Some("client-2".into());
+        c.api.console_client_secret = Some(" ".into());
+        c.api.dev_issuer_tenants = vec!["Not A Tenant".into()];
+        let text = c.validate().unwrap_err().to_string();
+        for needle in [
+            "api.console_client_id: \"client-2\" differs from api.audience",
+            "api.console_client_secret",
+            "api.dev_issuer_tenants: \"Not A Tenant\"",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        c.api.console_issuer = Some("https://elsewhere.example.com".into());
+        let text = c.validate().unwrap_err().to_string();
+        assert!(
+            text.contains("api.console_issuer: \"https://elsewhere.example.com\" is not one of"),
+            "{text}"
+        );
+        c.api.console_issuer = Some(cognito.into());
+        let text = c.validate().unwrap_err().to_string();
+        assert!(!text.contains("api.console_issuer"), "{text}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod body;
 pub mod console;
 pub mod cursor;
 pub mod data;
+pub mod dev_issuer;
 pub mod docs;
 pub mod dynamo;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod process;
 pub mod ratelimit;
 pub mod routes;
+pub mod seal;
 pub mod tenant_db;
 
 use std::net::SocketAddr;
@@ -43,10 +45,15 @@ use utoipa_axum::routes;
 
 use crate::auth::jwks::{KeySource, RefreshPolicy};
 use crate::auth::{ClaimsConfig, IssuerKeys, Verifier};
+use crate::console::signin::{ConsoleAuth, ConsoleSettings};
 use crate::cursor::CursorCodec;
 use crate::data::TenantData;
 use crate::error::ApiError;
 use crate::ratelimit::TenantLimiter;
+
+/// Lifetime of the ID tokens the dev issuer's sign-in issues (a console
+/// session; Cognito's default ID token lifetime is the same).
+pub const DEV_ID_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Shared state of every request. Cheap to clone.
 #[derive(Clone)]
@@ -62,6 +69,8 @@ struct Inner {
     dev_issuer: Option<(String, Arc<DevIssuer>)>,
     max_query_bytes: usize,
     webhook_policy: AddressPolicy,
+    console: Option<Arc<ConsoleAuth>>,
+    dev_sign_in: Option<Arc<dev_issuer::DevSignIn>>,
 }
 
 /// What an [`ApiState`] is made of (tests build it by hand).
@@ -86,6 +95,8 @@ impl ApiState {
                 dev_issuer: parts.dev_issuer,
                 max_query_bytes: parts.max_query_bytes,
                 webhook_policy: AddressPolicy::default(),
+                console: None,
+                dev_sign_in: None,
             }),
         }
     }
@@ -151,14 +162,79 @@ impl ApiState {
                 CursorCodec::random()
             }
         };
-        Ok(Self::new(ApiParts {
-            verifier: Verifier::new(issuers, claims),
+        let mut state = Self::new(ApiParts {
+            verifier: Verifier::new(issuers, claims.clone()),
             limiter: TenantLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
             cursors,
             data,
             dev_issuer,
             max_query_bytes: config.max_query_bytes,
-        }))
+        });
+        if config.dev_issuer {
+            state = state.with_dev_sign_in(dev_issuer::DevSignInSettings {
+                public_url: config.public_url.clone(),
+                client_id: config.console_client_id().to_owned(),
+                tenants: config.dev_issuer_tenants.clone(),
+                claims,
+                token_ttl: DEV_ID_TOKEN_TTL,
+            })?;
+        }
+        match config.console_issuer() {
+            Some(issuer) => {
+                state = state.with_console(ConsoleSettings {
+                    public_url: config.public_url.clone(),
+                    issuer,
+                    client_id: config.console_client_id().to_owned(),
+                    client_secret: config.console_client_secret.clone(),
+                    cookie_secure: config.console_cookie_secure(),
+                })?;
+            }
+            None => {
+                tracing::warn!("no console issuer (api.console_issuer): console sign-in is off")
+            }
+        }
+        Ok(state)
+    }
+
+    /// The console's sign-in with `settings` (the flow cookie sealed under
+    /// this state's server key).
+    ///
+    /// # Errors
+    /// See [`ConsoleAuth::new`].
+    pub fn with_console(mut self, settings: ConsoleSettings) -> anyhow::Result<Self> {
+        let auth = ConsoleAuth::new(settings, &self.inner.cursors)?;
+        Arc::get_mut(&mut self.inner)
+            .expect("set before the state is shared")
+            .console = Some(Arc::new(auth));
+        Ok(self)
+    }
+
+    /// The dev issuer's sign-in endpoints (`/dev-issuer/authorize`,
+    /// `/dev-issuer/token`).
+    ///
+    /// # Errors
+    /// The state has no dev issuer ([`ApiParts::dev_issuer`]).
+    pub fn with_dev_sign_in(
+        mut self,
+        settings: dev_issuer::DevSignInSettings,
+    ) -> anyhow::Result<Self> {
+        let inner = Arc::get_mut(&mut self.inner).expect("set before the state is shared");
+        let (iss, key) = inner
+            .dev_issuer
+            .clone()
+            .context("the dev issuer's sign-in needs the dev issuer")?;
+        inner.dev_sign_in = Some(Arc::new(dev_issuer::DevSignIn::new(iss, key, settings)));
+        Ok(self)
+    }
+
+    /// The console's sign-in, when an issuer is configured for it.
+    pub fn console(&self) -> Option<&ConsoleAuth> {
+        self.inner.console.as_deref()
+    }
+
+    /// The dev issuer's sign-in, when the dev issuer is on.
+    pub fn dev_sign_in(&self) -> Option<&dev_issuer::DevSignIn> {
+        self.inner.dev_sign_in.as_deref()
     }
 
     pub fn verifier(&self) -> &Verifier {
@@ -307,6 +383,18 @@ pub fn router(state: ApiState, cors_origins: &[String]) -> Router {
                 }),
             );
     }
+    if state.dev_sign_in().is_some() {
+        use kopter_dev_issuer::{AUTHORIZE_PATH, ISSUER_PATH, TOKEN_PATH};
+        app = app
+            .route(
+                &format!("{ISSUER_PATH}{AUTHORIZE_PATH}"),
+                get(dev_issuer::authorize_page).post(dev_issuer::authorize_submit),
+            )
+            .route(
+                &format!("{ISSUER_PATH}{TOKEN_PATH}"),
+                axum::routing::post(dev_issuer::token),
+            );
+    }
     let app = app.nest(console::PREFIX, console::routes()).route(
         "/",
         get(|| async { axum::response::Redirect::to(console::PREFIX) }),
@@ -315,6 +403,14 @@ pub fn router(state: ApiState, cors_origins: &[String]) -> Router {
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            console::security::csrf_guard,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            console::security::headers,
+        ))
         .layer(middleware::from_fn(track))
         .layer(middleware::from_fn_with_state(state.clone(), limit_query))
         .with_state(state);

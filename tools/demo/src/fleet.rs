@@ -21,7 +21,7 @@ pub enum Mode {
     Separate { bin_dir: PathBuf },
     /// The `kopter` binary found in the directory, every service in it.
     AllInOne { bin_dir: PathBuf },
-    /// Every service inside this process.
+    /// Every service and the api inside this process.
     InProcess,
 }
 
@@ -201,9 +201,14 @@ pub async fn start(
             let mut c = config.clone();
             c.telemetry.listen = addr;
             let ctx = ServiceContext::new(c, None).await;
+            // The api (and its console) too, as the all-in-one runs it by
+            // default: the console's browser test signs in through it.
+            let api = api::process::Api::from_config(&ctx.config, &ctx.aws)?;
             let shutdown = CancellationToken::new();
             let token = shutdown.clone();
-            let task = tokio::spawn(async move { kopter::run(&ctx, &Service::ALL, token).await });
+            let task = tokio::spawn(async move {
+                kopter::run_with_api(&ctx, &Service::ALL, Some(api), token).await
+            });
             Ok(Fleet::InProcess {
                 shutdown,
                 task,

@@ -64,6 +64,17 @@ struct RunArgs {
     no_wait: bool,
 }
 
+/// The web console's lines: its URL and how to sign in locally.
+fn console_lines(demo: &Demo) -> String {
+    let tenants: Vec<String> = demo.tenants().iter().map(|t| t.to_string()).collect();
+    format!(
+        "\n== web console\n  {}/console\n  sign in on the development issuer's page: choose \"{} admin\" (or {}, viewer or admin)\n",
+        demo.config.api.public_url,
+        tenants.first().map_or("acme", String::as_str),
+        tenants.join(", ")
+    )
+}
+
 /// The report's last lines: a token per demo tenant (in the run directory)
 /// and two `curl` lines against the running api.
 fn api_lines(demo: &Demo) -> anyhow::Result<String> {
@@ -144,7 +155,7 @@ async fn main() -> ExitCode {
     }
     if !failed {
         match api_lines(&demo) {
-            Ok(lines) => print!("{lines}"),
+            Ok(lines) => print!("{lines}{}", console_lines(&demo)),
             Err(e) => {
                 eprintln!("kopter-demo: tenant API tokens: {e:#}");
                 failed = true;
@@ -157,6 +168,11 @@ async fn main() -> ExitCode {
             "\nKopter is running. Try:\n  KOPTER_ENV={env} KOPTER_AWS__ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\\n    target/debug/kopterctl cost --tenant acme --by region --granularity hour\nLogs: {}/*.log. Press Ctrl-C to stop.",
             demo.opts.endpoint,
             demo.opts.run_dir.display()
+        );
+        // Last, so it is what the terminal shows: the console and its sign-in.
+        println!(
+            "Web console: {}/console (sign in: choose \"acme admin\" on the development issuer's page)",
+            demo.config.api.public_url
         );
         loop {
             tokio::select! {

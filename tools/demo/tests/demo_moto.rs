@@ -43,6 +43,8 @@ async fn the_demo_settles_and_reports_inventory_cost_audit_and_notifications() {
     ];
     // The in-process services listen on first_port - 1.
     opts.first_port = free_port() + 1;
+    // The api runs in process too.
+    opts.api_port = free_port();
     opts.run_dir = run_dir.path().to_path_buf();
     opts.verbose = false;
     opts.settle_timeout = Duration::from_secs(300);

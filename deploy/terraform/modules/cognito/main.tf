@@ -100,6 +100,9 @@ resource "aws_cognito_user_pool_client" "api" {
     refresh_token = "days"
   }
 
+  # The authorization code grant only (no implicit flow); the client has
+  # no secret, so Cognito takes the console's PKCE (S256) challenge as the
+  # proof that the code's redeemer is the one that asked for it.
   allowed_oauth_flows_user_pool_client = local.oauth
   allowed_oauth_flows                  = local.oauth ? ["code"] : []
   allowed_oauth_scopes                 = local.oauth ? ["openid", "email"] : []

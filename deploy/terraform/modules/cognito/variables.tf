@@ -20,13 +20,13 @@ variable "mfa" {
 }
 
 variable "callback_urls" {
-  description = "Where the hosted sign-in may send users back with an authorization code (the web console). Empty: no OAuth flow, sign-in through the API (SRP) only."
+  description = "Where the hosted sign-in may send users back with an authorization code (the web console's `{public_url}/console/callback`, added by modules/kopter when the api's public_url is set). Empty: no OAuth flow, sign-in through the API (SRP) only."
   type        = list(string)
   default     = []
 }
 
 variable "logout_urls" {
-  description = "Where the hosted sign-out may send users back."
+  description = "Where the hosted sign-out may send users back (the console's `{public_url}/console/signed-out`, added by modules/kopter)."
   type        = list(string)
   default     = []
 }

@@ -7,6 +7,12 @@ locals {
   cognito      = local.api_enabled && try(var.api.oidc, null) == null
   api_issuers  = !local.api_enabled ? [] : local.cognito ? [module.cognito[0].issuer_url] : var.api.oidc.issuers
   api_audience = !local.api_enabled ? null : local.cognito ? module.cognito[0].client_id : var.api.oidc.audience
+  # The web console signs in with the code flow + PKCE at the api's own
+  # public URL: its callback and the page Cognito's logout returns to
+  # (services/api/src/console/signin.rs).
+  console_base          = try(trimsuffix(var.api.public_url, "/"), null)
+  console_callback_urls = local.console_base == null ? [] : ["${local.console_base}/console/callback"]
+  console_logout_urls   = local.console_base == null ? [] : ["${local.console_base}/console/signed-out"]
 }
 
 module "cognito" {
@@ -15,8 +21,8 @@ module "cognito" {
 
   env                 = var.env
   mfa                 = var.api.cognito.mfa
-  callback_urls       = var.api.cognito.callback_urls
-  logout_urls         = var.api.cognito.logout_urls
+  callback_urls       = distinct(concat(local.console_callback_urls, var.api.cognito.callback_urls))
+  logout_urls         = distinct(concat(local.console_logout_urls, var.api.cognito.logout_urls))
   domain_prefix       = var.api.cognito.domain_prefix
   deletion_protection = var.deletion_protection
   tags                = local.tags

@@ -7,6 +7,8 @@
 //!   form.
 //! - [`signin`]: sign-in (OIDC authorization code flow with PKCE), the
 //!   callback and sign-out.
+//! - [`security`]: security headers on every console response, and the
+//!   CSRF check of every console form post.
 //! - [`pages`]: the pages themselves.
 
 use axum::Router;
@@ -16,6 +18,7 @@ use crate::ApiState;
 pub mod chart;
 pub mod layout;
 pub mod pages;
+pub mod security;
 pub mod session;
 pub mod signin;
 

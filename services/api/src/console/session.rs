@@ -12,15 +12,22 @@
 //! CSRF: each form carries [`ConsoleSession::csrf_token`], an HMAC (the
 //! api's server key, purpose `console-csrf`) of the session's token, so it
 //! is bound to this session, needs no storage and changes at every
-//! sign-in. [`ConsoleSession::check_csrf`] compares in constant time.
+//! sign-in. [`ConsoleSession::check_csrf`] compares in constant time, and
+//! `security::csrf_guard` refuses every console `POST` whose form lacks
+//! the right token before any handler runs.
+//!
+//! Each signed-in request takes one cell of the tenant's rate limit, as an
+//! api request does (over it: 429).
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::ApiState;
 use crate::auth::Principal;
+use crate::error::ApiError;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "kopter_session";
@@ -65,22 +72,43 @@ pub fn csrf_token_for(state: &ApiState, token: &str) -> String {
 
 /// The session cookie's token in `parts`, if any.
 pub fn session_token(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+    cookie_value(&parts.headers, SESSION_COOKIE)
+}
+
+/// The value of the (first non-empty) cookie `name` in `headers`.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == SESSION_COOKIE)
+        .filter(|c| c.name() == name && !c.value().is_empty())
         .map(|c| c.value().to_owned())
-        .filter(|v| !v.is_empty())
+        .next()
 }
 
 /// The rejection of [`ConsoleSession`]: to the sign-in page.
 #[derive(Debug)]
 pub struct SignInRequired {
     next: String,
+}
+
+/// Why a console request has no [`ConsoleSession`]: not signed in (to the
+/// sign-in page), or the tenant is over its rate limit (429).
+#[derive(Debug)]
+pub enum SessionRejection {
+    SignIn(SignInRequired),
+    RateLimited(ApiError),
+}
+
+impl IntoResponse for SessionRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::SignIn(s) => s.into_response(),
+            Self::RateLimited(e) => super::security::error_page(&e),
+        }
+    }
 }
 
 impl IntoResponse for SignInRequired {
@@ -91,17 +119,24 @@ impl IntoResponse for SignInRequired {
 }
 
 impl FromRequestParts<ApiState> for ConsoleSession {
-    type Rejection = SignInRequired;
+    type Rejection = SessionRejection;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
-        let reject = || SignInRequired {
-            next: parts
-                .uri
-                .path_and_query()
-                .map_or_else(|| super::PREFIX.to_owned(), |p| p.as_str().to_owned()),
+        // Inside the nested console router `parts.uri` lacks the prefix;
+        // `next` must be the path the browser asked for.
+        let reject = || {
+            let uri = parts
+                .extensions
+                .get::<OriginalUri>()
+                .map_or(&parts.uri, |o| &o.0);
+            SessionRejection::SignIn(SignInRequired {
+                next: uri
+                    .path_and_query()
+                    .map_or_else(|| super::PREFIX.to_owned(), |p| p.as_str().to_owned()),
+            })
         };
         if let Some(s) = parts.extensions.get::<ConsoleSession>() {
             return Ok(s.clone());
@@ -116,6 +151,10 @@ impl FromRequestParts<ApiState> for ConsoleSession {
                 return Err(reject());
             }
         };
+        state
+            .limiter()
+            .check(&principal.tenant)
+            .map_err(SessionRejection::RateLimited)?;
         let session = ConsoleSession {
             principal,
             csrf: csrf_token_for(state, &token),
