@@ -761,12 +761,15 @@ async fn throttled_sts_or_ec2_fails_a_describe_as_backpressure() {
     d.describe(&target(&rec, "eu-west-1"), None).await.unwrap();
 }
 
-/// The real access, but every `ec2()` waits at a shared barrier: two
-/// describers started together then read the inventory at about the same
-/// time and race on its writes.
+/// The real access, but the first `ec2()` of each describer waits at a
+/// barrier shared with the other: two describers started together then read
+/// the inventory at about the same time and race on its writes. Later calls
+/// (the in-process retry of a lost race) go straight through — waiting
+/// again would wait for a partner that may already be done.
 struct Together {
     inner: AssumedRoles,
     barrier: Arc<tokio::sync::Barrier>,
+    waited: std::sync::atomic::AtomicBool,
 }
 
 impl AccountAccess for Together {
@@ -776,7 +779,9 @@ impl AccountAccess for Together {
         region: &'a str,
     ) -> BoxFuture<'a, Result<aws_sdk_ec2::Client, AccountError>> {
         Box::pin(async move {
-            self.barrier.wait().await;
+            if !self.waited.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                self.barrier.wait().await;
+            }
             self.inner.ec2(role, region).await
         })
     }
@@ -797,26 +802,35 @@ async fn concurrent_describes_of_one_region_retry_lost_races_in_process() {
     let env = TestEnv::new().await;
     let rec = onboard(&env, "acme", &["eu-west-1"]).await;
     let ec2 = customer_ec2(&env, &rec, "eu-west-1").await;
-    let barrier = Arc::new(tokio::sync::Barrier::new(2));
-    // Two describers: each has its own per-account permit, like two tasks.
-    let [a, b] = [0, 1].map(|_| {
-        describer::describer_with(
-            &env.ctx,
-            Arc::new(Together {
-                inner: access(&env),
-                barrier: barrier.clone(),
-            }),
-        )
-    });
     let before = conflict_retries();
     let mut launched = Vec::new();
+    let mut last = None;
     for round in 0..3 {
         launched.extend(launch(&ec2, 4, &[("round", &round.to_string())]).await);
+        // Two describers per round: each has its own per-account permit,
+        // like two tasks, and meets the other once at the barrier.
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let [a, b] = [0, 1].map(|_| {
+            describer::describer_with(
+                &env.ctx,
+                Arc::new(Together {
+                    inner: access(&env),
+                    barrier: barrier.clone(),
+                    waited: false.into(),
+                }),
+            )
+        });
         let job = target(&rec, "eu-west-1");
-        let (ra, rb) = tokio::join!(a.describe(&job, None), b.describe(&job, None));
+        let (ra, rb) = tokio::time::timeout(Duration::from_secs(120), async {
+            tokio::join!(a.describe(&job, None), b.describe(&job, None))
+        })
+        .await
+        .expect("both describes end within 120 s");
         ra.expect("describer a");
         rb.expect("describer b");
+        last = Some(a);
     }
+    let a = last.expect("three rounds ran");
     assert!(
         conflict_retries() > before,
         "the two describers raced on the same rows at least once"
