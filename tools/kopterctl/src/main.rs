@@ -18,7 +18,7 @@ mod token;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{Duration, DurationRound, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use kopter_runtime::accounts::{OnboardError, Onboarding, trust_policy};
 use kopter_runtime::messaging::envelope;
@@ -101,12 +101,13 @@ enum Command {
     Audit {
         #[arg(long)]
         tenant: String,
-        /// Start: RFC 3339 time or a duration back from now (`24h`, `7d`).
+        /// Start: a date (`2026-11-29`), an RFC 3339 time or a duration
+        /// back from now (`24h`, `7d`).
         #[arg(long, default_value = "24h")]
         since: String,
-        /// End: RFC 3339 time (default now).
+        /// End: the same forms (a date: through its end); default now.
         #[arg(long)]
-        until: Option<DateTime<Utc>>,
+        until: Option<String>,
         /// Principal ARN.
         #[arg(long)]
         principal: Option<String>,
@@ -121,9 +122,9 @@ enum Command {
         resource: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Print JSON rows (with the raw record) instead of a table.
-        #[arg(long)]
-        json: bool,
+        /// json rows carry the raw record.
+        #[command(flatten)]
+        format: output::FormatArg,
     },
     /// Send the message the schedule sends (EventBridge Scheduler in AWS).
     Tick {
@@ -406,25 +407,25 @@ async fn run(
             source,
             resource,
             limit,
-            json,
+            format,
         } => {
             let tenant = match TenantId::new(tenant) {
                 Ok(t) => t,
                 Err(e) => return Ok(refuse(e)),
             };
-            let until = until.unwrap_or_else(Utc::now);
-            let since = match since.parse::<DateTime<Utc>>() {
-                Ok(t) => t,
-                Err(_) => match humantime_serde::re::humantime::parse_duration(&since) {
-                    Ok(d) => until - Duration::from_std(d)?,
-                    Err(_) => {
-                        eprintln!(
-                            "kopterctl: --since {since:?} is neither an RFC 3339 time nor a duration like 24h"
-                        );
-                        return Ok(ExitCode::from(2));
-                    }
-                },
+            let now = Utc::now();
+            let until = match until.map(|u| timearg::flag("until", &u, timearg::Bound::End, now)) {
+                None => now,
+                Some(Ok(t)) => t,
+                Some(Err(e)) => return Ok(refuse(e)),
             };
+            let since = match timearg::flag("since", &since, timearg::Bound::Start, now) {
+                Ok(t) => t,
+                Err(e) => return Ok(refuse(e)),
+            };
+            if since > until {
+                return Ok(refuse(format!("--since {since} is after --until {until}")));
+            }
             let store = kopter_store::audit::AuditStore::new(aws.dynamodb(), &names);
             let rows = store
                 .query(&kopter_store::audit::AuditQuery {
@@ -438,30 +439,31 @@ async fn run(
                     limit,
                 })
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                println!(
-                    "{:<24} {:<12} {:<12} {:<34} {:<10} PRINCIPAL",
-                    "TIME", "ACCOUNT", "REGION", "EVENT", "FINDINGS"
-                );
-                for r in &rows {
-                    println!(
-                        "{:<24} {:<12} {:<12} {:<34} {:<10} {}",
-                        r.event_time.format("%Y-%m-%dT%H:%M:%SZ"),
-                        r.account,
-                        r.region,
-                        format!(
-                            "{}:{}",
-                            r.event_source.trim_end_matches(".amazonaws.com"),
-                            r.event_name
-                        ),
-                        r.findings.len(),
-                        r.principal_arn.as_deref().unwrap_or("-")
-                    );
-                }
-                println!("{} event(s)", rows.len());
+            let mut table = output::Listing::new(&[
+                "TIME",
+                "ACCOUNT",
+                "REGION",
+                "EVENT",
+                "FINDINGS",
+                "PRINCIPAL",
+            ])
+            .right_aligned(&[4]);
+            for r in &rows {
+                table.row(vec![
+                    r.event_time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    r.account.to_string(),
+                    r.region.clone(),
+                    format!(
+                        "{}:{}",
+                        r.event_source.trim_end_matches(".amazonaws.com"),
+                        r.event_name
+                    ),
+                    r.findings.len().to_string(),
+                    r.principal_arn.as_deref().unwrap_or("-").to_owned(),
+                ]);
             }
+            table.note(format!("{} event(s)", rows.len()));
+            output::print(format.get(), &table, &rows)?;
         }
         Command::Tick {
             job,

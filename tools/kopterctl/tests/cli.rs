@@ -274,6 +274,51 @@ async fn audit_searches_a_tenants_log() {
     assert!(text(&out).1.contains("--since"));
 }
 
+#[tokio::test]
+async fn audit_takes_the_same_time_forms_as_cost() {
+    let env = TestEnv::new().await;
+    for (since, until) in [
+        ("2026-11-29", "2026-11-29"),
+        ("7d", "now"),
+        ("2026-11-29T10:00:00Z", "36h"),
+    ] {
+        let out = kopterctl(
+            &env,
+            &[
+                "audit", "--tenant", "acme", "--since", since, "--until", until,
+            ],
+        )
+        .await;
+        let (stdout, stderr) = text(&out);
+        // `--since 36h` after `--until` 2026-11-29T10:00Z is refused below.
+        if since == "2026-11-29T10:00:00Z" {
+            assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+            assert!(stderr.contains("is after --until"), "{stderr}");
+            continue;
+        }
+        assert!(out.status.success(), "{since}..{until}: {stderr}");
+        assert!(stdout.contains("0 event(s)"), "{stdout}");
+    }
+    let out = kopterctl(
+        &env,
+        &["audit", "--tenant", "acme", "--until", "2026-11-29x"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("--until: \"2026-11-29x\" is not a time: give a date"),
+        "{stderr}"
+    );
+    let out = kopterctl(&env, &["audit", "--tenant", "acme", "--format", "csv"]).await;
+    assert_eq!(
+        text(&out).0,
+        "TIME,ACCOUNT,REGION,EVENT,FINDINGS,PRINCIPAL\n",
+        "{}",
+        text(&out).1
+    );
+}
+
 /// A port nothing listens on: bound, then released.
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
