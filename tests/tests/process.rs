@@ -89,7 +89,7 @@ async fn sigterm_lets_quick_work_finish_and_deletes_it() {
 async fn sighup_drains_and_exits_zero_like_sigterm() {
     let env = TestEnv::new().await;
     let url = env.queue_url(Service::Describer).await;
-    let mut child = worker(&env, "ok").spawn().unwrap();
+    let child = worker(&env, "ok").spawn().unwrap();
     env.send_raw(&url, "quick").await;
     eventually("the message handled", Duration::from_secs(20), || async {
         (env.depth(&url).await == (0, 0)).then_some(())
