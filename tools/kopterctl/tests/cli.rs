@@ -68,7 +68,7 @@ async fn onboard_prints_the_trust_policy_and_refuses_bad_input() {
         "arn:aws:iam::123456789012:root"
     );
 
-    let listed = kopterctl(&env, &["accounts", "list", "--json"]).await;
+    let listed = kopterctl(&env, &["accounts", "list", "--format", "json"]).await;
     let accounts: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(accounts.as_array().unwrap().len(), 1);
     assert_eq!(accounts[0]["account_id"], account.as_str());
@@ -272,4 +272,122 @@ async fn audit_searches_a_tenants_log() {
     .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("--since"));
+}
+
+#[tokio::test]
+async fn audit_takes_the_same_time_forms_as_cost() {
+    let env = TestEnv::new().await;
+    for (since, until) in [
+        ("2026-11-29", "2026-11-29"),
+        ("7d", "now"),
+        ("2026-11-29T10:00:00Z", "36h"),
+    ] {
+        let out = kopterctl(
+            &env,
+            &[
+                "audit", "--tenant", "acme", "--since", since, "--until", until,
+            ],
+        )
+        .await;
+        let (stdout, stderr) = text(&out);
+        // `--since 36h` after `--until` 2026-11-29T10:00Z is refused below.
+        if since == "2026-11-29T10:00:00Z" {
+            assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+            assert!(stderr.contains("is after --until"), "{stderr}");
+            continue;
+        }
+        assert!(out.status.success(), "{since}..{until}: {stderr}");
+        assert!(stdout.contains("0 event(s)"), "{stdout}");
+    }
+    let out = kopterctl(
+        &env,
+        &["audit", "--tenant", "acme", "--until", "2026-11-29x"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("--until: \"2026-11-29x\" is not a time: give a date"),
+        "{stderr}"
+    );
+    let out = kopterctl(&env, &["audit", "--tenant", "acme", "--format", "csv"]).await;
+    assert_eq!(
+        text(&out).0,
+        "TIME,ACCOUNT,REGION,EVENT,FINDINGS,PRINCIPAL\n",
+        "{}",
+        text(&out).1
+    );
+}
+
+/// A port nothing listens on: bound, then released.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn the_target_is_printed_and_named_in_every_failure() {
+    let env = TestEnv::new().await;
+    let endpoint = kopter_tests::endpoint();
+
+    // bootstrap and onboard say where they go; --env picks the environment.
+    let out = kopterctl(&env, &["--env", &env.config.env, "bootstrap"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.lines().next().unwrap(),
+        format!(
+            "target: environment {} at {endpoint} (us-east-1)",
+            env.config.env
+        )
+    );
+    assert!(stdout.contains("nothing changed"), "{stdout}");
+
+    // A stopped endpoint: refused at once, naming it and the environment.
+    let down = format!("http://127.0.0.1:{}", closed_port());
+    let started = std::time::Instant::now();
+    let out = kopterctl(&env, &["--endpoint", &down, "queues"]).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!("cannot reach {down}"))
+            && stderr.contains(&format!("environment {}", env.config.env))
+            && stderr.contains("make moto-start"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("has `kopterctl bootstrap` run?"),
+        "{stderr}"
+    );
+
+    // An environment never bootstrapped: the missing table is named, with
+    // the environment, the endpoint and the command that creates it.
+    let out = kopterctl(
+        &env,
+        &["--env", "nosuchenv", "inventory", "--tenant", "acme"],
+    )
+    .await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("talking to environment nosuchenv at {endpoint}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nosuchenv-kopter-inventory"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "kopterctl --env nosuchenv --endpoint {endpoint} bootstrap"
+        )),
+        "{stderr}"
+    );
+
+    // A bad --env is refused like a bad KOPTER_ENV.
+    let out = kopterctl(&env, &["--env", "Bad Env!", "queues"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("env"), "{}", text(&out).1);
 }
