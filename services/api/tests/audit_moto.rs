@@ -790,6 +790,7 @@ async fn every_page_costs_at_most_two_dynamodb_calls() {
         event: None,
         source: None,
         resource: resource.map(str::to_owned),
+        caller_account: None,
         limit,
     };
     for (q, want) in [

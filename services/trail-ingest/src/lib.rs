@@ -34,6 +34,7 @@ pub fn ingestor(ctx: &ServiceContext) -> ingest::Ingestor {
         outbox: Some(ctx.outbox.clone()),
         config: ctx.config.trail.clone(),
         bucket_regions: ingest::bucket_region_cache(),
+        settings: ingest::settings_cache(),
     }
 }
 

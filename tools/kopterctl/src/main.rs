@@ -4,6 +4,7 @@
 //! the standard AWS variables). Exit codes: 0 done, 1 failed, 2 refused
 //! (bad arguments or configuration).
 
+mod audit;
 mod backups;
 mod cost;
 mod dlq;
@@ -82,10 +83,15 @@ enum Command {
     BackupPolicy(backups::BackupPolicyArgs),
     /// Mint a bearer token for the local api (development issuer).
     Token(token::TokenArgs),
-    /// Search a tenant's CloudTrail audit log (newest first).
+    /// Search a tenant's CloudTrail audit log (newest first); `quarantine`
+    /// and `rules` manage what could not be filed and the security rules.
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        action: Option<audit::AuditAction>,
+        /// Required for a search.
         #[arg(long)]
-        tenant: String,
+        tenant: Option<String>,
         /// Start: RFC 3339 time or a duration back from now (`24h`, `7d`).
         #[arg(long, default_value = "24h")]
         since: String,
@@ -104,6 +110,9 @@ enum Command {
         /// Resource id or ARN (e.g. an instance id).
         #[arg(long)]
         resource: Option<String>,
+        /// The caller's account (`userIdentity.accountId`).
+        #[arg(long)]
+        caller_account: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Print JSON rows (with the raw record) instead of a table.
@@ -338,6 +347,11 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit {
+            action: Some(action),
+            ..
+        } => return audit::run(&aws, &names, action).await,
+        Command::Audit {
+            action: None,
             tenant,
             since,
             until,
@@ -345,9 +359,13 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             event,
             source,
             resource,
+            caller_account,
             limit,
             json,
         } => {
+            let Some(tenant) = tenant else {
+                return Ok(refuse("audit: --tenant is required for a search"));
+            };
             let tenant = match TenantId::new(tenant) {
                 Ok(t) => t,
                 Err(e) => return Ok(refuse(e)),
@@ -366,30 +384,45 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 },
             };
             let store = kopter_store::audit::AuditStore::new(aws.dynamodb(), &names);
-            let rows = store
-                .query(&kopter_store::audit::AuditQuery {
-                    tenant,
-                    since,
-                    until,
-                    principal,
-                    event,
-                    source,
-                    resource,
-                    limit,
-                })
-                .await?;
+            let query = kopter_store::audit::AuditQuery {
+                tenant,
+                since,
+                until,
+                principal,
+                event,
+                source,
+                resource,
+                caller_account,
+                limit,
+            };
+            let rows = store.query(&query).await?;
+            // Say exactly what was read: a search without a principal,
+            // event or resource filter looks back a bounded number of days.
+            let ((from, to), cut) = query.searched_range();
+            let searched = format!(
+                "searched {} .. {}",
+                from.format("%Y-%m-%dT%H:%M:%SZ"),
+                to.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+            if cut {
+                eprintln!(
+                    "kopterctl: {searched} only: without --principal, --event or --resource a search reads at most {} days back from --until; narrow --until or add a filter to reach earlier rows",
+                    kopter_store::audit::MAX_WALK_DAYS
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<24} {:<12} {:<12} {:<34} {:<10} PRINCIPAL",
-                    "TIME", "ACCOUNT", "REGION", "EVENT", "FINDINGS"
+                    "{:<24} {:<12} {:<12} {:<12} {:<34} {:<10} PRINCIPAL",
+                    "TIME", "ACCOUNT", "CALLER", "REGION", "EVENT", "FINDINGS"
                 );
                 for r in &rows {
                     println!(
-                        "{:<24} {:<12} {:<12} {:<34} {:<10} {}",
+                        "{:<24} {:<12} {:<12} {:<12} {:<34} {:<10} {}",
                         r.event_time.format("%Y-%m-%dT%H:%M:%SZ"),
                         r.account,
+                        r.caller_account.as_deref().unwrap_or("-"),
                         r.region,
                         format!(
                             "{}:{}",
@@ -400,7 +433,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                         r.principal_arn.as_deref().unwrap_or("-")
                     );
                 }
-                println!("{} event(s)", rows.len());
+                println!("{} event(s); {searched}", rows.len());
             }
         }
         Command::Tick {
