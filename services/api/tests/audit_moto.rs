@@ -893,7 +893,8 @@ fn the_openapi_document_describes_the_audit_routes() {
             "event",
             "source",
             "resource",
-            "account"
+            "account",
+            "caller_account"
         ])
     );
     assert_eq!(params("/v1/audit/aws/{id}", "get"), names(&["id"]));

@@ -85,16 +85,23 @@ fn m() -> &'static TrailMetrics {
             )
             .expect("valid metric"),
         ),
-        quarantined: metrics::register(
-            IntCounterVec::new(
-                Opts::new(
-                    "kopter_trail_records_quarantined_total",
-                    "CloudTrail records kept in the quarantine instead of filed, by reason (too_large, invalid_json, missing_field, bad_time, unwritable).",
-                ),
-                &["reason"],
-            )
-            .expect("valid metric"),
-        ),
+        quarantined: {
+            let c = metrics::register(
+                IntCounterVec::new(
+                    Opts::new(
+                        "kopter_trail_records_quarantined_total",
+                        "CloudTrail records kept in the quarantine instead of filed, by reason (too_large, invalid_json, missing_field, bad_time, unwritable).",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid metric"),
+            );
+            // Every reason shows from the start, so a rate is 0, not absent.
+            for reason in quarantine_reason::ALL {
+                c.with_label_values(&[reason]);
+            }
+            c
+        },
         files: metrics::register(
             IntCounterVec::new(
                 Opts::new(
@@ -122,6 +129,12 @@ fn m() -> &'static TrailMetrics {
     }
     });
     &M
+}
+
+/// Registers trail-ingest's metrics now, so they are on `/metrics` (at
+/// zero) before the first file.
+pub fn register_metrics() {
+    let _ = m();
 }
 
 /// Why a log file was not ingested.

@@ -22,6 +22,7 @@ impl Handler for TrailHandler {
 
 /// An ingestor wired to the process's AWS clients and config.
 pub fn ingestor(ctx: &ServiceContext) -> ingest::Ingestor {
+    ingest::register_metrics();
     ingest::Ingestor {
         store: kopter_store::audit::AuditStore::new(ctx.aws.dynamodb(), &ctx.names),
         directory: directory::Directory::new(
