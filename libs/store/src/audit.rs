@@ -1316,6 +1316,66 @@ impl AuditStore {
     }
 }
 
+/// Whether a failed write was DynamoDB refusing the row itself (a
+/// `ValidationException`: item or key too large, …) rather than a
+/// transient failure: writing the same row again cannot succeed.
+pub fn is_unwritable(error: &anyhow::Error) -> bool {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+    error.chain().any(|e| {
+        let code = if let Some(e) = e.downcast_ref::<PutItemError>() {
+            e.code()
+        } else if let Some(e) = e.downcast_ref::<TransactWriteItemsError>() {
+            e.code()
+        } else if let Some(e) = e.downcast_ref::<SdkError<PutItemError, aws_smithy_runtime_api::http::Response>>() {
+            e.code()
+        } else if let Some(e) = e.downcast_ref::<SdkError<TransactWriteItemsError, aws_smithy_runtime_api::http::Response>>() {
+            e.code()
+        } else {
+            None
+        };
+        code == Some("ValidationException")
+    })
+}
+
+/// The trail-ingest queue message that reads one log file again for a
+/// quarantine replay: CloudTrail's own notification shape (keys verbatim)
+/// with `"kopterReplay": true`, which tells trail-ingest to release the
+/// file's older quarantine items once the file is read to the end.
+pub fn quarantine_replay_body(bucket: &str, key: &str) -> String {
+    serde_json::json!({
+        "s3Bucket": bucket,
+        "s3ObjectKey": [key],
+        "kopterReplay": true,
+    })
+    .to_string()
+}
+
+/// The ids of trail-ingest's security rules (its `rules::RULES`, which a
+/// test keeps equal to this list), for tools that turn rules off without
+/// linking the service.
+pub const RULE_IDS: &[&str] = &[
+    "root-activity",
+    "console-login-without-mfa",
+    "console-login-failed",
+    "unauthorized-api-call",
+    "cloudtrail-stopped",
+    "cloudtrail-updated",
+    "security-group-open-to-world",
+    "security-group-changed",
+    "network-acl-changed",
+    "network-gateway-changed",
+    "route-table-changed",
+    "vpc-changed",
+    "iam-access-key-created",
+    "iam-user-created",
+    "iam-policy-changed",
+    "kms-key-disabled-or-deleted",
+    "s3-bucket-policy-changed",
+    "config-changed",
+    "organizations-changed",
+];
+
 #[cfg(test)]
 mod key_tests {
     use super::*;
@@ -1377,64 +1437,32 @@ mod key_tests {
         );
         assert_eq!(same_or_conflict(&row, None), WriteOutcome::Duplicate);
     }
-}
 
-/// Whether a failed write was DynamoDB refusing the row itself (a
-/// `ValidationException`: item or key too large, …) rather than a
-/// transient failure: writing the same row again cannot succeed.
-pub fn is_unwritable(error: &anyhow::Error) -> bool {
-    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-    use aws_sdk_dynamodb::operation::put_item::PutItemError;
-    error.chain().any(|e| {
-        let code = if let Some(e) = e.downcast_ref::<PutItemError>() {
-            e.code()
-        } else if let Some(e) = e.downcast_ref::<TransactWriteItemsError>() {
-            e.code()
-        } else if let Some(e) = e.downcast_ref::<SdkError<PutItemError, aws_smithy_runtime_api::http::Response>>() {
-            e.code()
-        } else if let Some(e) = e.downcast_ref::<SdkError<TransactWriteItemsError, aws_smithy_runtime_api::http::Response>>() {
-            e.code()
-        } else {
-            None
+    #[test]
+    fn the_searched_range_says_where_a_day_walk_stops() {
+        let t = TenantId::new("acme").expect("tenant");
+        let at = |s: &str| s.parse::<DateTime<Utc>>().expect("time");
+        let mut q = AuditQuery {
+            tenant: t,
+            since: at("2020-01-01T00:00:00Z"),
+            until: at("2026-11-30T12:00:00Z"),
+            principal: None,
+            event: None,
+            source: None,
+            resource: None,
+            caller_account: None,
+            limit: 10,
         };
-        code == Some("ValidationException")
-    })
+        // 400 days back from the until's day, whole days.
+        assert_eq!(
+            q.searched_range(),
+            ((at("2025-10-26T00:00:00Z"), q.until), true)
+        );
+        q.since = at("2026-11-01T00:00:00Z");
+        assert_eq!(q.searched_range(), ((q.since, q.until), false));
+        // An index reads the whole range.
+        q.since = at("2020-01-01T00:00:00Z");
+        q.event = Some("ConsoleLogin".into());
+        assert_eq!(q.searched_range(), ((q.since, q.until), false));
+    }
 }
-
-/// The trail-ingest queue message that reads one log file again for a
-/// quarantine replay: CloudTrail's own notification shape (keys verbatim)
-/// with `"kopterReplay": true`, which tells trail-ingest to release the
-/// file's older quarantine items once the file is read to the end.
-pub fn quarantine_replay_body(bucket: &str, key: &str) -> String {
-    serde_json::json!({
-        "s3Bucket": bucket,
-        "s3ObjectKey": [key],
-        "kopterReplay": true,
-    })
-    .to_string()
-}
-
-/// The ids of trail-ingest's security rules (its `rules::RULES`, which a
-/// test keeps equal to this list), for tools that turn rules off without
-/// linking the service.
-pub const RULE_IDS: &[&str] = &[
-    "root-activity",
-    "console-login-without-mfa",
-    "console-login-failed",
-    "unauthorized-api-call",
-    "cloudtrail-stopped",
-    "cloudtrail-updated",
-    "security-group-open-to-world",
-    "security-group-changed",
-    "network-acl-changed",
-    "network-gateway-changed",
-    "route-table-changed",
-    "vpc-changed",
-    "iam-access-key-created",
-    "iam-user-created",
-    "iam-policy-changed",
-    "kms-key-disabled-or-deleted",
-    "s3-bucket-policy-changed",
-    "config-changed",
-    "organizations-changed",
-];
