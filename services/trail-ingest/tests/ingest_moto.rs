@@ -1127,9 +1127,18 @@ async fn replay_of_several_files_goes_on_and_reports_each_failure() {
     std::fs::write(&not_gzip, b"{\"Records\":[]}").unwrap();
     let acct = "111122223333";
     let rec = |id: &str| record(acct, id, "DescribeInstances", serde_json::json!({}));
+    // The first record is over the default 8 MiB limit: skipped unread
+    // (the account comes from the next record), quarantined, and the
+    // rest of the file is still read.
     let with_bad = dir.path().join("bad-record.json.gz");
+    let oversized = record(
+        acct,
+        "a-0",
+        "PutObject",
+        serde_json::json!({"requestParameters": {"blob": "x".repeat(9 << 20)}}),
+    );
     let body = format!(
-        r#"{{"Records":[{},{{"eventID":"zz","eventTime":"2022-11-10T17:00:00Z","recipientAccountId":"{acct}"}},{}]}}"#,
+        r#"{{"Records":[{oversized},{},{{"eventID":"zz","eventTime":"2022-11-10T17:00:00Z","recipientAccountId":"{acct}"}},{}]}}"#,
         rec("a-1"),
         rec("a-2")
     );
@@ -1155,12 +1164,16 @@ async fn replay_of_several_files_goes_on_and_reports_each_failure() {
     assert!(stderr.contains("plain.json.gz: FAILED"), "{stderr}");
     assert!(stderr.to_lowercase().contains("gzip"), "{stderr}");
     assert!(
-        stderr.contains("bad-record.json.gz: record 1 at byte")
+        stderr.contains("bad-record.json.gz: record 0 at byte 12 quarantined (too_large)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad-record.json.gz: record 2 at byte")
             && stderr.contains("(missing_field): record has no eventSource"),
         "{stderr}"
     );
     assert!(
-        stdout.contains("bad-record.json.gz: records 3 new 2"),
+        stdout.contains("bad-record.json.gz: records 4 new 2"),
         "{stdout}"
     );
     assert!(stdout.contains("good.json.gz: records 3 new 3"), "{stdout}");
