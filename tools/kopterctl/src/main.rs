@@ -5,6 +5,7 @@
 //! (bad arguments or configuration). `--env` and `--endpoint` override
 //! `env` and `aws.endpoint_url`; every failure names both (`target.rs`).
 
+mod audit;
 mod backups;
 mod cost;
 mod dlq;
@@ -97,10 +98,15 @@ enum Command {
     BackupPolicy(backups::BackupPolicyArgs),
     /// Mint a bearer token for the local api (development issuer).
     Token(token::TokenArgs),
-    /// Search a tenant's CloudTrail audit log (newest first).
+    /// Search a tenant's CloudTrail audit log (newest first); `quarantine`
+    /// and `rules` manage what could not be filed and the security rules.
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        action: Option<audit::AuditAction>,
+        /// Required for a search.
         #[arg(long)]
-        tenant: String,
+        tenant: Option<String>,
         /// Start: a date (`2026-11-29`), an RFC 3339 time or a duration
         /// back from now (`24h`, `7d`).
         #[arg(long, default_value = "24h")]
@@ -120,6 +126,9 @@ enum Command {
         /// Resource id or ARN (e.g. an instance id).
         #[arg(long)]
         resource: Option<String>,
+        /// The caller's account (`userIdentity.accountId`).
+        #[arg(long)]
+        caller_account: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// json rows carry the raw record.
@@ -399,6 +408,11 @@ async fn run(
             output::print(format.get(), &table, &rows)?;
         }
         Command::Audit {
+            action: Some(action),
+            ..
+        } => return audit::run(&aws, &names, action).await,
+        Command::Audit {
+            action: None,
             tenant,
             since,
             until,
@@ -406,9 +420,13 @@ async fn run(
             event,
             source,
             resource,
+            caller_account,
             limit,
             format,
         } => {
+            let Some(tenant) = tenant else {
+                return Ok(refuse("audit: --tenant is required for a search"));
+            };
             let tenant = match TenantId::new(tenant) {
                 Ok(t) => t,
                 Err(e) => return Ok(refuse(e)),
@@ -427,31 +445,47 @@ async fn run(
                 return Ok(refuse(format!("--since {since} is after --until {until}")));
             }
             let store = kopter_store::audit::AuditStore::new(aws.dynamodb(), &names);
-            let rows = store
-                .query(&kopter_store::audit::AuditQuery {
-                    tenant,
-                    since,
-                    until,
-                    principal,
-                    event,
-                    source,
-                    resource,
-                    limit,
-                })
-                .await?;
+            let query = kopter_store::audit::AuditQuery {
+                tenant,
+                since,
+                until,
+                principal,
+                event,
+                source,
+                resource,
+                caller_account,
+                limit,
+            };
+            let rows = store.query(&query).await?;
+            // Say exactly what was read: a search without a principal,
+            // event or resource filter looks back a bounded number of days.
+            let ((from, to), cut) = query.searched_range();
+            let searched = format!(
+                "searched {} .. {}",
+                from.format("%Y-%m-%dT%H:%M:%SZ"),
+                to.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+            if cut {
+                eprintln!(
+                    "kopterctl: {searched} only: without --principal, --event or --resource a search reads at most {} days back from --until; narrow --until or add a filter to reach earlier rows",
+                    kopter_store::audit::MAX_WALK_DAYS
+                );
+            }
             let mut table = output::Listing::new(&[
                 "TIME",
                 "ACCOUNT",
+                "CALLER",
                 "REGION",
                 "EVENT",
                 "FINDINGS",
                 "PRINCIPAL",
             ])
-            .right_aligned(&[4]);
+            .right_aligned(&[5]);
             for r in &rows {
                 table.row(vec![
                     r.event_time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
                     r.account.to_string(),
+                    r.caller_account.as_deref().unwrap_or("-").to_owned(),
                     r.region.clone(),
                     format!(
                         "{}:{}",
@@ -462,7 +496,7 @@ async fn run(
                     r.principal_arn.as_deref().unwrap_or("-").to_owned(),
                 ]);
             }
-            table.note(format!("{} event(s)", rows.len()));
+            table.note(format!("{} event(s); {searched}", rows.len()));
             output::print(format.get(), &table, &rows)?;
         }
         Command::Tick {
