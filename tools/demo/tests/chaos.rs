@@ -366,7 +366,8 @@ async fn run(plan: Plan) -> Duration {
     let proxy = FaultProxy::start(&endpoint(), plan.faults).await.unwrap();
     let mut config = demo.config.clone();
     config.aws.endpoint_url = Some(proxy.url());
-    let first_port = free_ports(5);
+    // Five services' metrics ports, then the api's (`fleet::start`).
+    let first_port = free_ports(Service::ALL.len() as u16 + 1);
     let mut fleet = fleet::start(
         &Mode::Separate { bin_dir: bin_dir() },
         &config,
