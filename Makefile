@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export MOTO_PORT ?= 5055
 
-.PHONY: help deps browser-deps test lint fmt unit-test build demo demo-one moto-start moto-stop clean tf-check prom-check compose-check ddb-local-test chaos
+.PHONY: help deps browser-deps test test-build lint fmt unit-test build demo demo-one moto-start moto-stop clean tf-check prom-check compose-check ddb-local-test chaos
 
 help:
 	@echo "make demo   - run Kopter locally (moto + bootstrap + services)"
@@ -48,8 +48,16 @@ compose-check:
 browser-deps:
 	scripts/deps-chromium.sh
 
-test: deps lint tf-check prom-check compose-check browser-deps
-	$(CARGO) build --workspace --bins  # tests/tests/monitoring.rs runs the service binaries
+# The tests run the service binaries (tests/tests/monitoring.rs, the demo's
+# tests, scripts/check-api-schema.sh). `cargo test --no-run` builds them
+# together with the tests, with the features the dev-dependencies add
+# (tokio's test-util, figment's test, ...): a separate `cargo build --bins`
+# resolves features without them and so compiles nearly every dependency a
+# second time (twice the build time and twice target/ in CI).
+test-build:
+	$(CARGO) test --workspace --no-run
+
+test: deps lint tf-check prom-check compose-check browser-deps test-build
 	scripts/with-moto.sh $(CARGO) test --workspace --no-fail-fast
 	scripts/check-api-schema.sh  # schemathesis: the api against its OpenAPI document
 	scripts/test-dynamodb-local.sh
@@ -65,7 +73,7 @@ ddb-local-test:
 # both tables and the ratio of their work times (figures in
 # docs/faults.md). About 25 minutes. KOPTER_CHAOS_SEED replays a seed,
 # KOPTER_CHAOS_KEEP=1 keeps the service logs of a passing run too.
-chaos: deps build
+chaos: deps test-build
 	scripts/with-moto.sh $(CARGO) test --workspace --test chaos -- --ignored --nocapture long_chaos_run
 
 demo: deps build

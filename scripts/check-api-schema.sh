@@ -16,13 +16,8 @@ for b in api kopterctl; do
 done
 
 venv=.venv/schemathesis
-stamp=$venv/.installed
-if [[ ! -f $stamp || dev/schemathesis-constraints.txt -nt $stamp ]]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check \
-    -r dev/schemathesis-requirements.txt -c dev/schemathesis-constraints.txt
-  touch "$stamp"
-fi
+source scripts/venv.sh
+ensure_venv "$venv" dev/schemathesis-requirements.txt dev/schemathesis-constraints.txt
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)

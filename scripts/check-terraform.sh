@@ -9,15 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=.venv/terraform-tools
-stamp=$venv/.installed
-# A hash of the pins, not a time (see scripts/deps.sh: worktrees).
-pins=$(cat dev/terraform-requirements.txt dev/terraform-constraints.txt | sha256sum | cut -d' ' -f1)
-if [[ ! -f $stamp || $(cat "$stamp") != "$pins" ]]; then
-  [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check \
-    -r dev/terraform-requirements.txt -c dev/terraform-constraints.txt
-  echo "$pins" >"$stamp"
-fi
+source scripts/venv.sh
+ensure_venv "$venv" dev/terraform-requirements.txt dev/terraform-constraints.txt
 
 # No user CLI config is needed for fmt; an empty one keeps Terraform quiet.
 export TF_CLI_CONFIG_FILE=/dev/null
