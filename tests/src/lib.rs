@@ -132,6 +132,20 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("run {program}: {e}"))
     }
 
+    /// Creates tenants (`kopterctl tenants create`): every verb and the
+    /// api refuse a tenant that was not created.
+    pub async fn create_tenants(&self, tenants: &[&str]) {
+        let store =
+            kopter_store::tenants::TenantStore::new(self.ctx.aws.dynamodb(), &self.ctx.names);
+        for t in tenants {
+            let id = kopter_schema::TenantId::new(*t).expect("a valid tenant id");
+            store
+                .create(&id)
+                .await
+                .unwrap_or_else(|e| panic!("create tenant {t}: {e:#}"));
+        }
+    }
+
     /// Puts `row` into this environment's `table`, as the service that owns
     /// the table would write it.
     pub async fn put_row<T: serde::Serialize>(&self, table: kopter_schema::Table, row: &T) {

@@ -29,6 +29,18 @@ pub enum OnboardError {
     Aws(#[from] anyhow::Error),
 }
 
+/// A change to an onboarded account (`kopterctl accounts update`); `None`
+/// leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AccountChange {
+    /// Regions to describe; empty: every enabled region.
+    pub regions: Option<Vec<String>>,
+    /// A new role in the same account.
+    pub role_arn: Option<String>,
+    /// `Some(None)` removes the CloudTrail source.
+    pub trail: Option<Option<kopter_schema::items::TrailSource>>,
+}
+
 /// A validated onboarding request.
 #[derive(Debug, Clone)]
 pub struct Onboarding {
@@ -211,6 +223,142 @@ impl AccountStore {
             Err(err) => Err(OnboardError::Aws(
                 anyhow::Error::new(err).context("store the account record"),
             )),
+        }
+    }
+
+    /// Applies `change` to an onboarded account (conditional on the row
+    /// existing) and returns the stored record. A new role ARN (checked
+    /// against the account) makes the health `unchecked` again: nothing
+    /// has reached the new role yet.
+    pub async fn update(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        change: &AccountChange,
+    ) -> Result<AccountRecord, OnboardError> {
+        let mut set = Vec::new();
+        let mut remove = Vec::new();
+        let mut req = self
+            .ddb
+            .update_item()
+            .table_name(&self.accounts)
+            .key("pk", AttributeValue::S(keys::account_pk(tenant)))
+            .key("sk", AttributeValue::S(keys::account_sk(account)))
+            .condition_expression("attribute_exists(pk)")
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        if let Some(regions) = &change.regions {
+            if let Some(bad) = regions.iter().find(|r| !is_region_name(r)) {
+                return Err(OnboardError::Invalid(format!(
+                    "invalid region {bad:?}: expected a name like us-east-1 or ap-southeast-2"
+                )));
+            }
+            set.push("regions = :regions");
+            req = req.expression_attribute_values(
+                ":regions",
+                AttributeValue::L(regions.iter().cloned().map(AttributeValue::S).collect()),
+            );
+        }
+        if let Some(arn) = &change.role_arn {
+            validate_role_arn(arn, account).map_err(OnboardError::Invalid)?;
+            set.push("role_arn = :role");
+            remove.push("health_checked_at");
+            req = req.expression_attribute_values(":role", AttributeValue::S(arn.clone()));
+        }
+        match &change.trail {
+            None => {}
+            Some(None) => remove.push("trail"),
+            Some(Some(t)) => {
+                set.push("trail = :trail");
+                let item =
+                    serde_dynamo::to_attribute_value(t).context("encode the trail source")?;
+                req = req.expression_attribute_values(":trail", item);
+            }
+        }
+        if set.is_empty() && remove.is_empty() {
+            return Err(OnboardError::Invalid(
+                "nothing to change: give --regions, --role-arn, --trail-bucket or --no-trail"
+                    .into(),
+            ));
+        }
+        let mut expr = String::new();
+        if !set.is_empty() {
+            expr.push_str(&format!("SET {}", set.join(", ")));
+        }
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        match req.update_expression(expr.trim()).send().await {
+            Ok(out) => serde_dynamo::from_item(out.attributes.unwrap_or_default())
+                .context("decode account record")
+                .map_err(OnboardError::Aws),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(OnboardError::Invalid(format!(
+                    "account {account} is not onboarded under tenant {tenant} (`kopterctl accounts list --tenant {tenant}`)"
+                )))
+            }
+            Err(err) => Err(OnboardError::Aws(
+                anyhow::Error::new(err).context(format!("update account {account}")),
+            )),
+        }
+    }
+
+    /// Removes an account: its row (so the describer stops describing it
+    /// and trail-ingest stops filing its CloudTrail files), then its
+    /// owner claim (so it can be onboarded again). Idempotent: a retry
+    /// after a crash between the two finishes. Returns the removed record,
+    /// `None` when the row was already gone. Data rows stay (see
+    /// `kopter_store::purge` to delete them).
+    pub async fn remove(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> anyhow::Result<Option<AccountRecord>> {
+        let out = self
+            .ddb
+            .delete_item()
+            .table_name(&self.accounts)
+            .key("pk", AttributeValue::S(keys::account_pk(tenant)))
+            .key("sk", AttributeValue::S(keys::account_sk(account)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .with_context(|| format!("delete account {account} of tenant {tenant}"))?;
+        let removed = out
+            .attributes
+            .filter(|a| !a.is_empty())
+            .map(serde_dynamo::from_item)
+            .transpose()
+            .context("decode account record")?;
+        // Only this tenant's claim: another tenant's claim on the same id
+        // (impossible while this tenant held it, but never assumed) stays.
+        let claim = self
+            .ddb
+            .delete_item()
+            .table_name(&self.dedup)
+            .key(
+                "pk",
+                AttributeValue::S(keys::system_dedup("account-owner", account.as_str())),
+            )
+            .condition_expression("attribute_not_exists(pk) OR tenant = :t")
+            .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()))
+            .send()
+            .await;
+        match claim {
+            Ok(_) => Ok(removed),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(removed)
+            }
+            Err(e) => {
+                Err(anyhow::Error::new(e)
+                    .context(format!("release the claim on account {account}")))
+            }
         }
     }
 

@@ -16,6 +16,8 @@ pub mod inventory;
 pub mod page;
 pub mod platform;
 pub mod prices;
+pub mod purge;
+pub mod tenants;
 pub mod webhook_url;
 
 /// The accounts table (onboarded accounts and the `_tenant` settings row)

@@ -169,6 +169,7 @@ async fn seed(
 
 async fn setup() -> Setup {
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let now = Utc::now().trunc_subsecs(3);
     let step = chrono::Duration::minutes(150);
     let acme = seed(&env, "acme", &[A1, A2], 30, now, step).await;

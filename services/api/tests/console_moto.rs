@@ -105,6 +105,7 @@ async fn world() -> World {
     let env = TestEnv::new().await;
     let acme = TenantId::new(unique("acme-")).unwrap();
     let globex = TenantId::new(unique("globex-")).unwrap();
+    env.create_tenants(&[acme.as_str(), globex.as_str()]).await;
     let a1 = AccountId::new(random_account()).unwrap();
     let a2 = AccountId::new(random_account()).unwrap();
     let g1 = AccountId::new(random_account()).unwrap();

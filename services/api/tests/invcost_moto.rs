@@ -188,6 +188,7 @@ async fn world() -> World {
     let env = TestEnv::new().await;
     let acme = TenantId::new(unique("acme-")).unwrap();
     let globex = TenantId::new(unique("globex-")).unwrap();
+    env.create_tenants(&[acme.as_str(), globex.as_str()]).await;
     let mut acme_accounts = [random_account(), random_account()];
     acme_accounts.sort();
     let a1 = AccountId::new(acme_accounts[0].clone()).unwrap();

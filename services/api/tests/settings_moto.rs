@@ -183,6 +183,7 @@ async fn onboard(env: &TestEnv, tenant: &str, n: usize) -> Vec<String> {
 #[tokio::test]
 async fn settings_are_per_tenant_and_every_dynamodb_call_is_signed_by_the_tenants_session() {
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let acme_accounts = onboard(&env, "acme", 5).await;
     let globex_accounts = onboard(&env, "globex", 2).await;
     let api = Api::start(&env).await;
@@ -422,4 +423,46 @@ async fn settings_are_per_tenant_and_every_dynamodb_call_is_signed_by_the_tenant
         checked,
         BTreeSet::from(["acme".to_owned(), "globex".to_owned()])
     );
+}
+
+#[tokio::test]
+async fn a_token_of_a_tenant_that_was_never_created_is_refused_until_it_is() {
+    let env = TestEnv::new().await;
+    // A settings row alone (a budget or channel written before tenants
+    // were rows) does not make a tenant.
+    kopter_store::channels::ChannelStore::new(env.ctx.aws.dynamodb(), &env.ctx.names)
+        .update(
+            &TenantId::new("initech").unwrap(),
+            &kopter_store::channels::ChannelUpdate {
+                digest: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let api = Api::start(&env).await;
+    let token = api.token("initech", true);
+    for uri in ["/v1/me", "/v1/accounts", "/v1/channels"] {
+        let (s, body) = api.call(Method::GET, uri, &token, None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{uri}: {body}");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("\"initech\" does not exist")
+                && detail.contains("kopterctl tenants create initech"),
+            "{uri}: {body}"
+        );
+    }
+    let (s, _) = api
+        .call(
+            Method::PUT,
+            "/v1/channels",
+            &token,
+            Some(json!({"digest": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a write is refused as well");
+    env.create_tenants(&["initech"]).await;
+    let (s, body) = api.call(Method::GET, "/v1/me", &token, None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["tenant"], "initech");
 }

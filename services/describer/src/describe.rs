@@ -421,7 +421,9 @@ impl Describer {
             sent += chunk.len();
         }
         if disabled.is_empty() {
-            if !account.healthy {
+            // A new account is `unchecked` until something reached it:
+            // this sweep just did (role assumed, regions listed).
+            if !account.healthy || account.health_checked_at.is_none() {
                 self.set_health(account, true, None).await?;
             }
             Ok((sent, None))

@@ -360,6 +360,11 @@ impl Demo {
         ));
 
         self.say("== onboard demo tenants");
+        let tenants =
+            kopter_store::tenants::TenantStore::new(self.ctx.aws.dynamodb(), &self.ctx.names);
+        for a in &self.opts.accounts {
+            tenants.create(&TenantId::new(a.tenant.clone())?).await?;
+        }
         for a in self.opts.accounts.clone() {
             let req = Onboarding::parse(
                 &a.tenant,

@@ -27,6 +27,7 @@ async fn the_workers_and_the_api_run_and_drain_together() {
         c.api.public_url = format!("http://{api_addr}");
     })
     .await;
+    env.create_tenants(&["acme"]).await;
     let api = api::process::Api::from_config(&env.ctx.config, &env.ctx.aws).unwrap();
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

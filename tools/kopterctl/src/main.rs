@@ -5,6 +5,7 @@
 //! (bad arguments or configuration). `--env` and `--endpoint` override
 //! `env` and `aws.endpoint_url`; every failure names both (`target.rs`).
 
+mod accounts;
 mod audit;
 mod backups;
 mod cost;
@@ -13,14 +14,16 @@ mod inventory;
 mod notifications;
 mod output;
 mod target;
+mod tenants;
 mod timearg;
 mod token;
+mod verify;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{Duration, DurationRound, Utc};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kopter_runtime::accounts::{OnboardError, Onboarding, trust_policy};
 use kopter_runtime::messaging::envelope;
 use kopter_runtime::provision::{self, Action};
@@ -47,8 +50,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create every queue, DLQ, topic, subscription and table (idempotent).
+    /// Create every queue, DLQ, topic, subscription and table, and the
+    /// tenant of every onboarded account (idempotent).
     Bootstrap,
+    /// Tenants: create, list, show. Every other verb refuses a `--tenant`
+    /// that was not created.
+    Tenants {
+        #[command(subcommand)]
+        command: tenants::TenantsCommand,
+    },
     /// Register a customer account and print the trust policy it needs.
     Onboard {
         #[arg(long)]
@@ -75,7 +85,7 @@ enum Command {
     /// Onboarded accounts.
     Accounts {
         #[command(subcommand)]
-        command: AccountsCommand,
+        command: accounts::AccountsCommand,
     },
     /// Depth, in-flight and DLQ depth of every service queue.
     Queues {
@@ -158,17 +168,6 @@ enum Command {
     },
 }
 
-#[derive(Subcommand)]
-enum AccountsCommand {
-    /// List accounts, of one tenant or all.
-    List {
-        #[arg(long)]
-        tenant: Option<String>,
-        #[command(flatten)]
-        format: output::FormatArg,
-    },
-}
-
 #[derive(Clone, Copy, ValueEnum)]
 enum Job {
     /// Describe every account × enabled region (hourly).
@@ -189,7 +188,11 @@ enum Job {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let mut config = match Config::load(None) {
         Ok(c) => c,
         Err(e) => {
@@ -221,6 +224,17 @@ async fn main() -> ExitCode {
     if let Err(why) = target.check_reachable().await {
         eprintln!("kopterctl: {why}");
         return ExitCode::FAILURE;
+    }
+    match tenants::check_flag(&aws, &config.names(), &matches).await {
+        Ok(None) => {}
+        Ok(Some(refused)) => return refused,
+        Err(e) => {
+            eprintln!(
+                "kopterctl: {}",
+                target.explain(&aws, &config.names(), &e).await
+            );
+            return ExitCode::FAILURE;
+        }
     }
     match run(command, &config, &aws, &target).await {
         Ok(code) => code,
@@ -254,6 +268,22 @@ async fn run(
                 .iter()
                 .filter(|c| c.action != Action::Unchanged)
                 .count();
+            // Tenants became rows of their own after accounts existed:
+            // each onboarded account's tenant is created here, so an
+            // upgraded environment keeps working (see README, Tenants).
+            let tenants = kopter_store::tenants::TenantStore::new(aws.dynamodb(), &names);
+            let accounts = kopter_runtime::accounts::AccountStore::new(aws.dynamodb(), &names);
+            let owners: std::collections::BTreeSet<TenantId> = accounts
+                .list(None)
+                .await?
+                .into_iter()
+                .map(|a| a.tenant_id)
+                .collect();
+            for t in owners {
+                if tenants.create(&t).await?.1 == kopter_store::tenants::Created::New {
+                    println!("tenant {t}: created (it has onboarded accounts)");
+                }
+            }
             if changed == 0 {
                 println!(
                     "environment {} is up to date: nothing changed ({} resources)",
@@ -329,33 +359,8 @@ async fn run(
                 serde_json::to_string_pretty(&trust_policy(&kopter_account, &record.external_id))?
             );
         }
-        Command::Accounts {
-            command: AccountsCommand::List { tenant, format },
-        } => {
-            let tenant = match tenant.map(TenantId::new).transpose() {
-                Ok(t) => t,
-                Err(e) => return Ok(refuse(e)),
-            };
-            let store = kopter_runtime::accounts::AccountStore::new(aws.dynamodb(), &names);
-            let accounts = store.list(tenant.as_ref()).await?;
-            let mut table =
-                output::Listing::new(&["TENANT", "ACCOUNT", "HEALTH", "REGIONS", "ROLE"]);
-            for a in &accounts {
-                table.row(vec![
-                    a.tenant_id.to_string(),
-                    a.account_id.to_string(),
-                    if a.healthy { "ok" } else { "failing" }.into(),
-                    if a.regions.is_empty() {
-                        "all".to_string()
-                    } else {
-                        a.regions.join(",")
-                    },
-                    a.role_arn.clone(),
-                ]);
-            }
-            table.note(format!("{} account(s)", accounts.len()));
-            output::print(format.get(), &table, &accounts)?;
-        }
+        Command::Accounts { command } => return accounts::run(&aws, &config, command).await,
+        Command::Tenants { command } => return tenants::run(&aws, &names, command).await,
         Command::Inventory(args) => return inventory::run(&aws, &names, args).await,
         Command::Dlq(args) => return dlq::run(&aws, &names, args).await,
         Command::Token(_) => unreachable!("handled before AWS is loaded"),

@@ -20,6 +20,7 @@ fn text(o: &Output) -> (String, String) {
 #[tokio::test]
 async fn bootstrap_says_when_nothing_changed() {
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let out = kopterctl(&env, &["bootstrap"]).await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
@@ -33,6 +34,7 @@ async fn bootstrap_says_when_nothing_changed() {
 #[tokio::test]
 async fn onboard_prints_the_trust_policy_and_refuses_bad_input() {
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let account = random_account();
     let arn = format!("arn:aws:iam::{account}:role/KopterAccess");
     let out = kopterctl(
@@ -118,6 +120,7 @@ async fn onboard_prints_the_trust_policy_and_refuses_bad_input() {
 #[tokio::test]
 async fn tick_sends_the_scheduled_message_and_queues_shows_it() {
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let out = kopterctl(
         &env,
         &[
@@ -169,6 +172,7 @@ async fn tick_sends_the_scheduled_message_and_queues_shows_it() {
 async fn audit_searches_a_tenants_log() {
     use std::io::Write;
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let account = random_account();
     let rec = |id: &str, name: &str, minute: u32| {
         serde_json::json!({
@@ -277,6 +281,7 @@ async fn audit_searches_a_tenants_log() {
 #[tokio::test]
 async fn audit_takes_the_same_time_forms_as_cost() {
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     for (since, until) in [
         ("2026-11-29", "2026-11-29"),
         ("7d", "now"),
@@ -328,6 +333,7 @@ fn closed_port() -> u16 {
 #[tokio::test]
 async fn the_target_is_printed_and_named_in_every_failure() {
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let endpoint = kopter_tests::endpoint();
 
     // bootstrap and onboard say where they go; --env picks the environment.
@@ -398,6 +404,7 @@ async fn the_target_is_printed_and_named_in_every_failure() {
 async fn audit_quarantine_rules_and_the_searched_range() {
     use std::io::Write;
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let account = random_account();
     let s3 = trail_ingest::s3_client(&env.ctx.aws.sdk);
     let bucket = kopter_tests::unique("trail-");

@@ -23,6 +23,7 @@ async fn kopterctl(env: &TestEnv, args: &[&str]) -> Output {
 async fn cost_prints_the_tenants_series_and_budget_is_kept() {
     let env = TestEnv::new().await;
     let tenant = TenantId::new(unique("acme-")).unwrap();
+    env.create_tenants(&[tenant.as_str(), "globex"]).await;
     let account = AccountId::new(random_account()).unwrap();
     env.ctx
         .accounts

@@ -14,6 +14,7 @@ async fn kopterctl(env: &TestEnv, args: &[&str]) -> Output {
 #[tokio::test]
 async fn inventory_lists_instances_volumes_and_snapshots_of_one_tenant() {
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let mut launched = Vec::new();
     let mut recs = Vec::new();
     for tenant in ["acme", "globex"] {
@@ -130,6 +131,7 @@ async fn backup_policy_is_set_per_tenant_and_read_by_the_describer() {
     use kopter_store::backup::{BackupPolicy, BackupStore};
 
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let store = BackupStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);
     let (acme, globex) = (
         TenantId::new("acme").unwrap(),

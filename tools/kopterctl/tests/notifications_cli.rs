@@ -23,6 +23,7 @@ fn text(o: &Output) -> (String, String) {
 #[tokio::test]
 async fn channels_are_set_shown_without_secrets_and_checked() {
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let secret = "https://hooks.example.com/services/T0/B0/s3cr3tT0k3n";
     let out = kopterctl(
         &env,
@@ -83,6 +84,7 @@ async fn channels_are_set_shown_without_secrets_and_checked() {
 #[tokio::test]
 async fn notifications_lists_a_tenants_feed_and_marks_read() {
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let feed = FeedStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);
     let acme = TenantId::new("acme").unwrap();
     let mut sks = Vec::new();
@@ -154,6 +156,7 @@ async fn notifications_lists_a_tenants_feed_and_marks_read() {
 #[tokio::test]
 async fn notifications_order_by_event_time_filter_by_severity_and_take_the_listed_id() {
     let env = TestEnv::new().await;
+    env.create_tenants(&["acme", "globex"]).await;
     let feed = FeedStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);
     let acme = TenantId::new("acme").unwrap();
     let at = |s: &str| s.parse::<chrono::DateTime<Utc>>().unwrap();

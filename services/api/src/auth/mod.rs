@@ -263,9 +263,27 @@ impl FromRequestParts<ApiState> for Principal {
                 )
             })?;
         let principal = state.verifier().verify(token).await?;
+        require_tenant(state, &principal.tenant).await?;
         state.limiter().check(&principal.tenant)?;
         parts.extensions.insert(principal.clone());
         Ok(principal)
+    }
+}
+
+/// Refuses (403, `unknown_tenant`) a verified token whose tenant was never
+/// created (`kopterctl tenants create`): a valid signature says who the
+/// issuer vouches for, not that Kopter holds that tenant, and a typo in
+/// an issuer's tenant mapping must not read as an empty tenant.
+pub async fn require_tenant(state: &ApiState, tenant: &TenantId) -> Result<(), ApiError> {
+    if state.data().tenant_exists(tenant).await? {
+        Ok(())
+    } else {
+        Err(forbid(
+            "unknown_tenant",
+            format!(
+                "the token's tenant \"{tenant}\" does not exist in Kopter; an operator creates it with `kopterctl tenants create {tenant}`"
+            ),
+        ))
     }
 }
 

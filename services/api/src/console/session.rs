@@ -100,13 +100,15 @@ pub struct SignInRequired {
 pub enum SessionRejection {
     SignIn(SignInRequired),
     RateLimited(ApiError),
+    /// A signed-in user whose tenant does not exist.
+    Forbidden(ApiError),
 }
 
 impl IntoResponse for SessionRejection {
     fn into_response(self) -> Response {
         match self {
             Self::SignIn(s) => s.into_response(),
-            Self::RateLimited(e) => super::security::error_page(&e),
+            Self::RateLimited(e) | Self::Forbidden(e) => super::security::error_page(&e),
         }
     }
 }
@@ -151,6 +153,9 @@ impl FromRequestParts<ApiState> for ConsoleSession {
                 return Err(reject());
             }
         };
+        crate::auth::require_tenant(state, &principal.tenant)
+            .await
+            .map_err(SessionRejection::Forbidden)?;
         state
             .limiter()
             .check(&principal.tenant)

@@ -222,6 +222,10 @@ pub trait SettingsData {
         policy: &'a BackupPolicy,
     ) -> BoxFuture<'a, Result<(), DataError>>;
 
+    /// Whether the tenant was created (`kopterctl tenants create`); the
+    /// auth extractors refuse a token of a tenant that was not.
+    fn tenant_exists<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Result<bool, DataError>>;
+
     /// A page of the tenant's accounts, by account id.
     fn accounts<'a>(
         &'a self,

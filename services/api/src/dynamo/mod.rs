@@ -21,12 +21,18 @@ use crate::tenant_db::TenantDb;
 pub struct DynamoData {
     db: TenantDb,
     names: Names,
+    /// Tenants known to exist (see `SettingsData::tenant_exists`).
+    known_tenants: moka::future::Cache<TenantId, ()>,
 }
 
 impl DynamoData {
     /// Tables named by `names`, read with `db`'s per-tenant clients.
     pub fn new(db: TenantDb, names: Names) -> Self {
-        Self { db, names }
+        Self {
+            db,
+            names,
+            known_tenants: moka::future::Cache::new(100_000),
+        }
     }
 
     /// The DynamoDB client `tenant`'s calls use.

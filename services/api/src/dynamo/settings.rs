@@ -7,6 +7,7 @@ use kopter_runtime::accounts::AccountStore;
 use kopter_schema::{AccountId, TenantId};
 use kopter_store::backup::{BackupPolicy, BackupStore};
 use kopter_store::channels::{ChannelStore, ChannelUpdate, TenantChannels};
+use kopter_store::tenants::TenantStore;
 
 use super::DynamoData;
 use crate::data::settings::{Account, SettingsData};
@@ -52,6 +53,23 @@ impl SettingsData for DynamoData {
         Box::pin(async move {
             let store = BackupStore::new(self.ddb(tenant).await?, &self.names);
             store.set_policy(tenant, policy).await.map_err(store_error)
+        })
+    }
+
+    fn tenant_exists<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Result<bool, DataError>> {
+        Box::pin(async move {
+            // Tenants are never deleted, so a tenant once seen stays
+            // known; unknown ones are read again (a tenant created a
+            // moment ago is served at once).
+            if self.known_tenants.contains_key(tenant) {
+                return Ok(true);
+            }
+            let store = TenantStore::new(self.ddb(tenant).await?, &self.names);
+            let exists = store.get(tenant).await.map_err(store_error)?.is_some();
+            if exists {
+                self.known_tenants.insert(tenant.clone(), ()).await;
+            }
+            Ok(exists)
         })
     }
 

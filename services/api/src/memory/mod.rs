@@ -38,6 +38,9 @@ pub struct MemoryData {
     pub settings: Mutex<MemorySettings>,
     pub audit: Vec<kopter_store::audit::AuditRow>,
     pub feed: Mutex<Vec<kopter_store::feed::FeedRow>>,
+    /// The tenants that exist; `None`: every tenant does (the HTTP
+    /// layer's tests that are not about unknown tenants).
+    pub tenants: Option<std::collections::HashSet<TenantId>>,
     /// Tenant of every call, in order.
     pub calls: Mutex<Vec<TenantId>>,
 }

@@ -79,6 +79,10 @@ impl SettingsData for MemoryData {
         })
     }
 
+    fn tenant_exists<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Result<bool, DataError>> {
+        Box::pin(async move { Ok(self.tenants.as_ref().is_none_or(|t| t.contains(tenant))) })
+    }
+
     fn accounts<'a>(
         &'a self,
         tenant: &'a TenantId,
