@@ -485,6 +485,7 @@ fn every_enabled_schedule_sends_a_valid_envelope_to_the_right_queue() {
         ("aggregate".to_owned(), "aggregate.hour"),
         ("backups".to_owned(), "backup.sweep"),
         ("daily-digest".to_owned(), "notify.daily_digest"),
+        ("org-discovery".to_owned(), "describe.org_discovery"),
     ]);
     assert_eq!(kinds, want);
 
@@ -493,6 +494,7 @@ fn every_enabled_schedule_sends_a_valid_envelope_to_the_right_queue() {
     assert_eq!(expr("aggregate"), "cron(5 * * * ? *)"); // hourly
     assert_eq!(expr("backups"), "cron(0 */12 * * ? *)"); // every 12 h
     assert_eq!(expr("daily-digest"), "cron(0 23 * * ? *)"); // 23:00
+    assert_eq!(expr("org-discovery"), "cron(20 */6 * * ? *)"); // every 6 h
     assert!(expr("pricing-refresh").ends_with(" * * ? *)"), "daily");
     // Before the aggregate tick (minute 5) prices the hour just ended.
     assert_eq!(expr("spot-refresh"), "cron(1 * * * ? *)"); // hourly

@@ -9,7 +9,7 @@
 use anyhow::Context;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
-use kopter_schema::items::{AccountRecord, TENANT_SETTINGS_SK, keys};
+use kopter_schema::items::{AccountRecord, keys};
 use kopter_schema::{AccountId, Names, Table, TenantId};
 use rand::Rng;
 
@@ -167,6 +167,19 @@ impl AccountStore {
         req: Onboarding,
         trail: Option<kopter_schema::items::TrailSource>,
     ) -> Result<AccountRecord, OnboardError> {
+        self.onboard_with(req, trail, new_external_id(), None).await
+    }
+
+    /// Like [`AccountStore::onboard`] with a given ExternalId: an
+    /// organization's member accounts share the one their StackSet was
+    /// deployed with (see `crate::org`), and carry the management account.
+    pub async fn onboard_with(
+        &self,
+        req: Onboarding,
+        trail: Option<kopter_schema::items::TrailSource>,
+        external_id: String,
+        organization: Option<AccountId>,
+    ) -> Result<AccountRecord, OnboardError> {
         let claim = keys::system_dedup("account-owner", req.account.as_str());
         let claimed = self
             .ddb
@@ -194,11 +207,12 @@ impl AccountStore {
             req.tenant.clone(),
             req.account.clone(),
             req.role_arn,
-            new_external_id(),
+            external_id,
             req.regions,
             Utc::now(),
         );
         record.trail = trail;
+        record.organization = organization;
         let item = serde_dynamo::to_item(&record).context("encode account record")?;
         let put = self
             .ddb
@@ -362,6 +376,33 @@ impl AccountStore {
         }
     }
 
+    /// Pauses (`Some(reason)`: no longer described) or resumes (`None`) an
+    /// onboarded account; conditional on the row existing.
+    pub async fn set_paused(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        reason: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let req = self
+            .ddb
+            .update_item()
+            .table_name(&self.accounts)
+            .key("pk", AttributeValue::S(keys::account_pk(tenant)))
+            .key("sk", AttributeValue::S(keys::account_sk(account)))
+            .condition_expression("attribute_exists(pk)");
+        let req = match reason {
+            Some(r) => req
+                .update_expression("SET paused = :r")
+                .expression_attribute_values(":r", AttributeValue::S(r.to_owned())),
+            None => req.update_expression("REMOVE paused"),
+        };
+        req.send()
+            .await
+            .with_context(|| format!("pause or resume account {account} of tenant {tenant}"))?;
+        Ok(())
+    }
+
     /// One account of a tenant.
     pub async fn get(
         &self,
@@ -441,11 +482,13 @@ impl AccountStore {
         };
         for item in items {
             let item = item.context("list accounts")?;
+            // The tenant's settings row (`_tenant`) and its organization
+            // connections (`_org#…`) share the partition; account ids are
+            // digits, so every `_` key is one of those.
             if item
                 .get("sk")
                 .and_then(|v| v.as_s().ok())
-                .map(String::as_str)
-                == Some(TENANT_SETTINGS_SK)
+                .is_none_or(|sk| sk.starts_with('_'))
             {
                 continue;
             }

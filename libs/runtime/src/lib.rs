@@ -14,6 +14,7 @@ pub mod dynamo;
 pub mod limiter;
 pub mod messaging;
 pub mod metrics;
+pub mod org;
 pub mod provision;
 pub mod queue;
 pub mod telemetry;

@@ -79,6 +79,14 @@ pub struct AccountRecord {
     pub health_reason: Option<String>,
     #[serde(default)]
     pub health_checked_at: Option<DateTime<Utc>>,
+    /// Why the account is not described (suspended or closed in its
+    /// organization); `None`: described.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    /// The management account of the organization it was discovered in
+    /// (`kopterctl org connect`); `None`: onboarded by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<AccountId>,
 }
 
 fn default_true() -> bool {
@@ -107,6 +115,8 @@ impl AccountRecord {
             healthy: true,
             health_reason: None,
             health_checked_at: None,
+            paused: None,
+            organization: None,
         }
     }
 }

@@ -107,6 +107,10 @@ pub enum Message {
     BackupSweep(Sweep),
     #[serde(rename = "backup.run")]
     BackupRun(AccountRegion),
+    /// Schedule: list every connected organization's accounts, onboard
+    /// new active ones, pause suspended or closed ones.
+    #[serde(rename = "describe.org_discovery")]
+    OrgDiscovery(Sweep),
     #[serde(rename = "pricing.refresh_all")]
     PricingRefreshAll(Sweep),
     #[serde(rename = "pricing.refresh_region")]
@@ -139,6 +143,8 @@ pub enum Message {
     CostSpike(CostSpike),
     #[serde(rename = "account.health")]
     AccountHealth(AccountHealth),
+    #[serde(rename = "account.org_change")]
+    OrgAccountChanged(OrgAccountChanged),
 }
 
 impl Message {
@@ -148,6 +154,7 @@ impl Message {
         "describe.targeted",
         "backup.sweep",
         "backup.run",
+        "describe.org_discovery",
         "pricing.refresh_all",
         "pricing.refresh_region",
         "pricing.refresh_spot",
@@ -161,6 +168,7 @@ impl Message {
         "budget.crossed",
         "cost.spike",
         "account.health",
+        "account.org_change",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -170,6 +178,7 @@ impl Message {
             Message::DescribeTargeted(_) => "describe.targeted",
             Message::BackupSweep(_) => "backup.sweep",
             Message::BackupRun(_) => "backup.run",
+            Message::OrgDiscovery(_) => "describe.org_discovery",
             Message::PricingRefreshAll(_) => "pricing.refresh_all",
             Message::PricingRefreshRegion(_) => "pricing.refresh_region",
             Message::PricingRefreshSpot(_) => "pricing.refresh_spot",
@@ -183,6 +192,7 @@ impl Message {
             Message::BudgetCrossed(_) => "budget.crossed",
             Message::CostSpike(_) => "cost.spike",
             Message::AccountHealth(_) => "account.health",
+            Message::OrgAccountChanged(_) => "account.org_change",
         }
     }
 
@@ -206,6 +216,7 @@ impl Message {
             Message::BudgetCrossed(m) => Some(&m.tenant),
             Message::CostSpike(m) => Some(&m.tenant),
             Message::AccountHealth(m) => Some(&m.tenant),
+            Message::OrgAccountChanged(m) => Some(&m.tenant),
             Message::DailyDigest(m) => m.tenant.as_ref(),
             Message::BurstFlush(m) => Some(&m.tenant),
             _ => None,
@@ -224,10 +235,11 @@ pub enum EventType {
     BudgetCrossed,
     CostSpike,
     AccountHealth,
+    OrgAccountChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 9] = [
         EventType::DescribeTargeted,
         EventType::InventoryChanged,
         EventType::PricesUpdated,
@@ -236,6 +248,7 @@ impl EventType {
         EventType::BudgetCrossed,
         EventType::CostSpike,
         EventType::AccountHealth,
+        EventType::OrgAccountChanged,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -248,6 +261,7 @@ impl EventType {
             EventType::BudgetCrossed => "budget.crossed",
             EventType::CostSpike => "cost.spike",
             EventType::AccountHealth => "account.health",
+            EventType::OrgAccountChanged => "account.org_change",
         }
     }
 }
@@ -414,6 +428,33 @@ pub struct CostSpike {
     pub current: f64,
     pub factor: f64,
     pub currency: String,
+}
+
+/// What organization discovery did to one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgChange {
+    /// A new active account, onboarded with the member role.
+    Onboarded,
+    /// Suspended, closed or gone from the organization: no longer described.
+    Paused,
+    /// Active again after a pause.
+    Resumed,
+}
+
+/// `account.org_change`: one change made by organization discovery, for
+/// the tenant's feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgAccountChanged {
+    pub tenant: TenantId,
+    pub account: AccountId,
+    /// The organization's management account.
+    pub management_account: AccountId,
+    pub change: OrgChange,
+    /// The account's status in the organization (`ACTIVE`, `SUSPENDED`,
+    /// `PENDING_CLOSURE`, or `GONE` when no longer listed).
+    pub status: String,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

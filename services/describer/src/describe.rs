@@ -172,6 +172,8 @@ impl Default for Settings {
 /// What the describer needs; cheap to clone.
 #[derive(Clone)]
 pub struct Describer {
+    /// Connected organizations (`describe.org_discovery`).
+    pub orgs: kopter_runtime::org::Organizations,
     pub store: InventoryStore,
     pub backups: kopter_store::backup::BackupStore,
     pub accounts: AccountStore,
@@ -286,14 +288,48 @@ impl Describer {
             .map_err(HandlerError::retry)
     }
 
+    /// `describe.org_discovery`: every connected organization in turn, in
+    /// this one message. A refusal (the customer's role changed) is logged
+    /// and the next organization goes on; a transient failure retries the
+    /// message, which repeats only what was not done (discovery compares
+    /// with the stored accounts each time).
+    pub async fn discover_organizations(&self) -> Result<(), HandlerError> {
+        let conns = self.orgs.connections().await.map_err(HandlerError::retry)?;
+        let mut transient = None;
+        for conn in &conns {
+            match self.orgs.discover(conn).await {
+                Ok(r) => {
+                    tracing::info!(tenant = %conn.tenant_id, management = %conn.management_account,
+                    listed = r.listed, pages = r.pages, onboarded = r.onboarded.len(),
+                    paused = r.paused.len(), resumed = r.resumed.len(),
+                    conflicts = r.conflicts.len(), "organization discovered")
+                }
+                Err(kopter_runtime::org::OrgError::Refused(why)) => {
+                    tracing::warn!(tenant = %conn.tenant_id, management = %conn.management_account,
+                        %why, "organization discovery refused")
+                }
+                Err(kopter_runtime::org::OrgError::Aws(e)) => transient = Some(e),
+            }
+        }
+        match transient {
+            Some(e) => Err(HandlerError::retry(e.context("discover organizations"))),
+            None => Ok(()),
+        }
+    }
+
     /// `describe.sweep` / `backup.sweep`: one job per onboarded account ×
     /// enabled region, onto the describer's own queue.
     pub async fn sweep(&self, kind: SweepKind) -> Result<SweepReport, HandlerError> {
-        let accounts = self
+        // Paused accounts (suspended or closed in their organization) are
+        // not entered: their role may be gone with the account.
+        let accounts: Vec<AccountRecord> = self
             .accounts
             .list(None)
             .await
-            .map_err(HandlerError::retry)?;
+            .map_err(HandlerError::retry)?
+            .into_iter()
+            .filter(|a| a.paused.is_none())
+            .collect();
         let url = self
             .outbox
             .queue_url(Service::Describer)
@@ -460,6 +496,12 @@ impl Describer {
                 ..Default::default()
             });
         };
+        if let Some(why) = &record.paused {
+            return Ok(DescribeReport {
+                skipped: Some(format!("account paused: {why}")),
+                ..Default::default()
+            });
+        }
         if !record.regions.is_empty() && !record.regions.contains(region) {
             return Ok(DescribeReport {
                 skipped: Some(format!("region {region} not chosen for the account")),

@@ -45,6 +45,7 @@ impl Handler for DescriberHandler {
                         "backup sweep fanned out"
                     );
                 }),
+                Message::OrgDiscovery(_) => d.discover_organizations().await,
                 Message::DescribeAccount(t) => d.describe(t, None).await.map(|r| {
                     tracing::info!(tenant = %t.tenant, account = %t.account, region = %t.region,
                         observed = r.observed, written = r.written, changes = r.events.len(),
@@ -113,6 +114,13 @@ pub fn handler(ctx: &ServiceContext) -> anyhow::Result<Arc<dyn Handler>> {
 pub fn describer_with(ctx: &ServiceContext, access: Arc<dyn AccountAccess>) -> Describer {
     let d = &ctx.config.describer;
     Describer {
+        orgs: kopter_runtime::org::Organizations::new(
+            ctx.aws.sdk.clone(),
+            ctx.credentials.clone(),
+            ctx.aws.dynamodb(),
+            &ctx.names,
+            ctx.outbox.clone(),
+        ),
         store: kopter_store::inventory::InventoryStore::new(ctx.aws.dynamodb(), &ctx.names),
         backups: kopter_store::backup::BackupStore::new(ctx.aws.dynamodb(), &ctx.names),
         accounts: ctx.accounts.clone(),

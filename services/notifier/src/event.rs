@@ -194,6 +194,45 @@ pub fn from_message(msg: &Message) -> Option<Event> {
             resource: None,
             audit: None,
         },
+        Message::OrgAccountChanged(c) => {
+            use kopter_schema::messages::OrgChange;
+            let (rule, severity, title, what) = match c.change {
+                OrgChange::Onboarded => (
+                    "org.onboarded",
+                    Severity::Info,
+                    "Account joined from the organization",
+                    "onboarded with the member role",
+                ),
+                OrgChange::Paused => (
+                    "org.paused",
+                    Severity::Warning,
+                    "Organization account paused",
+                    "no longer described",
+                ),
+                OrgChange::Resumed => (
+                    "org.resumed",
+                    Severity::Info,
+                    "Organization account active again",
+                    "described again",
+                ),
+            };
+            Event {
+                tenant: c.tenant.clone(),
+                kind: msg.kind(),
+                rule: rule.into(),
+                identity: format!("org:{}:{:?}:{}", c.account, c.change, ts(c.at)),
+                severity,
+                title: title.into(),
+                text: format!(
+                    "Account {} of the organization managed by {} is {} ({what})",
+                    c.account, c.management_account, c.status
+                ),
+                at: c.at,
+                account: Some(c.account.clone()),
+                resource: None,
+                audit: None,
+            }
+        }
         _ => return None,
     };
     Some(ev)

@@ -12,8 +12,10 @@ mod cost;
 mod dlq;
 mod inventory;
 mod notifications;
+mod org;
 mod output;
 mod target;
+mod templates;
 mod tenants;
 mod timearg;
 mod token;
@@ -24,7 +26,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{Duration, DurationRound, Utc};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use kopter_runtime::accounts::{OnboardError, Onboarding, trust_policy};
+use kopter_runtime::accounts::{OnboardError, Onboarding};
 use kopter_runtime::messaging::envelope;
 use kopter_runtime::provision::{self, Action};
 use kopter_runtime::queue::depth::depth_by_name;
@@ -81,6 +83,16 @@ enum Command {
         /// The trail bucket belongs to the customer (read via the role).
         #[arg(long)]
         trail_customer_owned: bool,
+        /// Where deploy/cloudformation/kopter-member-role.json is hosted
+        /// (an S3 HTTPS URL), for the one-click quick-create link.
+        #[arg(long, env = "KOPTERCTL_MEMBER_TEMPLATE_URL")]
+        template_url: Option<String>,
+    },
+    /// A customer's AWS Organization: connect (onboard every active
+    /// account), list.
+    Org {
+        #[command(subcommand)]
+        command: org::OrgCommand,
     },
     /// Onboarded accounts.
     Accounts {
@@ -182,6 +194,8 @@ enum Job {
     Aggregate,
     /// Take scheduled EBS backups (every 12 h).
     Backups,
+    /// Re-list every connected organization (every 6 h).
+    OrgDiscovery,
     /// Send each tenant's daily digest (23:00).
     DailyDigest,
 }
@@ -306,6 +320,7 @@ async fn run(
             trail_bucket,
             trail_prefix,
             trail_customer_owned,
+            template_url,
         } => {
             let req = match Onboarding::parse(&tenant, &account, &role_arn, &regions) {
                 Ok(r) => r,
@@ -323,13 +338,23 @@ async fn run(
             });
             let record = match store.onboard(req, trail).await {
                 Ok(r) => r,
-                Err(
-                    e @ (OnboardError::OwnedByOtherTenant(_)
-                    | OnboardError::AlreadyOnboarded { .. }),
-                ) => {
-                    eprintln!("kopterctl: {e}");
-                    return Ok(ExitCode::from(2));
+                Err(OnboardError::AlreadyOnboarded { tenant, account }) => {
+                    // Nothing changes; say where the ExternalId the role
+                    // must trust is, since that is what a second run wants.
+                    let at = store.get(&tenant, &account).await?;
+                    return Ok(refuse(format!(
+                        "account {account} is already onboarded under tenant {tenant}{}: its ExternalId {} is stored on the account's row (`kopterctl accounts list --tenant {tenant} --format json`, field external_id); change the role, regions or trail with `kopterctl accounts update`",
+                        at.as_ref()
+                            .map(|a| format!(
+                                " (since {})",
+                                a.onboarded_at.format("%Y-%m-%dT%H:%M:%SZ")
+                            ))
+                            .unwrap_or_default(),
+                        at.as_ref()
+                            .map_or("(unreadable)", |a| a.external_id.as_str()),
+                    )));
                 }
+                Err(e @ OnboardError::OwnedByOtherTenant(_)) => return Ok(refuse(e)),
                 Err(e) => return Err(e.into()),
             };
             let me = aws
@@ -350,17 +375,69 @@ async fn run(
                 }
             );
             println!("external id: {}", record.external_id);
+            let role_name = record.role_arn.rsplit('/').next().unwrap_or("KopterAccess");
+            let customer_trail = record.trail.as_ref().filter(|t| t.customer_owned);
+            let params = std::collections::BTreeMap::from([
+                ("KopterAccountId", kopter_account.clone()),
+                ("ExternalId", record.external_id.clone()),
+                ("RoleName", role_name.to_owned()),
+                (
+                    "TrailBucketName",
+                    customer_trail.map(|t| t.bucket.clone()).unwrap_or_default(),
+                ),
+                (
+                    "TrailPrefix",
+                    customer_trail
+                        .map(|t| t.prefix.trim_end_matches('/').to_owned())
+                        .unwrap_or_default(),
+                ),
+            ]);
+            let partition = record.role_arn.split(':').nth(1).unwrap_or("aws");
+            let fill = templates::Fill {
+                partition,
+                customer_account: record.account_id.as_str(),
+                params: params.clone(),
+            };
+            let (trust, permissions) = fill.policies();
+            println!();
             println!(
-                "create role {} in account {} with this trust policy:",
-                record.role_arn, record.account_id
+                "1. In account {}, create the role {} — one of:",
+                record.account_id, record.role_arn
+            );
+            match &template_url {
+                Some(url) => println!(
+                    "   a. one click (CloudFormation quick-create, every parameter filled in):\n      {}",
+                    templates::quick_create_link(
+                        url,
+                        record.regions.first().map_or("us-east-1", String::as_str),
+                        &params
+                    )
+                ),
+                None => println!(
+                    "   a. CloudFormation: deploy/cloudformation/kopter-member-role.json with KopterAccountId={kopter_account} ExternalId={} RoleName={role_name} (host it in S3 and pass --template-url for a one-click link)",
+                    record.external_id
+                ),
+            }
+            println!(
+                "   b. Terraform: deploy/terraform/modules/customer-role with kopter_account_id = \"{kopter_account}\", external_id = \"{}\"",
+                record.external_id
+            );
+            println!("   c. by hand: this trust policy");
+            println!("{}", serde_json::to_string_pretty(&trust)?);
+            println!("      and this inline permissions policy");
+            println!("{}", serde_json::to_string_pretty(&permissions)?);
+            println!(
+                "2. Check the access: kopterctl accounts verify --tenant {} --account {}",
+                record.tenant_id, record.account_id
             );
             println!(
-                "{}",
-                serde_json::to_string_pretty(&trust_policy(&kopter_account, &record.external_id))?
+                "3. Its health stays `unchecked` until a verify or the hourly describe reaches it (kopterctl accounts list --tenant {})",
+                record.tenant_id
             );
         }
         Command::Accounts { command } => return accounts::run(&aws, &config, command).await,
         Command::Tenants { command } => return tenants::run(&aws, &names, command).await,
+        Command::Org { command } => return org::run(&aws, &config, command).await,
         Command::Inventory(args) => return inventory::run(&aws, &names, args).await,
         Command::Dlq(args) => return dlq::run(&aws, &names, args).await,
         Command::Token(_) => unreachable!("handled before AWS is loaded"),
@@ -530,6 +607,7 @@ async fn run(
             let (service, message) = match job {
                 Job::DescribeSweep => (Service::Describer, Message::DescribeSweep(Sweep {})),
                 Job::Backups => (Service::Describer, Message::BackupSweep(Sweep {})),
+                Job::OrgDiscovery => (Service::Describer, Message::OrgDiscovery(Sweep {})),
                 Job::PricingRefresh => (Service::Pricing, Message::PricingRefreshAll(Sweep {})),
                 Job::PricingRegion => {
                     let [region] = region.as_slice() else {

@@ -11,8 +11,9 @@
 //! it is a read of at most 5 hosts. `CreateSnapshot`/`DeleteSnapshot`
 //! need an existing volume or snapshot to say anything, so they are not
 //! tried (row `skipped`); the first backup shows them. A customer-owned
-//! trail bucket is checked with a `ListObjectsV2` of one key under the
-//! account's `AWSLogs/` prefix.
+//! trail bucket is checked with a `GetObject` of a probe key under the
+//! account's `AWSLogs/` prefix (see the comment there for what S3's
+//! answers can and cannot tell).
 //!
 //! The account's health is then set: `ok` when every tried check passed,
 //! `failing` with the first refusal as reason. A transient failure (STS or
@@ -199,26 +200,27 @@ pub async fn verify(
                 account.account_id
             )
         };
-        let listed = s3
-            .list_objects_v2()
-            .bucket(&trail.bucket)
-            .prefix(&prefix)
-            .max_keys(1)
-            .send()
-            .await;
-        match listed {
-            Ok(_) => row(
-                "s3:ListBucket",
-                Outcome::Ok,
-                format!("s3://{}/{prefix}", trail.bucket),
+        // The role may read files (s3:GetObject) but not list them, as
+        // modules/customer-role grants: a read of a key that is never a
+        // file answers NoSuchKey when listing is allowed too, NoSuchBucket
+        // for a wrong bucket, and 403 both for a denied read and for a
+        // missing key without s3:ListBucket, which cannot be told apart.
+        let key = format!("{prefix}kopter-verify-probe");
+        let read = s3.get_object().bucket(&trail.bucket).key(&key).send().await;
+        let at = format!("s3://{}/{prefix}", trail.bucket);
+        match read {
+            Ok(_) => row("s3:GetObject", Outcome::Ok, at),
+            Err(e) if e.code() == Some("NoSuchKey") => row("s3:GetObject", Outcome::Ok, at),
+            Err(e) if e.code() == Some("AccessDenied") => row(
+                "s3:GetObject",
+                Outcome::Skipped,
+                format!(
+                    "{at}: 403 for a probe key (a denied read and a missing key without s3:ListBucket look alike); the first ingested file shows it"
+                ),
             ),
             Err(e) => {
                 let (o, d) = classify(&e);
-                row(
-                    "s3:ListBucket",
-                    o,
-                    format!("s3://{}/{prefix}: {d}", trail.bucket),
-                );
+                row("s3:GetObject", o, format!("{at}: {d}"));
             }
         }
     }

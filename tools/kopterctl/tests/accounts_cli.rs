@@ -155,7 +155,7 @@ async fn verify_checks_every_permission_and_sets_the_health() {
         of(&bad_bucket)["health_reason"]
             .as_str()
             .unwrap()
-            .contains("s3:ListBucket refused: s3://no-such-bucket-kopter-test/"),
+            .contains("s3:GetObject refused: s3://no-such-bucket-kopter-test/"),
         "{}",
         of(&bad_bucket)
     );

@@ -59,8 +59,41 @@ async fn onboard_prints_the_trust_policy_and_refuses_bad_input() {
         .find_map(|l| l.strip_prefix("external id: "))
         .expect("external id line")
         .to_owned();
+    // The trust policy, then the permissions policy, each a JSON document.
     let policy_start = stdout.find('{').expect("policy JSON");
-    let policy: serde_json::Value = serde_json::from_str(&stdout[policy_start..]).unwrap();
+    let mut docs = serde_json::Deserializer::from_str(&stdout[policy_start..])
+        .into_iter::<serde_json::Value>();
+    let policy = docs.next().unwrap().unwrap();
+    let rest = &stdout[policy_start + docs.byte_offset()..];
+    let permissions: serde_json::Value =
+        serde_json::Deserializer::from_str(&rest[rest.find('{').unwrap()..])
+            .into_iter()
+            .next()
+            .unwrap()
+            .unwrap();
+    let sids: Vec<&str> = permissions["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Sid"].as_str().unwrap())
+        .collect();
+    assert!(
+        sids.contains(&"DescribeEstate") && sids.contains(&"DeleteManagedSnapshot"),
+        "{sids:?}"
+    );
+    // As tight as the Terraform module's trust: Kopter's task roles only.
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["ArnLike"]["aws:PrincipalArn"],
+        "arn:aws:iam::123456789012:role/*-kopter-*-task"
+    );
+    assert!(
+        stdout.contains("kopterctl accounts verify --tenant acme"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("deploy/cloudformation/kopter-member-role.json"),
+        "{stdout}"
+    );
     assert_eq!(
         policy["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
         external_id.as_str()
@@ -69,6 +102,77 @@ async fn onboard_prints_the_trust_policy_and_refuses_bad_input() {
         policy["Statement"][0]["Principal"]["AWS"],
         "arn:aws:iam::123456789012:root"
     );
+
+    // Onboarding twice changes nothing and says where the ExternalId is.
+    let again = kopterctl(
+        &env,
+        &[
+            "onboard",
+            "--tenant",
+            "acme",
+            "--account",
+            &account,
+            "--role-arn",
+            &arn,
+        ],
+    )
+    .await;
+    assert_eq!(again.status.code(), Some(2));
+    let (_, stderr) = text(&again);
+    assert!(
+        stderr.contains(&format!(
+            "its ExternalId {external_id} is stored on the account's row"
+        )),
+        "{stderr}"
+    );
+    // With a hosted template, the one-click link carries the ExternalId.
+    let other = random_account();
+    let out = kopterctl(
+        &env,
+        &[
+            "onboard",
+            "--tenant",
+            "acme",
+            "--account",
+            &other,
+            "--role-arn",
+            &format!("arn:aws:iam::{other}:role/KopterAccess"),
+            "--template-url",
+            "https://example-bucket.s3.amazonaws.com/kopter-member-role.json",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let link = stdout
+        .lines()
+        .find(|l| l.contains("#/stacks/quickcreate?"))
+        .expect("quick-create link");
+    let other_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("external id: "))
+        .unwrap();
+    assert!(
+        link.contains(&format!("param_ExternalId={other_id}")),
+        "{link}"
+    );
+    assert!(
+        link.contains("param_KopterAccountId=123456789012"),
+        "{link}"
+    );
+    let removed = kopterctl(
+        &env,
+        &[
+            "accounts",
+            "remove",
+            "--tenant",
+            "acme",
+            "--account",
+            &other,
+        ],
+    )
+    .await;
+    assert!(removed.status.success());
 
     let listed = kopterctl(&env, &["accounts", "list", "--format", "json"]).await;
     let accounts: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();

@@ -64,6 +64,16 @@ locals {
       enabled    = true
       input      = jsonencode(merge(local.envelope, { kind = "backup.sweep", body = {} }))
     }
+    # Organizations connected with `kopterctl org connect` are listed again
+    # every 6 hours at minute 20 (off the hourly sweep): new active accounts
+    # are onboarded, suspended or closed ones paused. One message covers
+    # every organization (20 accounts per ListAccounts call).
+    "org-discovery" = {
+      service    = "describer"
+      expression = "cron(20 */6 * * ? *)"
+      enabled    = true
+      input      = jsonencode(merge(local.envelope, { kind = "describe.org_discovery", body = {} }))
+    }
     # The seed's 23:00 daily job. `day` takes Scheduler's timestamp (the
     # contract reads its UTC date).
     "daily-digest" = {
