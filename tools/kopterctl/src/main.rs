@@ -8,6 +8,7 @@
 mod accounts;
 mod audit;
 mod backups;
+mod bulk;
 mod cost;
 mod dlq;
 mod inventory;
@@ -61,16 +62,26 @@ enum Command {
         #[command(subcommand)]
         command: tenants::TenantsCommand,
     },
-    /// Register a customer account and print the trust policy it needs.
+    /// Register a customer account and print the role it needs (link,
+    /// trust and permissions policy, next steps); or many from a CSV file.
     Onboard {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, required_unless_present = "from")]
+        tenant: Option<String>,
         /// The customer's 12-digit AWS account id.
-        #[arg(long)]
-        account: String,
+        #[arg(long, required_unless_present = "from")]
+        account: Option<String>,
         /// The role Kopter assumes: arn:aws:iam::<account>:role/KopterAccess…
-        #[arg(long)]
-        role_arn: String,
+        #[arg(long, required_unless_present = "from")]
+        role_arn: Option<String>,
+        /// A CSV file of accounts (columns tenant, account, role_arn,
+        /// regions, trail_bucket, trail_prefix, trail_customer_owned),
+        /// checked whole before anything is written.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with_all = ["tenant", "account", "role_arn", "regions", "trail_bucket", "template_url"]
+        )]
+        from: Option<std::path::PathBuf>,
         /// Regions to watch (comma-separated); default every enabled region.
         #[arg(long, value_delimiter = ',')]
         regions: Vec<String>,
@@ -321,7 +332,15 @@ async fn run(
             trail_prefix,
             trail_customer_owned,
             template_url,
+            from,
         } => {
+            if let Some(path) = from {
+                println!("target: {}", target.describe());
+                return bulk::run(&aws, &names, &path).await;
+            }
+            let (Some(tenant), Some(account), Some(role_arn)) = (tenant, account, role_arn) else {
+                unreachable!("clap requires them without --from");
+            };
             let req = match Onboarding::parse(&tenant, &account, &role_arn, &regions) {
                 Ok(r) => r,
                 Err(e) => {

@@ -102,12 +102,10 @@ pub async fn verify(
         }
         Err(e @ AssumeRoleError::Denied { .. }) => {
             row("sts:AssumeRole", Outcome::Denied, e.to_string());
-            drop(row);
             return verdict(rows);
         }
         Err(e) => {
             row("sts:AssumeRole", Outcome::Error, e.to_string());
-            drop(row);
             return verdict(rows);
         }
     };
@@ -224,7 +222,6 @@ pub async fn verify(
             }
         }
     }
-    drop(row);
     verdict(rows)
 }
 

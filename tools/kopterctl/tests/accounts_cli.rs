@@ -381,7 +381,7 @@ async fn remove_stops_an_account_and_purge_deletes_only_its_rows() {
         .iter()
         .map(|r| r["account_id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(left, [b.clone()]);
+    assert_eq!(left.as_slice(), std::slice::from_ref(&b));
     assert_eq!(
         count(&env, Table::Inventory, &format!("acme#{a}")).await,
         60,
