@@ -198,6 +198,8 @@ fn account(id: &str, healthy: bool, reason: Option<&str>) -> Account {
         role_arn: format!("arn:aws:iam::{id}:role/KopterAccess"),
         regions: vec![],
         onboarded_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        health: if healthy { "ok" } else { "failing" }.into(),
+        paused: None,
         healthy,
         health_reason: reason.map(str::to_owned),
         last_describe_at: None,

@@ -198,6 +198,7 @@ async fn settings_are_per_tenant_and_every_dynamodb_call_is_signed_by_the_tenant
         assert_eq!(s, StatusCode::OK, "{page}");
         for a in page["items"].as_array().unwrap() {
             assert_eq!(a["healthy"], true);
+            assert_eq!(a["health"], "unchecked", "nothing reached the role yet");
             assert_eq!(a["regions"], json!(["eu-west-1"]));
             assert!(
                 a.get("external_id").is_none(),

@@ -184,7 +184,16 @@ pub struct Account {
     /// Regions described; empty: every enabled region.
     pub regions: Vec<String>,
     pub onboarded_at: DateTime<Utc>,
-    /// False while AssumeRole or describes into it fail.
+    /// `unchecked` until `kopterctl accounts verify` or a describe reached
+    /// the role, then `ok` or `failing`.
+    #[schema(example = "ok")]
+    pub health: String,
+    /// Why the account is not described (suspended or closed in its
+    /// organization); absent: described.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    /// False while AssumeRole or describes into it fail (true while
+    /// `unchecked`).
     pub healthy: bool,
     /// Why it is unhealthy (AWS's error), when it is.
     pub health_reason: Option<String>,

@@ -110,6 +110,13 @@ pub(crate) fn account(r: &kopter_schema::items::AccountRecord) -> Account {
         role_arn: r.role_arn.clone(),
         regions: r.regions.clone(),
         onboarded_at: r.onboarded_at,
+        health: match (r.health_checked_at, r.healthy) {
+            (None, _) => "unchecked",
+            (Some(_), true) => "ok",
+            (Some(_), false) => "failing",
+        }
+        .to_owned(),
+        paused: r.paused.clone(),
         healthy: r.healthy,
         health_reason: r.health_reason.clone(),
         last_describe_at: r.health_checked_at,
