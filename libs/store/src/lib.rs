@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod page;
 pub mod platform;
 pub mod prices;
+pub mod waste;
 pub mod webhook_url;
 
 /// The accounts table (onboarded accounts and the `_tenant` settings row)

@@ -688,9 +688,9 @@ fn spot_cost(
 /// A volume's price per month from the components whose prices are
 /// known, and what is not known (`None`: every component is priced).
 #[derive(Clone, Debug, PartialEq)]
-struct VolumeRate {
-    monthly: f64,
-    missing: Option<String>,
+pub(crate) struct VolumeRate {
+    pub(crate) monthly: f64,
+    pub(crate) missing: Option<String>,
 }
 
 /// A volume's rate, or why none of its components has a price.
@@ -705,7 +705,7 @@ type VolumeRates = Result<VolumeRate, String>;
 /// Billed quantities (<https://aws.amazon.com/ebs/pricing/>): gp3 IOPS
 /// above 3,000 and throughput above 125 MiB/s (priced per GiBps-month:
 /// MiB/s ÷ 1024); io1/io2 every provisioned IOPS.
-fn volume_monthly(
+pub(crate) fn volume_monthly(
     book: &impl PriceBook,
     region: &str,
     version: &str,

@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod load;
+pub mod waste;
 
 #[cfg(test)]
 mod engine_tests;

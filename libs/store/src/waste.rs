@@ -1,0 +1,417 @@
+//! Waste findings: idle and forgotten resources with the money they cost
+//! (issue 22). The aggregator's rule engine produces [`Finding`]s; this
+//! module holds their shape, the per-tenant [`Thresholds`], and the store
+//! of one [`FindingRow`] per (tenant, resource, rule) in the price-graph
+//! table. See `waste.md` next to this file.
+
+use std::fmt;
+
+use anyhow::Context;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use kopter_schema::{AccountId, Names, Table, TenantId};
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::ResourceKind;
+
+/// Hours in AWS's billing month: its price pages and the AWS Pricing
+/// Calculator convert an hourly rate to a month with 730 hours
+/// (365 days × 24 h ÷ 12; <https://docs.aws.amazon.com/pricing-calculator/latest/userguide/advanced-estimate.html>,
+/// "Amazon EC2 … 730 hours in a month").
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
+/// A waste rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// An EBS volume attached to nothing for longer than
+    /// [`Thresholds::unattached_volume_hours`].
+    UnattachedVolume,
+    /// A volume attached to an instance that has been stopped for longer
+    /// than [`Thresholds::stopped_instance_days`]: the instance is free,
+    /// its volumes are not.
+    StoppedInstanceVolume,
+    /// A snapshot whose source volume no longer exists and that Kopter's
+    /// backups do not manage, older than [`Thresholds::orphan_snapshot_days`].
+    OrphanSnapshot,
+    /// A snapshot older than the tenant's retention
+    /// ([`Thresholds::snapshot_retention_days`]).
+    SnapshotPastRetention,
+    /// A gp2 volume that would cost less as gp3 at the same size and
+    /// baseline performance.
+    Gp2ToGp3,
+    /// A running previous-generation instance whose current-generation
+    /// equivalent costs less.
+    PreviousGeneration,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 6] = [
+        Rule::UnattachedVolume,
+        Rule::StoppedInstanceVolume,
+        Rule::OrphanSnapshot,
+        Rule::SnapshotPastRetention,
+        Rule::Gp2ToGp3,
+        Rule::PreviousGeneration,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rule::UnattachedVolume => "unattached-volume",
+            Rule::StoppedInstanceVolume => "stopped-instance-volume",
+            Rule::OrphanSnapshot => "orphan-snapshot",
+            Rule::SnapshotPastRetention => "snapshot-past-retention",
+            Rule::Gp2ToGp3 => "gp2-to-gp3",
+            Rule::PreviousGeneration => "previous-generation",
+        }
+    }
+
+    /// Whether the resource itself is idle (its whole cost is waste), as
+    /// opposed to a rule whose monthly figure is the saving of a cheaper
+    /// equivalent.
+    pub const fn idle(self) -> bool {
+        !matches!(self, Rule::Gp2ToGp3 | Rule::PreviousGeneration)
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A tenant's thresholds; every field defaults as documented, so a stored
+/// partial setting keeps the other defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Thresholds {
+    /// Hours a volume must have been unattached (default 24).
+    pub unattached_volume_hours: u32,
+    /// Days an instance must have been stopped before its volumes are
+    /// flagged (default 7).
+    pub stopped_instance_days: u32,
+    /// Days an orphan snapshot must be old (default 30).
+    pub orphan_snapshot_days: u32,
+    /// The tenant's snapshot retention in days; `None` (default): the
+    /// rule is off.
+    pub snapshot_retention_days: Option<u32>,
+    /// Rules the tenant turned off.
+    pub disabled: Vec<Rule>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            unattached_volume_hours: 24,
+            stopped_instance_days: 7,
+            orphan_snapshot_days: 30,
+            snapshot_retention_days: None,
+            disabled: Vec::new(),
+        }
+    }
+}
+
+impl Thresholds {
+    pub fn enabled(&self, rule: Rule) -> bool {
+        !self.disabled.contains(&rule)
+    }
+}
+
+/// One finding as the rule engine states it at an evaluation.
+///
+/// Amounts are USD with the precision of the price graph's lines (f64
+/// sums of offer-file decimals, as every Kopter cost figure).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub account: AccountId,
+    pub region: String,
+    pub resource_id: String,
+    pub kind: ResourceKind,
+    pub rule: Rule,
+    /// When the condition began, from the state history (not when Kopter
+    /// first noticed it).
+    #[serde(with = "crate::inventory::fixed")]
+    pub since: DateTime<Utc>,
+    /// USD the resource cost from `since` to the evaluation: the sum of
+    /// its priced hours, the first one counted for its share after
+    /// `since`. Excludes the hours counted in `unpriced_hours`.
+    pub accrued_usd: f64,
+    /// Hours since `since` that have no price (a price missing, or the
+    /// hour not computed): their cost is unknown, not 0.
+    pub unpriced_hours: u32,
+    /// Why the last unpriced hour has no price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpriced_reason: Option<String>,
+    /// USD per month acting would save: for an idle resource its current
+    /// hourly price × [`HOURS_PER_MONTH`]; for a cheaper equivalent the
+    /// difference of the two hourly prices × [`HOURS_PER_MONTH`]. `None`
+    /// when the current hour has no price.
+    pub monthly_usd: Option<f64>,
+    /// What to do, in a sentence.
+    pub action: String,
+    /// What the rule saw (`attached to i-… stopped since …`).
+    pub detail: String,
+}
+
+/// Severity of a finding's feed event, by its monthly amount: `warning`
+/// from `warning_usd` a month, `info` below (and when unknown).
+pub fn severity(monthly_usd: Option<f64>, warning_usd: f64) -> &'static str {
+    match monthly_usd {
+        Some(m) if m >= warning_usd => "warning",
+        _ => "info",
+    }
+}
+
+/// Open or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Open,
+    Resolved,
+}
+
+/// The stored finding: `pk = {tenant}#waste`, `sk = {account}#{resource}#{rule}`
+/// in the price-graph table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingRow {
+    pub pk: String,
+    pub sk: String,
+    pub tenant: TenantId,
+    #[serde(flatten)]
+    pub finding: Finding,
+    pub status: Status,
+    /// The end of the hour whose evaluation last wrote the row; an older
+    /// evaluation (a redelivery) never overwrites a newer one.
+    #[serde(with = "crate::inventory::fixed")]
+    pub evaluated_at: DateTime<Utc>,
+    /// When the finding was resolved (the end of the evaluated hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// `resource gone` or `condition ended`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// The episode whose opening was published (its `since`), so a crash
+    /// after writing and before publishing publishes on the next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::inventory::fixed_opt")]
+    pub open_published: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub resolve_published: bool,
+    /// TTL of resolved rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+pub fn pk(tenant: &TenantId) -> String {
+    format!("{tenant}#waste")
+}
+
+pub fn sk(account: &AccountId, resource_id: &str, rule: Rule) -> String {
+    format!("{account}#{resource_id}#{rule}")
+}
+
+/// Days resolved findings are kept.
+pub const RESOLVED_KEEP_DAYS: i64 = 90;
+
+/// What one reconciliation changed: the rows to announce.
+#[derive(Debug, Default, Clone)]
+pub struct Reconciled {
+    /// Open rows whose current episode has not been published.
+    pub to_open: Vec<FindingRow>,
+    /// Resolved rows whose resolution has not been published.
+    pub to_resolve: Vec<FindingRow>,
+    /// Open rows after the reconciliation.
+    pub open: usize,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+/// The findings store (price-graph table).
+#[derive(Clone, Debug)]
+pub struct WasteStore {
+    ddb: Client,
+    table: String,
+}
+
+impl WasteStore {
+    pub fn new(ddb: Client, names: &Names) -> Self {
+        Self {
+            ddb,
+            table: names.table(Table::PriceGraph),
+        }
+    }
+
+    /// Every finding row of a tenant (open and resolved), in key order.
+    pub async fn findings(&self, tenant: &TenantId) -> anyhow::Result<Vec<FindingRow>> {
+        self.query(tenant, None).await
+    }
+
+    async fn query(
+        &self,
+        tenant: &TenantId,
+        account: Option<&AccountId>,
+    ) -> anyhow::Result<Vec<FindingRow>> {
+        let mut q = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .expression_attribute_values(":pk", s(pk(tenant)));
+        q = match account {
+            Some(a) => q
+                .key_condition_expression("pk = :pk AND begins_with(sk, :a)")
+                .expression_attribute_values(":a", s(format!("{a}#"))),
+            None => q.key_condition_expression("pk = :pk"),
+        };
+        kopter_runtime::dynamo::query_all(q, &format!("the waste findings of {tenant}")).await
+    }
+
+    /// Makes the stored findings of one account those of an evaluation at
+    /// `evaluated_at` (the end of the evaluated hour): each finding is put
+    /// (opened, or updated while it lasts); each open row it lacks is
+    /// resolved — `resource gone` when its resource is not in `present`.
+    /// Idempotent, and a redelivered older evaluation changes nothing
+    /// (conditional on `evaluated_at`). Returns the rows whose opening or
+    /// resolution still has to be published.
+    pub async fn reconcile(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        evaluated_at: DateTime<Utc>,
+        findings: &[Finding],
+        present: &std::collections::HashSet<String>,
+    ) -> anyhow::Result<Reconciled> {
+        let stored = self.query(tenant, Some(account)).await?;
+        let by_sk: std::collections::HashMap<&str, &FindingRow> =
+            stored.iter().map(|r| (r.sk.as_str(), r)).collect();
+        let mut out = Reconciled::default();
+        let mut current = std::collections::HashSet::new();
+        for f in findings {
+            let key = sk(account, &f.resource_id, f.rule);
+            current.insert(key.clone());
+            let before = by_sk.get(key.as_str());
+            if before.is_some_and(|b| b.evaluated_at > evaluated_at) {
+                continue;
+            }
+            // A resolved finding that holds again is a new episode.
+            let open_published = before
+                .filter(|b| b.status == Status::Open)
+                .and_then(|b| b.open_published);
+            let row = FindingRow {
+                pk: pk(tenant),
+                sk: key,
+                tenant: tenant.clone(),
+                finding: f.clone(),
+                status: Status::Open,
+                evaluated_at,
+                resolved_at: None,
+                resolution: None,
+                open_published,
+                resolve_published: false,
+                expires_at: None,
+            };
+            if self.put_if_newer(&row).await? {
+                out.open += 1;
+                if row.open_published != Some(f.since) {
+                    out.to_open.push(row);
+                }
+            }
+        }
+        for row in &stored {
+            if current.contains(&row.sk) || row.evaluated_at > evaluated_at {
+                continue;
+            }
+            match row.status {
+                Status::Resolved => {
+                    if !row.resolve_published {
+                        out.to_resolve.push(row.clone());
+                    }
+                }
+                Status::Open => {
+                    let mut r = row.clone();
+                    r.status = Status::Resolved;
+                    r.evaluated_at = evaluated_at;
+                    r.resolved_at = Some(evaluated_at);
+                    r.resolution = Some(
+                        if present.contains(&row.finding.resource_id) {
+                            "condition ended"
+                        } else {
+                            "resource gone"
+                        }
+                        .into(),
+                    );
+                    r.expires_at = Some(
+                        (evaluated_at + chrono::Duration::days(RESOLVED_KEEP_DAYS)).timestamp(),
+                    );
+                    if self.put_if_newer(&r).await? {
+                        out.to_resolve.push(r);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts `row` unless the stored one was written by a later evaluation.
+    /// Returns whether it was written.
+    async fn put_if_newer(&self, row: &FindingRow) -> anyhow::Result<bool> {
+        let r = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(
+                serde_dynamo::to_item(row).context("encode a finding")?,
+            ))
+            .condition_expression("attribute_not_exists(sk) OR evaluated_at <= :at")
+            .expression_attribute_values(":at", s(crate::inventory::fixed_time(row.evaluated_at)))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!("put finding {}", row.sk))),
+        }
+    }
+
+    /// Records that the opening (episode `since`) or the resolution of a
+    /// row was published.
+    pub async fn mark_published(&self, row: &FindingRow) -> anyhow::Result<()> {
+        let (expr, value) = match row.status {
+            Status::Open => (
+                "SET open_published = :v",
+                s(crate::inventory::fixed_time(row.finding.since)),
+            ),
+            Status::Resolved => ("SET resolve_published = :v", AttributeValue::Bool(true)),
+        };
+        self.ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&row.pk))
+            .key("sk", s(&row.sk))
+            .update_expression(expr)
+            .condition_expression("attribute_exists(sk) AND evaluated_at = :at")
+            .expression_attribute_values(":v", value)
+            .expression_attribute_values(":at", s(crate::inventory::fixed_time(row.evaluated_at)))
+            .send()
+            .await
+            .map(drop)
+            .or_else(|e| {
+                // A newer evaluation rewrote the row: it publishes itself.
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception())
+                {
+                    Ok(())
+                } else {
+                    Err(anyhow::Error::new(e).context(format!("mark finding {} published", row.sk)))
+                }
+            })
+    }
+}
