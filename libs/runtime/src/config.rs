@@ -190,6 +190,10 @@ pub struct AggregatorConfig {
     /// Largest backfill one message may ask for, in hours. Default 1488
     /// (62 days).
     pub max_backfill_hours: u32,
+    /// Days of state history the hourly waste evaluation reads (a finding's
+    /// `since` is no earlier than this, unless the resource's inventory row
+    /// says its state is older). Default 35.
+    pub waste_history_days: u32,
 }
 
 /// Where the pricing service reads the AWS Price List from.
@@ -470,6 +474,7 @@ impl Config {
                 forecast_after: Duration::from_secs(3 * 24 * 3600),
                 account_concurrency: 4,
                 max_backfill_hours: 1488,
+                waste_history_days: 35,
             },
             pricing: PricingConfig {
                 source: PriceSource::Bulk,
@@ -779,6 +784,9 @@ impl Config {
                 "aggregator.account_concurrency: {} is outside 1..=64",
                 a.account_concurrency
             ));
+        }
+        if a.waste_history_days == 0 {
+            problems.push("aggregator.waste_history_days: must be at least 1".into());
         }
         if a.max_backfill_hours == 0 {
             problems.push("aggregator.max_backfill_hours: must be at least 1".into());

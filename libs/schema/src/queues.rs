@@ -82,6 +82,7 @@ impl Service {
                 EventType::BudgetCrossed,
                 EventType::CostSpike,
                 EventType::AccountHealth,
+                EventType::WasteFinding,
             ],
         }
     }

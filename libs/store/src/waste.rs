@@ -154,12 +154,19 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// Severity of a finding's feed event, by its monthly amount: `warning`
-/// from `warning_usd` a month, `info` below (and when unknown).
-pub fn severity(monthly_usd: Option<f64>, warning_usd: f64) -> &'static str {
+/// Monthly amount from which an open finding is a `warning` in the feed.
+pub const WARNING_MONTHLY_USD: f64 = 50.0;
+/// …and from which it is `critical`.
+pub const CRITICAL_MONTHLY_USD: f64 = 500.0;
+
+/// Severity of an open finding's feed event, by what it costs a month
+/// (`info` below [`WARNING_MONTHLY_USD`] and when unknown).
+pub fn severity(monthly_usd: Option<f64>) -> kopter_schema::messages::Severity {
+    use kopter_schema::messages::Severity;
     match monthly_usd {
-        Some(m) if m >= warning_usd => "warning",
-        _ => "info",
+        Some(m) if m >= CRITICAL_MONTHLY_USD => Severity::Critical,
+        Some(m) if m >= WARNING_MONTHLY_USD => Severity::Warning,
+        _ => Severity::Info,
     }
 }
 
@@ -242,6 +249,41 @@ impl WasteStore {
             ddb,
             table: names.table(Table::PriceGraph),
         }
+    }
+
+    /// A tenant's thresholds (the defaults when none are set).
+    pub async fn thresholds(&self, tenant: &TenantId) -> anyhow::Result<Thresholds> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("{tenant}#waste-config")))
+            .key("sk", s("thresholds"))
+            .send()
+            .await
+            .with_context(|| format!("get the waste thresholds of {tenant}"))?;
+        match out.item.and_then(|mut i| i.remove("thresholds")) {
+            None => Ok(Thresholds::default()),
+            Some(v) => serde_dynamo::from_attribute_value(v)
+                .with_context(|| format!("decode the waste thresholds of {tenant}")),
+        }
+    }
+
+    /// Sets a tenant's thresholds.
+    pub async fn put_thresholds(&self, tenant: &TenantId, t: &Thresholds) -> anyhow::Result<()> {
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("{tenant}#waste-config")))
+            .item("sk", s("thresholds"))
+            .item(
+                "thresholds",
+                serde_dynamo::to_attribute_value(t).context("encode waste thresholds")?,
+            )
+            .send()
+            .await
+            .with_context(|| format!("put the waste thresholds of {tenant}"))?;
+        Ok(())
     }
 
     /// Every finding row of a tenant (open and resolved), in key order.

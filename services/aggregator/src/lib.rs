@@ -139,6 +139,8 @@ pub struct Aggregator {
     pub history: HistoryReader,
     pub prices: PriceStore,
     pub graph: GraphStore,
+    /// Waste findings (`waste/`).
+    pub waste: kopter_store::waste::WasteStore,
     pub accounts: AccountStore,
     pub outbox: Option<Outbox>,
     pub config: AggregatorConfig,
@@ -150,6 +152,7 @@ impl Aggregator {
         Self {
             history: HistoryReader::new(ddb.clone(), &ctx.names),
             prices: PriceStore::new(ddb.clone(), &ctx.names),
+            waste: kopter_store::waste::WasteStore::new(ddb.clone(), &ctx.names),
             graph: GraphStore::new(ddb, &ctx.names),
             accounts: ctx.accounts.clone(),
             outbox: Some(ctx.outbox.clone()),
@@ -425,6 +428,12 @@ impl Aggregator {
             match r {
                 Ok(r) => reports.push(r),
                 Err(e) => failed.push(format!("{e:#}")),
+            }
+        }
+        // Waste rules after the accounts' costs (hourly, at `hour`).
+        for a in &accounts {
+            if let Err(e) = self.evaluate_waste(&a.tenant_id, &a.account_id, hour).await {
+                failed.push(format!("waste of {}/{}: {e:#}", a.tenant_id, a.account_id));
             }
         }
         for t in &tenants {

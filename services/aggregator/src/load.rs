@@ -79,10 +79,13 @@ impl HistoryReader {
                     {
                         continue;
                     }
+                    // Dated by its last change when that is known: the
+                    // waste rules tell since when a state holds.
+                    let at = row.last_change_at.filter(|t| *t < from).unwrap_or(before);
                     out.push(Timeline {
                         region: row.region.clone(),
                         resource_id: row.resource_id.clone(),
-                        states: vec![(before, row.resource.clone())],
+                        states: vec![(at, row.resource.clone())],
                     });
                 }
                 Some(events) => {

@@ -506,5 +506,8 @@ pub fn current_generation(instance_type: &str) -> Option<String> {
     Some(format!("{newer}.{size}"))
 }
 
+mod apply;
+pub use apply::WasteReport;
+
 #[cfg(test)]
 mod tests;
