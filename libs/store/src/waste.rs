@@ -232,6 +232,89 @@ pub struct Reconciled {
     pub open: usize,
 }
 
+/// What a tenant's open findings add up to (the digest's line, the
+/// console's card).
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Distinct resources with an open idle finding.
+    pub idle_resources: usize,
+    /// USD per month of those (each resource counted once, at its largest
+    /// idle finding's amount; unknown amounts left out).
+    pub idle_monthly_usd: f64,
+    /// Distinct resources with an open cheaper-equivalent finding
+    /// (gp2→gp3, previous generation) and no idle one.
+    pub cheaper_resources: usize,
+    /// USD per month those would save.
+    pub cheaper_monthly_usd: f64,
+    /// Resources counted above whose monthly amount is unknown.
+    pub unknown_amounts: usize,
+}
+
+impl Summary {
+    /// Sums the open rows of `rows`.
+    pub fn of(rows: &[FindingRow]) -> Self {
+        use std::collections::BTreeMap;
+        // resource → (idle?, largest known monthly, any unknown)
+        let mut by: BTreeMap<(&str, &str), (bool, Option<f64>, bool)> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.status == Status::Open) {
+            let f = &r.finding;
+            let e = by
+                .entry((f.account.as_str(), f.resource_id.as_str()))
+                .or_insert((false, None, false));
+            let idle = f.rule.idle();
+            if idle && !e.0 {
+                // An idle finding replaces cheaper-equivalent amounts.
+                *e = (true, None, false);
+            } else if !idle && e.0 {
+                continue;
+            }
+            match f.monthly_usd {
+                Some(m) => e.1 = Some(e.1.map_or(m, |x: f64| x.max(m))),
+                None => e.2 = true,
+            }
+        }
+        let mut out = Summary::default();
+        for (idle, monthly, unknown) in by.into_values() {
+            if idle {
+                out.idle_resources += 1;
+                out.idle_monthly_usd += monthly.unwrap_or(0.0);
+            } else {
+                out.cheaper_resources += 1;
+                out.cheaper_monthly_usd += monthly.unwrap_or(0.0);
+            }
+            if monthly.is_none() && unknown {
+                out.unknown_amounts += 1;
+            }
+        }
+        out
+    }
+
+    /// `12 idle resources, 380.00 USD/month; 3 with a cheaper equivalent,
+    /// 15.20 USD/month` (and how many amounts are unknown).
+    pub fn line(&self) -> String {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let mut line = format!(
+            "{} idle resource{}, {:.2} USD/month",
+            self.idle_resources,
+            plural(self.idle_resources),
+            self.idle_monthly_usd
+        );
+        if self.cheaper_resources > 0 {
+            line.push_str(&format!(
+                "; {} with a cheaper equivalent, {:.2} USD/month",
+                self.cheaper_resources, self.cheaper_monthly_usd
+            ));
+        }
+        if self.unknown_amounts > 0 {
+            line.push_str(&format!(
+                " ({} without a price, not counted)",
+                self.unknown_amounts
+            ));
+        }
+        line
+    }
+}
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -455,5 +538,91 @@ impl WasteStore {
                     Err(anyhow::Error::new(e).context(format!("mark finding {} published", row.sk)))
                 }
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(resource: &str, rule: Rule, monthly: Option<f64>, status: Status) -> FindingRow {
+        let tenant = TenantId::new("acme").unwrap();
+        let account = AccountId::new("111111111111").unwrap();
+        FindingRow {
+            pk: pk(&tenant),
+            sk: sk(&account, resource, rule),
+            tenant,
+            finding: Finding {
+                account,
+                region: "us-east-1".into(),
+                resource_id: resource.into(),
+                kind: ResourceKind::Volume,
+                rule,
+                since: "2025-05-01T00:00:00Z".parse().unwrap(),
+                accrued_usd: 1.0,
+                unpriced_hours: 0,
+                unpriced_reason: None,
+                monthly_usd: monthly,
+                action: String::new(),
+                detail: String::new(),
+            },
+            status,
+            evaluated_at: "2025-05-02T00:00:00Z".parse().unwrap(),
+            resolved_at: None,
+            resolution: None,
+            open_published: None,
+            resolve_published: false,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn summary_counts_each_resource_once_and_open_rows_only() {
+        let rows = [
+            // Idle twice (orphan and past retention): counted once, at 8.
+            row("snap-1", Rule::OrphanSnapshot, Some(8.0), Status::Open),
+            row(
+                "snap-1",
+                Rule::SnapshotPastRetention,
+                Some(8.0),
+                Status::Open,
+            ),
+            // Idle and gp2: the idle amount (the whole price) only.
+            row("vol-1", Rule::UnattachedVolume, Some(10.0), Status::Open),
+            row("vol-1", Rule::Gp2ToGp3, Some(2.0), Status::Open),
+            row("vol-2", Rule::Gp2ToGp3, Some(1.5), Status::Open),
+            row("vol-3", Rule::UnattachedVolume, None, Status::Open),
+            row(
+                "vol-4",
+                Rule::UnattachedVolume,
+                Some(99.0),
+                Status::Resolved,
+            ),
+        ];
+        let s = Summary::of(&rows);
+        assert_eq!(
+            s,
+            Summary {
+                idle_resources: 3,
+                idle_monthly_usd: 18.0,
+                cheaper_resources: 1,
+                cheaper_monthly_usd: 1.5,
+                unknown_amounts: 1,
+            }
+        );
+        assert_eq!(
+            s.line(),
+            "3 idle resources, 18.00 USD/month; 1 with a cheaper equivalent, 1.50 USD/month \
+             (1 without a price, not counted)"
+        );
+    }
+
+    #[test]
+    fn severity_by_monthly_amount() {
+        use kopter_schema::messages::Severity;
+        assert_eq!(severity(None), Severity::Info);
+        assert_eq!(severity(Some(49.99)), Severity::Info);
+        assert_eq!(severity(Some(50.0)), Severity::Warning);
+        assert_eq!(severity(Some(500.0)), Severity::Critical);
     }
 }
