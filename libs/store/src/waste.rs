@@ -369,6 +369,50 @@ impl WasteStore {
         Ok(())
     }
 
+    /// One page of a tenant's findings in key order (account, resource,
+    /// rule); only those with `status` when given (a filter: a page may be
+    /// short).
+    pub async fn page(
+        &self,
+        tenant: &TenantId,
+        status: Option<Status>,
+        start: Option<&crate::page::PageKey>,
+        limit: u32,
+    ) -> anyhow::Result<crate::page::Page<FindingRow>> {
+        let pk = pk(tenant);
+        let mut q = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(&pk))
+            .limit(limit as i32);
+        if let Some(st) = status {
+            q = q
+                .filter_expression("#status = :st")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(
+                    ":st",
+                    s(match st {
+                        Status::Open => "open",
+                        Status::Resolved => "resolved",
+                    }),
+                );
+        }
+        if let Some(start) = start {
+            q = q.set_exclusive_start_key(Some(crate::page::start_key(
+                start,
+                &["pk", "sk"],
+                ("pk", &pk),
+            )?));
+        }
+        let out = q
+            .send()
+            .await
+            .with_context(|| format!("query a page of the waste findings of {tenant}"))?;
+        crate::page::page_of(out.items, out.last_evaluated_key, "a waste finding")
+    }
+
     /// Every finding row of a tenant (open and resolved), in key order.
     pub async fn findings(&self, tenant: &TenantId) -> anyhow::Result<Vec<FindingRow>> {
         self.query(tenant, None).await

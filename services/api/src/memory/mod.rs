@@ -7,6 +7,7 @@ pub mod cost;
 pub mod inventory;
 mod prices;
 mod settings;
+mod waste;
 
 pub use prices::sample_prices;
 
@@ -38,6 +39,8 @@ pub struct MemoryData {
     pub settings: Mutex<MemorySettings>,
     pub audit: Vec<kopter_store::audit::AuditRow>,
     pub feed: Mutex<Vec<kopter_store::feed::FeedRow>>,
+    /// Waste findings of every tenant.
+    pub waste: Vec<kopter_store::waste::FindingRow>,
     /// Tenant of every call, in order.
     pub calls: Mutex<Vec<TenantId>>,
 }
