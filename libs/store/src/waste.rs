@@ -2,7 +2,8 @@
 //! (issue 22). The aggregator's rule engine produces [`Finding`]s; this
 //! module holds their shape, the per-tenant [`Thresholds`], and the store
 //! of one [`FindingRow`] per (tenant, resource, rule) in the price-graph
-//! table. See `waste.md` next to this file.
+//! table. The rules and amounts are described in the aggregator's
+//! `src/waste/DESIGN.md`; the rows here in this crate's `DESIGN.md`.
 
 use std::fmt;
 
@@ -72,6 +73,21 @@ impl Rule {
     /// equivalent.
     pub const fn idle(self) -> bool {
         !matches!(self, Rule::Gp2ToGp3 | Rule::PreviousGeneration)
+    }
+}
+
+impl std::str::FromStr for Rule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Rule::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not a waste rule (one of {})",
+                    Rule::ALL.map(Rule::as_str).join(", ")
+                )
+            })
     }
 }
 
@@ -253,22 +269,36 @@ pub struct Summary {
 impl Summary {
     /// Sums the open rows of `rows`.
     pub fn of(rows: &[FindingRow]) -> Self {
+        Self::of_open(rows.iter().filter(|r| r.status == Status::Open).map(|r| {
+            let f = &r.finding;
+            (
+                f.account.as_str(),
+                f.resource_id.as_str(),
+                f.rule,
+                f.monthly_usd,
+            )
+        }))
+    }
+
+    /// Sums open findings given as (account, resource, rule, USD/month).
+    pub fn of_open<'a>(
+        findings: impl IntoIterator<Item = (&'a str, &'a str, Rule, Option<f64>)>,
+    ) -> Self {
         use std::collections::BTreeMap;
         // resource → (idle?, largest known monthly, any unknown)
         let mut by: BTreeMap<(&str, &str), (bool, Option<f64>, bool)> = BTreeMap::new();
-        for r in rows.iter().filter(|r| r.status == Status::Open) {
-            let f = &r.finding;
+        for (account, resource, rule, monthly_usd) in findings {
             let e = by
-                .entry((f.account.as_str(), f.resource_id.as_str()))
+                .entry((account, resource))
                 .or_insert((false, None, false));
-            let idle = f.rule.idle();
+            let idle = rule.idle();
             if idle && !e.0 {
                 // An idle finding replaces cheaper-equivalent amounts.
                 *e = (true, None, false);
             } else if !idle && e.0 {
                 continue;
             }
-            match f.monthly_usd {
+            match monthly_usd {
                 Some(m) => e.1 = Some(e.1.map_or(m, |x: f64| x.max(m))),
                 None => e.2 = true,
             }

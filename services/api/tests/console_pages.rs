@@ -30,6 +30,7 @@ use kopter_store::graph::{
     Budget, ResourceHourRow, RollupRow, day_key, hour_key, resource_hour_pk,
 };
 use kopter_store::inventory::{InstanceFields, InventoryRow, Resource, inventory_sk};
+use kopter_store::waste::{Finding, FindingRow, Rule, Status};
 use scraper::{Html, Selector};
 use tower::ServiceExt;
 
@@ -217,6 +218,45 @@ struct App {
     globex_note: String,
 }
 
+/// A stored waste finding (`open` or resolved).
+fn waste_row(
+    tenant: &str,
+    account: &str,
+    id: &str,
+    rule: Rule,
+    monthly: Option<f64>,
+    open: bool,
+) -> FindingRow {
+    let tenant = TenantId::new(tenant).unwrap();
+    let account = AccountId::new(account).unwrap();
+    FindingRow {
+        pk: kopter_store::waste::pk(&tenant),
+        sk: kopter_store::waste::sk(&account, id, rule),
+        tenant,
+        finding: Finding {
+            account,
+            region: "eu-west-1".into(),
+            resource_id: id.into(),
+            kind: kopter_store::inventory::ResourceKind::Volume,
+            rule,
+            since: "2026-01-05T06:00:00Z".parse().unwrap(),
+            accrued_usd: 2.5,
+            unpriced_hours: 0,
+            unpriced_reason: None,
+            monthly_usd: monthly,
+            action: "Delete it".into(),
+            detail: String::new(),
+        },
+        status: if open { Status::Open } else { Status::Resolved },
+        evaluated_at: "2026-01-06T00:00:00Z".parse().unwrap(),
+        resolved_at: None,
+        resolution: None,
+        open_published: None,
+        resolve_published: false,
+        expires_at: None,
+    }
+}
+
 fn app() -> App {
     let now = Utc::now();
     let hour = now.duration_trunc(Span::hours(1)).unwrap();
@@ -250,6 +290,48 @@ fn app() -> App {
             "i-9",
             "globex-db",
             "running",
+        ),
+    ];
+    data.waste = vec![
+        waste_row(
+            "acme",
+            "111111111111",
+            "vol-a",
+            Rule::UnattachedVolume,
+            Some(9.6),
+            true,
+        ),
+        waste_row(
+            "acme",
+            "111111111111",
+            "vol-b",
+            Rule::Gp2ToGp3,
+            Some(1.5),
+            true,
+        ),
+        waste_row(
+            "acme",
+            "222222222222",
+            "snap-c",
+            Rule::OrphanSnapshot,
+            None,
+            true,
+        ),
+        waste_row(
+            "acme",
+            "222222222222",
+            "vol-d",
+            Rule::UnattachedVolume,
+            Some(50.0),
+            false,
+        ),
+        waste_row(
+            "globex",
+            "333333333333",
+            "vol-g",
+            Rule::UnattachedVolume,
+            Some(700.0),
+            true,
         ),
     ];
     data.cost.resource_hours = vec![
@@ -688,6 +770,26 @@ async fn the_overview_shows_the_month_budget_chart_tops_findings_and_failing_acc
     assert!(text(&doc, "#month-to-date").contains("price missing"));
     assert!(text(&doc, "#forecast .big").ends_with(" USD"));
     assert_eq!(text(&doc, "#budget .big"), "100.00 USD a month");
+    // Waste: acme's open findings only (globex's 700 and the resolved 50
+    // are not in it); the largest first.
+    assert_eq!(text(&doc, "#waste .big"), "9.60 USD a month");
+    assert!(
+        text(&doc, "#waste").contains(
+            "2 idle resources; 1 with a cheaper equivalent, 1.50 USD a month; 1 without a price (not counted)"
+        ),
+        "{}",
+        text(&doc, "#waste")
+    );
+    let listed = texts(&doc, "#waste li");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(
+        listed[0].starts_with("vol-a (unattached-volume): 9.60 USD a month"),
+        "{listed:?}"
+    );
+    assert!(
+        listed[2].contains("snap-c") && listed[2].contains("price missing"),
+        "{listed:?}"
+    );
     assert_eq!(
         texts(&doc, "#budget li"),
         ["50 % = 50.00 USD", "80 % = 80.00 USD", "100 % = 100.00 USD"]
