@@ -45,16 +45,20 @@ pub enum Rule {
     /// A running previous-generation instance whose current-generation
     /// equivalent costs less.
     PreviousGeneration,
+    /// A running instance whose CloudWatch CPU maximum and network stayed
+    /// below the tenant's thresholds on most of the last 14 days.
+    IdleInstance,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 6] = [
+    pub const ALL: [Rule; 7] = [
         Rule::UnattachedVolume,
         Rule::StoppedInstanceVolume,
         Rule::OrphanSnapshot,
         Rule::SnapshotPastRetention,
         Rule::Gp2ToGp3,
         Rule::PreviousGeneration,
+        Rule::IdleInstance,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -65,6 +69,7 @@ impl Rule {
             Rule::SnapshotPastRetention => "snapshot-past-retention",
             Rule::Gp2ToGp3 => "gp2-to-gp3",
             Rule::PreviousGeneration => "previous-generation",
+            Rule::IdleInstance => "idle-instance",
         }
     }
 
@@ -99,7 +104,7 @@ impl fmt::Display for Rule {
 
 /// A tenant's thresholds; every field defaults as documented, so a stored
 /// partial setting keeps the other defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Thresholds {
     /// Hours a volume must have been unattached (default 24).
@@ -112,6 +117,13 @@ pub struct Thresholds {
     /// The tenant's snapshot retention in days; `None` (default): the
     /// rule is off.
     pub snapshot_retention_days: Option<u32>,
+    /// An idle instance's daily CPU maximum is below this (percent;
+    /// default 5).
+    pub idle_cpu_percent: f64,
+    /// …and its daily network in + out below this (MB; default 5)…
+    pub idle_network_mb: f64,
+    /// …on at least this many of the last 14 days (default 8: most).
+    pub idle_days: u32,
     /// Rules the tenant turned off.
     pub disabled: Vec<Rule>,
 }
@@ -123,6 +135,9 @@ impl Default for Thresholds {
             stopped_instance_days: 7,
             orphan_snapshot_days: 30,
             snapshot_retention_days: None,
+            idle_cpu_percent: 5.0,
+            idle_network_mb: 5.0,
+            idle_days: 8,
             disabled: Vec::new(),
         }
     }
@@ -184,6 +199,38 @@ pub fn severity(monthly_usd: Option<f64>) -> kopter_schema::messages::Severity {
         Some(m) if m >= WARNING_MONTHLY_USD => Severity::Warning,
         _ => Severity::Info,
     }
+}
+
+/// An instance's CloudWatch utilisation verdict (see the aggregator's
+/// `waste/idle.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "lowercase")]
+pub enum IdleVerdict {
+    /// Idle on `idle_days` of the window, the first of them `first_idle_day`.
+    Idle {
+        idle_days: u32,
+        #[serde(with = "crate::inventory::fixed")]
+        first_idle_day: DateTime<Utc>,
+    },
+    /// Used on too many days to be idle.
+    Busy { idle_days: u32 },
+    /// Not enough data, or the read failed: never reported as idle.
+    Undecided { reason: String },
+}
+
+/// The last utilisation read of an instance: `pk = {tenant}#waste-idle`,
+/// `sk = {account}#{instance}` (price-graph table). Read at most once a
+/// day per instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleCheck {
+    pub pk: String,
+    pub sk: String,
+    pub instance_id: String,
+    #[serde(with = "crate::inventory::fixed")]
+    pub checked_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub verdict: IdleVerdict,
+    pub expires_at: i64,
 }
 
 /// Open or resolved.
@@ -362,6 +409,57 @@ impl WasteStore {
             ddb,
             table: names.table(Table::PriceGraph),
         }
+    }
+
+    /// The account's last utilisation reads, by instance id.
+    pub async fn idle_checks(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> anyhow::Result<std::collections::HashMap<String, IdleCheck>> {
+        let q = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :a)")
+            .expression_attribute_values(":pk", s(format!("{tenant}#waste-idle")))
+            .expression_attribute_values(":a", s(format!("{account}#")));
+        let rows: Vec<IdleCheck> =
+            kopter_runtime::dynamo::query_all(q, &format!("the idle checks of {tenant}/{account}"))
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.instance_id.clone(), r))
+            .collect())
+    }
+
+    /// Records an instance's utilisation read (kept 3 days).
+    pub async fn put_idle_check(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        instance_id: &str,
+        checked_at: DateTime<Utc>,
+        verdict: IdleVerdict,
+    ) -> anyhow::Result<()> {
+        let row = IdleCheck {
+            pk: format!("{tenant}#waste-idle"),
+            sk: format!("{account}#{instance_id}"),
+            instance_id: instance_id.to_owned(),
+            checked_at,
+            verdict,
+            expires_at: (checked_at + chrono::Duration::days(3)).timestamp(),
+        };
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(
+                serde_dynamo::to_item(&row).context("encode an idle check")?,
+            ))
+            .send()
+            .await
+            .with_context(|| format!("put the idle check of {instance_id}"))?;
+        Ok(())
     }
 
     /// A tenant's thresholds (the defaults when none are set).

@@ -142,6 +142,9 @@ pub struct Aggregator {
     /// Waste findings (`waste/`).
     pub waste: kopter_store::waste::WasteStore,
     pub accounts: AccountStore,
+    /// Customer accounts' CloudWatch (idle instances) through their roles:
+    /// the process's AWS config and the STS credential cache.
+    pub customer_aws: Option<(kopter_runtime::AwsContext, kopter_runtime::CredentialCache)>,
     pub outbox: Option<Outbox>,
     pub config: AggregatorConfig,
 }
@@ -155,6 +158,7 @@ impl Aggregator {
             waste: kopter_store::waste::WasteStore::new(ddb.clone(), &ctx.names),
             graph: GraphStore::new(ddb, &ctx.names),
             accounts: ctx.accounts.clone(),
+            customer_aws: Some((ctx.aws.clone(), ctx.credentials.clone())),
             outbox: Some(ctx.outbox.clone()),
             config: ctx.config.aggregator.clone(),
         }

@@ -336,3 +336,173 @@ async fn findings_open_with_their_cost_and_resolve_once() {
     );
     assert_eq!(waste_events(&w).await, []);
 }
+
+/// Puts 14 daily datapoints (June 1st–14th) of CPU maximum and network in
+/// and out for an instance into CloudWatch, as the customer's account.
+async fn put_days(cw: &aws_sdk_cloudwatch::Client, instance: &str, cpu: f64, net_bytes: f64) {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+    for day in 0..14 {
+        let at = t("2025-06-01T12:00:00Z") + chrono::Duration::days(day);
+        let ts = aws_smithy_types::DateTime::from_secs(at.timestamp());
+        let datum = |name: &str, value: f64, unit: StandardUnit| {
+            MetricDatum::builder()
+                .metric_name(name)
+                .dimensions(
+                    Dimension::builder()
+                        .name("InstanceId")
+                        .value(instance)
+                        .build(),
+                )
+                .timestamp(ts)
+                .value(value)
+                .unit(unit)
+                .build()
+        };
+        cw.put_metric_data()
+            .namespace("AWS/EC2")
+            .metric_data(datum("CPUUtilization", cpu, StandardUnit::Percent))
+            .metric_data(datum("NetworkIn", net_bytes / 2.0, StandardUnit::Bytes))
+            .metric_data(datum("NetworkOut", net_bytes / 2.0, StandardUnit::Bytes))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// The customer account's own CloudWatch, through its role (as Kopter
+/// reads it): metrics put here are only in that account.
+async fn customer_cloudwatch(w: &World) -> aws_sdk_cloudwatch::Client {
+    let record = w
+        .env
+        .ctx
+        .accounts
+        .get(&w.tenant, &w.account)
+        .await
+        .unwrap()
+        .unwrap();
+    let sdk = w
+        .env
+        .ctx
+        .credentials
+        .sdk_config(
+            &w.env.ctx.aws.sdk,
+            &kopter_runtime::CustomerRole::from(&record),
+            "us-east-1",
+        )
+        .await
+        .unwrap();
+    aws_sdk_cloudwatch::Client::new(&sdk)
+}
+
+#[tokio::test]
+async fn idle_instances_from_cloudwatch_through_the_customers_role() {
+    let w = world().await;
+    for id in ["i-idle", "i-busy", "i-nodata"] {
+        history(
+            &w,
+            id,
+            &[(
+                "2025-05-24T00:00:00Z",
+                Change::Launched,
+                instance("running"),
+            )],
+        )
+        .await;
+    }
+    let cw = customer_cloudwatch(&w).await;
+    // i-idle: CPU max 1 %, 2 MB a day; i-busy: 60 %; i-nodata: nothing.
+    put_days(&cw, "i-idle", 1.0, 2e6).await;
+    put_days(&cw, "i-busy", 60.0, 2e6).await;
+    // The same instance id in Kopter's own account is not read.
+    let own = aws_sdk_cloudwatch::Client::new(&w.env.ctx.aws.sdk);
+    put_days(&own, "i-nodata", 1.0, 0.0).await;
+
+    // Evaluated at June 15th 06:00: the window is June 1st–14th.
+    aggregate(&w, "2025-06-15T05:00:00Z").await;
+    let checks = w
+        .agg
+        .waste
+        .idle_checks(&w.tenant, &w.account)
+        .await
+        .unwrap();
+    use kopter_store::waste::IdleVerdict;
+    assert_eq!(
+        checks["i-idle"].verdict,
+        IdleVerdict::Idle {
+            idle_days: 14,
+            first_idle_day: t("2025-06-01T00:00:00Z")
+        }
+    );
+    assert_eq!(checks["i-busy"].verdict, IdleVerdict::Busy { idle_days: 0 });
+    assert!(
+        matches!(checks["i-nodata"].verdict, IdleVerdict::Undecided { .. }),
+        "{:?}",
+        checks["i-nodata"]
+    );
+    let rows = w.agg.waste.findings(&w.tenant).await.unwrap();
+    let idle: Vec<_> = rows
+        .iter()
+        .filter(|r| r.finding.rule == Rule::IdleInstance)
+        .collect();
+    assert_eq!(idle.len(), 1, "{rows:#?}");
+    let f = &idle[0].finding;
+    assert_eq!(f.resource_id, "i-idle");
+    // Since its first idle day (it ran from May 24th): June 1st → June
+    // 15th 06:00 = 342 h × m5.large 0.096 = 32.832 USD; a month 70.08.
+    assert_eq!(f.since, t("2025-06-01T00:00:00Z"));
+    assert!(close(f.accrued_usd, 342.0 * 0.096), "{f:?}");
+    assert!(close(f.monthly_usd.unwrap(), 730.0 * 0.096));
+
+    // At most once a day: i-idle busy from now on is not read again
+    // within the day, so the next hour keeps the verdict.
+    put_days(&cw, "i-idle", 90.0, 2e9).await;
+    aggregate(&w, "2025-06-15T06:00:00Z").await;
+    let again = w
+        .agg
+        .waste
+        .idle_checks(&w.tenant, &w.account)
+        .await
+        .unwrap();
+    assert_eq!(again["i-idle"].checked_at, checks["i-idle"].checked_at);
+    assert!(matches!(again["i-idle"].verdict, IdleVerdict::Idle { .. }));
+}
+
+#[tokio::test]
+async fn a_throttled_cloudwatch_leaves_instances_undecided() {
+    use kopter_tests::faults::{FaultPlan, FaultProxy};
+    let env = TestEnv::new().await;
+    let proxy = FaultProxy::start(
+        &kopter_tests::endpoint(),
+        FaultPlan {
+            seed: 1,
+            throttle: 1.0,
+            server_error: 0.0,
+            reset: 0.0,
+        },
+    )
+    .await
+    .unwrap();
+    let conf = aws_sdk_cloudwatch::config::Builder::from(&env.ctx.aws.sdk)
+        .endpoint_url(proxy.url())
+        .retry_config(aws_smithy_types::retry::RetryConfig::standard().with_max_attempts(2))
+        .build();
+    let cw = aws_sdk_cloudwatch::Client::from_conf(conf);
+    let ids: Vec<String> = (0..200).map(|i| format!("i-{i:03}")).collect();
+    let (verdicts, calls) = aggregator::waste::idle::fetch(
+        &cw,
+        &ids,
+        t("2025-06-15T00:00:00Z"),
+        &aggregator::waste::idle::IdleRule::default(),
+    )
+    .await;
+    assert_eq!(calls, 2, "200 instances: two calls of ≤ 500 queries");
+    assert_eq!(verdicts.len(), 200);
+    for v in verdicts.values() {
+        match v {
+            kopter_store::waste::IdleVerdict::Undecided { reason } => {
+                assert!(reason.contains("GetMetricData failed"), "{reason}")
+            }
+            other => panic!("throttled yet decided: {other:?}"),
+        }
+    }
+}

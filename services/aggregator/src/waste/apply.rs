@@ -62,13 +62,23 @@ impl Aggregator {
         let from = now - Duration::days(i64::from(self.config.waste_history_days));
         let timelines = self.history.timelines(tenant, account, from, now).await?;
         let thresholds = self.waste.thresholds(tenant).await?;
+        let idle = self
+            .idle_verdicts(tenant, account, &timelines, now, &thresholds)
+            .await?;
         // Pass 1: which resources a rule holds for, and since when (the
         // amounts are not needed yet; the last hour's prices are, for the
         // cheaper-equivalent rules).
         let last_hour_book =
             load_book(&self.prices, &timelines, now - Duration::hours(1), now).await?;
-        let candidates =
-            super::evaluate(account, &timelines, &[], now, &thresholds, &last_hour_book);
+        let candidates = super::evaluate_with_idle(
+            account,
+            &timelines,
+            &[],
+            now,
+            &thresholds,
+            &last_hour_book,
+            &idle,
+        );
         let mut since: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
         for f in &candidates {
             let s = since.entry(f.resource_id.as_str()).or_insert(f.since);
@@ -88,7 +98,15 @@ impl Aggregator {
                 for t in &priced {
                     price_timeline(t, since[t.resource_id.as_str()], now, &book, &mut lines);
                 }
-                super::evaluate(account, &timelines, &lines, now, &thresholds, &book)
+                super::evaluate_with_idle(
+                    account,
+                    &timelines,
+                    &lines,
+                    now,
+                    &thresholds,
+                    &book,
+                    &idle,
+                )
             }
         };
         let present: HashSet<String> = timelines
@@ -129,6 +147,112 @@ impl Aggregator {
         }
         Ok(report)
     }
+}
+
+impl Aggregator {
+    /// The CloudWatch verdicts of the account's running instances: the
+    /// stored ones, after reading (through the customer's role, batched,
+    /// by region) those whose last read is a day old or more. A failed
+    /// read (role denied, throttled) is stored as undecided: never idle,
+    /// and not retried before the next day.
+    async fn idle_verdicts(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        timelines: &[crate::engine::Timeline],
+        now: DateTime<Utc>,
+        thresholds: &kopter_store::waste::Thresholds,
+    ) -> anyhow::Result<std::collections::HashMap<String, kopter_store::waste::IdleVerdict>> {
+        use kopter_store::inventory::Resource;
+        let mut checks = self.waste.idle_checks(tenant, account).await?;
+        let Some((aws, credentials)) = &self.customer_aws else {
+            return Ok(checks.into_iter().map(|(k, c)| (k, c.verdict)).collect());
+        };
+        if !thresholds.enabled(kopter_store::waste::Rule::IdleInstance) {
+            return Ok(Default::default());
+        }
+        let mut due: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for t in timelines {
+            let running =
+                t.states.iter().rev().find(|(at, _)| *at < now).is_some_and(
+                    |(_, r)| matches!(r, Resource::Instance(i) if i.state == "running"),
+                );
+            let fresh = checks
+                .get(&t.resource_id)
+                .is_some_and(|c| now - c.checked_at < Duration::days(1));
+            if running && !fresh {
+                due.entry(t.region.as_str())
+                    .or_default()
+                    .push(t.resource_id.clone());
+            }
+        }
+        if due.is_empty() {
+            return Ok(checks.into_iter().map(|(k, c)| (k, c.verdict)).collect());
+        }
+        let record = self
+            .accounts
+            .get(tenant, account)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("account {tenant}/{account} is not onboarded"))?;
+        let role = kopter_runtime::CustomerRole::from(&record);
+        let today = now - Duration::seconds(now.timestamp().rem_euclid(86_400));
+        let rule = super::idle::IdleRule::from(thresholds);
+        for (region, instances) in due {
+            let verdicts = match credentials.sdk_config(&aws.sdk, &role, region).await {
+                Ok(sdk) => {
+                    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+                    let (v, calls) = super::idle::fetch(&cw, &instances, today, &rule).await;
+                    idle_calls().inc_by(calls as u64);
+                    v
+                }
+                Err(e) => instances
+                    .iter()
+                    .map(|i| {
+                        (
+                            i.clone(),
+                            kopter_store::waste::IdleVerdict::Undecided {
+                                reason: format!("assume the customer's role: {e}"),
+                            },
+                        )
+                    })
+                    .collect(),
+            };
+            for (instance, verdict) in verdicts {
+                if let kopter_store::waste::IdleVerdict::Undecided { reason } = &verdict {
+                    tracing::warn!(%tenant, %account, %region, %instance, %reason, "idle check undecided");
+                }
+                self.waste
+                    .put_idle_check(tenant, account, &instance, now, verdict.clone())
+                    .await?;
+                checks.insert(
+                    instance.clone(),
+                    kopter_store::waste::IdleCheck {
+                        pk: String::new(),
+                        sk: String::new(),
+                        instance_id: instance,
+                        checked_at: now,
+                        verdict,
+                        expires_at: 0,
+                    },
+                );
+            }
+        }
+        Ok(checks.into_iter().map(|(k, c)| (k, c.verdict)).collect())
+    }
+}
+
+/// `kopter_aggregator_cloudwatch_calls_total`: GetMetricData calls made.
+fn idle_calls() -> &'static prometheus::IntCounter {
+    static M: std::sync::LazyLock<prometheus::IntCounter> = std::sync::LazyLock::new(|| {
+        register(
+            prometheus::IntCounter::new(
+                "kopter_aggregator_cloudwatch_calls_total",
+                "CloudWatch GetMetricData calls made for idle instances",
+            )
+            .expect("metric"),
+        )
+    });
+    &M
 }
 
 fn status(row: &FindingRow) -> &'static str {

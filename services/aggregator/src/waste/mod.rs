@@ -15,7 +15,7 @@ use kopter_schema::AccountId;
 use kopter_store::graph::CostLine;
 use kopter_store::inventory::{InstanceFields, Resource, ResourceKind, VolumeFields};
 use kopter_store::platform;
-use kopter_store::waste::{Finding, HOURS_PER_MONTH, Rule, Thresholds};
+use kopter_store::waste::{Finding, HOURS_PER_MONTH, IdleVerdict, Rule, Thresholds};
 
 use crate::engine::{PriceBook, Timeline, hour_of, price_region, volume_monthly};
 
@@ -36,6 +36,30 @@ pub fn evaluate(
     now: DateTime<Utc>,
     thresholds: &Thresholds,
     book: &impl PriceBook,
+) -> Vec<Finding> {
+    evaluate_with_idle(
+        account,
+        timelines,
+        lines,
+        now,
+        thresholds,
+        book,
+        &HashMap::new(),
+    )
+}
+
+/// [`evaluate`] with the instances' CloudWatch verdicts (by instance id;
+/// [`idle`]): a running instance whose verdict is idle is an
+/// `idle-instance` finding. Without a verdict, or an undecided one, it is
+/// not.
+pub fn evaluate_with_idle(
+    account: &AccountId,
+    timelines: &[Timeline],
+    lines: &[CostLine],
+    now: DateTime<Utc>,
+    thresholds: &Thresholds,
+    book: &impl PriceBook,
+    idle: &HashMap<String, IdleVerdict>,
 ) -> Vec<Finding> {
     let mut hours: HashMap<&str, HashMap<i64, &CostLine>> = HashMap::new();
     for l in lines {
@@ -75,7 +99,12 @@ pub fn evaluate(
                 out.extend(ctx.orphan_snapshot(t, states));
                 out.extend(ctx.snapshot_past_retention(t, states));
             }
-            Resource::Instance(i) => out.extend(ctx.previous_generation(t, states, i)),
+            Resource::Instance(i) => {
+                out.extend(ctx.previous_generation(t, states, i));
+                if let Some(v) = idle.get(&t.resource_id) {
+                    out.extend(ctx.idle_instance(t, states, i, v));
+                }
+            }
             Resource::Host(_) => {}
         }
     }
@@ -479,6 +508,46 @@ impl<B: PriceBook> Ctx<'_, B> {
         Some(f)
     }
 
+    /// A running instance CloudWatch found idle on most of the last 14
+    /// days; since the later of its first idle day and the start of its
+    /// current run.
+    fn idle_instance(
+        &self,
+        t: &Timeline,
+        states: &[(DateTime<Utc>, Resource)],
+        i: &InstanceFields,
+        verdict: &IdleVerdict,
+    ) -> Option<Finding> {
+        let IdleVerdict::Idle {
+            idle_days,
+            first_idle_day,
+        } = verdict
+        else {
+            return None;
+        };
+        if i.state != "running" {
+            return None;
+        }
+        let running = streak(
+            states,
+            |r| matches!(r, Resource::Instance(x) if matches!(x.state.as_str(), "running" | "pending")),
+        )?;
+        let since = running.max(*first_idle_day);
+        Some(self.idle(
+            t,
+            ResourceKind::Instance,
+            Rule::IdleInstance,
+            since,
+            1.0,
+            "Stop or terminate the instance if nothing needs it (or move it to a smaller type)"
+                .into(),
+            format!(
+                "{}: CPU maximum below {} % and network below {} MB a day on {idle_days} of the last 14 days (CloudWatch)",
+                i.instance_type, self.thresholds.idle_cpu_percent, self.thresholds.idle_network_mb
+            ),
+        ))
+    }
+
     fn last_hour(&self) -> DateTime<Utc> {
         hour_of(self.now - Duration::seconds(1))
     }
@@ -507,6 +576,7 @@ pub fn current_generation(instance_type: &str) -> Option<String> {
 }
 
 mod apply;
+pub mod idle;
 pub use apply::WasteReport;
 
 #[cfg(test)]
