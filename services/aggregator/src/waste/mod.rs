@@ -179,10 +179,24 @@ impl<B: PriceBook> Ctx<'_, B> {
             hourly: Err("no priced hour".into()),
         };
         let last_hour = hour_of(self.now - Duration::seconds(1));
+        let not_computed =
+            |h: DateTime<Utc>| format!("hour {} not computed", h.format("%Y-%m-%dT%H:00Z"));
+        let Some(lines) = lines else {
+            // No priced hour at all (the first pass, or nothing computed):
+            // counted without walking the hours.
+            let hours = ((self.now - hour_of(since)).num_seconds() + 3599) / 3600;
+            acc.unpriced_hours = hours.max(0) as u32;
+            if hours > 0 {
+                acc.unpriced_reason = Some(not_computed(last_hour));
+                acc.hourly = Err(not_computed(last_hour));
+            }
+            return acc;
+        };
+        // The reason of the last hour without a line, built once.
+        let mut last_missing = None;
         let mut h = hour_of(since);
         while h < self.now {
-            let line = lines.and_then(|l| l.get(&h.timestamp()));
-            match line {
+            match lines.get(&h.timestamp()) {
                 Some(l) if l.cost_usd.is_some() && l.usage > 0.0 => {
                     let cost = l.cost_usd.unwrap_or_default();
                     let per_unit = cost / l.usage;
@@ -203,17 +217,20 @@ impl<B: PriceBook> Ctx<'_, B> {
                         acc.hourly = Err(reason.clone());
                     }
                     acc.unpriced_reason = Some(reason);
+                    last_missing = None;
                 }
                 None => {
                     acc.unpriced_hours += 1;
-                    let reason = format!("hour {} not computed", h.format("%Y-%m-%dT%H:00Z"));
+                    last_missing = Some(h);
                     if h == last_hour {
-                        acc.hourly = Err(reason.clone());
+                        acc.hourly = Err(not_computed(h));
                     }
-                    acc.unpriced_reason = Some(reason);
                 }
             }
             h += Duration::hours(1);
+        }
+        if let Some(h) = last_missing {
+            acc.unpriced_reason = Some(not_computed(h));
         }
         acc
     }
