@@ -891,7 +891,7 @@ async fn the_daily_digest_sums_up_each_tenants_day() {
         monthly_usd: Some(60.0),
         action: "Delete it".into(),
         detail: "750 GiB gp3".into(),
-        at: at,
+        at,
         resolution: None,
     };
     s.notifier
