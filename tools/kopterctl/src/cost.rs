@@ -134,27 +134,35 @@ pub async fn cost(
 
 fn print_table(points: &[SeriesPoint], by: &str) {
     println!(
-        "{:<14} {:<24} {:>12} {:>12} {:>8}",
+        "{:<14} {:<24} {:>12} {:>12} {:>8} {:>8}",
         "PERIOD",
         by.to_uppercase(),
         "COST USD",
         "RESERVED",
-        "MISSING"
+        "MISSING",
+        "PARTIAL"
     );
     let mut totals: BTreeMap<&str, f64> = BTreeMap::new();
     for p in points {
         println!(
-            "{:<14} {:<24} {:>12.4} {:>12.4} {:>8}",
-            p.period, p.group, p.cost_usd, p.reserved_usd, p.price_missing
+            "{:<14} {:<24} {:>12.4} {:>12.4} {:>8} {:>8}",
+            p.period, p.group, p.cost_usd, p.reserved_usd, p.price_missing, p.price_partial
         );
         *totals.entry(p.group.as_str()).or_default() += p.cost_usd;
     }
     let missing: u64 = points.iter().map(|p| p.price_missing).sum();
+    let partial: u64 = points.iter().map(|p| p.price_partial).sum();
     for (g, c) in totals {
         println!("total {g:<32} {c:>12.4}");
     }
     if missing > 0 {
         println!("{missing} resource-period(s) without a known price are not in the costs");
+    }
+    if partial > 0 {
+        println!(
+            "{partial} resource-period(s) priced for some components only: the costs hold \
+             their known components (see `/v1/resources/{{id}}/cost` price_missing_part)"
+        );
     }
 }
 
