@@ -81,7 +81,9 @@ moto-start: deps
 moto-stop:
 	scripts/moto.sh stop
 
+# stops local AWS, removes .run/; asks before removing target/ (CLEAN_TARGET=1: yes)
 clean:
 	scripts/moto.sh stop
 	scripts/dynamodb-local.sh stop
 	rm -rf .run
+	scripts/clean-target.sh

@@ -8,7 +8,8 @@
 #   scripts/bench-trail.sh [uncompressed-MB]     (default 1024)
 #
 # The file is generated once (deterministic) as
-# target/bench-trail/trail-<MB>MB.json.gz and reused. MB = 10^6 bytes.
+# $CARGO_TARGET_DIR/bench-trail/trail-<MB>MB.json.gz (target/ by default)
+# and reused. MB = 10^6 bytes.
 # BENCH_PYTHON=0 skips the Python baseline; it is also skipped when it would
 # not fit in memory (json.load holds the whole document, ~8x the JSON size).
 set -euo pipefail
@@ -20,7 +21,8 @@ case "$MB" in '' | *[!0-9]*) echo "usage: $0 [uncompressed-MB]" >&2; exit 2 ;; e
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 
-DIR=target/bench-trail
+TARGET="${CARGO_TARGET_DIR:-target}"
+DIR="$TARGET/bench-trail"
 FILE="$DIR/trail-${MB}MB.json.gz"
 mkdir -p "$DIR"
 TMP="$(mktemp -d)"
@@ -28,7 +30,7 @@ trap 'rm -rf "$TMP"' EXIT
 
 echo "== build"
 cargo build --release -q -p trail-ingest --example gen_trail --example bench_parse
-BIN=target/release/examples
+BIN="$TARGET/release/examples"
 
 if [ ! -s "$FILE" ]; then
     echo "== generate $FILE"

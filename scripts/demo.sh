@@ -46,8 +46,9 @@ cleanup() {
   rm -f "$marker"
 }
 trap cleanup EXIT
-# Ctrl-C reaches kopter-demo too; it drains the services and returns.
-trap ':' INT TERM
+# Ctrl-C (and SIGHUP when the terminal closes) reaches kopter-demo too; it
+# drains the services and returns, then the EXIT trap stops moto.
+trap ':' INT TERM HUP
 
 scripts/moto.sh start
 touch "$marker"

@@ -1,5 +1,5 @@
-//! Process-level behaviour of a service binary: SIGTERM drain and config
-//! errors. Runs the `test-worker` binary, which goes through the same
+//! Process-level behaviour of a service binary: SIGTERM (and SIGHUP) drain
+//! and config errors. Runs the `test-worker` binary, which goes through the same
 //! `service_main` as every service.
 
 use std::process::Stdio;
@@ -80,6 +80,36 @@ async fn sigterm_lets_quick_work_finish_and_deletes_it() {
         .unwrap();
     assert!(status.success());
     assert_eq!(env.depth(&url).await, (0, 0));
+}
+
+/// Closing the terminal a service runs in sends SIGHUP: it drains and
+/// exits 0 like on SIGTERM, instead of dying (default action) or, worse,
+/// running on after its terminal and its local AWS are gone.
+#[tokio::test]
+async fn sighup_drains_and_exits_zero_like_sigterm() {
+    let env = TestEnv::new().await;
+    let url = env.queue_url(Service::Describer).await;
+    let child = worker(&env, "ok").spawn().unwrap();
+    env.send_raw(&url, "quick").await;
+    eventually("the message handled", Duration::from_secs(20), || async {
+        (env.depth(&url).await == (0, 0)).then_some(())
+    })
+    .await;
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(
+        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGHUP) },
+        0
+    );
+    let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
+        .await
+        .expect("worker exits after SIGHUP")
+        .unwrap();
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("SIGHUP"),
+        "the stop is logged with its signal: {log}"
+    );
 }
 
 #[tokio::test]

@@ -1342,6 +1342,10 @@ fn the_api_container_environment_holds_real_config_keys_that_load() {
         assert_eq!(config.telemetry.listen.port(), 9106);
         assert_eq!(config.api.rate_limit_per_second, 50);
         assert!(!config.api.dev_issuer);
+        // The console signs in at the first issuer, with Secure cookies
+        // (HTTPS-only load balancer) whatever the public URL.
+        assert_eq!(config.api.console_issuer().as_deref(), Some(issuers[0]));
+        assert!(config.api.console_cookie_secure());
         if let Some(u) = public_url {
             assert_eq!(config.api.public_url, u);
         }

@@ -65,7 +65,7 @@ impl ServiceContext {
 
 /// Entry point of a service binary: load config (exit 2 with every problem
 /// listed if invalid), start telemetry, build the handler, consume until
-/// SIGTERM/SIGINT, drain, exit 0.
+/// SIGTERM/SIGINT/SIGHUP, drain, exit 0.
 pub async fn service_main<F, Fut>(service: Service, make_handler: F) -> ExitCode
 where
     F: FnOnce(ServiceContext) -> Fut,

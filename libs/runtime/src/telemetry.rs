@@ -115,7 +115,12 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
     (StatusCode::OK, "ready\n".into())
 }
 
-/// A token cancelled on the first SIGTERM or SIGINT.
+/// A token cancelled on the first SIGTERM, SIGINT or SIGHUP.
+///
+/// SIGHUP counts as a stop request because closing the terminal a service
+/// runs in (`make demo`, a developer's shell) sends it; ignoring it left
+/// services running after their moto was gone, consuming the next run's
+/// messages.
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
@@ -132,9 +137,11 @@ async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
     }
 }
 

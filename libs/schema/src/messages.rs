@@ -397,6 +397,12 @@ pub struct BudgetCrossed {
     pub month_to_date: f64,
     pub forecast: f64,
     pub currency: String,
+    /// When the crossing was first seen: the end of the hour whose cost
+    /// (or forecast) crossed the threshold; the same on every
+    /// republication. Absent in messages from before this field (the
+    /// notifier then dates them at the month's start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crossed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,6 +8,18 @@
 //! - `by-event`: `event_key = {tenant}#{eventName}`;
 //! - `by-resource`: `resource_key = {tenant}#{resource id or ARN}`.
 //!
+//! Every key part taken from record data goes through [`index_key`] /
+//! [`key_part`]: a value that would make a key too long for DynamoDB (a
+//! principal ARN of IAM's 2,048-character maximum, a hostile event id) is
+//! replaced by `sha256:<hash>` in the key, the full value staying an
+//! attribute; queries build their keys the same way, so such rows stay
+//! searchable.
+//!
+//! The same table holds each tenant's quarantine ([`QuarantinedRecord`],
+//! `pk = {tenant}#quarantine`) and audit settings ([`AuditSettings`],
+//! `pk = {tenant}#settings`): neither partition is a day, so time walks
+//! never read them, and they carry none of the index attributes.
+//!
 //! A record has one key whatever file or message brought it (CloudTrail
 //! gives one `eventTime` per `eventID`), so a conditional put both dedups
 //! and tells new from duplicate. A record touching several resources gets
@@ -59,6 +71,35 @@ pub struct AuditRecord {
     pub console_login: Option<String>,
 }
 
+/// SHA-256 of `bytes`, its first 16 bytes as 32 lower-case hex digits:
+/// ids derived from content, and hashed key parts.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Longest key built from record data, in bytes. DynamoDB allows 2,048
+/// bytes for a partition key and 1,024 for a sort key
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html>);
+/// staying under the smaller one leaves room for the tenant and time.
+pub const MAX_KEY_PART_BYTES: usize = 512;
+
+/// `value` as a key part: itself if at most [`MAX_KEY_PART_BYTES`] long,
+/// else `sha256:<hash>` (the full value stays an attribute of the row).
+pub fn key_part(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.len() <= MAX_KEY_PART_BYTES {
+        std::borrow::Cow::Borrowed(value)
+    } else {
+        std::borrow::Cow::Owned(format!("sha256:{}", content_hash(value.as_bytes())))
+    }
+}
+
+/// An index partition key: `{tenant}#{value}`, long values hashed.
+pub fn index_key(tenant: &TenantId, value: &str) -> String {
+    format!("{tenant}#{}", key_part(value))
+}
+
 /// DynamoDB items are at most 400 KB; raw records above this are stored
 /// cut, with `raw_truncated` set (the normalised fields stay complete).
 pub const MAX_RAW_BYTES: usize = 300 * 1024;
@@ -105,6 +146,10 @@ pub struct AuditRow {
     pub principal_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_type: Option<String>,
+    /// The caller's account (`userIdentity.accountId`): differs from
+    /// `account` for calls from other accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,7 +204,7 @@ impl AuditRow {
         }
         Self {
             pk: day_pk(tenant, day),
-            sk: sort_key(rec.event_time, &rec.event_id),
+            sk: sort_key(rec.event_time, &key_part(&rec.event_id)),
             tenant: tenant.clone(),
             account: account.clone(),
             event_id: rec.event_id.clone(),
@@ -169,6 +214,7 @@ impl AuditRow {
             event_name: rec.event_name.clone(),
             principal_arn: rec.principal_arn.clone(),
             principal_type: rec.principal_type.clone(),
+            caller_account: rec.user_account.clone(),
             source_ip: rec.source_ip.clone(),
             user_agent: rec.user_agent.clone(),
             read_only: rec.read_only,
@@ -177,9 +223,9 @@ impl AuditRow {
             findings,
             raw,
             raw_truncated,
-            principal_key: rec.principal_arn.as_ref().map(|p| format!("{tenant}#{p}")),
-            event_key: format!("{tenant}#{}", rec.event_name),
-            resource_key: rec.resources.first().map(|r| format!("{tenant}#{r}")),
+            principal_key: rec.principal_arn.as_ref().map(|p| index_key(tenant, p)),
+            event_key: index_key(tenant, &rec.event_name),
+            resource_key: rec.resources.first().map(|r| index_key(tenant, r)),
             expires_at: (rec.event_time.max(Utc::now() - Duration::days(1))
                 + Duration::days(i64::from(retention_days)))
             .timestamp(),
@@ -199,10 +245,33 @@ pub fn sort_key(time: DateTime<Utc>, event_id: &str) -> String {
     )
 }
 
+/// What a write of one record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteOutcome {
     New,
+    /// The same record was there already.
     Duplicate,
+    /// A different record with the same key (`eventTime` and `eventID`)
+    /// was there: the first one is kept, this one is not written.
+    Conflict,
+}
+
+/// Duplicate or conflict: whether the stored row's raw record (from the
+/// failed condition's `ALL_OLD` item) is the one being written. Compared
+/// as JSON values, so key order and spacing do not matter; a stored row
+/// without `raw` is taken as the same record.
+fn same_or_conflict(row: &AuditRow, old: Option<&Item>) -> WriteOutcome {
+    let Some(AttributeValue::S(stored)) = old.and_then(|o| o.get("raw")) else {
+        return WriteOutcome::Duplicate;
+    };
+    if *stored == row.raw {
+        return WriteOutcome::Duplicate;
+    }
+    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
+    match (parse(stored), parse(&row.raw)) {
+        (Some(a), Some(b)) if a == b => WriteOutcome::Duplicate,
+        _ => WriteOutcome::Conflict,
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -255,7 +324,7 @@ impl AuditStore {
                 serde_dynamo::to_item(ResourceRef {
                     pk: row.pk.clone(),
                     sk: format!("{}#r{n}", row.sk),
-                    resource_key: format!("{}#{resource}", row.tenant),
+                    resource_key: index_key(&row.tenant, resource),
                     r#ref: true,
                     expires_at: row.expires_at,
                 })
@@ -287,6 +356,9 @@ impl AuditStore {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
             .await;
         match put {
@@ -296,7 +368,11 @@ impl AuditStore {
                     .as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                Ok(WriteOutcome::Duplicate)
+                let old = match err.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(e)) => e.item(),
+                    _ => None,
+                };
+                Ok(same_or_conflict(row, old))
             }
             Err(err) => Err(anyhow::Error::new(err))
                 .with_context(|| format!("write audit event {}", row.event_id)),
@@ -309,15 +385,19 @@ impl AuditStore {
         item: Item,
         refs: Vec<Item>,
     ) -> anyhow::Result<WriteOutcome> {
-        let put = |item: Item, condition: Option<&str>| {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .set_condition_expression(condition.map(str::to_owned))
-                .build()
-                .map(|p| TransactWriteItem::builder().put(p).build())
-                .context("build a transaction item")
-        };
+        let put =
+            |item: Item, condition: Option<&str>| {
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .set_condition_expression(condition.map(str::to_owned))
+                    .set_return_values_on_condition_check_failure(condition.map(|_| {
+                        aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld
+                    }))
+                    .build()
+                    .map(|p| TransactWriteItem::builder().put(p).build())
+                    .context("build a transaction item")
+            };
         let mut items = vec![put(item, Some("attribute_not_exists(pk)"))?];
         for r in refs {
             items.push(put(r, None)?);
@@ -345,7 +425,13 @@ impl AuditStore {
             break (err, codes);
         };
         if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") {
-            return Ok(WriteOutcome::Duplicate);
+            let old = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons().first().and_then(|r| r.item())
+                }
+                _ => None,
+            };
+            return Ok(same_or_conflict(row, old));
         }
         // A cancelled transaction says why per action; the caller's retry
         // policy reads an error code, so name the one that matters.
@@ -900,13 +986,13 @@ impl AuditQuery {
     fn index(&self) -> Option<(&'static str, &'static str, String)> {
         let t = &self.tenant;
         if let Some(r) = &self.resource {
-            Some(("by-resource", "resource_key", format!("{t}#{r}")))
+            Some(("by-resource", "resource_key", index_key(t, r)))
         } else if let Some(p) = &self.principal {
-            Some(("by-principal", "principal_key", format!("{t}#{p}")))
+            Some(("by-principal", "principal_key", index_key(t, p)))
         } else {
             self.event
                 .as_ref()
-                .map(|e| ("by-event", "event_key", format!("{t}#{e}")))
+                .map(|e| ("by-event", "event_key", index_key(t, e)))
         }
     }
 
@@ -918,6 +1004,10 @@ impl AuditQuery {
             .is_none_or(|p| r.principal_arn.as_ref() == Some(p))
             && self.event.as_ref().is_none_or(|e| &r.event_name == e)
             && self.source.as_ref().is_none_or(|s| &r.event_source == s)
+            && self
+                .caller_account
+                .as_ref()
+                .is_none_or(|a| r.caller_account.as_ref() == Some(a))
             && self
                 .resource
                 .as_ref()
@@ -939,5 +1029,440 @@ pub struct AuditQuery {
     /// other fields pick.
     pub source: Option<String>,
     pub resource: Option<String>,
+    /// The caller's account (`userIdentity.accountId`); a filter on
+    /// whichever index the other fields pick.
+    pub caller_account: Option<String>,
     pub limit: usize,
+}
+
+impl AuditQuery {
+    /// The time range a query reads: `since`..`until`, except that a
+    /// query without a principal, event or resource filter walks day
+    /// partitions and looks back at most [`MAX_WALK_DAYS`] from `until`.
+    /// The second value is true when that cut `since` short.
+    pub fn searched_range(&self) -> ((DateTime<Utc>, DateTime<Utc>), bool) {
+        if self.index().is_some() {
+            return ((self.since, self.until), false);
+        }
+        let floor = self.until - Duration::days(MAX_WALK_DAYS);
+        // Day walks read whole UTC days, from the floor's day on.
+        let floor_day = floor
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc();
+        if self.since < floor_day {
+            ((floor_day, self.until), true)
+        } else {
+            ((self.since, self.until), false)
+        }
+    }
+}
+
+/// Why a record was quarantined: the `reason` label of
+/// `kopter_trail_records_quarantined_total` (a closed set).
+pub mod quarantine_reason {
+    /// Over `trail.max_record_bytes`: skipped unread, so no raw is kept.
+    pub const TOO_LARGE: &str = "too_large";
+    /// Not JSON, or not the shape of a CloudTrail record.
+    pub const INVALID_JSON: &str = "invalid_json";
+    /// A field the row needs (`eventTime`, `eventSource`, `eventName`,
+    /// `awsRegion`) is missing or empty.
+    pub const MISSING_FIELD: &str = "missing_field";
+    /// `eventTime` is not RFC 3339.
+    pub const BAD_TIME: &str = "bad_time";
+    /// DynamoDB refused the row itself (a validation error, not
+    /// back-pressure): retrying the same row cannot help.
+    pub const UNWRITABLE: &str = "unwritable";
+    pub const ALL: &[&str] = &[TOO_LARGE, INVALID_JSON, MISSING_FIELD, BAD_TIME, UNWRITABLE];
+}
+
+/// A record that could not be filed, kept where an operator can list it
+/// and replay its file (`kopterctl audit quarantine list|replay`).
+///
+/// Key: `pk = {tenant}#quarantine`, `sk = {file}#{index:010}` where
+/// `file` is [`content_hash`] of `s3://{bucket}/{key}`: one item per record
+/// of a file, so quarantining the same record again (a redelivery)
+/// overwrites it instead of adding one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantinedRecord {
+    pub pk: String,
+    pub sk: String,
+    pub tenant: TenantId,
+    /// The account of the log file's key.
+    pub account: AccountId,
+    pub bucket: String,
+    pub key: String,
+    /// Position in the file's `Records` (counted across all documents of
+    /// a multi-document file), from 0.
+    pub index: u64,
+    /// Uncompressed byte offset of the record's `{`.
+    pub offset: u64,
+    /// One of [`quarantine_reason::ALL`].
+    pub reason: String,
+    /// What exactly is wrong, e.g. `record has no eventTime`.
+    pub detail: String,
+    /// The record's JSON as received (cut to [`MAX_RAW_BYTES`]); `None` for
+    /// a record over the size limit, which is never buffered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    #[serde(default)]
+    pub raw_truncated: bool,
+    /// When this item was (last) written; a replay removes only items
+    /// older than its own reading of the file.
+    pub quarantined_at: DateTime<Utc>,
+    pub expires_at: i64,
+}
+
+impl QuarantinedRecord {
+    /// A quarantine item; `raw` is cut to [`MAX_RAW_BYTES`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        tenant: &TenantId,
+        account: &AccountId,
+        bucket: &str,
+        key: &str,
+        index: u64,
+        offset: u64,
+        reason: &str,
+        detail: String,
+        raw: Option<&[u8]>,
+        retention_days: u32,
+    ) -> Self {
+        let now = Utc::now();
+        let (raw, raw_truncated) = match raw {
+            None => (None, false),
+            Some(bytes) => {
+                let cut = bytes.len().min(MAX_RAW_BYTES);
+                let text = String::from_utf8_lossy(&bytes[..cut]).into_owned();
+                (Some(text), bytes.len() > MAX_RAW_BYTES)
+            }
+        };
+        Self {
+            pk: quarantine_pk(tenant),
+            sk: format!("{}#{index:010}", file_id(bucket, key)),
+            tenant: tenant.clone(),
+            account: account.clone(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            index,
+            offset,
+            reason: reason.to_owned(),
+            detail,
+            raw,
+            raw_truncated,
+            quarantined_at: now,
+            expires_at: (now + Duration::days(i64::from(retention_days))).timestamp(),
+        }
+    }
+}
+
+fn quarantine_pk(tenant: &TenantId) -> String {
+    format!("{tenant}#quarantine")
+}
+
+/// The quarantine's id of one log file.
+fn file_id(bucket: &str, key: &str) -> String {
+    content_hash(format!("s3://{bucket}/{key}").as_bytes())
+}
+
+/// A tenant's audit settings: security rules it turned off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub disabled_rules: std::collections::BTreeSet<String>,
+}
+
+fn settings_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            "pk".to_owned(),
+            AttributeValue::S(format!("{tenant}#settings")),
+        ),
+        ("sk".to_owned(), AttributeValue::S("audit".to_owned())),
+    ])
+}
+
+impl AuditStore {
+    /// Keeps a record that could not be filed (overwrites the same record
+    /// of the same file).
+    pub async fn quarantine(&self, q: &QuarantinedRecord) -> anyhow::Result<()> {
+        let item = serde_dynamo::to_item(q).context("encode quarantine item")?;
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "quarantine record {} of s3://{}/{}",
+                    q.index, q.bucket, q.key
+                )
+            })?;
+        Ok(())
+    }
+
+    /// The tenant's quarantine, oldest first; only the items of one file
+    /// when `file` is given.
+    pub async fn quarantined(
+        &self,
+        tenant: &TenantId,
+        file: Option<(&str, &str)>,
+    ) -> anyhow::Result<Vec<QuarantinedRecord>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", AttributeValue::S(quarantine_pk(tenant)))
+                .set_exclusive_start_key(start);
+            query = match file {
+                Some((bucket, key)) => query
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :file)")
+                    .expression_attribute_values(
+                        ":file",
+                        AttributeValue::S(format!("{}#", file_id(bucket, key))),
+                    ),
+                None => query.key_condition_expression("pk = :pk"),
+            };
+            let resp = query.send().await.context("read the quarantine")?;
+            for item in resp.items.unwrap_or_default() {
+                out.push(serde_dynamo::from_item(item).context("decode quarantine item")?);
+            }
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.sort_by(|a: &QuarantinedRecord, b| {
+            (a.quarantined_at, &a.sk).cmp(&(b.quarantined_at, &b.sk))
+        });
+        Ok(out)
+    }
+
+    /// Removes a quarantine item if it is still the one that was read
+    /// (same `quarantined_at`): one quarantined again meanwhile stays.
+    /// True if it was removed.
+    pub async fn release(&self, q: &QuarantinedRecord) -> anyhow::Result<bool> {
+        let seen =
+            serde_dynamo::to_attribute_value(q.quarantined_at).context("encode quarantined_at")?;
+        let deleted = self
+            .ddb
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(q.pk.clone()))
+            .key("sk", AttributeValue::S(q.sk.clone()))
+            .condition_expression("quarantined_at = :seen")
+            .expression_attribute_values(":seen", seen)
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("release a quarantined record")),
+        }
+    }
+
+    /// The tenant's audit settings (defaults when never set).
+    pub async fn settings(&self, tenant: &TenantId) -> anyhow::Result<AuditSettings> {
+        let item = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(settings_key(tenant)))
+            .consistent_read(true)
+            .send()
+            .await
+            .context("read the tenant's audit settings")?
+            .item;
+        let disabled_rules = item
+            .as_ref()
+            .and_then(|i| i.get("disabled_rules"))
+            .and_then(|v| v.as_ss().ok())
+            .map(|ss| ss.iter().cloned().collect())
+            .unwrap_or_default();
+        Ok(AuditSettings { disabled_rules })
+    }
+
+    /// Turns one security rule off or on for a tenant (idempotent).
+    pub async fn set_rule_enabled(
+        &self,
+        tenant: &TenantId,
+        rule: &str,
+        enabled: bool,
+    ) -> anyhow::Result<()> {
+        let expr = if enabled {
+            "DELETE disabled_rules :r"
+        } else {
+            "ADD disabled_rules :r"
+        };
+        self.ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(settings_key(tenant)))
+            .update_expression(expr)
+            .expression_attribute_values(":r", AttributeValue::Ss(vec![rule.to_owned()]))
+            .send()
+            .await
+            .with_context(|| format!("turn rule {rule} {}", if enabled { "on" } else { "off" }))?;
+        Ok(())
+    }
+}
+
+/// Whether a failed write was DynamoDB refusing the row itself (a
+/// `ValidationException`: item or key too large, …) rather than a
+/// transient failure: writing the same row again cannot succeed.
+pub fn is_unwritable(error: &anyhow::Error) -> bool {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+    error.chain().any(|e| {
+        let code = if let Some(e) = e.downcast_ref::<PutItemError>() {
+            e.code()
+        } else if let Some(e) = e.downcast_ref::<TransactWriteItemsError>() {
+            e.code()
+        } else if let Some(e) = e.downcast_ref::<SdkError<PutItemError, aws_smithy_runtime_api::http::Response>>() {
+            e.code()
+        } else if let Some(e) = e.downcast_ref::<SdkError<TransactWriteItemsError, aws_smithy_runtime_api::http::Response>>() {
+            e.code()
+        } else {
+            None
+        };
+        code == Some("ValidationException")
+    })
+}
+
+/// The trail-ingest queue message that reads one log file again for a
+/// quarantine replay: CloudTrail's own notification shape (keys verbatim)
+/// with `"kopterReplay": true`, which tells trail-ingest to release the
+/// file's older quarantine items once the file is read to the end.
+pub fn quarantine_replay_body(bucket: &str, key: &str) -> String {
+    serde_json::json!({
+        "s3Bucket": bucket,
+        "s3ObjectKey": [key],
+        "kopterReplay": true,
+    })
+    .to_string()
+}
+
+/// The ids of trail-ingest's security rules (its `rules::RULES`, which a
+/// test keeps equal to this list), for tools that turn rules off without
+/// linking the service.
+pub const RULE_IDS: &[&str] = &[
+    "root-activity",
+    "console-login-without-mfa",
+    "console-login-failed",
+    "unauthorized-api-call",
+    "cloudtrail-stopped",
+    "cloudtrail-updated",
+    "security-group-open-to-world",
+    "security-group-changed",
+    "network-acl-changed",
+    "network-gateway-changed",
+    "route-table-changed",
+    "vpc-changed",
+    "iam-access-key-created",
+    "iam-user-created",
+    "iam-policy-changed",
+    "kms-key-disabled-or-deleted",
+    "s3-bucket-policy-changed",
+    "config-changed",
+    "organizations-changed",
+];
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn long_key_parts_are_hashed_and_stay_stable() {
+        let t = TenantId::new("acme").expect("tenant");
+        let short = "arn:aws:iam::123456789012:user/alice";
+        assert_eq!(index_key(&t, short), format!("acme#{short}"));
+        // IAM's documented maximum ARN length is 2,048 characters.
+        let long = format!("arn:aws:iam::123456789012:user/{}", "a".repeat(2048 - 31));
+        assert_eq!(long.len(), 2048);
+        let k = index_key(&t, &long);
+        assert!(
+            k.starts_with("acme#sha256:") && k.len() == 5 + 7 + 32,
+            "{k}"
+        );
+        assert_eq!(k, index_key(&t, &long), "the same value, the same key");
+        let mut other = long.clone();
+        other.push('b');
+        assert_ne!(k, index_key(&t, &other));
+        let at_limit = "x".repeat(MAX_KEY_PART_BYTES);
+        assert_eq!(key_part(&at_limit), at_limit.as_str());
+    }
+
+    #[test]
+    fn conflicts_differ_in_content_not_in_spacing() {
+        let rec = AuditRecord {
+            event_id: "e".into(),
+            event_time: Utc::now(),
+            event_source: "s".into(),
+            event_name: "n".into(),
+            aws_region: "r".into(),
+            recipient_account: None,
+            user_account: None,
+            principal_arn: None,
+            principal_type: None,
+            source_ip: None,
+            user_agent: None,
+            read_only: None,
+            error_code: None,
+            error_message: None,
+            resources: vec![],
+            raw: r#"{"a":1,"b":2}"#.into(),
+            mfa_used: None,
+            console_login: None,
+        };
+        let t = TenantId::new("acme").expect("tenant");
+        let a = AccountId::new("123456789012").expect("account");
+        let row = AuditRow::new(&t, &a, &rec, vec![], 1);
+        let stored = |raw: &str| Item::from([("raw".to_owned(), AttributeValue::S(raw.into()))]);
+        assert_eq!(
+            same_or_conflict(&row, Some(&stored(r#"{"b": 2, "a": 1}"#))),
+            WriteOutcome::Duplicate
+        );
+        assert_eq!(
+            same_or_conflict(&row, Some(&stored(r#"{"a":1,"b":3}"#))),
+            WriteOutcome::Conflict
+        );
+        assert_eq!(same_or_conflict(&row, None), WriteOutcome::Duplicate);
+    }
+
+    #[test]
+    fn the_searched_range_says_where_a_day_walk_stops() {
+        let t = TenantId::new("acme").expect("tenant");
+        let at = |s: &str| s.parse::<DateTime<Utc>>().expect("time");
+        let mut q = AuditQuery {
+            tenant: t,
+            since: at("2020-01-01T00:00:00Z"),
+            until: at("2026-11-30T12:00:00Z"),
+            principal: None,
+            event: None,
+            source: None,
+            resource: None,
+            caller_account: None,
+            limit: 10,
+        };
+        // 400 days back from the until's day, whole days.
+        assert_eq!(
+            q.searched_range(),
+            ((at("2025-10-26T00:00:00Z"), q.until), true)
+        );
+        q.since = at("2026-11-01T00:00:00Z");
+        assert_eq!(q.searched_range(), ((q.since, q.until), false));
+        // An index reads the whole range.
+        q.since = at("2020-01-01T00:00:00Z");
+        q.event = Some("ConsoleLogin".into());
+        assert_eq!(q.searched_range(), ((q.since, q.until), false));
+    }
 }

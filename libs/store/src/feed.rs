@@ -534,6 +534,26 @@ impl FeedStore {
         Ok(Page { items: rows, next })
     }
 
+    /// A tenant's notifications whose `id` starts with `prefix` (the short
+    /// id listings show, or the whole id): one query of the tenant's
+    /// partition with a filter, so it reads the whole feed (bounded by
+    /// `notifier.retention_days`) — fine for an operator's command.
+    pub async fn find_by_id(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+    ) -> anyhow::Result<Vec<FeedRow>> {
+        let q = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :t")
+            .filter_expression("begins_with(id, :p)")
+            .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()))
+            .expression_attribute_values(":p", AttributeValue::S(prefix.to_owned()));
+        self.collect(q, tenant, usize::MAX).await
+    }
+
     /// Marks a notification read. False if the tenant has no such row.
     pub async fn mark_read(&self, tenant: &TenantId, sk: &str) -> anyhow::Result<bool> {
         let r = self

@@ -665,6 +665,44 @@ impl GraphStore {
         }
     }
 
+    /// Records `at` as the time of a once-only event (`pk`, `sk`) unless a
+    /// time is recorded already, and returns the recorded one. A budget
+    /// crossing republished after a crash (or found again in a later
+    /// hour) so carries the first time it was seen, and its feed key —
+    /// which leads with the event time — stays the same.
+    pub async fn first_time(
+        &self,
+        pk: &str,
+        sk: &str,
+        at: DateTime<Utc>,
+        expires_at: i64,
+    ) -> anyhow::Result<DateTime<Utc>> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression(
+                "SET #at = if_not_exists(#at, :at), expires_at = if_not_exists(expires_at, :exp)",
+            )
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .expression_attribute_values(":exp", AttributeValue::N(expires_at.to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .with_context(|| format!("record the first time of {pk} {sk}"))?;
+        let stored = out
+            .attributes
+            .and_then(|mut a| a.remove("at"))
+            .and_then(|v| v.as_s().ok().cloned())
+            .with_context(|| format!("{pk} {sk} has no time after recording one"))?;
+        DateTime::parse_from_rfc3339(&stored)
+            .map(|t| t.with_timezone(&Utc))
+            .with_context(|| format!("{pk} {sk}: stored time {stored:?}"))
+    }
+
     pub async fn put_marker(&self, pk: &str, sk: &str, expires_at: i64) -> anyhow::Result<()> {
         self.ddb
             .put_item()

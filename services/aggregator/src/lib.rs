@@ -341,6 +341,17 @@ impl Aggregator {
             if self.graph.marker_exists(&pk, &sk).await? {
                 continue;
             }
+            // Dated when first seen, so the feed orders it by the crossing
+            // and a republication (crash before the marker) keeps its key.
+            let crossed_at = self
+                .graph
+                .first_time(
+                    &pk,
+                    &format!("crossing#{month}#{pct}"),
+                    hour_of(hour) + Duration::hours(1),
+                    expiry(hour, 400),
+                )
+                .await?;
             let msg = Message::BudgetCrossed(BudgetCrossed {
                 tenant: tenant.clone(),
                 month: month.clone(),
@@ -349,6 +360,7 @@ impl Aggregator {
                 month_to_date: mtd,
                 forecast,
                 currency: "USD".into(),
+                crossed_at: Some(crossed_at),
             });
             self.publish(format!("budget:{tenant}:{month}:{pct}"), msg)
                 .await?;

@@ -388,6 +388,28 @@ async fn hours_are_priced_replaced_exactly_and_alert_once() {
         .collect();
     crossed.sort_unstable();
     assert_eq!(crossed, vec![50, 80, 100], "{got:?}");
+    // Dated by the crossing (the end of hour 10, where the month-to-date
+    // passed the thresholds), not the month's start, so a newest-first
+    // feed shows them with that hour's events.
+    for e in &got {
+        if let Message::BudgetCrossed(b) = &e.message {
+            assert_eq!(b.crossed_at, Some(t("2025-06-02T11:00:00Z")), "{b:?}");
+        }
+    }
+    // A republication (a crash between publishing and the marker, the
+    // crossing found again hours later) keeps the first time: same feed key.
+    let again = w
+        .agg
+        .graph
+        .first_time(
+            &format!("{}#budget", w.tenant),
+            "crossing#2025-06#100",
+            t("2025-06-02T15:00:00Z"),
+            i64::MAX / 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, t("2025-06-02T11:00:00Z"));
 }
 
 #[tokio::test]

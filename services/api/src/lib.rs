@@ -395,10 +395,13 @@ pub fn router(state: ApiState, cors_origins: &[String]) -> Router {
                 axum::routing::post(dev_issuer::token),
             );
     }
-    let app = app.nest(console::PREFIX, console::routes()).route(
-        "/",
-        get(|| async { axum::response::Redirect::to(console::PREFIX) }),
-    );
+    // `/` and `/console/` (a typed or bookmarked trailing slash, which
+    // `nest` does not match) lead to the overview.
+    let to_console = || async { axum::response::Redirect::to(console::PREFIX) };
+    let app = app
+        .nest(console::PREFIX, console::routes())
+        .route("/", get(to_console))
+        .route(&format!("{}/", console::PREFIX), get(to_console));
     let mut app = app
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

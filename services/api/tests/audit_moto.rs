@@ -790,6 +790,7 @@ async fn every_page_costs_at_most_two_dynamodb_calls() {
         event: None,
         source: None,
         resource: resource.map(str::to_owned),
+        caller_account: None,
         limit,
     };
     for (q, want) in [
@@ -892,7 +893,8 @@ fn the_openapi_document_describes_the_audit_routes() {
             "event",
             "source",
             "resource",
-            "account"
+            "account",
+            "caller_account"
         ])
     );
     assert_eq!(params("/v1/audit/aws/{id}", "get"), names(&["id"]));

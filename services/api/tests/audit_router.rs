@@ -41,7 +41,8 @@ fn row(tenant: &str, k: i64, now: DateTime<Utc>) -> AuditRow {
         .into(),
         aws_region: "us-east-1".into(),
         recipient_account: None,
-        user_account: None,
+        // Odd records come from another account.
+        user_account: (k % 2 == 1).then(|| "222222222222".into()),
         principal_arn: Some("arn:aws:iam::111111111111:user/alice".into()),
         principal_type: Some("IAMUser".into()),
         source_ip: None,
@@ -203,6 +204,38 @@ async fn the_fake_pages_filters_and_isolates_like_the_store() {
         a.call(Method::GET, &record, "globex").await.0,
         StatusCode::NOT_FOUND
     );
+
+    // The caller's account is shown and filters.
+    let (s, v) = a
+        .call(
+            Method::GET,
+            "/v1/audit/aws?caller_account=222222222222",
+            "acme",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let callers: Vec<_> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["event_id"].as_str().unwrap(),
+                i["caller_account"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        callers,
+        [
+            ("acme-1", Some("222222222222")),
+            ("acme-3", Some("222222222222"))
+        ]
+    );
+    let (s, v) = a
+        .call(Method::GET, "/v1/audit/aws?caller_account=12", "acme")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
 
     let (_, v) = a.call(Method::GET, "/v1/findings?limit=100", "acme").await;
     let findings = v["items"].as_array().unwrap();

@@ -593,6 +593,13 @@ async fn no_page_without_a_session() {
             assert!(!r.body.contains("Tenant"), "{path}");
         }
     }
+    // The root and a trailing slash lead to the overview (which then asks
+    // for a session).
+    for path in ["/", "/console/"] {
+        let r = app.send(Method::GET, path, None, None, None).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(r.location(), "/console", "{path}");
+    }
     // A bearer token is not a console session.
     let token = app.token("acme", true);
     let r = app

@@ -87,6 +87,7 @@ pub async fn audit_rows(
             event: None,
             source: None,
             resource: None,
+            caller_account: None,
             limit: MAX_AUDIT_ROWS,
         })
         .await

@@ -126,10 +126,15 @@ pub fn from_message(msg: &Message) -> Option<Event> {
                 b.forecast,
                 cur = b.currency
             ),
-            // The month's first instant keeps the feed key stable.
-            at: format!("{}-01T00:00:00Z", b.month)
-                .parse()
-                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            // When it was crossed (stable across republications: the
+            // aggregator records the first time), so the newest-first feed
+            // shows it among the events of that hour; messages from before
+            // `crossed_at` fall back to the month's first instant.
+            at: b.crossed_at.unwrap_or_else(|| {
+                format!("{}-01T00:00:00Z", b.month)
+                    .parse()
+                    .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+            }),
             account: None,
             resource: None,
             audit: None,
@@ -273,5 +278,31 @@ mod tests {
     #[test]
     fn key_safe_keeps_separators_out() {
         assert_eq!(key_safe("a#b/C"), "a_b__");
+    }
+
+    fn crossed(at: Option<&str>) -> Message {
+        Message::BudgetCrossed(kopter_schema::messages::BudgetCrossed {
+            tenant: TenantId::new("acme").unwrap(),
+            month: "2026-11".into(),
+            threshold_percent: 100,
+            budget: 100.0,
+            month_to_date: 101.0,
+            forecast: 120.0,
+            currency: "USD".into(),
+            crossed_at: at.map(|a| a.parse().unwrap()),
+        })
+    }
+
+    #[test]
+    fn a_budget_crossing_is_dated_when_it_happened() {
+        let ev = from_message(&crossed(Some("2026-11-29T15:00:00Z"))).unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(ev.at, at("2026-11-29T15:00:00Z"));
+        assert_eq!(ev.severity, Severity::Critical);
+        // Same identity whatever the time: one notification per threshold
+        // and month. Messages from before `crossed_at`: the month's start.
+        let old = from_message(&crossed(None)).unwrap();
+        assert_eq!(old.identity, ev.identity);
+        assert_eq!(old.at, at("2026-11-01T00:00:00Z"));
     }
 }

@@ -26,13 +26,21 @@
 //!    crash between write and publish must not lose the event); the
 //!    notifier deduplicates by event id and rule.
 //!
-//! A file that cannot be read to the end (truncated gzip, invalid JSON, a
-//! record without `eventID`) keeps the rows written before the error and
-//! fails the message, which is retried and then lands in the DLQ.
+//! One bad record never blocks the rest of its file: a record over
+//! `trail.max_record_bytes`, one that does not normalise, or one DynamoDB
+//! refuses as such is **quarantined** (kept with its reason, bucket, key,
+//! index and offset in the tenant's quarantine, counted in
+//! `kopter_trail_records_quarantined_total{reason}`), and the rest of the
+//! file is filed. A record without `eventID` gets one derived from its
+//! content; one without `recipientAccountId` takes the key's account.
+//!
+//! A file that cannot be read to the end (truncated gzip, invalid JSON
+//! between records) keeps the rows written before the error and fails the
+//! message, which is retried and then lands in the DLQ.
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use aws_config::SdkConfig;
 use futures::StreamExt;
@@ -47,31 +55,53 @@ use tokio::sync::mpsc;
 
 use crate::directory::Directory;
 use crate::key::{KeyKind, classify_key};
-use crate::normalise::{AuditRecord, ec2_targets, next_normalised};
+use crate::normalise::{AuditRecord, Unfiled, ec2_targets, next_normalised};
 use crate::notification::{Notification, TrailObject, parse_notification};
 use crate::records::{RecordError, gzip_records};
-use crate::rules::evaluate;
-use kopter_store::audit::{AuditRow, AuditStore, WriteOutcome};
+use crate::rules::evaluate_enabled;
+use kopter_store::audit::{
+    AuditRow, AuditSettings, AuditStore, QuarantinedRecord, WriteOutcome, is_unwritable,
+    quarantine_reason,
+};
 
 struct TrailMetrics {
     records: IntCounterVec,
+    quarantined: IntCounterVec,
     files: IntCounterVec,
     rule_matches: IntCounterVec,
     newest_event: IntGauge,
 }
 
 fn m() -> &'static TrailMetrics {
-    static M: LazyLock<TrailMetrics> = LazyLock::new(|| TrailMetrics {
+    static M: LazyLock<TrailMetrics> = LazyLock::new(|| {
+        TrailMetrics {
         records: metrics::register(
             IntCounterVec::new(
                 Opts::new(
                     "kopter_trail_records_total",
-                    "CloudTrail records by outcome (new, duplicate, rejected, invalid, failed).",
+                    "CloudTrail records by outcome (new, duplicate, conflict, rejected, quarantined, failed).",
                 ),
                 &["outcome"],
             )
             .expect("valid metric"),
         ),
+        quarantined: {
+            let c = metrics::register(
+                IntCounterVec::new(
+                    Opts::new(
+                        "kopter_trail_records_quarantined_total",
+                        "CloudTrail records kept in the quarantine instead of filed, by reason (too_large, invalid_json, missing_field, bad_time, unwritable).",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid metric"),
+            );
+            // Every reason shows from the start, so a rate is 0, not absent.
+            for reason in quarantine_reason::ALL {
+                c.with_label_values(&[reason]);
+            }
+            c
+        },
         files: metrics::register(
             IntCounterVec::new(
                 Opts::new(
@@ -96,8 +126,15 @@ fn m() -> &'static TrailMetrics {
             )
             .expect("valid metric"),
         ),
+    }
     });
     &M
+}
+
+/// Registers trail-ingest's metrics now, so they are on `/metrics` (at
+/// zero) before the first file.
+pub fn register_metrics() {
+    let _ = m();
 }
 
 /// Why a log file was not ingested.
@@ -138,9 +175,33 @@ pub struct FileReport {
     pub records: u64,
     pub new: u64,
     pub duplicates: u64,
+    /// Records whose key was taken by a different record (first kept).
+    pub conflicts: u64,
     pub rejected: u64,
+    pub quarantined: u64,
+    /// Each rejected or quarantined record and why (at most
+    /// [`MAX_PROBLEMS_KEPT`], so a file of bad records stays small).
+    pub problems: Vec<String>,
     pub findings: Vec<SecurityFinding>,
     pub targets: Vec<TargetedDescribe>,
+}
+
+/// Problems a [`FileReport`] lists at most (all are counted and logged).
+pub const MAX_PROBLEMS_KEPT: usize = 100;
+
+impl FileReport {
+    fn problem(&mut self, text: String) {
+        if self.problems.len() < MAX_PROBLEMS_KEPT {
+            self.problems.push(text);
+        }
+    }
+}
+
+/// Where a file came from, for its quarantine items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOrigin {
+    pub bucket: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +222,18 @@ pub struct Ingestor {
     /// Buckets whose region S3 told us (`x-amz-bucket-region` on a
     /// redirect): the SDK does not follow S3's cross-region redirects.
     pub bucket_regions: moka::future::Cache<String, String>,
+    /// Each tenant's audit settings (rules it turned off), read at most
+    /// once a minute per tenant.
+    pub settings: moka::future::Cache<TenantId, Arc<AuditSettings>>,
+}
+
+/// Creates an ingestor's settings cache: a rule turned off takes effect
+/// within a minute.
+pub fn settings_cache() -> moka::future::Cache<TenantId, Arc<AuditSettings>> {
+    moka::future::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(std::time::Duration::from_secs(60))
+        .build()
 }
 
 /// The bucket's region S3 names on a wrong-region answer (301/400 with
@@ -189,13 +262,14 @@ impl Ingestor {
     /// Handles one message of the trail-ingest queue.
     pub async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
         let id = &delivery.message_id;
-        let objects = match parse_notification(&delivery.body) {
+        let (objects, replay) = match parse_notification(&delivery.body) {
             Ok(Notification::TestEvent) => {
                 m().files.with_label_values(&["test_event"]).inc();
                 tracing::info!("S3 test event acknowledged");
                 return Ok(());
             }
-            Ok(Notification::Objects(objects)) => objects,
+            Ok(Notification::Objects(objects)) => (objects, false),
+            Ok(Notification::Replay(objects)) => (objects, true),
             Err(e) => {
                 return Err(HandlerError::permanent(anyhow::anyhow!(
                     "message {id}: {e}"
@@ -204,12 +278,25 @@ impl Ingestor {
         };
         let mut first_error: Option<IngestError> = None;
         for obj in objects {
+            let started = chrono::Utc::now();
             match self.ingest_object(&obj).await {
-                Ok(FileOutcome::Ingested(r)) => tracing::info!(
-                    bucket = %obj.bucket, key = %obj.key, records = r.records, new = r.new,
-                    duplicates = r.duplicates, rejected = r.rejected, findings = r.findings.len(),
-                    "log file ingested"
-                ),
+                Ok(FileOutcome::Ingested(r)) => {
+                    tracing::info!(
+                        bucket = %obj.bucket, key = %obj.key, records = r.records, new = r.new,
+                        duplicates = r.duplicates, conflicts = r.conflicts, rejected = r.rejected,
+                        quarantined = r.quarantined, findings = r.findings.len(),
+                        "log file ingested"
+                    );
+                    if replay && let Err(e) = self.release_replayed(&obj, started).await {
+                        let e = IngestError::Aws {
+                            bucket: obj.bucket.clone(),
+                            key: obj.key.clone(),
+                            source: e,
+                        };
+                        tracing::warn!(error = %chain(&e), "quarantine not released");
+                        first_error.get_or_insert(e);
+                    }
+                }
                 Ok(FileOutcome::Skipped(why)) => {
                     tracing::debug!(bucket = %obj.bucket, key = %obj.key, %why, "object skipped")
                 }
@@ -331,8 +418,18 @@ impl Ingestor {
             }
         };
         let body = tokio_util::io::SyncIoBridge::new(object.body.into_async_read());
+        let origin = FileOrigin {
+            bucket: bucket.clone(),
+            key: key.clone(),
+        };
         let report = self
-            .ingest_reader(&owner.tenant_id, &log_key.account, body, false)
+            .ingest_file(
+                &owner.tenant_id,
+                &log_key.account,
+                Some(&origin),
+                body,
+                false,
+            )
             .await
             .map_err(|e| match e {
                 ReaderError::Malformed(source) => IngestError::Malformed {
@@ -346,9 +443,37 @@ impl Ingestor {
         Ok(FileOutcome::Ingested(report))
     }
 
+    /// After a replayed file was read to the end: its quarantine items
+    /// from before this reading are released (their records were filed,
+    /// or quarantined again with a newer time, which keeps them).
+    async fn release_replayed(
+        &self,
+        obj: &TrailObject,
+        started: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<()> {
+        let KeyKind::LogFile(log_key) = classify_key(&obj.key) else {
+            return Ok(());
+        };
+        let Some(owner) = self.directory.account(&log_key.account).await? else {
+            return Ok(());
+        };
+        let items = self
+            .store
+            .quarantined(&owner.tenant_id, Some((&obj.bucket, &obj.key)))
+            .await?;
+        let mut released = 0;
+        for item in items.iter().filter(|q| q.quarantined_at < started) {
+            released += u64::from(self.store.release(item).await?);
+        }
+        tracing::info!(bucket = %obj.bucket, key = %obj.key, released, "quarantine replayed");
+        Ok(())
+    }
+
     /// Streams a gzipped CloudTrail file of `account` (owned by `tenant`)
     /// into the audit log, then publishes derived events. With `dry_run`,
-    /// nothing is written or published.
+    /// nothing is written or published. Bad records are listed in the
+    /// report but not quarantined (there is no S3 object to point at): see
+    /// [`Ingestor::ingest_file`].
     pub async fn ingest_reader<R: Read + Send + 'static>(
         &self,
         tenant: &TenantId,
@@ -356,6 +481,27 @@ impl Ingestor {
         reader: R,
         dry_run: bool,
     ) -> Result<FileReport, ReaderError> {
+        self.ingest_file(tenant, account, None, reader, dry_run)
+            .await
+    }
+
+    /// [`Ingestor::ingest_reader`] for a file from S3 (`origin`): its bad
+    /// records are kept in the tenant's quarantine.
+    pub async fn ingest_file<R: Read + Send + 'static>(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        origin: Option<&FileOrigin>,
+        reader: R,
+        dry_run: bool,
+    ) -> Result<FileReport, ReaderError> {
+        let settings = if dry_run {
+            Arc::new(AuditSettings::default())
+        } else {
+            self.tenant_settings(tenant)
+                .await
+                .map_err(ReaderError::Aws)?
+        };
         let (tx, rx) = mpsc::channel::<Parsed>(256);
         let max = self.config.max_record_bytes;
         let expected = account.to_string();
@@ -363,7 +509,6 @@ impl Ingestor {
 
         let mut report = FileReport::default();
         let mut targets: BTreeMap<String, TargetedDescribe> = BTreeMap::new();
-        let mut first_invalid: Option<String> = None;
         let retention = self.config.retention_days;
         let store = self.store.clone();
         let limiter = dynamo::write_limiter(store.table());
@@ -371,16 +516,34 @@ impl Ingestor {
             attempts: self.config.record_write_attempts,
             backoff: self.config.record_retry_backoff,
         };
+        let quarantine =
+            |index: usize, offset: u64, reason: &str, detail: String, raw: Option<&[u8]>| {
+                origin.map(|o| {
+                    QuarantinedRecord::new(
+                        tenant,
+                        account,
+                        &o.bucket,
+                        &o.key,
+                        index as u64,
+                        offset,
+                        reason,
+                        detail,
+                        raw,
+                        retention,
+                    )
+                })
+            };
         let mut writes = tokio_stream_of(rx)
             .map(|p| {
                 let store = store.clone();
                 let tenant = tenant.clone();
                 let account = account.clone();
                 let limiter = limiter.clone();
+                let settings = settings.clone();
                 async move {
                     match p {
-                        Parsed::Record(rec) => {
-                            let findings = evaluate(&rec);
+                        Parsed::Record(rec, index, offset) => {
+                            let findings = evaluate_enabled(&rec, &settings.disabled_rules);
                             let row = AuditRow::new(
                                 &tenant,
                                 &account,
@@ -393,12 +556,28 @@ impl Ingestor {
                             } else {
                                 // A row that DynamoDB pushes back on is
                                 // retried on its own; the file goes on.
-                                dynamo::write_patiently(&limiter, retry, || store.put(&row)).await?
+                                match dynamo::write_patiently(&limiter, retry, || store.put(&row))
+                                    .await
+                                {
+                                    Ok(o) => o,
+                                    // DynamoDB refuses the row as such:
+                                    // quarantined, never retried.
+                                    Err(e) if is_unwritable(&e) => {
+                                        return Ok(Written::Quarantine(Bad {
+                                            index,
+                                            offset,
+                                            reason: quarantine_reason::UNWRITABLE,
+                                            detail: format!("event {}: {e:#}", rec.event_id),
+                                            raw: Some(rec.raw.into_bytes()),
+                                        }));
+                                    }
+                                    Err(e) => return Err(e),
+                                }
                             };
                             Ok::<_, anyhow::Error>(Written::Record(rec, findings, outcome))
                         }
                         Parsed::Rejected(index, why) => Ok(Written::Rejected(index, why)),
-                        Parsed::Invalid(why) => Ok(Written::Invalid(why)),
+                        Parsed::Quarantine(bad) => Ok(Written::Quarantine(bad)),
                     }
                 }
             })
@@ -419,23 +598,70 @@ impl Ingestor {
                     report.rejected += 1;
                     m().records.with_label_values(&["rejected"]).inc();
                     tracing::warn!(%tenant, %account, record = index, %why, "record rejected");
+                    report.problem(format!("record {index} rejected: {why}"));
                 }
-                Ok(Written::Invalid(why)) => {
-                    m().records.with_label_values(&["invalid"]).inc();
-                    first_invalid.get_or_insert(why);
+                Ok(Written::Quarantine(bad)) => {
+                    report.records += 1;
+                    let item = quarantine(
+                        bad.index,
+                        bad.offset,
+                        bad.reason,
+                        bad.detail.clone(),
+                        bad.raw.as_deref(),
+                    );
+                    if let (Some(item), false) = (item, dry_run) {
+                        // Kept before it is counted: a failure here fails
+                        // the file like a row that could not be written.
+                        if let Err(e) =
+                            dynamo::write_patiently(&limiter, retry, || store.quarantine(&item))
+                                .await
+                        {
+                            failed += 1;
+                            m().records.with_label_values(&["failed"]).inc();
+                            tracing::warn!(%tenant, %account, error = format!("{e:#}"), "record not quarantined");
+                            write_error.get_or_insert(e);
+                            continue;
+                        }
+                    }
+                    report.quarantined += 1;
+                    m().records.with_label_values(&["quarantined"]).inc();
+                    m().quarantined.with_label_values(&[bad.reason]).inc();
+                    let bucket = origin.map_or("", |o| o.bucket.as_str());
+                    let key = origin.map_or("", |o| o.key.as_str());
+                    tracing::warn!(
+                        %tenant, %account, bucket, key, record = bad.index, offset = bad.offset,
+                        reason = bad.reason, detail = %bad.detail, "record quarantined"
+                    );
+                    report.problem(format!(
+                        "record {} at byte {} quarantined ({}): {}",
+                        bad.index, bad.offset, bad.reason, bad.detail
+                    ));
                 }
                 Ok(Written::Record(rec, findings, outcome)) => {
                     report.records += 1;
-                    match outcome {
-                        WriteOutcome::New => report.new += 1,
-                        WriteOutcome::Duplicate => report.duplicates += 1,
-                    }
-                    let label = if outcome == WriteOutcome::New {
-                        "new"
-                    } else {
-                        "duplicate"
+                    let label = match outcome {
+                        WriteOutcome::New => {
+                            report.new += 1;
+                            "new"
+                        }
+                        WriteOutcome::Duplicate => {
+                            report.duplicates += 1;
+                            "duplicate"
+                        }
+                        WriteOutcome::Conflict => {
+                            report.conflicts += 1;
+                            tracing::warn!(
+                                %tenant, %account, event_id = %rec.event_id, event_time = %rec.event_time,
+                                "conflict: a different record with this event id and time is stored; the first one is kept"
+                            );
+                            "conflict"
+                        }
                     };
                     m().records.with_label_values(&[label]).inc();
+                    if outcome == WriteOutcome::Conflict {
+                        // Not filed: its findings and targets are not ours to tell.
+                        continue;
+                    }
                     m().newest_event
                         .set(m().newest_event.get().max(rec.event_time.timestamp()));
                     for f in findings {
@@ -519,14 +745,24 @@ impl Ingestor {
                 report.new + report.duplicates
             ))));
         }
-        // Stream errors (truncation, bad JSON) after the good rows are kept.
+        // Stream errors (truncation, bad JSON between records) after the
+        // good rows are kept.
         if let Err(e) = parsed {
             return Err(ReaderError::Malformed(anyhow::Error::new(e)));
         }
-        if let Some(why) = first_invalid {
-            return Err(ReaderError::Malformed(anyhow::anyhow!(why)));
-        }
         Ok(report)
+    }
+
+    /// The tenant's audit settings, cached for a minute.
+    async fn tenant_settings(&self, tenant: &TenantId) -> anyhow::Result<Arc<AuditSettings>> {
+        let store = self.store.clone();
+        let t = tenant.clone();
+        self.settings
+            .try_get_with(tenant.clone(), async move {
+                store.settings(&t).await.map(Arc::new)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
     }
 }
 
@@ -555,22 +791,34 @@ pub enum ReaderError {
     Aws(anyhow::Error),
 }
 
+/// A record that is not filed, and where it was.
+struct Bad {
+    index: usize,
+    offset: u64,
+    reason: &'static str,
+    detail: String,
+    /// `None` for a record over the size limit (never buffered).
+    raw: Option<Vec<u8>>,
+}
+
 enum Parsed {
-    Record(Box<AuditRecord>),
+    Record(Box<AuditRecord>, usize, u64),
     Rejected(usize, String),
-    Invalid(String),
+    Quarantine(Bad),
 }
 
 enum Written {
     Record(Box<AuditRecord>, Vec<crate::rules::Finding>, WriteOutcome),
     Rejected(usize, String),
-    Invalid(String),
+    Quarantine(Bad),
 }
 
 /// Runs on a blocking thread: gunzip, then each record parsed where it
 /// lies in the read buffer (`next_normalised`: the same result as splitting
 /// then normalising, without scanning and copying the record first), then
-/// the tenancy check.
+/// the tenancy check. A record over the size limit or that does not
+/// normalise is handed on for the quarantine and the stream goes on; only
+/// an error of the file itself (gzip, JSON between records) ends it.
 fn parse_file<R: Read>(
     reader: R,
     max_record_bytes: usize,
@@ -579,20 +827,46 @@ fn parse_file<R: Read>(
 ) -> Result<(), RecordError> {
     let mut stream = gzip_records(reader, max_record_bytes);
     while let Some(next) = next_normalised(&mut stream) {
-        let at = next?;
-        let (index, offset) = (at.index, at.offset);
-        let parsed = match at.value {
-            Err(e) => Parsed::Invalid(format!("record {index} at byte {offset}: {e}")),
-            Ok(rec) => match rec.recipient_account.as_deref() {
-                Some(a) if a == expected_account => Parsed::Record(Box::new(rec)),
-                other => Parsed::Rejected(
-                    index,
-                    format!(
-                        "event {} names recipient account {:?}, not the file's account {expected_account}",
-                        rec.event_id,
-                        other.unwrap_or("(none)")
+        let parsed = match next {
+            Err(RecordError::TooLarge {
+                index,
+                offset,
+                limit,
+            }) => Parsed::Quarantine(Bad {
+                index,
+                offset,
+                reason: quarantine_reason::TOO_LARGE,
+                detail: format!("record is larger than trail.max_record_bytes ({limit} bytes)"),
+                raw: None,
+            }),
+            Err(e) => return Err(e),
+            Ok(at) => match at.value {
+                Err(Unfiled { error, raw }) => Parsed::Quarantine(Bad {
+                    index: at.index,
+                    offset: at.offset,
+                    reason: error.reason(),
+                    detail: error.to_string(),
+                    raw: Some(raw),
+                }),
+                // CloudTrail files of 2015-16 have records without
+                // recipientAccountId: the key's account (which tenancy
+                // checked) is the recipient.
+                Ok(mut rec) => match rec.recipient_account.as_deref() {
+                    None => {
+                        rec.recipient_account = Some(expected_account.to_owned());
+                        Parsed::Record(Box::new(rec), at.index, at.offset)
+                    }
+                    Some(a) if a == expected_account => {
+                        Parsed::Record(Box::new(rec), at.index, at.offset)
+                    }
+                    Some(other) => Parsed::Rejected(
+                        at.index,
+                        format!(
+                            "event {} names recipient account {other:?}, not the file's account {expected_account}",
+                            rec.event_id
+                        ),
                     ),
-                ),
+                },
             },
         };
         if tx.blocking_send(parsed).is_err() {

@@ -22,6 +22,7 @@ impl Handler for TrailHandler {
 
 /// An ingestor wired to the process's AWS clients and config.
 pub fn ingestor(ctx: &ServiceContext) -> ingest::Ingestor {
+    ingest::register_metrics();
     ingest::Ingestor {
         store: kopter_store::audit::AuditStore::new(ctx.aws.dynamodb(), &ctx.names),
         directory: directory::Directory::new(
@@ -34,6 +35,7 @@ pub fn ingestor(ctx: &ServiceContext) -> ingest::Ingestor {
         outbox: Some(ctx.outbox.clone()),
         config: ctx.config.trail.clone(),
         bucket_regions: ingest::bucket_region_cache(),
+        settings: ingest::settings_cache(),
     }
 }
 

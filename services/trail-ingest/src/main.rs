@@ -91,40 +91,62 @@ async fn replay(
             return Ok(ExitCode::from(2));
         }
     };
+    let max_record_bytes = config.trail.max_record_bytes;
     let ctx = ServiceContext::new(config, Some(Service::TrailIngest)).await;
     let mut ingestor = trail_ingest::ingestor(&ctx);
-    let mut failed = false;
-    for path in files {
+    if dry_run {
+        ingestor.directory = Directory::fixed(vec![]);
+    }
+    // Every file is tried; each failure is reported and the exit code says
+    // whether any file failed, once all were tried.
+    let mut failed_files = 0usize;
+    let total = files.len();
+    for path in &files {
         let started = Instant::now();
-        let file = std::fs::File::open(&path)
-            .map_err(|e| anyhow::anyhow!("open {}: {e}", path.display()))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let bar = progress(size);
-        // The account comes from the records themselves: a replayed file has
-        // no key. Each record's recipient account must be onboarded under the
-        // tenant; the first record decides which account the file is.
-        let account = match first_recipient(&path)? {
-            Some(a) => a,
-            None => {
-                eprintln!("{}: no records", path.display());
+        let shown = path.display();
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("{shown}: FAILED: cannot open: {e}");
+                failed_files += 1;
                 continue;
             }
         };
-        if dry_run {
-            ingestor.directory = Directory::fixed(vec![]);
-        } else {
-            match ctx.accounts.get(&tenant, &account).await? {
-                Some(_) => {}
-                None => {
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // The account comes from the records themselves: a replayed file has
+        // no key. The first record that names one decides; every record must
+        // then name it (or none), and it must be onboarded under the tenant.
+        let account = match first_recipient(path, max_record_bytes) {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                eprintln!("{shown}: FAILED: no record names a recipientAccountId");
+                failed_files += 1;
+                continue;
+            }
+            Err(e) => {
+                eprintln!("{shown}: FAILED: {e:#}");
+                failed_files += 1;
+                continue;
+            }
+        };
+        if !dry_run {
+            match ctx.accounts.get(&tenant, &account).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
                     eprintln!(
-                        "{}: account {account} is not onboarded under tenant {tenant}; refusing",
-                        path.display()
+                        "{shown}: FAILED: account {account} is not onboarded under tenant {tenant}; refusing"
                     );
-                    failed = true;
+                    failed_files += 1;
+                    continue;
+                }
+                Err(e) => {
+                    eprintln!("{shown}: FAILED: look up account {account}: {e:#}");
+                    failed_files += 1;
                     continue;
                 }
             }
         }
+        let bar = progress(size);
         let reader = bar.wrap_read(file);
         let result = ingestor
             .ingest_reader(&tenant, &account, reader, dry_run)
@@ -132,43 +154,73 @@ async fn replay(
         bar.finish_and_clear();
         let secs = started.elapsed().as_secs_f64();
         match result {
-            Ok(r) => println!(
-                "{}: records {} new {} duplicates {} rejected {} findings {} ({:.0} records/s)",
-                path.display(),
-                r.records,
-                r.new,
-                r.duplicates,
-                r.rejected,
-                r.findings.len(),
-                r.records as f64 / secs.max(1e-9)
-            ),
+            Ok(r) => {
+                for p in &r.problems {
+                    eprintln!("{shown}: {p}");
+                }
+                let unlisted = (r.rejected + r.quarantined) as usize - r.problems.len();
+                if unlisted > 0 {
+                    eprintln!(
+                        "{shown}: … and {unlisted} more rejected or unfiled records (see the log)"
+                    );
+                }
+                println!(
+                    "{shown}: records {} new {} duplicates {} conflicts {} rejected {} unfiled {} findings {} ({:.0} records/s)",
+                    r.records,
+                    r.new,
+                    r.duplicates,
+                    r.conflicts,
+                    r.rejected,
+                    r.quarantined,
+                    r.findings.len(),
+                    r.records as f64 / secs.max(1e-9)
+                );
+                if r.rejected + r.quarantined > 0 {
+                    failed_files += 1;
+                }
+            }
             Err(e) => {
-                eprintln!("{}: {e}", path.display());
-                failed = true;
+                eprintln!("{shown}: FAILED: {e}");
+                failed_files += 1;
             }
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    if failed_files > 0 {
+        eprintln!("trail-ingest: {failed_files} of {total} files failed or had records not filed");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-/// The recipient account of a file's first record.
-fn first_recipient(path: &std::path::Path) -> anyhow::Result<Option<AccountId>> {
+/// The recipient account of the file's first record that names one.
+/// Records are lent, not copied, and the configured size limit applies, so
+/// an oversized first record costs no more memory than the limit.
+fn first_recipient(
+    path: &std::path::Path,
+    max_record_bytes: usize,
+) -> anyhow::Result<Option<AccountId>> {
     let file = std::fs::File::open(path)?;
-    let mut records = trail_ingest::records::gzip_records(file, 64 << 20);
-    let Some(first) = records.next() else {
-        return Ok(None);
-    };
-    let first = first.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let rec = trail_ingest::normalise::normalise(&first.bytes)
-        .map_err(|e| anyhow::anyhow!("{}: first record: {e}", path.display()))?;
-    let account = rec.recipient_account.ok_or_else(|| {
-        anyhow::anyhow!("{}: first record has no recipientAccountId", path.display())
-    })?;
-    Ok(Some(AccountId::new(account)?))
+    let mut records = trail_ingest::records::gzip_records(file, max_record_bytes);
+    while let Some(next) = records.next_record() {
+        let record = match next {
+            Ok(r) => r,
+            // Skipped unread; the ingest quarantines it.
+            Err(e) if e.is_recoverable() => continue,
+            Err(e) => return Err(anyhow::anyhow!(e)),
+        };
+        #[derive(serde::Deserialize)]
+        struct Recipient {
+            #[serde(rename = "recipientAccountId")]
+            recipient: Option<String>,
+        }
+        if let Ok(Recipient {
+            recipient: Some(account),
+        }) = serde_json::from_slice(record.bytes)
+        {
+            return Ok(Some(AccountId::new(account)?));
+        }
+    }
+    Ok(None)
 }
 
 fn progress(bytes: u64) -> indicatif::ProgressBar {

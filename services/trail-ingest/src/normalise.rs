@@ -25,12 +25,27 @@
 //! details parse `raw` again, with their own narrow structs, for the few
 //! events they are about.
 //!
-//! Principal: `userIdentity.arn`; for an assumed role that is the session's
-//! ARN (`…:assumed-role/Role/session`), not `sessionContext.sessionIssuer.arn`,
-//! so the audit log says who acted. A `Root` identity without an ARN gets
-//! `arn:aws:iam::<accountId>:root`; an identity without an ARN that was
-//! invoked by a service (`AWSService`, or the type-less service events) gets
-//! `invokedBy` (e.g. `ec2.amazonaws.com`, `AWS Internal`).
+//! Principal (who acted), for every `userIdentity.type` the CloudTrail
+//! userIdentity element documents
+//! (<https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html>):
+//!
+//! | `type` | principal |
+//! |---|---|
+//! | any, with a non-empty `arn` (`IAMUser`, `AssumedRole`, `FederatedUser`, `Role`, `Root`) | `arn`; for an assumed role the session's ARN, not `sessionIssuer.arn`, so the log says who acted |
+//! | `Root` without `arn` | `arn:aws:iam::<accountId>:root` |
+//! | `SAMLUser` | `saml:<identityProvider>/<userName>` (`principalId` if no user name) |
+//! | `WebIdentityUser` | `web-identity:<identityProvider>/<userName>` (`principalId` if no user name) |
+//! | `IdentityCenterUser` | `identity-center:<onBehalfOf.identityStoreArn>/<onBehalfOf.userId>` |
+//! | `AWSAccount` (another account; also calls through VPC endpoints) | `account:<accountId>/<principalId>`, or `account:<accountId>` when `principalId` is empty |
+//! | `AWSService`, or any identity without the above but with `invokedBy` | `invokedBy` (e.g. `ec2.amazonaws.com`, `AWS Internal`) |
+//! | `Unknown`, `Directory` and future types | `<type>:<userName or principalId>` |
+//!
+//! The caller's account (`userIdentity.accountId`) is kept on its own
+//! (`user_account`, stored as the row's `caller_account`).
+//!
+//! A record without `eventID` (seen in old files) gets a deterministic id
+//! derived from its content, `kopter-<32 hex digits of SHA-256 of the
+//! record's JSON text>`, so the same record read again keeps its key.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -146,6 +161,23 @@ struct WireIdentity<'a> {
     account_id: Option<Str<'a>>,
     #[serde(rename = "invokedBy", borrow)]
     invoked_by: Option<Str<'a>>,
+    #[serde(rename = "principalId", borrow)]
+    principal_id: Option<Str<'a>>,
+    #[serde(rename = "userName", borrow)]
+    user_name: Option<Str<'a>>,
+    #[serde(rename = "identityProvider", borrow)]
+    identity_provider: Option<Str<'a>>,
+    #[serde(rename = "onBehalfOf", borrow)]
+    on_behalf_of: Option<WireOnBehalfOf<'a>>,
+}
+
+/// `userIdentity.onBehalfOf` of an `IdentityCenterUser`.
+#[derive(Deserialize)]
+struct WireOnBehalfOf<'a> {
+    #[serde(rename = "userId", borrow)]
+    user_id: Option<Str<'a>>,
+    #[serde(rename = "identityStoreArn", borrow)]
+    identity_store_arn: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -185,7 +217,29 @@ pub fn normalise(raw: &[u8]) -> Result<AuditRecord, NormaliseError> {
 }
 
 /// One record of a stream, normalised.
-pub type Normalised = Parsed<Result<AuditRecord, NormaliseError>>;
+pub type Normalised = Parsed<Result<AuditRecord, Unfiled>>;
+
+/// A record that did not normalise, with its bytes (for the quarantine).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Unfiled {
+    pub error: NormaliseError,
+    /// The record's JSON text as it was in the file.
+    pub raw: Vec<u8>,
+}
+
+impl NormaliseError {
+    /// The quarantine reason (`kopter_trail_records_quarantined_total`
+    /// label) of this error.
+    pub fn reason(&self) -> &'static str {
+        use kopter_store::audit::quarantine_reason as r;
+        match self {
+            Self::Utf8(_) | Self::Json(_) => r::INVALID_JSON,
+            Self::Missing(_) => r::MISSING_FIELD,
+            Self::BadTime(_) => r::BAD_TIME,
+        }
+    }
+}
 
 /// The next record of `stream`, normalised: the same result as
 /// [`normalise`] on [`RecordStream::next_record`]'s bytes, but the JSON
@@ -199,7 +253,12 @@ pub type Normalised = Parsed<Result<AuditRecord, NormaliseError>>;
 pub fn next_normalised<R: BufRead>(
     stream: &mut RecordStream<R>,
 ) -> Option<Result<Normalised, RecordError>> {
-    stream.next_parsed(parse_prefix, |record| normalise(record.bytes))
+    stream.next_parsed(parse_prefix, |record| {
+        normalise(record.bytes).map_err(|error| Unfiled {
+            error,
+            raw: record.bytes.to_vec(),
+        })
+    })
 }
 
 /// Bytes of the buffer checked as UTF-8 for the first attempt: a little
@@ -212,7 +271,7 @@ const FIRST_WINDOW: usize = 4 << 10;
 /// `serde_json` parses a `&str` without checking UTF-8 again (a `&[u8]`
 /// would be checked string by string, and `raw` once more), so a window of
 /// the buffer is checked once, then grown if the record is longer.
-fn parse_prefix(rest: &[u8]) -> Option<(Result<AuditRecord, NormaliseError>, usize)> {
+fn parse_prefix(rest: &[u8]) -> Option<(Result<AuditRecord, Unfiled>, usize)> {
     let mut window = FIRST_WINDOW.min(rest.len());
     loop {
         let text = valid_utf8_prefix(&rest[..window]);
@@ -220,7 +279,12 @@ fn parse_prefix(rest: &[u8]) -> Option<(Result<AuditRecord, NormaliseError>, usi
         match records.next()? {
             Ok(wire) => {
                 let len = records.byte_offset();
-                return Some((from_wire(wire, text.get(..len)?), len));
+                let record = text.get(..len)?;
+                let normalised = from_wire(wire, record).map_err(|error| Unfiled {
+                    error,
+                    raw: record.as_bytes().to_vec(),
+                });
+                return Some((normalised, len));
             }
             Err(e) if e.is_eof() && window < rest.len() => {
                 window = window.saturating_mul(8).min(rest.len());
@@ -239,7 +303,10 @@ fn valid_utf8_prefix(bytes: &[u8]) -> &str {
 }
 
 fn from_wire(wire: WireRecord<'_>, text: &str) -> Result<AuditRecord, NormaliseError> {
-    let event_id = required(wire.event_id, "eventID")?;
+    let event_id = match wire.event_id {
+        Some(id) if !id.as_str().is_empty() => id.into_string(),
+        _ => derived_event_id(text),
+    };
     let event_time = match wire.event_time {
         Some(t) => DateTime::parse_from_rfc3339(t.as_str())
             .map_err(|_| NormaliseError::BadTime(t.as_str().to_owned()))?
@@ -252,17 +319,8 @@ fn from_wire(wire: WireRecord<'_>, text: &str) -> Result<AuditRecord, NormaliseE
 
     let (principal_type, principal_arn, user_account) = match wire.user_identity {
         Some(id) => {
-            let arn = match id.arn {
-                Some(arn) if !arn.as_str().is_empty() => Some(arn.into_string()),
-                _ => match (&id.kind, &id.account_id, id.invoked_by) {
-                    (Some(kind), Some(account), _) if kind.as_str() == "Root" => {
-                        Some(format!("arn:aws:iam::{}:root", account.as_str()))
-                    }
-                    (_, _, Some(by)) => Some(by.into_string()),
-                    _ => None,
-                },
-            };
-            (owned(id.kind), arn, owned(id.account_id))
+            let principal = principal_of(&id);
+            (owned(id.kind), principal, owned(id.account_id))
         }
         None => (None, None, None),
     };
@@ -333,6 +391,55 @@ fn from_wire(wire: WireRecord<'_>, text: &str) -> Result<AuditRecord, NormaliseE
         mfa_used,
         console_login,
     })
+}
+
+/// The id of a record that has no `eventID`: derived from the record's
+/// JSON text, so reading the same record again gives the same id (and the
+/// same row key).
+pub fn derived_event_id(text: &str) -> String {
+    format!(
+        "kopter-{}",
+        kopter_store::audit::content_hash(text.as_bytes())
+    )
+}
+
+/// Who acted (see the table in the module docs).
+fn principal_of(id: &WireIdentity<'_>) -> Option<String> {
+    let nonempty = |s: &Option<Str<'_>>| {
+        s.as_ref()
+            .map(Str::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(arn) = nonempty(&id.arn) {
+        return Some(arn);
+    }
+    let kind = id.kind.as_ref().map_or("", Str::as_str);
+    let account = nonempty(&id.account_id);
+    let principal_id = nonempty(&id.principal_id);
+    let user = nonempty(&id.user_name).or_else(|| principal_id.clone());
+    let provider = nonempty(&id.identity_provider).unwrap_or_else(|| "(no provider)".into());
+    let principal = match kind {
+        "Root" => account.map(|a| format!("arn:aws:iam::{a}:root")),
+        "SAMLUser" => user.clone().map(|u| format!("saml:{provider}/{u}")),
+        "WebIdentityUser" => user.clone().map(|u| format!("web-identity:{provider}/{u}")),
+        "IdentityCenterUser" => id.on_behalf_of.as_ref().and_then(|o| {
+            let user = nonempty(&o.user_id)?;
+            let store = nonempty(&o.identity_store_arn).unwrap_or_else(|| "(no store)".into());
+            Some(format!("identity-center:{store}/{user}"))
+        }),
+        "AWSAccount" => account.map(|a| match &principal_id {
+            Some(p) => format!("account:{a}/{p}"),
+            None => format!("account:{a}"),
+        }),
+        _ => None,
+    };
+    principal
+        .or_else(|| nonempty(&id.invoked_by))
+        .or_else(|| match (kind, user) {
+            ("" | "AWSService", _) | (_, None) => None,
+            (kind, Some(u)) => Some(format!("{kind}:{u}")),
+        })
 }
 
 fn push_unique(v: &mut Vec<String>, s: String) {
@@ -645,7 +752,7 @@ mod tests {
         let r = doc_record(2);
         assert_eq!(r.console_login.as_deref(), Some("Failure"));
         assert_eq!(r.error_message.as_deref(), Some("Failed authentication"));
-        assert_eq!(r.principal_arn, None);
+        assert_eq!(r.principal_arn.as_deref(), Some("IAMUser:anaya"), "no arn");
         let r = doc_record(6);
         assert_eq!(r.principal_type.as_deref(), Some("Root"));
         assert_eq!(
@@ -658,16 +765,24 @@ mod tests {
     #[test]
     fn doc_records_that_lack_required_fields() {
         let records = fixture_records("doc_example_records.json");
-        for (i, record) in records.iter().enumerate().take(15).skip(10) {
-            let err = normalise(record).expect_err("no eventID");
-            assert_eq!(err.to_string(), "record has no eventID", "record {i}");
+        // The EC2 and IAM examples have no eventID: each gets one derived
+        // from its content, the same every time, different per record.
+        let mut ids = Vec::new();
+        for record in records.iter().take(15).skip(10) {
+            let id = normalise(record).expect("derived id").event_id;
+            assert!(id.starts_with("kopter-") && id.len() == 7 + 32, "{id}");
+            assert_eq!(normalise(record).expect("again").event_id, id);
+            ids.push(id);
         }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 5);
         for i in [16, 17] {
             let err = normalise(&records[i]).expect_err("insight");
             assert_eq!(err.to_string(), "record has no eventSource");
         }
         let ok = records.iter().filter(|r| normalise(r).is_ok()).count();
-        assert_eq!(ok, 14);
+        assert_eq!(ok, 19);
     }
 
     #[test]
@@ -696,14 +811,15 @@ mod tests {
     }
 
     #[test]
-    fn serializer_fixtures_have_no_event_id() {
+    fn serializer_fixtures_get_derived_event_ids() {
         for name in [
             "SerializerTestFile.json",
             "SerializerVariousUserIdentityTestFile.json",
         ] {
             for raw in fixture_records(name) {
-                let err = normalise(&raw).expect_err("placeholder records");
-                assert!(matches!(err, NormaliseError::Missing("eventID")), "{err}");
+                let r = normalise(&raw).expect("placeholder records");
+                let text = std::str::from_utf8(&raw).expect("utf8");
+                assert_eq!(r.event_id, derived_event_id(text));
             }
         }
     }
@@ -777,10 +893,66 @@ mod tests {
         );
     }
 
+    /// Every documented `userIdentity.type` names a principal and keeps the
+    /// caller's account. Shapes as the CloudTrail userIdentity element page
+    /// documents them (examples and field descriptions).
+    #[test]
+    fn every_identity_type_names_a_principal() {
+        let cases = [
+            (
+                r#"{"type":"SAMLUser","principalId":"SampleUkh1i4+ExamplexL/jEvs=:SamlExample","userName":"SamlExample","identityProvider":"bdGOnTesti4+ExamplexL/jEvs=","accountId":"123456789012"}"#,
+                "saml:bdGOnTesti4+ExamplexL/jEvs=/SamlExample",
+                Some("123456789012"),
+            ),
+            (
+                r#"{"type":"WebIdentityUser","principalId":"accounts.google.com:application-id.apps.googleusercontent.com:user-id","userName":"user-id","identityProvider":"accounts.google.com"}"#,
+                "web-identity:accounts.google.com/user-id",
+                None,
+            ),
+            (
+                r#"{"type":"IdentityCenterUser","accountId":"123456789012","onBehalfOf":{"userId":"544894e8-80c1-707f-60e3-3ba6510dfac1","identityStoreArn":"arn:aws:identitystore::123456789012:identitystore/d-9067642ac7"},"credentialId":"EXAMPLEVHULjJdTUdPJfofVa1sufHDoj7aYcOYcxFVllWR_Whr1fEXAMPLE"}"#,
+                "identity-center:arn:aws:identitystore::123456789012:identitystore/d-9067642ac7/544894e8-80c1-707f-60e3-3ba6510dfac1",
+                Some("123456789012"),
+            ),
+            (
+                r#"{"type":"AWSAccount","principalId":"AIDAEXAMPLEID","accountId":"444455556666"}"#,
+                "account:444455556666/AIDAEXAMPLEID",
+                Some("444455556666"),
+            ),
+            // A call through a VPC endpoint from another account.
+            (
+                r#"{"type":"AWSAccount","principalId":"","accountId":"777788889999"}"#,
+                "account:777788889999",
+                Some("777788889999"),
+            ),
+            (
+                r#"{"type":"AWSService","invokedBy":"cloudtrail.amazonaws.com"}"#,
+                "cloudtrail.amazonaws.com",
+                None,
+            ),
+            (
+                r#"{"type":"Unknown","principalId":"","userName":"someone@example.com","accountId":"123456789012"}"#,
+                "Unknown:someone@example.com",
+                Some("123456789012"),
+            ),
+            (
+                r#"{"type":"FederatedUser","principalId":"123456789012:bob","arn":"arn:aws:sts::123456789012:federated-user/bob","accountId":"123456789012"}"#,
+                "arn:aws:sts::123456789012:federated-user/bob",
+                Some("123456789012"),
+            ),
+        ];
+        for (identity, principal, account) in cases {
+            let r = normalise(&minimal(&format!(r#""userIdentity":{identity}"#)))
+                .unwrap_or_else(|e| panic!("{identity}: {e}"));
+            assert_eq!(r.principal_arn.as_deref(), Some(principal), "{identity}");
+            assert_eq!(r.user_account.as_deref(), account, "{identity}");
+        }
+    }
+
     #[test]
     fn errors_name_the_field() {
         let err = normalise(br#"{"eventTime":"2024-05-01T12:00:00Z"}"#).expect_err("err");
-        assert_eq!(err.to_string(), "record has no eventID");
+        assert_eq!(err.to_string(), "record has no eventSource");
         let raw = String::from_utf8(minimal(""))
             .expect("utf8")
             .replace("2024-05-01T12:00:00Z", "yesterday");

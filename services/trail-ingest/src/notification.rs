@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `Records` | S3 event notification (bucket → SQS, or → SNS with raw delivery) | URL-encoded, form style |
 //! | `s3Bucket`, `s3ObjectKey` | CloudTrail's own "log delivered" SNS notification | verbatim |
+//! | the same plus `"kopterReplay": true` | `kopterctl audit quarantine replay` ([`kopter_store::audit::quarantine_replay_body`]) | verbatim |
 //! | `Event` (= `s3:TestEvent`) | S3 checking the destination when the notification is configured | none |
 //! | `Type` + `TopicArn`/`MessageId` | SNS envelope (raw delivery off); its `Message` string is one of the above | – |
 //!
@@ -59,6 +60,11 @@ pub enum Notification {
     Objects(Vec<TrailObject>),
     /// S3's `s3:TestEvent`: nothing to read, safe to acknowledge.
     TestEvent,
+    /// Files to read again for `kopterctl audit quarantine replay`: read
+    /// as usual, and once a file is read to the end its quarantine items
+    /// from before are released (records still bad are quarantined
+    /// again by the reading).
+    Replay(Vec<TrailObject>),
 }
 
 /// Why a message body could not be decoded. Record and key indexes are
@@ -252,6 +258,9 @@ fn cloudtrail_notification(obj: &Map<String, Value>) -> Result<Notification> {
             _ => return Err(bad("is not a string")),
         }
     }
+    if obj.get("kopterReplay") == Some(&Value::Bool(true)) {
+        return Ok(Notification::Replay(objects.list));
+    }
     Ok(Notification::Objects(objects.list))
 }
 
@@ -417,6 +426,18 @@ mod tests {
         assert_eq!(
             objects(&sns_wrap(CLOUDTRAIL_RAW_1)),
             objects(CLOUDTRAIL_RAW_1)
+        );
+    }
+
+    #[test]
+    fn quarantine_replay_notices_name_their_files() {
+        let body = kopter_store::audit::quarantine_replay_body("b", "AWSLogs/1/a+b%20.json.gz");
+        assert_eq!(
+            parse_notification(&body).expect("replay"),
+            Notification::Replay(vec![TrailObject {
+                bucket: "b".into(),
+                key: "AWSLogs/1/a+b%20.json.gz".into()
+            }])
         );
     }
 

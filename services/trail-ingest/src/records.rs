@@ -28,7 +28,15 @@
 //! [`RecordStream::next_parsed`] lets a parser that finds the end of the
 //! record itself (serde_json does) skip the scan altogether, falling back to
 //! it for records that span reads or do not parse: that is the fast path
-//! `normalise::next_normalised` uses. Nothing after the closing `]` is read.
+//! `normalise::next_normalised` uses.
+//!
+//! A file may hold several whole documents one after the other: gzip
+//! members that each carry a `{"Records":[…]}` (what `cat a.gz b.gz`
+//! makes, and what some forwarders write). After a document's closing `}`
+//! the stream looks for the next `{` and goes on, so every record of every
+//! document comes out, with indexes and offsets counted across the whole
+//! file; anything else after a document is an error, never silently
+//! ignored.
 //!
 //! Every error names the uncompressed byte offset where it was noticed, so a
 //! bad file can be inspected with `zcat file | tail -c +$((OFFSET + 1))`.
@@ -166,6 +174,9 @@ enum State {
     AfterElement,
     /// Just after `,` (an element must follow).
     AfterComma,
+    /// Just after a document's `]`: the rest of its top-level object, then
+    /// the end of input or another document.
+    AfterArray,
     /// Finished, or failed: the iterator is fused.
     Done,
 }
@@ -351,6 +362,26 @@ impl<R: BufRead> RecordStream<R> {
                     self.input.find_records_array()?;
                     self.state = State::ArrayOpen;
                 }
+                State::AfterArray => {
+                    self.input.finish_document()?;
+                    match self.input.peek_non_ws()? {
+                        None => {
+                            self.state = State::Done;
+                            return Ok(None);
+                        }
+                        // Another whole document (a further gzip member).
+                        Some(b'{') => self.state = State::Start,
+                        Some(b) => {
+                            return Err(RecordError::Invalid {
+                                offset: self.input.pos,
+                                what: format!(
+                                    "expected another {{\"Records\":[…]}} document or the end of the file after a document, found {}",
+                                    show(b)
+                                ),
+                            });
+                        }
+                    }
+                }
                 State::AfterElement => match self.input.peek_non_ws()? {
                     Some(b',') => {
                         self.input.bump();
@@ -358,8 +389,7 @@ impl<R: BufRead> RecordStream<R> {
                     }
                     Some(b']') => {
                         self.input.bump();
-                        self.state = State::Done;
-                        return Ok(None);
+                        self.state = State::AfterArray;
                     }
                     Some(b) => {
                         return Err(RecordError::Invalid {
@@ -384,8 +414,7 @@ impl<R: BufRead> RecordStream<R> {
                         }
                         Some(b']') if self.state == State::ArrayOpen => {
                             self.input.bump();
-                            self.state = State::Done;
-                            return Ok(None);
+                            self.state = State::AfterArray;
                         }
                         Some(b']') => {
                             return Err(RecordError::Invalid {
@@ -621,6 +650,51 @@ impl<R: BufRead> Input<R> {
                 }
                 None => return Err(self.truncated(Inside::TopLevelObject)),
             }
+        }
+    }
+
+    /// Reads the rest of a document's top-level object after its `Records`
+    /// array: further keys and values, up to and including the `}`.
+    fn finish_document(&mut self) -> Result<(), RecordError> {
+        loop {
+            match self.peek_non_ws()? {
+                Some(b'}') => {
+                    self.bump();
+                    return Ok(());
+                }
+                Some(b',') => self.bump(),
+                Some(b) => {
+                    return Err(RecordError::Invalid {
+                        offset: self.pos,
+                        what: format!(
+                            "expected ',' or '}}' after the Records array, found {}",
+                            show(b)
+                        ),
+                    });
+                }
+                None => return Err(self.truncated(Inside::TopLevelObject)),
+            }
+            match self.peek_non_ws()? {
+                Some(b'"') => self.read_string(&mut Vec::new(), 0)?,
+                Some(b) => {
+                    return Err(RecordError::Invalid {
+                        offset: self.pos,
+                        what: format!("expected a key in the top-level object, found {}", show(b)),
+                    });
+                }
+                None => return Err(self.truncated(Inside::TopLevelObject)),
+            }
+            match self.peek_non_ws()? {
+                Some(b':') => self.bump(),
+                Some(b) => {
+                    return Err(RecordError::Invalid {
+                        offset: self.pos,
+                        what: format!("expected ':' after a top-level key, found {}", show(b)),
+                    });
+                }
+                None => return Err(self.truncated(Inside::TopLevelObject)),
+            }
+            self.skip_value()?;
         }
     }
 
@@ -1178,7 +1252,53 @@ mod tests {
                 (34, 2, r#"scanned {"d":3}"#.to_owned()),
             ]
         );
-        assert_eq!(stream.bytes_read(), doc.len() as u64 - 1);
+        assert_eq!(stream.bytes_read(), doc.len() as u64);
+    }
+
+    #[test]
+    fn concatenated_documents_all_come_out() {
+        // Two whole documents as two gzip members (`cat a.json.gz b.json.gz`),
+        // the second with a key after its Records array.
+        let a = fixture("SerializerTestFile.json");
+        let b = br#"{"Records":[{"eventID":"b-0"},{"eventID":"b-1"}],"x":[1]}"#;
+        let mut gz = gzip(&a);
+        gz.extend(gzip(b));
+        let records: Vec<_> = gzip_records(&gz[..], DEFAULT_MAX_RECORD_BYTES)
+            .collect::<Result<_, _>>()
+            .expect("records");
+        assert_eq!(records.len(), 8, "6 of the first document, 2 of the second");
+        let mut plain = a.clone();
+        plain.extend_from_slice(b);
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.index, i, "indexes count across documents");
+            let at = r.offset as usize;
+            assert_eq!(&plain[at..at + r.bytes.len()], &r.bytes[..]);
+        }
+        assert_eq!(records[7].bytes, br#"{"eventID":"b-1"}"#);
+        // Documents back to back with whitespace, and an empty one.
+        let docs = b"{\"Records\":[{\"a\":1}]}\n{\"Records\":[]}  {\"Records\":[{\"b\":2}]}\n";
+        let records = ok_records(docs);
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].bytes, br#"{"b":2}"#);
+    }
+
+    #[test]
+    fn anything_else_after_a_document_is_an_error() {
+        for (doc, want) in [
+            (&br#"{"Records":[{"a":1}]} trailing"#[..], "found 't'"),
+            (br#"{"Records":[{"a":1}]}{"Other":[]}"#, "no \"Records\""),
+            (br#"{"Records":[{"a":1}] x"#, "after the Records array"),
+        ] {
+            let results = all_json(doc, 100);
+            assert!(results[0].is_ok(), "the record before is kept");
+            let err = results.last().expect("err").as_ref().expect_err("err");
+            assert!(err.to_string().contains(want), "{err} should say {want}");
+        }
+        let err = all_json(br#"{"Records":[{"a":1}]"#, 100)
+            .pop()
+            .expect("one")
+            .expect_err("truncated");
+        assert!(matches!(err, RecordError::Truncated { .. }), "{err:?}");
     }
 
     #[test]
@@ -1192,8 +1312,7 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 6);
-        // Stops at the closing bracket; the final `}` is not read.
-        let close = data.iter().rposition(|&b| b == b']').expect("]");
-        assert_eq!(stream.bytes_read(), close as u64 + 1);
+        // Reads to the end, to find out whether another document follows.
+        assert_eq!(stream.bytes_read(), data.len() as u64);
     }
 }

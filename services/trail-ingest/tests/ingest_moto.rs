@@ -160,6 +160,7 @@ fn all_time(tenant: &str) -> AuditQuery {
         event: None,
         source: None,
         resource: None,
+        caller_account: None,
         limit: 1000,
     }
 }
@@ -531,9 +532,10 @@ async fn bad_files_keep_earlier_rows_and_fail_with_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().to_lowercase().contains("gzip"), "{err}");
 
-    // Invalid JSON in the middle, a record without eventID, a huge record.
+    // Invalid JSON inside a record, a record without eventID, a huge
+    // record: none of them stops the file any more (issue 18 item 3).
     let broken = body.replacen("\"eventName\"", "\"eventName\" oops", 1);
-    let err = ingestor
+    let report = ingestor
         .ingest_reader(
             &tenant,
             &account,
@@ -541,26 +543,20 @@ async fn bad_files_keep_earlier_rows_and_fail_with_a_clear_error() {
             false,
         )
         .await
-        .unwrap_err();
-    assert!(err.to_string().contains("record 0"), "{err}");
-    let no_id = serde_json::json!({"Records": [{"eventTime": "2022-11-10T17:00:00Z", "eventSource": "ec2.amazonaws.com", "eventName": "X", "awsRegion": "eu-west-1", "recipientAccountId": s.ours}]});
-    let err = ingestor
-        .ingest_reader(
-            &tenant,
-            &account,
-            std::io::Cursor::new(gzip(no_id.to_string().as_bytes())),
-            false,
-        )
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("no eventID"), "{err}");
+        .unwrap();
+    assert_eq!((report.quarantined, report.duplicates), (1, 199));
+    assert!(
+        report.problems[0].starts_with("record 0 at byte 12 quarantined (invalid_json)"),
+        "{:?}",
+        report.problems
+    );
     let huge = record(
         &s.ours,
         "bbbbbbbb-0000-4000-8000-000000000000",
         "X",
         serde_json::json!({"requestParameters": {"blob": "x".repeat(200 * 1024)}}),
     );
-    let err = ingestor
+    let report = ingestor
         .ingest_reader(
             &tenant,
             &account,
@@ -572,11 +568,495 @@ async fn bad_files_keep_earlier_rows_and_fail_with_a_clear_error() {
             false,
         )
         .await
-        .unwrap_err();
-    assert!(err.to_string().contains("65536"), "{err}");
+        .unwrap();
+    assert_eq!(report.quarantined, 1);
+    assert!(
+        report.problems[0].contains("65536"),
+        "{:?}",
+        report.problems
+    );
     assert_eq!(
         ingestor.store.query(&all_time("acme")).await.unwrap().len(),
         200
+    );
+}
+
+/// Puts `body` (already gzipped) under a fresh key of `s.ours` and ingests
+/// it through the handler, as the queue would deliver it.
+async fn ingest_via_s3(
+    s: &Setup,
+    ingestor: &trail_ingest::ingest::Ingestor,
+    file: Vec<u8>,
+) -> (String, trail_ingest::ingest::FileReport) {
+    let key = key_for(&s.ours, "acme");
+    s.s3.put_object()
+        .bucket(&s.bucket)
+        .key(&key)
+        .body(ByteStream::from(file))
+        .send()
+        .await
+        .unwrap();
+    let obj = trail_ingest::notification::TrailObject {
+        bucket: s.bucket.clone(),
+        key: key.clone(),
+    };
+    match ingestor.ingest_object(&obj).await.unwrap() {
+        trail_ingest::ingest::FileOutcome::Ingested(r) => (key, r),
+        other => panic!("not ingested: {other:?}"),
+    }
+}
+
+fn metric(name: &str, label: &str) -> f64 {
+    let text = kopter_runtime::metrics::render();
+    text.lines()
+        .find(|l| l.starts_with(name) && l.contains(label))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// Issue 18 item 3: every kind of bad record is quarantined with its
+/// reason, file, index and offset; the records after it are filed and the
+/// message is acknowledged; a replay with a raised limit files what now
+/// fits and releases its item, and keeps what is still bad.
+#[tokio::test]
+async fn one_bad_record_never_blocks_the_rest_of_the_file() {
+    let s = setup().await;
+    let tenant = TenantId::new("acme").unwrap();
+    let mut ingestor = trail_ingest::ingestor(&s.env.ctx);
+    ingestor.config.max_record_bytes = 16 * 1024;
+    let good = |i: u32| {
+        record(
+            &s.ours,
+            &format!("cccccccc-0000-4000-8000-{i:012}"),
+            "DescribeInstances",
+            serde_json::json!({}),
+        )
+    };
+    let oversized = record(
+        &s.ours,
+        "cccccccc-0000-4000-8000-100000000000",
+        "PutObject",
+        serde_json::json!({"requestParameters": {"blob": "x".repeat(40 * 1024)}}),
+    );
+    let mut no_id = good(2);
+    no_id.as_object_mut().unwrap().remove("eventID");
+    // CloudTrail files of 2015-16: no recipientAccountId.
+    let mut no_recipient = good(3);
+    no_recipient
+        .as_object_mut()
+        .unwrap()
+        .remove("recipientAccountId");
+    let mut bad_time = good(4);
+    bad_time["eventTime"] = "yesterday".into();
+    let mut no_source = good(5);
+    no_source.as_object_mut().unwrap().remove("eventSource");
+    let records = [
+        good(0).to_string(),
+        oversized.to_string(),
+        no_id.to_string(),
+        r#"{"eventID":"x","eventTime":,}"#.to_owned(),
+        no_recipient.to_string(),
+        bad_time.to_string(),
+        no_source.to_string(),
+        good(1).to_string(),
+    ];
+    let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+    let offset_of = |i: usize| body.find(&records[i]).unwrap() as u64;
+    let before = metric(
+        "kopter_trail_records_quarantined_total",
+        "reason=\"too_large\"",
+    );
+
+    let (key, report) = ingest_via_s3(&s, &ingestor, gzip(body.as_bytes())).await;
+    assert_eq!(
+        (report.records, report.new, report.quarantined),
+        (8, 4, 4),
+        "{:?}",
+        report.problems
+    );
+    let rows = ingestor.store.query(&all_time("acme")).await.unwrap();
+    assert_eq!(rows.len(), 4);
+    let derived = rows
+        .iter()
+        .find(|r| r.event_id.starts_with("kopter-"))
+        .expect("the record without eventID is filed under a derived id");
+    assert_eq!(derived.account.as_str(), s.ours);
+    assert!(
+        rows.iter().any(|r| r.event_id.ends_with("000000000003")),
+        "no recipient: filed"
+    );
+
+    let q = ingestor.store.quarantined(&tenant, None).await.unwrap();
+    let mut got: Vec<(u64, u64, &str, bool)> = q
+        .iter()
+        .map(|q| (q.index, q.offset, q.reason.as_str(), q.raw.is_some()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (1, offset_of(1), "too_large", false),
+            (3, offset_of(3), "invalid_json", true),
+            (5, offset_of(5), "bad_time", true),
+            (6, offset_of(6), "missing_field", true),
+        ]
+    );
+    for item in &q {
+        assert_eq!(
+            (item.bucket.as_str(), item.key.as_str()),
+            (s.bucket.as_str(), key.as_str())
+        );
+        assert_eq!(item.account.as_str(), s.ours);
+    }
+    let missing = q.iter().find(|q| q.index == 6).unwrap();
+    assert_eq!(missing.detail, "record has no eventSource");
+    assert_eq!(
+        missing.raw.as_deref(),
+        Some(records[6].as_str()),
+        "kept raw, as received"
+    );
+    assert!(
+        metric(
+            "kopter_trail_records_quarantined_total",
+            "reason=\"too_large\""
+        ) >= before + 1.0
+    );
+    // Another tenant sees none of it.
+    let globex = TenantId::new("globex").unwrap();
+    assert!(
+        ingestor
+            .store
+            .quarantined(&globex, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The message is acknowledged: the handler succeeds.
+    let notice = serde_json::json!({"s3Bucket": s.bucket, "s3ObjectKey": [key]}).to_string();
+    let delivery = kopter_runtime::Delivery {
+        message_id: "m-1".into(),
+        body: notice,
+        receive_count: 1,
+        attributes: Default::default(),
+        sent_at_ms: None,
+    };
+    kopter_runtime::Handler::handle(&trail_ingest::TrailHandler(ingestor.clone()), &delivery)
+        .await
+        .unwrap();
+    // Read again, the record without eventID keeps its id: a duplicate.
+    assert_eq!(
+        ingestor.store.query(&all_time("acme")).await.unwrap().len(),
+        4
+    );
+
+    // Replay with a limit the oversized record fits: it is filed and its
+    // item released; the other three are still bad and stay.
+    ingestor.config.max_record_bytes = 1 << 20;
+    let replay = kopter_runtime::Delivery {
+        body: kopter_store::audit::quarantine_replay_body(&s.bucket, &key),
+        ..delivery
+    };
+    kopter_runtime::Handler::handle(&trail_ingest::TrailHandler(ingestor.clone()), &replay)
+        .await
+        .unwrap();
+    let rows = ingestor.store.query(&all_time("acme")).await.unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().any(|r| r.event_name == "PutObject"));
+    let left: Vec<u64> = ingestor
+        .store
+        .quarantined(&tenant, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| q.index)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(left, [3, 5, 6]);
+}
+
+/// Issue 18 item 2: `cat a.json.gz b.json.gz` — every record of every
+/// document is filed.
+#[tokio::test]
+async fn every_document_of_a_multi_member_gzip_is_filed() {
+    let s = setup().await;
+    let ingestor = trail_ingest::ingestor(&s.env.ctx);
+    let doc = |from: u32, n: u32| {
+        let records: Vec<_> = (from..from + n)
+            .map(|i| {
+                record(
+                    &s.ours,
+                    &format!("dddddddd-0000-4000-8000-{i:012}"),
+                    "DescribeVolumes",
+                    serde_json::json!({}),
+                )
+            })
+            .collect();
+        gzip(
+            serde_json::json!({ "Records": records })
+                .to_string()
+                .as_bytes(),
+        )
+    };
+    let mut file = doc(0, 3);
+    file.extend(doc(3, 4));
+    let (_, report) = ingest_via_s3(&s, &ingestor, file).await;
+    assert_eq!((report.records, report.new), (7, 7));
+    assert_eq!(
+        ingestor.store.query(&all_time("acme")).await.unwrap().len(),
+        7
+    );
+
+    // Anything but another document after the first: loud, never a
+    // silent partial success.
+    let mut bad = doc(10, 1);
+    bad.extend(gzip(b"not json"));
+    let key = key_for(&s.ours, "acme");
+    s.s3.put_object()
+        .bucket(&s.bucket)
+        .key(&key)
+        .body(ByteStream::from(bad))
+        .send()
+        .await
+        .unwrap();
+    let err = ingestor
+        .ingest_object(&trail_ingest::notification::TrailObject {
+            bucket: s.bucket.clone(),
+            key,
+        })
+        .await
+        .unwrap_err();
+    let text = format!("{:#}", anyhow::Error::new(err));
+    assert!(text.contains("after a document"), "{text}");
+}
+
+/// Issue 18 items 1 and 4: every identity type names a principal that
+/// finds its rows, the caller's account is a filter, and a principal ARN
+/// of IAM's maximum length (2,048 characters) is filed and found.
+#[tokio::test]
+async fn every_identity_is_searchable_by_principal_and_caller_account() {
+    let s = setup().await;
+    let tenant = TenantId::new("acme").unwrap();
+    let account = kopter_schema::AccountId::new(s.ours.clone()).unwrap();
+    let ingestor = trail_ingest::ingestor(&s.env.ctx);
+    let long_arn = format!("arn:aws:iam::{}:user/{}", s.ours, "p".repeat(2048 - 31));
+    assert_eq!(long_arn.len(), 2048);
+    let identities = [
+        (
+            serde_json::json!({"type": "SAMLUser", "principalId": "idp:alice", "userName": "alice", "identityProvider": "idp.example.com"}),
+            "saml:idp.example.com/alice".to_owned(),
+            None,
+        ),
+        (
+            serde_json::json!({"type": "WebIdentityUser", "principalId": "accounts.google.com:app:u1", "userName": "u1", "identityProvider": "accounts.google.com"}),
+            "web-identity:accounts.google.com/u1".to_owned(),
+            None,
+        ),
+        (
+            serde_json::json!({"type": "AWSAccount", "principalId": "AIDAOTHER", "accountId": "444455556666"}),
+            "account:444455556666/AIDAOTHER".to_owned(),
+            Some("444455556666"),
+        ),
+        (
+            serde_json::json!({"type": "IdentityCenterUser", "accountId": s.ours, "onBehalfOf": {"userId": "u-9", "identityStoreArn": "arn:aws:identitystore::111122223333:identitystore/d-1"}}),
+            "identity-center:arn:aws:identitystore::111122223333:identitystore/d-1/u-9".to_owned(),
+            Some(s.ours.as_str()),
+        ),
+        (
+            serde_json::json!({"type": "AWSService", "invokedBy": "config.amazonaws.com"}),
+            "config.amazonaws.com".to_owned(),
+            None,
+        ),
+        (
+            serde_json::json!({"type": "IAMUser", "arn": long_arn, "accountId": s.ours}),
+            long_arn.clone(),
+            Some(s.ours.as_str()),
+        ),
+    ];
+    let records: Vec<_> = identities
+        .iter()
+        .enumerate()
+        .map(|(i, (identity, _, _))| {
+            record(
+                &s.ours,
+                &format!("eeeeeeee-0000-4000-8000-{i:012}"),
+                "DescribeInstances",
+                serde_json::json!({"userIdentity": identity}),
+            )
+        })
+        .collect();
+    let report = ingestor
+        .ingest_reader(
+            &tenant,
+            &account,
+            std::io::Cursor::new(gzip(
+                serde_json::json!({ "Records": records })
+                    .to_string()
+                    .as_bytes(),
+            )),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.new, 6, "{:?}", report.problems);
+    for (_, principal, caller) in &identities {
+        let mut q = all_time("acme");
+        q.principal = Some(principal.clone());
+        let rows = ingestor.store.query(&q).await.unwrap();
+        assert_eq!(rows.len(), 1, "{principal:.80}");
+        assert_eq!(rows[0].principal_arn.as_ref(), Some(principal));
+        assert_eq!(rows[0].caller_account.as_deref(), *caller);
+    }
+    let mut q = all_time("acme");
+    q.caller_account = Some("444455556666".into());
+    let rows = ingestor.store.query(&q).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].principal_arn.as_deref(),
+        Some("account:444455556666/AIDAOTHER")
+    );
+    // The long ARN's key is a hash; the row keeps the whole ARN.
+    let mut q = all_time("acme");
+    q.principal = Some(long_arn.clone());
+    let row = &ingestor.store.query(&q).await.unwrap()[0];
+    assert!(
+        row.principal_key
+            .as_ref()
+            .unwrap()
+            .starts_with("acme#sha256:")
+    );
+}
+
+/// Issue 18 item 7: the same event id and time with other content is a
+/// conflict (counted, first write kept), not a duplicate.
+#[tokio::test]
+async fn a_different_record_under_a_stored_key_is_a_conflict() {
+    let s = setup().await;
+    let tenant = TenantId::new("acme").unwrap();
+    let account = kopter_schema::AccountId::new(s.ours.clone()).unwrap();
+    let ingestor = trail_ingest::ingestor(&s.env.ctx);
+    let first = record(
+        &s.ours,
+        "ffffffff-0000-4000-8000-000000000001",
+        "StopInstances",
+        serde_json::json!({}),
+    );
+    // With a resource, so the write goes through the transaction path too.
+    let with_refs = |name: &str| {
+        record(
+            &s.ours,
+            "ffffffff-0000-4000-8000-000000000002",
+            name,
+            serde_json::json!({"resources": [{"ARN": "arn:aws:s3:::a"}, {"ARN": "arn:aws:s3:::b"}]}),
+        )
+    };
+    let file = |records: Vec<serde_json::Value>| {
+        std::io::Cursor::new(gzip(
+            serde_json::json!({ "Records": records })
+                .to_string()
+                .as_bytes(),
+        ))
+    };
+    let r = ingestor
+        .ingest_reader(
+            &tenant,
+            &account,
+            file(vec![first.clone(), with_refs("GetObject")]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.new, 2);
+    // The same records again: duplicates.
+    let r = ingestor
+        .ingest_reader(
+            &tenant,
+            &account,
+            file(vec![first.clone(), with_refs("GetObject")]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.duplicates, r.conflicts), (2, 0));
+    let mut other = first.clone();
+    other["eventName"] = "TerminateInstances".into();
+    let r = ingestor
+        .ingest_reader(
+            &tenant,
+            &account,
+            file(vec![other, with_refs("DeleteObject")]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.new, r.duplicates, r.conflicts), (0, 0, 2));
+    let names: std::collections::BTreeSet<String> = ingestor
+        .store
+        .query(&all_time("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event_name)
+        .collect();
+    assert_eq!(
+        names,
+        ["GetObject".to_owned(), "StopInstances".to_owned()].into(),
+        "first kept"
+    );
+}
+
+/// Issue 18 item 6: a tenant turns a rule off; its matches are no longer
+/// findings for that tenant (nor published), other rules still are.
+#[tokio::test]
+async fn a_rule_turned_off_for_a_tenant_finds_nothing_there() {
+    let s = setup().await;
+    let tenant = TenantId::new("acme").unwrap();
+    let account = kopter_schema::AccountId::new(s.ours.clone()).unwrap();
+    let ingestor = trail_ingest::ingestor(&s.env.ctx);
+    ingestor
+        .store
+        .set_rule_enabled(&tenant, "root-activity", false)
+        .await
+        .unwrap();
+    let root = serde_json::json!({"type": "Root", "arn": format!("arn:aws:iam::{}:root", s.ours), "accountId": s.ours});
+    let stop = record(
+        &s.ours,
+        "abababab-0000-4000-8000-000000000001",
+        "StopLogging",
+        serde_json::json!({"userIdentity": root, "eventSource": "cloudtrail.amazonaws.com"}),
+    );
+    let r = ingestor
+        .ingest_reader(
+            &tenant,
+            &account,
+            std::io::Cursor::new(gzip(
+                serde_json::json!({ "Records": [stop] })
+                    .to_string()
+                    .as_bytes(),
+            )),
+            false,
+        )
+        .await
+        .unwrap();
+    let rules: Vec<&str> = r.findings.iter().map(|f| f.rule.as_str()).collect();
+    assert_eq!(rules, ["cloudtrail-stopped"]);
+    let row = &ingestor.store.query(&all_time("acme")).await.unwrap()[0];
+    assert_eq!(row.findings, ["cloudtrail-stopped"]);
+    // On again.
+    ingestor
+        .store
+        .set_rule_enabled(&tenant, "root-activity", true)
+        .await
+        .unwrap();
+    assert!(
+        ingestor
+            .store
+            .settings(&tenant)
+            .await
+            .unwrap()
+            .disabled_rules
+            .is_empty()
     );
 }
 
@@ -622,14 +1102,82 @@ async fn replay_dry_run_counts_records_without_aws() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Records of another account are rejected: reported, and the exit
+    // code says not everything was filed.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stdout.contains(&format!("rejected {n_theirs}")), "{stdout}");
     assert!(stdout.contains("records/s"), "{stdout}");
+    assert_eq!(
+        stderr.matches("rejected: event").count(),
+        n_theirs,
+        "{stderr}"
+    );
     assert!(n_ours > 0);
+}
+
+/// Issue 18 item 8: replay goes on past a missing file, a file that is not
+/// gzip and a file with a bad record, reports each, and exits non-zero at
+/// the end; a good file after them is still read.
+#[tokio::test]
+async fn replay_of_several_files_goes_on_and_reports_each_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json.gz");
+    let not_gzip = dir.path().join("plain.json.gz");
+    std::fs::write(&not_gzip, b"{\"Records\":[]}").unwrap();
+    let acct = "111122223333";
+    let rec = |id: &str| record(acct, id, "DescribeInstances", serde_json::json!({}));
+    // The first record is over the default 8 MiB limit: skipped unread
+    // (the account comes from the next record), quarantined, and the
+    // rest of the file is still read.
+    let with_bad = dir.path().join("bad-record.json.gz");
+    let oversized = record(
+        acct,
+        "a-0",
+        "PutObject",
+        serde_json::json!({"requestParameters": {"blob": "x".repeat(9 << 20)}}),
+    );
+    let body = format!(
+        r#"{{"Records":[{oversized},{},{{"eventID":"zz","eventTime":"2022-11-10T17:00:00Z","recipientAccountId":"{acct}"}},{}]}}"#,
+        rec("a-1"),
+        rec("a-2")
+    );
+    std::fs::write(&with_bad, gzip(body.as_bytes())).unwrap();
+    let good = dir.path().join("good.json.gz");
+    let body = serde_json::json!({"Records": [rec("b-1"), rec("b-2"), rec("b-3")]}).to_string();
+    std::fs::write(&good, gzip(body.as_bytes())).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_trail-ingest"))
+        .args(["replay", "--dry-run"])
+        .args([&missing, &not_gzip, &with_bad, &good])
+        .env("KOPTER_CONFIG", "/nonexistent/kopter.toml")
+        .env("KOPTER_AWS__ENDPOINT_URL", "http://127.0.0.1:9")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("missing.json.gz: FAILED: cannot open"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("plain.json.gz: FAILED"), "{stderr}");
+    assert!(stderr.to_lowercase().contains("gzip"), "{stderr}");
+    assert!(
+        stderr.contains("bad-record.json.gz: record 0 at byte 12 quarantined (too_large)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad-record.json.gz: record 2 at byte")
+            && stderr.contains("(missing_field): record has no eventSource"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("bad-record.json.gz: records 4 new 2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("good.json.gz: records 3 new 3"), "{stdout}");
+    assert!(stderr.contains("3 of 4 files failed"), "{stderr}");
 }
 
 #[tokio::test]

@@ -16,10 +16,13 @@ pub mod config_keys;
 pub mod estate;
 pub mod fleet;
 pub mod offers;
+pub mod ports;
 pub mod report;
 pub mod trail;
 
 use std::collections::BTreeMap;
+
+use anyhow::Context;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -74,6 +77,33 @@ pub struct Options {
 }
 
 impl Options {
+    /// Every fixed TCP port this run listens on, with what it is for: the
+    /// services' metrics ports (separate: `first_port`.. one per service,
+    /// then the api's; all-in-one and in-process: `first_port - 1`), the
+    /// api, and the price-file server when its port is fixed.
+    pub fn ports(&self) -> Vec<(u16, String)> {
+        let mut out = Vec::new();
+        match &self.mode {
+            Mode::Separate { .. } => {
+                for (i, s) in Service::ALL.iter().enumerate() {
+                    out.push((self.first_port + i as u16, format!("{} metrics", s.name())));
+                }
+                out.push((
+                    self.first_port + Service::ALL.len() as u16,
+                    "api metrics".into(),
+                ));
+            }
+            Mode::AllInOne { .. } | Mode::InProcess => {
+                out.push((self.first_port - 1, "kopter metrics".into()));
+            }
+        }
+        out.push((self.api_port, "tenant API".into()));
+        if self.offers_port != 0 {
+            out.push((self.offers_port, "price files".into()));
+        }
+        out
+    }
+
     /// `make demo`: tenants acme (two accounts) and globex (one), fixed
     /// account ids, environment `demo`.
     pub fn standard(endpoint: String, mode: Mode) -> Self {
@@ -218,6 +248,34 @@ impl Demo {
                 Err(e)
             }
         }
+    }
+
+    /// Writes `{run_dir}/demo.env`: the variables that point `kopterctl`
+    /// (and the AWS CLI) at this demo, to `source` in another shell, with
+    /// `bin_dir` put first on `PATH` when given. Returns its path.
+    pub fn write_env_file(&self, bin_dir: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+        use std::fmt::Write;
+        let mut s = String::from(
+            "# Written by `make demo` while it runs; `source` it to use kopterctl on the demo.\n",
+        );
+        for (k, v) in [
+            ("KOPTER_ENV", self.config.env.as_str()),
+            ("KOPTER_AWS__ENDPOINT_URL", self.opts.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL", self.opts.endpoint.as_str()),
+            // moto takes any credentials; these keep real ones out of it.
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+        ] {
+            let _ = writeln!(s, "export {k}={v}");
+        }
+        if let Some(dir) = bin_dir {
+            let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            let _ = writeln!(s, "export PATH=\"{}:$PATH\"", dir.display());
+        }
+        let path = self.opts.run_dir.join("demo.env");
+        std::fs::write(&path, s).with_context(|| format!("write {}", path.display()))?;
+        Ok(path)
     }
 
     /// The price files served, the environment bootstrapped, the trail

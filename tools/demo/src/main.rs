@@ -1,7 +1,10 @@
 //! `kopter-demo`: what `make demo` runs once moto is up (scripts/demo.sh
 //! starts and stops moto). Sets everything up, prints the report, and
-//! keeps Kopter running until Ctrl-C; then drains the services (SIGTERM)
-//! and exits 0 if every service exited 0.
+//! keeps Kopter running until Ctrl-C (or SIGTERM, or SIGHUP when its
+//! terminal is closed); then drains the services (SIGTERM) and exits 0 if
+//! every service exited 0. Before anything starts it checks that every
+//! port it needs is free (`ports.rs`); while it runs, `.run/demo.env`
+//! points another shell's `kopterctl` at it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -135,6 +138,16 @@ async fn main() -> ExitCode {
     opts.run_dir = cli.run_dir;
     opts.first_port = cli.first_port;
     opts.cancel = cancel.clone();
+    let busy = kopter_demo::ports::busy(&opts.ports());
+    if !busy.is_empty() {
+        for b in &busy {
+            eprintln!("kopter-demo: {b}");
+        }
+        eprintln!(
+            "kopter-demo: stop what holds them (a demo left from a closed terminal: kill the pids above), then run it again"
+        );
+        return ExitCode::from(2);
+    }
     let mut demo = match Demo::up(opts).await {
         Ok(d) => d,
         Err(e) => {
@@ -162,13 +175,28 @@ async fn main() -> ExitCode {
             }
         }
     }
+    let mut env_file = None;
     if !cli.no_wait && !failed {
-        let env = &demo.config.env;
-        println!(
-            "\nKopter is running. Try:\n  KOPTER_ENV={env} KOPTER_AWS__ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\\n    target/debug/kopterctl cost --tenant acme --by region --granularity hour\nLogs: {}/*.log. Press Ctrl-C to stop.",
-            demo.opts.endpoint,
-            demo.opts.run_dir.display()
-        );
+        let bin_dir = match &demo.opts.mode {
+            Mode::Separate { bin_dir } | Mode::AllInOne { bin_dir } => Some(bin_dir.clone()),
+            Mode::InProcess => None,
+        };
+        match demo.write_env_file(bin_dir.as_deref()) {
+            Ok(path) => {
+                println!(
+                    "\nKopter is running. In another shell, try:\n  source {}\n  kopterctl cost --tenant acme --by resource --granularity hour\n  kopterctl inventory --tenant acme\n  kopterctl notifications --tenant acme --severity critical,warning\nLogs: {}/*.log. Press Ctrl-C to stop.",
+                    path.display(),
+                    demo.opts.run_dir.display()
+                );
+                env_file = Some(path);
+            }
+            Err(e) => {
+                eprintln!("kopter-demo: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if !cli.no_wait && !failed {
         // Last, so it is what the terminal shows: the console and its sign-in.
         println!(
             "Web console: {}/console (sign in: choose \"acme admin\" on the development issuer's page)",
@@ -187,16 +215,22 @@ async fn main() -> ExitCode {
             }
         }
     }
-    println!("\nstopping services (SIGTERM, drain)…");
+    if let Some(path) = env_file {
+        // Stale once the demo is gone: sourcing it would aim at nothing.
+        let _ = std::fs::remove_file(path);
+    }
+    // The terminal may be gone (SIGHUP): these lines must not panic the
+    // drain away, so write errors are ignored.
+    say("\nstopping services (SIGTERM, drain)…");
     for (name, status) in demo.down().await {
         match status {
-            Some(s) if s.success() => println!("  {name} exited 0"),
+            Some(s) if s.success() => say(format!("  {name} exited 0")),
             Some(s) => {
-                println!("  {name} exited with {s}");
+                say(format!("  {name} exited with {s}"));
                 failed = true;
             }
             None => {
-                println!("  {name} did not stop in time and was killed");
+                say(format!("  {name} did not stop in time and was killed"));
                 failed = true;
             }
         }
@@ -206,6 +240,12 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A line on stdout, ignoring a closed terminal.
+fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 async fn serve_prices(

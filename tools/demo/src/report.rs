@@ -151,6 +151,7 @@ impl Report {
                     event: None,
                     source: None,
                     resource: None,
+                    caller_account: None,
                     limit: 1000,
                 })
                 .await?;

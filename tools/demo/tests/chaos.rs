@@ -583,6 +583,7 @@ impl Found {
                     event: None,
                     source: None,
                     resource: None,
+                    caller_account: None,
                     limit: 1_000_000,
                 })
                 .await

@@ -174,6 +174,58 @@ async fn the_demo_settles_and_reports_inventory_cost_audit_and_notifications() {
     }
     assert!(text.contains("== queues") && text.contains("/metrics"));
 
+    // `.run/demo.env` points another shell at this demo.
+    let bin = run_dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = demo.write_env_file(Some(&bin)).unwrap();
+    assert_eq!(path, run_dir.path().join("demo.env"));
+    let env_file = std::fs::read_to_string(&path).unwrap();
+    for line in [
+        format!("export KOPTER_ENV={}", demo.config.env),
+        format!("export KOPTER_AWS__ENDPOINT_URL={}", endpoint()),
+        "export AWS_ACCESS_KEY_ID=testing".into(),
+        "export AWS_REGION=us-east-1".into(),
+        format!(
+            "export PATH=\"{}:$PATH\"",
+            std::fs::canonicalize(&bin).unwrap().display()
+        ),
+    ] {
+        assert!(
+            env_file.lines().any(|l| l == line),
+            "{line:?} in:\n{env_file}"
+        );
+    }
+
     let stopped = demo.down().await;
     assert!(stopped.is_empty(), "in-process: no child processes");
+}
+
+/// A port the demo needs is taken: `kopter-demo` refuses before starting
+/// anything (no moto needed), naming the port, its role and the holder.
+#[test]
+fn a_busy_port_is_refused_naming_its_holder() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let run_dir = tempfile::tempdir().unwrap();
+    // The describer's metrics port is `--first-port`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kopter-demo"))
+        .args(["--endpoint", "http://127.0.0.1:9", "--first-port"])
+        .arg(port.to_string())
+        .arg("--run-dir")
+        .arg(run_dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "port {port} (describer metrics) is in use by pid {} (",
+            std::process::id()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !run_dir.path().join("describer.log").exists(),
+        "nothing may start"
+    );
 }

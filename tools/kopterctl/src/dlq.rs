@@ -56,8 +56,8 @@ enum DlqCommand {
         /// At most this many messages.
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
+        #[command(flatten)]
+        format: crate::output::FormatArg,
     },
     /// One message whole: attributes, failure record, pretty-printed body.
     Show {
@@ -156,10 +156,7 @@ pub async fn run(aws: &AwsContext, names: &Names, args: DlqArgs) -> anyhow::Resu
             for m in &messages {
                 letters.push(dlq.dead_letter(m, false).await?);
             }
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&letters)?),
-                Format::Table => print_table(&dlq.name, &letters),
-            }
+            crate::output::print(format.get(), &listing(&dlq.name, &letters), &letters)?;
         }
         DlqCommand::Show {
             service,
@@ -560,28 +557,27 @@ fn one_line(text: &str, max: usize) -> String {
     format!("{cut}…")
 }
 
-fn print_table(dlq: &str, letters: &[DeadLetter]) {
-    println!(
-        "{:<36}  {:<22} {:>8}  {:<20}  {:<20}  REASON",
-        "ID", "KIND", "RECEIVES", "FIRST FAILED", "SENT"
-    );
+fn listing(dlq: &str, letters: &[DeadLetter]) -> crate::output::Listing {
+    let mut t =
+        crate::output::Listing::new(&["ID", "KIND", "RECEIVES", "FIRST FAILED", "SENT", "REASON"])
+            .right_aligned(&[2]);
     for l in letters {
         let reason = match (&l.failure, &l.decode_error) {
             (Some(f), _) => format!("{}: {}", f.outcome, one_line(&f.reason, 100)),
             (None, Some(e)) => format!("(no failure recorded) {}", one_line(e, 80)),
             (None, None) => "(no failure recorded: crashed or lost visibility?)".into(),
         };
-        println!(
-            "{:<36}  {:<22} {:>8}  {:<20}  {:<20}  {}",
-            l.message_id,
-            l.kind,
-            l.receive_count,
+        t.row(vec![
+            l.message_id.clone(),
+            l.kind.clone(),
+            l.receive_count.to_string(),
             short_time(l.failure.as_ref().map(|f| f.first_failed_at)),
             short_time(l.sent_at),
-            reason
-        );
+            reason,
+        ]);
     }
-    println!("{} message(s) in {dlq}", letters.len());
+    t.note(format!("{} message(s) in {dlq}", letters.len()));
+    t
 }
 
 fn print_one(l: &DeadLetter) -> anyhow::Result<()> {

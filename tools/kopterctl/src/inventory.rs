@@ -1,13 +1,75 @@
 //! `kopterctl inventory`: a tenant's instances, volumes and snapshots as
-//! the describer last saw them.
+//! the describer last saw them, each with its `Name` tag and what it cost
+//! in the newest hour the aggregator has computed for its account (the
+//! current hour, else the one before: the aggregate tick runs hourly).
 
+use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 
+use chrono::{Duration, DurationRound, Utc};
 use clap::Args;
 use kopter_runtime::AwsContext;
 use kopter_runtime::accounts::{AccountStore, is_region_name};
 use kopter_schema::{AccountId, Names, TenantId};
+use kopter_store::graph::{GraphStore, ResourceHourRow, hour_key};
 use kopter_store::inventory::{InventoryRow, Resource};
+use serde::Serialize;
+
+use crate::output::{self, Listing};
+
+/// One row as `inventory` lists it: the stored row plus its name and cost.
+#[derive(Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    row: &'a InventoryRow,
+    /// The `Name` tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    /// The hour of `cost_usd` (`2026-11-30T14`), if the aggregator has
+    /// computed one for the account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_hour: Option<String>,
+    /// USD in `cost_hour`; absent when the price is missing (see
+    /// `price_missing`) or the resource had no cost row that hour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price_missing: Option<String>,
+}
+
+fn tags(r: &Resource) -> &BTreeMap<String, String> {
+    match r {
+        Resource::Instance(i) => &i.tags,
+        Resource::Volume(v) => &v.tags,
+        Resource::Snapshot(s) => &s.tags,
+        Resource::Host(h) => &h.tags,
+    }
+}
+
+/// Each account's newest computed hour (current, else previous) and its
+/// resource rows by resource id.
+async fn last_hour_costs(
+    graph: &GraphStore,
+    tenant: &TenantId,
+    accounts: impl IntoIterator<Item = &AccountId>,
+) -> anyhow::Result<HashMap<AccountId, (String, HashMap<String, ResourceHourRow>)>> {
+    let current = Utc::now().duration_trunc(Duration::hours(1))?;
+    let mut out = HashMap::new();
+    for a in accounts {
+        for hour in [current, current - Duration::hours(1)] {
+            let rows = graph.resource_hours(tenant, a, hour).await?;
+            if !rows.is_empty() {
+                let by_id = rows
+                    .into_iter()
+                    .map(|r| (r.resource_id.clone(), r))
+                    .collect();
+                out.insert(a.clone(), (hour_key(hour), by_id));
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
 
 #[derive(Args)]
 pub struct InventoryArgs {
@@ -22,9 +84,8 @@ pub struct InventoryArgs {
     /// Include resources that are gone (terminated and vanished, deleted).
     #[arg(long)]
     all: bool,
-    /// Print JSON rows instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: output::FormatArg,
 }
 
 fn detail(row: &InventoryRow) -> String {
@@ -89,38 +150,80 @@ pub async fn run(aws: &AwsContext, names: &Names, args: InventoryArgs) -> anyhow
     )
     .await?;
     rows.retain(|r| args.all || !r.gone);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<12} {:<15} {:<9} {:<22} {:<14} {:<20} DETAIL",
-        "ACCOUNT", "REGION", "KIND", "ID", "STATE", "LAST SEEN"
-    );
-    for r in &rows {
-        println!(
-            "{:<12} {:<15} {:<9} {:<22} {:<14} {:<20} {}",
-            r.account,
-            r.region,
-            r.kind(),
-            r.resource_id,
+    let accounts: std::collections::BTreeSet<&AccountId> =
+        rows.iter().map(|r| &r.account).collect();
+    let costs = last_hour_costs(&GraphStore::new(aws.dynamodb(), names), &tenant, accounts).await?;
+    let listed: Vec<Listed> = rows
+        .iter()
+        .map(|row| {
+            let (hour, cost) = match costs.get(&row.account) {
+                Some((hour, by_id)) => (Some(hour.clone()), by_id.get(&row.resource_id)),
+                None => (None, None),
+            };
+            Listed {
+                row,
+                name: tags(&row.resource).get("Name").map(String::as_str),
+                cost_hour: hour,
+                cost_usd: cost.and_then(|c| c.cost_usd),
+                price_missing: cost.and_then(|c| c.price_missing.clone()),
+            }
+        })
+        .collect();
+    let mut t = Listing::new(&[
+        "ACCOUNT",
+        "REGION",
+        "KIND",
+        "ID",
+        "NAME",
+        "STATE",
+        "LAST SEEN",
+        "COST/H USD",
+        "DETAIL",
+    ])
+    .right_aligned(&[7]);
+    for l in &listed {
+        let r = l.row;
+        t.row(vec![
+            r.account.to_string(),
+            r.region.clone(),
+            r.kind().to_string(),
+            r.resource_id.clone(),
+            l.name.unwrap_or("-").to_owned(),
             if r.gone {
                 format!("{} (gone)", r.state())
             } else {
                 r.state().to_owned()
             },
-            r.last_seen.format("%Y-%m-%dT%H:%M:%SZ"),
-            detail(r)
-        );
+            r.last_seen.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            match (l.cost_usd, &l.price_missing) {
+                (Some(c), _) => format!("{c:.4}"),
+                (None, Some(_)) => "missing".into(),
+                (None, None) => "-".into(),
+            },
+            detail(r),
+        ]);
     }
     let count = |k| rows.iter().filter(|r| r.kind() == k).count();
     use kopter_store::inventory::ResourceKind::*;
-    println!(
+    t.note(format!(
         "{} instance(s), {} volume(s), {} snapshot(s), {} host(s)",
         count(Instance),
         count(Volume),
         count(Snapshot),
         count(Host)
-    );
+    ));
+    let mut hours: Vec<&str> = costs.values().map(|(h, _)| h.as_str()).collect();
+    hours.sort_unstable();
+    hours.dedup();
+    t.note(if hours.is_empty() {
+        "COST/H USD: no hour computed yet (the aggregator's hourly tick)".to_string()
+    } else {
+        format!(
+            "COST/H USD: the newest computed hour ({} UTC); \"missing\": no price known; \
+             \"-\": no cost row that hour",
+            hours.join(", ")
+        )
+    });
+    output::print(args.format.get(), &t, &listed)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,19 +2,24 @@
 //!
 //! Reads the same configuration as the services (`kopter.toml`, `KOPTER_*`,
 //! the standard AWS variables). Exit codes: 0 done, 1 failed, 2 refused
-//! (bad arguments or configuration).
+//! (bad arguments or configuration). `--env` and `--endpoint` override
+//! `env` and `aws.endpoint_url`; every failure names both (`target.rs`).
 
+mod audit;
 mod backups;
 mod cost;
 mod dlq;
 mod inventory;
 mod notifications;
+mod output;
+mod target;
+mod timearg;
 mod token;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
+use chrono::{Duration, DurationRound, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use kopter_runtime::accounts::{OnboardError, Onboarding, trust_policy};
 use kopter_runtime::messaging::envelope;
@@ -28,6 +33,14 @@ use kopter_schema::{Message, Service, TenantId};
 #[derive(Parser)]
 #[command(name = "kopterctl", version, about = "Operate a Kopter environment")]
 struct Cli {
+    /// Environment (prefix of every table and queue name); default
+    /// `KOPTER_ENV`, `env` in kopter.toml, else `dev`.
+    #[arg(long, global = true, value_name = "ENV")]
+    env: Option<String>,
+    /// AWS endpoint (moto, LocalStack: `http://127.0.0.1:5055`); default
+    /// `KOPTER_AWS__ENDPOINT_URL`, `AWS_ENDPOINT_URL`, else real AWS.
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,7 +78,10 @@ enum Command {
         command: AccountsCommand,
     },
     /// Depth, in-flight and DLQ depth of every service queue.
-    Queues,
+    Queues {
+        #[command(flatten)]
+        format: output::FormatArg,
+    },
     /// A service's dead-letter queue: list, show, redrive.
     Dlq(dlq::DlqArgs),
     /// A tenant's instances, volumes and snapshots with their state.
@@ -82,16 +98,22 @@ enum Command {
     BackupPolicy(backups::BackupPolicyArgs),
     /// Mint a bearer token for the local api (development issuer).
     Token(token::TokenArgs),
-    /// Search a tenant's CloudTrail audit log (newest first).
+    /// Search a tenant's CloudTrail audit log (newest first); `quarantine`
+    /// and `rules` manage what could not be filed and the security rules.
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        action: Option<audit::AuditAction>,
+        /// Required for a search.
         #[arg(long)]
-        tenant: String,
-        /// Start: RFC 3339 time or a duration back from now (`24h`, `7d`).
+        tenant: Option<String>,
+        /// Start: a date (`2026-11-29`), an RFC 3339 time or a duration
+        /// back from now (`24h`, `7d`).
         #[arg(long, default_value = "24h")]
         since: String,
-        /// End: RFC 3339 time (default now).
+        /// End: the same forms (a date: through its end); default now.
         #[arg(long)]
-        until: Option<DateTime<Utc>>,
+        until: Option<String>,
         /// Principal ARN.
         #[arg(long)]
         principal: Option<String>,
@@ -104,18 +126,22 @@ enum Command {
         /// Resource id or ARN (e.g. an instance id).
         #[arg(long)]
         resource: Option<String>,
+        /// The caller's account (`userIdentity.accountId`).
+        #[arg(long)]
+        caller_account: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Print JSON rows (with the raw record) instead of a table.
-        #[arg(long)]
-        json: bool,
+        /// json rows carry the raw record.
+        #[command(flatten)]
+        format: output::FormatArg,
     },
     /// Send the message the schedule sends (EventBridge Scheduler in AWS).
     Tick {
         job: Job,
-        /// For `aggregate`: the hour to compute (default: the last full hour).
+        /// For `aggregate`: the hour to compute, any time in it — a date,
+        /// RFC 3339 or a duration back (`3h`); default: the last full hour.
         #[arg(long)]
-        hour: Option<DateTime<Utc>>,
+        hour: Option<String>,
         /// For `aggregate`: also recompute this many hours before it.
         #[arg(long, default_value_t = 0)]
         backfill: u32,
@@ -125,9 +151,10 @@ enum Command {
         /// For `pricing-region`: the region; for `spot-refresh`: limit to these.
         #[arg(long, value_delimiter = ',')]
         region: Vec<String>,
-        /// For `daily-digest`: the day (default: today, UTC).
+        /// For `daily-digest`: the day — a date, RFC 3339 or a duration
+        /// back (`1d`); default: today, UTC.
         #[arg(long)]
-        day: Option<NaiveDate>,
+        day: Option<String>,
     },
 }
 
@@ -137,9 +164,8 @@ enum AccountsCommand {
     List {
         #[arg(long)]
         tenant: Option<String>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: output::FormatArg,
     },
 }
 
@@ -164,31 +190,62 @@ enum Job {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(None) {
+    let mut config = match Config::load(None) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kopterctl: {e:#}");
             return ExitCode::from(2);
         }
     };
-    match run(cli, config).await {
+    if let Some(env) = cli.env.clone() {
+        config.env = env;
+    }
+    if let Some(url) = cli.endpoint.clone() {
+        config.aws.endpoint_url = Some(url);
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("kopterctl: {e:#}");
+        return ExitCode::from(2);
+    }
+    let command = match cli.command {
+        Command::Token(args) => {
+            return token::run(&config, args).unwrap_or_else(|e| {
+                eprintln!("kopterctl: {e:#}");
+                ExitCode::FAILURE
+            });
+        }
+        command => command,
+    };
+    let aws = AwsContext::load(&config).await;
+    let target = target::Target::new(&config, &aws);
+    if let Err(why) = target.check_reachable().await {
+        eprintln!("kopterctl: {why}");
+        return ExitCode::FAILURE;
+    }
+    match run(command, &config, &aws, &target).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("kopterctl: {e:#}");
+            eprintln!(
+                "kopterctl: {}",
+                target.explain(&aws, &config.names(), &e).await
+            );
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
-    let cli = match cli.command {
-        Command::Token(args) => return token::run(&config, args),
-        command => Cli { command },
-    };
-    let aws = AwsContext::load(&config).await;
+async fn run(
+    command: Command,
+    config: &Config,
+    aws: &AwsContext,
+    target: &target::Target,
+) -> anyhow::Result<ExitCode> {
+    let config = config.clone();
+    let aws = aws.clone();
     let names = config.names();
-    match cli.command {
+    match command {
         Command::Bootstrap => {
+            println!("target: {}", target.describe());
             let changes = provision::bootstrap(&aws, &config).await?;
             for c in &changes {
                 println!("{c}");
@@ -227,6 +284,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
+            println!("target: {}", target.describe());
             let store = kopter_runtime::accounts::AccountStore::new(aws.dynamodb(), &names);
             let trail = trail_bucket.map(|bucket| TrailSource {
                 bucket,
@@ -272,7 +330,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Accounts {
-            command: AccountsCommand::List { tenant, json },
+            command: AccountsCommand::List { tenant, format },
         } => {
             let tenant = match tenant.map(TenantId::new).transpose() {
                 Ok(t) => t,
@@ -280,29 +338,23 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             };
             let store = kopter_runtime::accounts::AccountStore::new(aws.dynamodb(), &names);
             let accounts = store.list(tenant.as_ref()).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&accounts)?);
-            } else {
-                println!(
-                    "{:<20} {:<12} {:<8} {:<24} ROLE",
-                    "TENANT", "ACCOUNT", "HEALTH", "REGIONS"
-                );
-                for a in &accounts {
-                    println!(
-                        "{:<20} {:<12} {:<8} {:<24} {}",
-                        a.tenant_id,
-                        a.account_id,
-                        if a.healthy { "ok" } else { "failing" },
-                        if a.regions.is_empty() {
-                            "all".to_string()
-                        } else {
-                            a.regions.join(",")
-                        },
-                        a.role_arn
-                    );
-                }
-                println!("{} account(s)", accounts.len());
+            let mut table =
+                output::Listing::new(&["TENANT", "ACCOUNT", "HEALTH", "REGIONS", "ROLE"]);
+            for a in &accounts {
+                table.row(vec![
+                    a.tenant_id.to_string(),
+                    a.account_id.to_string(),
+                    if a.healthy { "ok" } else { "failing" }.into(),
+                    if a.regions.is_empty() {
+                        "all".to_string()
+                    } else {
+                        a.regions.join(",")
+                    },
+                    a.role_arn.clone(),
+                ]);
             }
+            table.note(format!("{} account(s)", accounts.len()));
+            output::print(format.get(), &table, &accounts)?;
         }
         Command::Inventory(args) => return inventory::run(&aws, &names, args).await,
         Command::Dlq(args) => return dlq::run(&aws, &names, args).await,
@@ -318,26 +370,49 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Channels(args) => {
             return notifications::channels(&aws, &names, &config, args).await;
         }
-        Command::Queues => {
+        Command::Queues { format } => {
+            /// One service's queue and DLQ as `queues` lists them.
+            #[derive(serde::Serialize)]
+            struct QueueRow {
+                service: &'static str,
+                visible: u64,
+                in_flight: u64,
+                delayed: u64,
+                dlq: u64,
+            }
             let sqs = aws.sqs();
-            println!(
-                "{:<14} {:>8} {:>10} {:>8} {:>6}",
-                "SERVICE", "VISIBLE", "IN-FLIGHT", "DELAYED", "DLQ"
-            );
+            let mut rows = Vec::new();
             for s in Service::ALL {
                 let q = depth_by_name(&sqs, &names.queue(s)).await?;
                 let d = depth_by_name(&sqs, &names.dlq(s)).await?;
-                println!(
-                    "{:<14} {:>8} {:>10} {:>8} {:>6}",
-                    s.name(),
-                    q.visible,
-                    q.in_flight,
-                    q.delayed,
-                    d.total()
-                );
+                rows.push(QueueRow {
+                    service: s.name(),
+                    visible: q.visible,
+                    in_flight: q.in_flight,
+                    delayed: q.delayed,
+                    dlq: d.total(),
+                });
             }
+            let mut table =
+                output::Listing::new(&["SERVICE", "VISIBLE", "IN-FLIGHT", "DELAYED", "DLQ"])
+                    .right_aligned(&[1, 2, 3, 4]);
+            for r in &rows {
+                table.row(vec![
+                    r.service.into(),
+                    r.visible.to_string(),
+                    r.in_flight.to_string(),
+                    r.delayed.to_string(),
+                    r.dlq.to_string(),
+                ]);
+            }
+            output::print(format.get(), &table, &rows)?;
         }
         Command::Audit {
+            action: Some(action),
+            ..
+        } => return audit::run(&aws, &names, action).await,
+        Command::Audit {
+            action: None,
             tenant,
             since,
             until,
@@ -345,63 +420,84 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             event,
             source,
             resource,
+            caller_account,
             limit,
-            json,
+            format,
         } => {
+            let Some(tenant) = tenant else {
+                return Ok(refuse("audit: --tenant is required for a search"));
+            };
             let tenant = match TenantId::new(tenant) {
                 Ok(t) => t,
                 Err(e) => return Ok(refuse(e)),
             };
-            let until = until.unwrap_or_else(Utc::now);
-            let since = match since.parse::<DateTime<Utc>>() {
-                Ok(t) => t,
-                Err(_) => match humantime_serde::re::humantime::parse_duration(&since) {
-                    Ok(d) => until - Duration::from_std(d)?,
-                    Err(_) => {
-                        eprintln!(
-                            "kopterctl: --since {since:?} is neither an RFC 3339 time nor a duration like 24h"
-                        );
-                        return Ok(ExitCode::from(2));
-                    }
-                },
+            let now = Utc::now();
+            let until = match until.map(|u| timearg::flag("until", &u, timearg::Bound::End, now)) {
+                None => now,
+                Some(Ok(t)) => t,
+                Some(Err(e)) => return Ok(refuse(e)),
             };
-            let store = kopter_store::audit::AuditStore::new(aws.dynamodb(), &names);
-            let rows = store
-                .query(&kopter_store::audit::AuditQuery {
-                    tenant,
-                    since,
-                    until,
-                    principal,
-                    event,
-                    source,
-                    resource,
-                    limit,
-                })
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                println!(
-                    "{:<24} {:<12} {:<12} {:<34} {:<10} PRINCIPAL",
-                    "TIME", "ACCOUNT", "REGION", "EVENT", "FINDINGS"
-                );
-                for r in &rows {
-                    println!(
-                        "{:<24} {:<12} {:<12} {:<34} {:<10} {}",
-                        r.event_time.format("%Y-%m-%dT%H:%M:%SZ"),
-                        r.account,
-                        r.region,
-                        format!(
-                            "{}:{}",
-                            r.event_source.trim_end_matches(".amazonaws.com"),
-                            r.event_name
-                        ),
-                        r.findings.len(),
-                        r.principal_arn.as_deref().unwrap_or("-")
-                    );
-                }
-                println!("{} event(s)", rows.len());
+            let since = match timearg::flag("since", &since, timearg::Bound::Start, now) {
+                Ok(t) => t,
+                Err(e) => return Ok(refuse(e)),
+            };
+            if since > until {
+                return Ok(refuse(format!("--since {since} is after --until {until}")));
             }
+            let store = kopter_store::audit::AuditStore::new(aws.dynamodb(), &names);
+            let query = kopter_store::audit::AuditQuery {
+                tenant,
+                since,
+                until,
+                principal,
+                event,
+                source,
+                resource,
+                caller_account,
+                limit,
+            };
+            let rows = store.query(&query).await?;
+            // Say exactly what was read: a search without a principal,
+            // event or resource filter looks back a bounded number of days.
+            let ((from, to), cut) = query.searched_range();
+            let searched = format!(
+                "searched {} .. {}",
+                from.format("%Y-%m-%dT%H:%M:%SZ"),
+                to.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+            if cut {
+                eprintln!(
+                    "kopterctl: {searched} only: without --principal, --event or --resource a search reads at most {} days back from --until; narrow --until or add a filter to reach earlier rows",
+                    kopter_store::audit::MAX_WALK_DAYS
+                );
+            }
+            let mut table = output::Listing::new(&[
+                "TIME",
+                "ACCOUNT",
+                "CALLER",
+                "REGION",
+                "EVENT",
+                "FINDINGS",
+                "PRINCIPAL",
+            ])
+            .right_aligned(&[5]);
+            for r in &rows {
+                table.row(vec![
+                    r.event_time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    r.account.to_string(),
+                    r.caller_account.as_deref().unwrap_or("-").to_owned(),
+                    r.region.clone(),
+                    format!(
+                        "{}:{}",
+                        r.event_source.trim_end_matches(".amazonaws.com"),
+                        r.event_name
+                    ),
+                    r.findings.len().to_string(),
+                    r.principal_arn.as_deref().unwrap_or("-").to_owned(),
+                ]);
+            }
+            table.note(format!("{} event(s); {searched}", rows.len()));
+            output::print(format.get(), &table, &rows)?;
         }
         Command::Tick {
             job,
@@ -414,6 +510,17 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             let tenant = match tenant.map(TenantId::new).transpose() {
                 Ok(t) => t,
                 Err(e) => return Ok(refuse(e)),
+            };
+            let now = Utc::now();
+            let hour = match hour.map(|h| timearg::flag("hour", &h, timearg::Bound::Start, now)) {
+                None => None,
+                Some(Ok(t)) => Some(t),
+                Some(Err(e)) => return Ok(refuse(e)),
+            };
+            let day = match day.map(|d| timearg::flag("day", &d, timearg::Bound::Start, now)) {
+                None => None,
+                Some(Ok(t)) => Some(t.date_naive()),
+                Some(Err(e)) => return Ok(refuse(e)),
             };
             let (service, message) = match job {
                 Job::DescribeSweep => (Service::Describer, Message::DescribeSweep(Sweep {})),

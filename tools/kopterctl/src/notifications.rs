@@ -9,8 +9,16 @@ use kopter_schema::messages::Severity;
 use kopter_schema::{Names, TenantId};
 use kopter_store::channels::{Channel, ChannelStore, ChannelUpdate, valid_email};
 use kopter_store::event::{parse_severity, severity_name};
-use kopter_store::feed::FeedStore;
+use kopter_store::feed::{FeedQuery, FeedRow, FeedStore};
 use kopter_store::webhook_url::{AddressPolicy, WebhookUrl};
+
+use crate::output::{self, Listing};
+
+/// Characters of a notification's id the table shows; `--mark-read`
+/// takes these, any longer prefix, the whole id or the JSON's `sk`.
+pub const SHORT_ID: usize = 12;
+/// The shortest id prefix `--mark-read` accepts.
+const MIN_ID_PREFIX: usize = 6;
 
 #[derive(Args)]
 pub struct NotificationsArgs {
@@ -19,14 +27,17 @@ pub struct NotificationsArgs {
     /// Only unread notifications.
     #[arg(long)]
     unread: bool,
-    /// Mark these notifications read (their ID column), then list.
+    /// Only these severities (comma-separated: info, warning, critical).
+    #[arg(long, value_delimiter = ',')]
+    severity: Vec<String>,
+    /// Mark these notifications read, then list: the ID column (or any
+    /// prefix of 6+ characters of the id, or the JSON's `id` or `sk`).
     #[arg(long, value_delimiter = ',')]
     mark_read: Vec<String>,
     #[arg(long, default_value_t = 50)]
     limit: usize,
-    /// Print JSON rows instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: output::FormatArg,
 }
 
 #[derive(Args)]
@@ -84,39 +95,115 @@ pub async fn notifications(
         Ok(t) => t,
         Err(e) => return Ok(refuse(e)),
     };
+    let severities = match args
+        .severity
+        .iter()
+        .map(|s| {
+            parse_severity(s)
+                .ok_or_else(|| format!("--severity {s:?}: expected info, warning or critical"))
+        })
+        .collect::<Result<Vec<Severity>, String>>()
+    {
+        Ok(s) => s,
+        Err(e) => return Ok(refuse(e)),
+    };
     let feed = FeedStore::new(aws.dynamodb(), names);
-    for id in &args.mark_read {
-        if !feed.mark_read(&tenant, id).await? {
-            eprintln!("kopterctl: tenant {tenant} has no notification {id}");
+    for given in &args.mark_read {
+        let sk = match resolve(&feed, &tenant, given).await? {
+            Ok(sk) => sk,
+            Err(why) => {
+                eprintln!("kopterctl: --mark-read {given}: {why}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        if !feed.mark_read(&tenant, &sk).await? {
+            eprintln!("kopterctl: tenant {tenant} has no notification {given}");
             return Ok(ExitCode::FAILURE);
         }
-        println!("marked read: {id}");
+        println!("marked read: {given}");
     }
-    let rows = feed.list(&tenant, args.unread, args.limit).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<58} {:<8} {:<6} {:<32} TEXT",
-        "ID", "SEVERITY", "READ", "TITLE"
-    );
+    let rows = list(&feed, &tenant, args.unread, &severities, args.limit).await?;
+    let mut t = Listing::new(&["ID", "TIME", "SEVERITY", "READ", "TITLE", "TEXT"]);
     for r in &rows {
-        println!(
-            "{:<58} {:<8} {:<6} {:<32} {}",
-            r.sk,
-            severity_name(r.severity),
-            if r.unread() { "no" } else { "yes" },
-            r.title,
-            r.text.lines().next().unwrap_or("")
-        );
+        t.row(vec![
+            r.id.chars().take(SHORT_ID).collect(),
+            r.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            severity_name(r.severity).to_owned(),
+            if r.unread() { "no" } else { "yes" }.to_owned(),
+            r.title.clone(),
+            r.text.lines().next().unwrap_or("").to_owned(),
+        ]);
     }
-    println!(
-        "{} {}notification(s)",
+    t.note(format!(
+        "{} {}notification(s), newest event first",
         rows.len(),
         if args.unread { "unread " } else { "" }
-    );
+    ));
+    output::print(args.format.get(), &t, &rows)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Newest first, at most `limit`, of the given severities (all when
+/// empty): pages of the feed, filtered by DynamoDB for one severity and
+/// here for several.
+async fn list(
+    feed: &FeedStore,
+    tenant: &TenantId,
+    unread_only: bool,
+    severities: &[Severity],
+    limit: usize,
+) -> anyhow::Result<Vec<FeedRow>> {
+    let q = FeedQuery {
+        unread_only,
+        severity: match severities {
+            [one] => Some(*one),
+            _ => None,
+        },
+        limit: limit.clamp(1, 1000),
+        ..FeedQuery::default()
+    };
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = feed.page(tenant, &q, after.as_ref()).await?;
+        out.extend(
+            page.items
+                .into_iter()
+                .filter(|r| severities.is_empty() || severities.contains(&r.severity)),
+        );
+        if out.len() >= limit || page.next.is_none() {
+            break;
+        }
+        after = page.next;
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// The sort key of the notification `given` names: a sort key as the JSON
+/// shows it, or an id or id prefix (`Err`: none or several match).
+async fn resolve(
+    feed: &FeedStore,
+    tenant: &TenantId,
+    given: &str,
+) -> anyhow::Result<Result<String, String>> {
+    if given.contains('#') {
+        return Ok(Ok(given.to_owned()));
+    }
+    if given.len() < MIN_ID_PREFIX || !given.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(Err(format!(
+            "expected the ID column ({SHORT_ID} hex characters, at least {MIN_ID_PREFIX}) or a JSON `sk`"
+        )));
+    }
+    let found = feed.find_by_id(tenant, &given.to_ascii_lowercase()).await?;
+    Ok(match found.as_slice() {
+        [one] => Ok(one.sk.clone()),
+        [] => Err(format!("tenant {tenant} has no notification with this id")),
+        many => Err(format!(
+            "{} notifications' ids start with it; give more characters",
+            many.len()
+        )),
+    })
 }
 
 pub async fn channels(

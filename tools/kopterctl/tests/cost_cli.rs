@@ -59,7 +59,10 @@ async fn cost_prints_the_tenants_series_and_budget_is_kept() {
         availability_zone: "us-east-1a".into(),
         launch_time: Some(at),
         state_transition_reason: String::new(),
-        tags: BTreeMap::from([("team".into(), "web".into())]),
+        tags: BTreeMap::from([
+            ("team".into(), "web".into()),
+            ("Name".into(), "web-1".into()),
+        ]),
         volume_ids: vec![],
         zone: Default::default(),
         host_id: String::new(),
@@ -168,6 +171,118 @@ async fn cost_prints_the_tenants_series_and_budget_is_kept() {
     );
     assert!(table.contains("0.0960"), "{table}");
 
+    // The RESERVED column is explained under every cost table.
+    assert!(
+        table.contains("RESERVED ALT: what the on-demand instance hours would have cost"),
+        "{table}"
+    );
+
+    // Per resource: each hour of i-1 with its Name, as JSON and as CSV.
+    let by_resource = |format: &'static str| {
+        let tenant = tenant.to_string();
+        let env = &env;
+        async move {
+            let out = kopterctl(
+                env,
+                &[
+                    "cost",
+                    "--tenant",
+                    &tenant,
+                    "--from",
+                    "2025-06-02T10:00:00Z",
+                    "--to",
+                    "2025-06-02T12:00:00Z",
+                    "--granularity",
+                    "hour",
+                    "--by",
+                    "resource",
+                    "--format",
+                    format,
+                ],
+            )
+            .await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let json: serde_json::Value = serde_json::from_str(&by_resource("json").await).unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{json}");
+    for (r, hour) in rows
+        .iter()
+        .zip(["2025-06-02T10", "2025-06-02T11", "2025-06-02T12"])
+    {
+        assert_eq!(r["period"], hour, "{json}");
+        assert_eq!(r["resource_id"], "i-1");
+        assert_eq!(r["name"], "web-1");
+        assert_eq!(r["detail"], "m5.large");
+        assert!(
+            (r["cost_usd"].as_f64().unwrap() - 0.096).abs() < 1e-9,
+            "{json}"
+        );
+    }
+    let csv = by_resource("csv").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert_eq!(
+        lines[0],
+        "PERIOD,ACCOUNT,REGION,KIND,RESOURCE,NAME,DETAIL,COST USD,RESERVED ALT USD,MISSING"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "2025-06-02T10,{account},us-east-1,instance,i-1,web-1,m5.large,0.0960,"
+        )),
+        "{csv}"
+    );
+    let table = by_resource("table").await;
+    assert!(
+        table.contains("web-1") && table.contains("0.0960"),
+        "{table}"
+    );
+    assert!(
+        table.contains("3 resource-period(s), total 0.2880 USD"),
+        "{table}"
+    );
+
+    // inventory: Name and the newest computed hour's cost (this hour).
+    let now = chrono::Utc::now();
+    agg.aggregate(&AggregateHour {
+        hour: chrono::DurationRound::duration_trunc(now, chrono::Duration::hours(1)).unwrap(),
+        backfill_hours: 0,
+        tenant: None,
+    })
+    .await
+    .unwrap();
+    let out = kopterctl(
+        &env,
+        &["inventory", "--tenant", tenant.as_str(), "--format", "json"],
+    )
+    .await;
+    let inv: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inv[0]["resource_id"], "i-1", "{inv}");
+    assert_eq!(inv[0]["name"], "web-1", "{inv}");
+    assert!(
+        (inv[0]["cost_usd"].as_f64().unwrap() - 0.096).abs() < 1e-9,
+        "{inv}"
+    );
+    let out = kopterctl(&env, &["inventory", "--tenant", tenant.as_str()]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains("NAME") && header.contains("COST/H USD"),
+        "{table}"
+    );
+    let row = table.lines().find(|l| l.contains("i-1")).unwrap();
+    assert!(row.contains("web-1") && row.contains("0.0960"), "{table}");
+    assert!(
+        table.contains("COST/H USD: the newest computed hour"),
+        "{table}"
+    );
+
     // Another tenant sees nothing; bad arguments are refused (exit 2).
     let out = kopterctl(
         &env,
@@ -195,6 +310,21 @@ async fn cost_prints_the_tenants_series_and_budget_is_kept() {
     .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tag:team"));
+    let out = kopterctl(
+        &env,
+        &[
+            "cost",
+            "--tenant",
+            tenant.as_str(),
+            "--from",
+            "last tuesday",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--from: \"last tuesday\" is not a time")
+    );
 
     let out = kopterctl(
         &env,
@@ -317,25 +447,19 @@ async fn cost_shows_partly_priced_resources_next_to_unpriced_ones() {
     assert_eq!(json[0]["price_missing"], 1, "{json}");
     assert_eq!(json[0]["price_partial"], 1, "{json}");
     assert!((json[0]["cost_usd"].as_f64().unwrap() - 0.176).abs() < 1e-9);
-    let table = run("table").await;
-    let header = table.lines().next().unwrap();
-    assert!(header.ends_with("MISSING  PARTIAL"), "{table}");
-    let row = table
-        .lines()
-        .find(|l| l.starts_with("2025-06-02T10"))
-        .unwrap_or_else(|| panic!("{table}"));
-    let cells: Vec<&str> = row.split_whitespace().collect();
+    let csv = run("csv").await;
+    let mut lines = csv.lines();
     assert_eq!(
-        cells,
-        [
-            "2025-06-02T10",
-            account.as_str(),
-            "0.1760",
-            "0.1760",
-            "1",
-            "1"
-        ]
+        lines.next(),
+        Some("PERIOD,ACCOUNT,COST USD,RESERVED ALT USD,MISSING,PARTIAL"),
+        "{csv}"
     );
+    assert_eq!(
+        lines.next(),
+        Some(format!("2025-06-02T10,{account},0.1760,0.1760,1,1").as_str()),
+        "{csv}"
+    );
+    let table = run("table").await;
     assert!(
         table.contains("1 resource-period(s) priced for some components only"),
         "{table}"

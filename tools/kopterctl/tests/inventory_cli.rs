@@ -108,7 +108,7 @@ async fn inventory_lists_instances_volumes_and_snapshots_of_one_tenant() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 instance(s)"));
 
-    let out = kopterctl(&env, &["inventory", "--tenant", "acme", "--json"]).await;
+    let out = kopterctl(&env, &["inventory", "--tenant", "acme", "--format", "json"]).await;
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 3);
     assert!(

@@ -150,3 +150,160 @@ async fn notifications_lists_a_tenants_feed_and_marks_read() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(feed.list(&acme, true, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn notifications_order_by_event_time_filter_by_severity_and_take_the_listed_id() {
+    let env = TestEnv::new().await;
+    let feed = FeedStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);
+    let acme = TenantId::new("acme").unwrap();
+    let at = |s: &str| s.parse::<chrono::DateTime<Utc>>().unwrap();
+    // Written out of order; a budget crossing dated when it was crossed
+    // (15:00), between an older warning and a newer info.
+    for (identity, severity, title, when) in [
+        (
+            "budget:2026-11:100",
+            Severity::Critical,
+            "Budget 100% crossed",
+            "2026-11-29T15:00:00Z",
+        ),
+        (
+            "backup:old",
+            Severity::Warning,
+            "Backup failed",
+            "2026-11-29T09:00:00Z",
+        ),
+        (
+            "change:new",
+            Severity::Info,
+            "Instance launched",
+            "2026-11-29T16:30:00Z",
+        ),
+    ] {
+        let ev = Event {
+            tenant: acme.clone(),
+            kind: "x",
+            rule: identity.split(':').next().unwrap().into(),
+            identity: identity.into(),
+            severity,
+            title: title.into(),
+            text: format!("{title} text"),
+            at: at(when),
+            account: None,
+            resource: None,
+            audit: None,
+        };
+        feed.put(&FeedRow::from_event(&ev, 30)).await.unwrap();
+    }
+    let out = kopterctl(&env, &["notifications", "--tenant", "acme"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let titles: Vec<&str> = ["Instance launched", "Budget 100% crossed", "Backup failed"]
+        .into_iter()
+        .filter(|t| stdout.contains(t))
+        .collect();
+    assert_eq!(titles.len(), 3, "{stdout}");
+    let pos = |t: &str| stdout.find(t).unwrap();
+    assert!(
+        pos("Instance launched") < pos("Budget 100% crossed")
+            && pos("Budget 100% crossed") < pos("Backup failed"),
+        "not newest event first: {stdout}"
+    );
+
+    // --severity: only the critical one; two severities: both.
+    let out = kopterctl(
+        &env,
+        &[
+            "notifications",
+            "--tenant",
+            "acme",
+            "--severity",
+            "critical",
+        ],
+    )
+    .await;
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("1 notification(s)"), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("Budget 100% crossed"))
+        .unwrap();
+    // The ID column is what --mark-read takes.
+    let short = line.split_whitespace().next().unwrap().to_owned();
+    assert_eq!(short.len(), 12, "{line}");
+    let out = kopterctl(
+        &env,
+        &[
+            "notifications",
+            "--tenant",
+            "acme",
+            "--severity",
+            "critical,warning",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sev: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["severity"].as_str().unwrap())
+        .collect();
+    assert_eq!(sev, ["critical", "warning"], "{rows}");
+    let out = kopterctl(
+        &env,
+        &["notifications", "--tenant", "acme", "--severity", "loud"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+
+    // The short id from the table, and the JSON's whole `id`, mark read.
+    let out = kopterctl(
+        &env,
+        &[
+            "notifications",
+            "--tenant",
+            "acme",
+            "--mark-read",
+            &short,
+            "--unread",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!("marked read: {short}")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Budget 100% crossed"), "{stdout}");
+    let warning_id = rows[1]["id"].as_str().unwrap().to_owned();
+    let out = kopterctl(
+        &env,
+        &[
+            "notifications",
+            "--tenant",
+            "acme",
+            "--mark-read",
+            &warning_id,
+            "--unread",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("1 unread notification(s)"), "{stdout}");
+    // Another tenant cannot mark acme's by its short id.
+    let out = kopterctl(
+        &env,
+        &["notifications", "--tenant", "globex", "--mark-read", &short],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("no notification with this id"),
+        "{}",
+        text(&out).1
+    );
+}

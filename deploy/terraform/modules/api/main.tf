@@ -21,18 +21,23 @@ locals {
   # Container environment: real config keys only (KOPTER_ + the key path
   # in capitals, `__` between sections; libs/runtime/src/config.rs). Lists
   # are written as `[a, b]`, the form the config loader reads from the
-  # environment. Values set here win over var.config.
-  environment = merge(var.config, var.public_url == null ? {} : { KOPTER_API__PUBLIC_URL = var.public_url }, {
-    KOPTER_ENV                   = var.env
-    KOPTER_TELEMETRY__LISTEN     = "0.0.0.0:${var.telemetry_port}"
-    KOPTER_TELEMETRY__LOG_FORMAT = "json"
-    KOPTER_API__LISTEN           = "0.0.0.0:${var.port}"
-    KOPTER_API__ISSUERS          = "[${join(", ", var.issuers)}]"
-    KOPTER_API__AUDIENCE         = var.audience
-    KOPTER_API__TENANT_CLAIM     = var.tenant_claim
-    KOPTER_API__ROLES_CLAIM      = var.roles_claim
-    KOPTER_API__TENANT_ROLE_ARN  = aws_iam_role.tenant_access.arn
-    KOPTER_API__CORS_ORIGINS     = "[${join(", ", var.cors_origins)}]"
+  # environment. Values set here win over var.config, except the console's
+  # issuer: the first of var.issuers (the Cognito pool when the kopter
+  # module creates one) unless var.config names another. The console's
+  # session cookie is always Secure: the load balancer serves HTTPS only
+  # (alb.tf), and the api refuses to serve in "prod" without it.
+  environment = merge({ KOPTER_API__CONSOLE_ISSUER = var.issuers[0] }, var.config, var.public_url == null ? {} : { KOPTER_API__PUBLIC_URL = var.public_url }, {
+    KOPTER_API__CONSOLE_COOKIE_SECURE = "true"
+    KOPTER_ENV                        = var.env
+    KOPTER_TELEMETRY__LISTEN          = "0.0.0.0:${var.telemetry_port}"
+    KOPTER_TELEMETRY__LOG_FORMAT      = "json"
+    KOPTER_API__LISTEN                = "0.0.0.0:${var.port}"
+    KOPTER_API__ISSUERS               = "[${join(", ", var.issuers)}]"
+    KOPTER_API__AUDIENCE              = var.audience
+    KOPTER_API__TENANT_CLAIM          = var.tenant_claim
+    KOPTER_API__ROLES_CLAIM           = var.roles_claim
+    KOPTER_API__TENANT_ROLE_ARN       = aws_iam_role.tenant_access.arn
+    KOPTER_API__CORS_ORIGINS          = "[${join(", ", var.cors_origins)}]"
   })
 
   # The cursor key never appears in the task definition: ECS injects it.

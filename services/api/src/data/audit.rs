@@ -77,7 +77,8 @@ pub struct AuditFilter {
     pub since: DateTime<Utc>,
     /// Event time at or before (inclusive, to the millisecond).
     pub until: DateTime<Utc>,
-    /// `userIdentity.arn`, exactly.
+    /// The principal, exactly: `userIdentity.arn`, or for identities
+    /// without one the form trail-ingest gives (`saml:<provider>/<user>`, …).
     pub principal: Option<String>,
     /// `eventName` (`RunInstances`), exactly.
     pub event: Option<String>,
@@ -87,6 +88,8 @@ pub struct AuditFilter {
     pub resource: Option<String>,
     /// The account the record was delivered for (12 digits).
     pub account: Option<String>,
+    /// The caller's account, `userIdentity.accountId` (12 digits).
+    pub caller_account: Option<String>,
 }
 
 /// One audit-log record in a list.
@@ -105,10 +108,13 @@ pub struct AuditEvent {
     pub source: String,
     /// `eventName`, e.g. `RunInstances`.
     pub event: String,
-    /// `userIdentity.arn`.
+    /// Who acted: `userIdentity.arn`, or for identities without one the
+    /// form trail-ingest gives (`saml:<provider>/<user>`, `account:<id>/…`, …).
     pub principal: Option<String>,
     /// `userIdentity.type`: `Root`, `IAMUser`, `AssumedRole`, `AWSService`, …
     pub principal_type: Option<String>,
+    /// The caller's account, `userIdentity.accountId`.
+    pub caller_account: Option<String>,
     pub source_ip: Option<String>,
     pub read_only: Option<bool>,
     /// `errorCode` of a refused call.
@@ -134,6 +140,7 @@ pub struct AuditRecordDetail {
     pub event: String,
     pub principal: Option<String>,
     pub principal_type: Option<String>,
+    pub caller_account: Option<String>,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub read_only: Option<bool>,
@@ -305,6 +312,7 @@ impl From<&AuditRow> for AuditEvent {
             event: r.event_name.clone(),
             principal: r.principal_arn.clone(),
             principal_type: r.principal_type.clone(),
+            caller_account: r.caller_account.clone(),
             source_ip: r.source_ip.clone(),
             read_only: r.read_only,
             error_code: r.error_code.clone(),
@@ -334,6 +342,7 @@ impl From<&AuditRow> for AuditRecordDetail {
             event: r.event_name.clone(),
             principal: r.principal_arn.clone(),
             principal_type: r.principal_type.clone(),
+            caller_account: r.caller_account.clone(),
             source_ip: r.source_ip.clone(),
             user_agent: r.user_agent.clone(),
             read_only: r.read_only,

@@ -63,6 +63,7 @@ impl AuditData for DynamoData {
                 event: filter.event.clone(),
                 source: filter.source.clone(),
                 resource: filter.resource.clone(),
+                caller_account: filter.caller_account.clone(),
                 limit: page.limit.clamp(1, 1000) as usize,
             };
             let rows = store.page(&q, at.as_ref()).await.map_err(store_error)?;

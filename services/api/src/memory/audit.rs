@@ -64,6 +64,7 @@ impl AuditData for MemoryData {
                 event: filter.event.clone(),
                 source: filter.source.clone(),
                 resource: filter.resource.clone(),
+                caller_account: filter.caller_account.clone(),
                 limit: page.limit as usize,
             };
             let (from, to) = (rfc3339(since), rfc3339(until));

@@ -48,7 +48,9 @@ pub struct AuditParams {
     /// Event time at or before, RFC 3339. Default: now. At most 90 days
     /// after `since`, and not before it.
     until: Option<String>,
-    /// `userIdentity.arn`, exactly (`arn:aws:iam::111111111111:user/alice`).
+    /// The principal, exactly: `userIdentity.arn`
+    /// (`arn:aws:iam::111111111111:user/alice`), or for identities without
+    /// one the form trail-ingest gives (`saml:<provider>/<user>`, …).
     principal: Option<String>,
     /// `eventName`, exactly (`RunInstances`).
     event: Option<String>,
@@ -59,6 +61,9 @@ pub struct AuditParams {
     resource: Option<String>,
     /// The account the record came from (12 digits).
     account: Option<String>,
+    /// The caller's account, `userIdentity.accountId` (12 digits): differs
+    /// from `account` for calls from other accounts.
+    caller_account: Option<String>,
 }
 
 /// The tenant's CloudTrail records, newest first (any signed-in user).
@@ -138,6 +143,14 @@ pub fn audit_filter(p: &AuditParams, now: DateTime<Utc>) -> Result<AuditFilter, 
             format!("{v:?} is not a 12-digit AWS account id"),
         ));
     }
+    if let Some(v) = &p.caller_account
+        && !(v.len() == 12 && v.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(ApiError::bad_parameter(
+            "caller_account",
+            format!("{v:?} is not a 12-digit AWS account id"),
+        ));
+    }
     Ok(AuditFilter {
         since,
         until,
@@ -146,6 +159,7 @@ pub fn audit_filter(p: &AuditParams, now: DateTime<Utc>) -> Result<AuditFilter, 
         source: p.source.clone(),
         resource: p.resource.clone(),
         account: p.account.clone(),
+        caller_account: p.caller_account.clone(),
     })
 }
 
@@ -301,6 +315,7 @@ mod tests {
             source: None,
             resource: None,
             account: None,
+            caller_account: None,
         }
     }
 
