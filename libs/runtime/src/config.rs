@@ -282,8 +282,9 @@ pub struct AwsConfig {
     /// every throttle down to 0.5 requests/s — one hot table then slows
     /// every call to DynamoDB, heartbeats and receives to SQS included.
     /// Kopter slows its writers itself (`limiter`), so `standard` is the
-    /// default. Clients into customer accounts are always adaptive, each
-    /// account and region its own partition.
+    /// default. Clients into customer accounts use the same mode, each
+    /// account and region with its own retry quota
+    /// (`kopter_runtime::aws::ec2_client_for_account` says why).
     pub retry_mode: AwsRetryMode,
     /// Retry quota per AWS service and process, in tokens (the SDK's retry
     /// token bucket: a retry after a throttle or an error costs 5, after a

@@ -350,6 +350,25 @@ fn app() -> App {
             Some(0.5),
         ),
         resource_hour("acme", "222222222222", "i-2", hour - Span::hours(1), None),
+        // A gp3 volume whose throughput has no price: its storage is in
+        // the amount, the missing part is named (issue 17).
+        ResourceHourRow {
+            sk: "volume#vol-1".into(),
+            resource_id: "vol-1".into(),
+            kind: "volume".into(),
+            usage: 100.0,
+            unit: "GB-Hours".into(),
+            family: "ebs-gp3".into(),
+            detail: "gp3".into(),
+            price_missing_part: Some("throughput: no price for ebs-gp3 throughput".into()),
+            ..resource_hour(
+                "acme",
+                "111111111111",
+                "vol-1",
+                hour - Span::hours(1),
+                Some(0.0110),
+            )
+        },
         resource_hour(
             "globex",
             "333333333333",
@@ -951,6 +970,39 @@ async fn the_cost_page_charts_and_tables_the_series_and_its_csv_is_the_apis() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(r.html().select(&sel("p.error")).next().is_some(), "{bad}");
     }
+}
+
+#[tokio::test]
+async fn partly_priced_resources_are_marked_in_the_cost_table() {
+    let app = app();
+    let doc = app.page("acme", "/console/cost?by=resource").await.html();
+    let rows: Vec<Vec<String>> = doc
+        .select(&sel("#cost-table tbody tr"))
+        .map(|tr| {
+            tr.select(&sel("td"))
+                .map(|td| td.text().collect::<String>().trim().to_owned())
+                .collect()
+        })
+        .collect();
+    let vol = rows
+        .iter()
+        .find(|r| r[1] == "vol-1")
+        .unwrap_or_else(|| panic!("no vol-1 row in {rows:?}"));
+    // Period, group, account, cost, reserved, missing, partly priced, resources.
+    assert_eq!(vol[3], "0.011 USD");
+    assert_eq!(vol[5], "0");
+    assert_eq!(vol[6], "partly priced 1");
+    let mark = doc
+        .select(&sel("#cost-table span.partial"))
+        .next()
+        .expect("a partly-priced mark");
+    assert!(
+        mark.value().attr("title").unwrap().contains("throughput"),
+        "the mark names the missing part"
+    );
+    let i1 = rows.iter().find(|r| r[1] == "i-1").unwrap();
+    assert_eq!(i1[6], "0", "fully priced rows carry no mark: {i1:?}");
+    assert!(text(&doc, "#cost-total").contains("partly priced"));
 }
 
 #[tokio::test]

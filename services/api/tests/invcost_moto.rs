@@ -146,6 +146,11 @@ async fn put_resource(
         .unwrap();
 }
 
+/// What vol-a1data's rows say is unpriced (its storage is priced).
+const PARTIAL: &str = "gp3 throughput above 125 MiB/s: no price in eu-west-1";
+/// i-a2db's note in the newest hour.
+const NOTE: &str = "in capacity reservation cr-0123456789abcdef0: billed at the on-demand rate";
+
 fn line(
     id: &str,
     kind: &'static str,
@@ -371,6 +376,23 @@ async fn world() -> World {
             "m5",
             Some("web"),
         )];
+        // vol-a1data is billed for its storage only (a component without a
+        // price: roll-ups count it in `price_partial`); i-a2db runs in a
+        // capacity reservation in the newest hour only, so its cost rows
+        // mix a note and none.
+        let mut a1_lines = a1_lines;
+        let mut a2_lines = a2_lines;
+        for l in a1_lines
+            .iter_mut()
+            .filter(|l| &*l.resource_id == "vol-a1data")
+        {
+            l.missing_part = Some(PARTIAL.to_owned());
+        }
+        if back == 0 {
+            for l in a2_lines.iter_mut().filter(|l| &*l.resource_id == "i-a2db") {
+                l.note = Some(NOTE.into());
+            }
+        }
         for (t, a, lines) in [
             (&acme, &a1, a1_lines),
             (&acme, &a2, a2_lines),
@@ -812,6 +834,30 @@ async fn a_resource_its_history_and_its_cost() {
         }
         w.exports_match(&uri, &w.acme, &rows).await;
     }
+    // A partly priced volume: its known cost, the rest named, not missing.
+    let uri = format!("/v1/resources/vol-a1data/cost?from={from}&to={to}");
+    let (rows, _) = w.pages(&uri, &w.acme).await;
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!(r["cost_usd"].as_f64(), Some(0.01), "{r}");
+        assert_eq!(r["price_missing_part"], PARTIAL, "{r}");
+        assert!(r["price_missing"].is_null(), "{r}");
+        assert!(r["note"].is_null(), "{r}");
+    }
+    w.exports_match(&uri, &w.acme, &rows).await;
+    // The note on the newest hour only; every row (and CSV line) has the
+    // field, null where there is no note.
+    let uri = format!("/v1/resources/i-a2db/cost?from={from}&to={to}");
+    let (rows, _) = w.pages(&uri, &w.acme).await;
+    let notes: Vec<&Value> = rows.iter().map(|r| &r["note"]).collect();
+    assert_eq!(
+        notes,
+        [&Value::Null, &Value::Null, &json!(NOTE)],
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|r| r["price_missing_part"].is_null()));
+    w.exports_match(&uri, &w.acme, &rows).await;
+
     for (uri, param) in [
         (
             "/v1/resources/i-a1web/cost?from=yesterday&to=2026-01-02T00:00:00Z",
@@ -847,13 +893,14 @@ async fn cost_series_by_each_dimension_pages_and_exports() {
     assert_eq!(pts.len(), 6, "{pts:?}");
     assert_eq!(pages, 3);
     for p in &pts {
-        let (cost, missing) = if p["group"] == w.a1.as_str() {
-            (0.195, 1)
+        let (cost, missing, partial) = if p["group"] == w.a1.as_str() {
+            (0.195, 1, 1)
         } else {
-            (0.5, 0)
+            (0.5, 0, 0)
         };
         assert!(close(&p["cost_usd"], cost), "{p}");
         assert_eq!(p["price_missing"], missing, "{p}");
+        assert_eq!(p["price_partial"], partial, "{p}");
     }
     w.exports_match(&q("granularity=hour&by=account&limit=4"), &w.acme, &pts)
         .await;
@@ -890,7 +937,22 @@ async fn cost_series_by_each_dimension_pages_and_exports() {
     assert_eq!(pts.len(), 18, "6 resources × 3 hours");
     let odd: Vec<&Value> = pts.iter().filter(|p| p["group"] == "i-a1odd").collect();
     assert!(odd.iter().all(|p| p["cost_usd"].is_null()
-        && p["price_missing_reason"] == "no on-demand price for x9.huge"));
+        && p["price_missing_reason"] == "no on-demand price for x9.huge"
+        && p["price_partial"] == 0));
+    let data: Vec<&Value> = pts.iter().filter(|p| p["group"] == "vol-a1data").collect();
+    assert_eq!(data.len(), 3);
+    assert!(
+        data.iter().all(|p| close(&p["cost_usd"], 0.01)
+            && p["price_missing"] == 0
+            && p["price_partial"] == 1
+            && p["price_missing_part"] == PARTIAL),
+        "{data:?}"
+    );
+    let db_notes = pts
+        .iter()
+        .filter(|p| p["group"] == "i-a2db" && p["note"] == NOTE)
+        .count();
+    assert_eq!(db_notes, 1, "the newest hour's point carries the note");
     w.exports_match(&q("granularity=hour&by=resource&limit=5"), &w.acme, &pts)
         .await;
     // Daily: the days the three hours fall in, summed per account.
@@ -907,6 +969,13 @@ async fn cost_series_by_each_dimension_pages_and_exports() {
         .map(|p| p["cost_usd"].as_f64().unwrap())
         .sum();
     assert!((a2_total - 1.5).abs() < 1e-9, "{pts:?}");
+    // A day counts partly priced resource-hours, like unpriced ones.
+    let a1_partial: u64 = pts
+        .iter()
+        .filter(|p| p["group"] == w.a1.as_str())
+        .map(|p| p["price_partial"].as_u64().unwrap())
+        .sum();
+    assert_eq!(a1_partial, 3, "{pts:?}");
 
     // globex sees its own cost only.
     let (g, _) = w.pages(&q("granularity=hour"), &w.globex).await;

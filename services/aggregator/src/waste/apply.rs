@@ -13,7 +13,7 @@ use prometheus::{IntCounterVec, Opts};
 
 use crate::Aggregator;
 use crate::engine::{hour_of, price_timeline};
-use crate::load::load_book;
+use crate::load::{VersionLists, load_book};
 
 /// What one evaluation did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -68,8 +68,16 @@ impl Aggregator {
         // Pass 1: which resources a rule holds for, and since when (the
         // amounts are not needed yet; the last hour's prices are, for the
         // cheaper-equivalent rules).
-        let last_hour_book =
-            load_book(&self.prices, &timelines, now - Duration::hours(1), now).await?;
+        let versions = VersionLists::default();
+        let last_hour_book = load_book(
+            &self.prices,
+            &self.price_rows,
+            &versions,
+            &timelines,
+            now - Duration::hours(1),
+            now,
+        )
+        .await?;
         let candidates = super::evaluate_with_idle(
             account,
             &timelines,
@@ -93,7 +101,15 @@ impl Aggregator {
         let findings = match since.values().min() {
             None => Vec::new(),
             Some(earliest) => {
-                let book = load_book(&self.prices, &priced, hour_of(*earliest), now).await?;
+                let book = load_book(
+                    &self.prices,
+                    &self.price_rows,
+                    &versions,
+                    &priced,
+                    hour_of(*earliest),
+                    now,
+                )
+                .await?;
                 let mut lines = Vec::new();
                 for t in &priced {
                     price_timeline(t, since[t.resource_id.as_str()], now, &book, &mut lines);
