@@ -14,7 +14,8 @@
 #   scripts/bench-pricing.sh [MB]        (default 512; MB = 10^6 bytes)
 #
 # The file is generated once (deterministic) as
-# target/bench-pricing/offer-<MB>MB.json and reused. Each tool reports its
+# $CARGO_TARGET_DIR/bench-pricing/offer-<MB>MB.json (default target/) and
+# reused. Each tool reports its
 # own time (from start to last price, excluding process start-up) and peak
 # RSS (Rust: VmHWM; Python: resource.getrusage ru_maxrss).
 # PYTHON=/path/to/python overrides the interpreter (default .venv/bin/python,
@@ -32,7 +33,8 @@ if [ -z "$PY" ]; then
     [ -x .venv/bin/python ] && PY=.venv/bin/python
 fi
 
-DIR=target/bench-pricing
+TARGET="${CARGO_TARGET_DIR:-target}"
+DIR="$TARGET/bench-pricing"
 FILE="$DIR/offer-${MB}MB.json"
 mkdir -p "$DIR"
 TMP="$(mktemp -d)"
@@ -40,7 +42,7 @@ trap 'rm -rf "$TMP"' EXIT
 
 echo "== build (release)"
 cargo build --release -q -p pricing --bin pricing --example gen_offer --example naive_offer
-BIN=target/release
+BIN="$TARGET/release"
 
 if [ ! -s "$FILE" ]; then
     echo "== generate $FILE"
@@ -83,10 +85,15 @@ def classify(p):
         return None
     if family == "Storage":
         return "ebs" if a.get("volumeApiName") in EBS_VOLUMES else None
-    if family == "System Operation":
+    if family in ("System Operation", "Provisioned Throughput"):
         u = a.get("usagetype", "")
         if ("EBS:VolumeP-IOPS" in u or "EBS:VolumeP-Throughput" in u) and a.get("volumeApiName"):
             return "ebs"
+        return None
+    if family == "Dedicated Host":
+        u = a.get("usagetype", "")
+        if "HostUsage:" in u and "ReservedHostUsage" not in u:
+            return "instance"
         return None
     if family == "Storage Snapshot":
         return "ebs" if "EBS:Snapshot" in a.get("usagetype", "") else None

@@ -369,6 +369,113 @@ pub struct SignedCall {
     pub form: Option<String>,
     /// The response body (STS calls only: e.g. the credentials issued).
     pub sts_response: Option<String>,
+    /// DynamoDB calls: the request units the call would consume on an
+    /// on-demand table, estimated from the bytes on the wire (see
+    /// [`dynamodb_units`]); zero for other services.
+    pub units: Units,
+    /// An SQS ReceiveMessage that came back without a message (an idle
+    /// long poll).
+    pub empty_receive: bool,
+}
+
+/// DynamoDB request units of one call: reads in half units (an eventually
+/// consistent read of up to 4 KB is half a read request unit), writes in
+/// whole units (up to 1 KB each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Units {
+    pub read_halves: u64,
+    pub write: u64,
+}
+
+/// Estimates the request units of one DynamoDB call from its request and
+/// response bodies, by AWS's rules ("Read/write capacity mode" in the
+/// DynamoDB developer guide): a write costs 1 WRU per started KB of the
+/// item (at least 1; a delete or a failed conditional write 1; a
+/// transactional write twice); a GetItem or BatchGetItem 1 RRU per started
+/// 4 KB per item, a Query or Scan per started 4 KB of all items returned,
+/// half that when eventually consistent (the default), and at least half
+/// a unit per call. The sizes are those of the JSON on the wire, which
+/// are a little larger than DynamoDB's item sizes (type tags, quotes):
+/// the estimate errs high. Not a substitute for `ReturnConsumedCapacity`.
+pub fn dynamodb_units(operation: &str, request: &[u8], response: &[u8]) -> Units {
+    use serde_json::Value;
+    let op = operation.rsplit('.').next().unwrap_or(operation);
+    let req: Value = serde_json::from_slice(request).unwrap_or(Value::Null);
+    let resp: Value = serde_json::from_slice(response).unwrap_or(Value::Null);
+    let size = |v: &Value| v.to_string().len() as u64;
+    let write_units = |item: Option<&Value>| item.map_or(1, |i| size(i).div_ceil(1024).max(1));
+    let consistent = req["ConsistentRead"].as_bool().unwrap_or(false);
+    let reads = |bytes: u64| {
+        let units = bytes.div_ceil(4096).max(1);
+        if consistent { units * 2 } else { units }
+    };
+    match op {
+        "PutItem" => Units {
+            write: write_units(req.get("Item")),
+            ..Units::default()
+        },
+        // Before/after sizes are not on the wire: the update's own size.
+        "UpdateItem" => Units {
+            write: size(&req).div_ceil(1024).max(1),
+            ..Units::default()
+        },
+        "DeleteItem" => Units {
+            write: 1,
+            ..Units::default()
+        },
+        "BatchWriteItem" => {
+            let write = req["RequestItems"]
+                .as_object()
+                .into_iter()
+                .flat_map(|t| t.values())
+                .flat_map(|reqs| reqs.as_array().into_iter().flatten())
+                .map(|r| write_units(r.get("PutRequest").and_then(|p| p.get("Item"))))
+                .sum();
+            Units {
+                write,
+                ..Units::default()
+            }
+        }
+        "TransactWriteItems" => {
+            let write = req["TransactItems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| 2 * write_units(t.get("Put").and_then(|p| p.get("Item"))))
+                .sum();
+            Units {
+                write,
+                ..Units::default()
+            }
+        }
+        "GetItem" => Units {
+            read_halves: reads(resp.get("Item").map_or(0, size)),
+            ..Units::default()
+        },
+        "BatchGetItem" => {
+            let read_halves = resp["Responses"]
+                .as_object()
+                .into_iter()
+                .flat_map(|t| t.values())
+                .flat_map(|items| items.as_array().into_iter().flatten())
+                .map(|i| reads(size(i)))
+                .sum();
+            Units {
+                read_halves,
+                ..Units::default()
+            }
+        }
+        "Query" | "Scan" => {
+            let bytes = resp["Items"]
+                .as_array()
+                .map_or(0, |items| items.iter().map(size).sum());
+            Units {
+                read_halves: reads(bytes),
+                ..Units::default()
+            }
+        }
+        _ => Units::default(),
+    }
 }
 
 /// A running proxy; stops when dropped.
@@ -625,6 +732,11 @@ async fn forward(
             })
         })
         .unwrap_or_default();
+    let body_copy = if service == "dynamodb" {
+        body.clone()
+    } else {
+        Bytes::new()
+    };
     let req = req.body(Full::new(body)).expect("valid request");
     let answer = async {
         let resp = shared.client.request(req).await?;
@@ -633,7 +745,26 @@ async fn forward(
         anyhow::Ok((parts, body))
     };
     let answer = answer.await;
+    let units = match (&answer, service.as_str()) {
+        (Ok((p, b)), "dynamodb") if p.status.is_success() => {
+            dynamodb_units(&operation, &body_copy, b)
+        }
+        // A failed conditional write is charged as a write.
+        (Ok((_, b)), "dynamodb") if b.windows(23).any(|w| w == b"ConditionalCheckFailedE") => {
+            Units {
+                write: 1,
+                ..Units::default()
+            }
+        }
+        // A throttled or failed request is not charged.
+        _ => Units::default(),
+    };
+    let empty_receive = operation.ends_with("ReceiveMessage")
+        && matches!(&answer, Ok((p, b)) if p.status.is_success()
+            && !b.windows(9).any(|w| w == b"MessageId"));
     shared.log.lock().unwrap().push(SignedCall {
+        units,
+        empty_receive,
         sts_response: match (&answer, service.as_str()) {
             (Ok((_, b)), "sts") => Some(String::from_utf8_lossy(b).into_owned()),
             _ => None,
@@ -663,6 +794,49 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dynamodb_units_follow_the_size_rules() {
+        let big = "x".repeat(2500);
+        let put = format!(r#"{{"TableName":"t","Item":{{"pk":{{"S":"{big}"}}}}}}"#);
+        assert_eq!(
+            dynamodb_units("DynamoDB_20120810.PutItem", put.as_bytes(), b"{}").write,
+            3
+        );
+        let batch = format!(
+            r#"{{"RequestItems":{{"t":[{{"PutRequest":{{"Item":{{"a":{{"S":"1"}}}}}}}},{{"PutRequest":{{"Item":{{"pk":{{"S":"{big}"}}}}}}}},{{"DeleteRequest":{{"Key":{{"a":{{"S":"1"}}}}}}}}]}}}}"#
+        );
+        assert_eq!(
+            dynamodb_units("DynamoDB_20120810.BatchWriteItem", batch.as_bytes(), b"{}").write,
+            1 + 3 + 1
+        );
+        // 3 items of ~2.5 KB returned: 8 KB → 2 units of 4 KB, eventually consistent: 2 halves.
+        let items = format!(
+            r#"{{"Items":[{{"a":{{"S":"{big}"}}}},{{"a":{{"S":"{big}"}}}},{{"a":{{"S":"{big}"}}}}]}}"#
+        );
+        assert_eq!(
+            dynamodb_units("DynamoDB_20120810.Query", b"{}", items.as_bytes()).read_halves,
+            2
+        );
+        assert_eq!(
+            dynamodb_units(
+                "DynamoDB_20120810.Query",
+                br#"{"ConsistentRead":true}"#,
+                items.as_bytes()
+            )
+            .read_halves,
+            4
+        );
+        // An empty answer still costs half a unit.
+        assert_eq!(
+            dynamodb_units("DynamoDB_20120810.GetItem", b"{}", b"{}").read_halves,
+            1
+        );
+        assert_eq!(
+            dynamodb_units("AmazonSQS.SendMessage", b"{}", b"{}"),
+            Units::default()
+        );
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> hyper::HeaderMap {
         let mut h = hyper::HeaderMap::new();

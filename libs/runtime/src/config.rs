@@ -190,6 +190,10 @@ pub struct AggregatorConfig {
     /// Largest backfill one message may ask for, in hours. Default 1488
     /// (62 days).
     pub max_backfill_hours: u32,
+    /// Days of state history the hourly waste evaluation reads (a finding's
+    /// `since` is no earlier than this, unless the resource's inventory row
+    /// says its state is older). Default 35.
+    pub waste_history_days: u32,
 }
 
 /// Where the pricing service reads the AWS Price List from.
@@ -278,8 +282,9 @@ pub struct AwsConfig {
     /// every throttle down to 0.5 requests/s — one hot table then slows
     /// every call to DynamoDB, heartbeats and receives to SQS included.
     /// Kopter slows its writers itself (`limiter`), so `standard` is the
-    /// default. Clients into customer accounts are always adaptive, each
-    /// account and region its own partition.
+    /// default. Clients into customer accounts use the same mode, each
+    /// account and region with its own retry quota
+    /// (`kopter_runtime::aws::ec2_client_for_account` says why).
     pub retry_mode: AwsRetryMode,
     /// Retry quota per AWS service and process, in tokens (the SDK's retry
     /// token bucket: a retry after a throttle or an error costs 5, after a
@@ -470,6 +475,7 @@ impl Config {
                 forecast_after: Duration::from_secs(3 * 24 * 3600),
                 account_concurrency: 4,
                 max_backfill_hours: 1488,
+                waste_history_days: 35,
             },
             pricing: PricingConfig {
                 source: PriceSource::Bulk,
@@ -779,6 +785,9 @@ impl Config {
                 "aggregator.account_concurrency: {} is outside 1..=64",
                 a.account_concurrency
             ));
+        }
+        if a.waste_history_days == 0 {
+            problems.push("aggregator.waste_history_days: must be at least 1".into());
         }
         if a.max_backfill_hours == 0 {
             problems.push("aggregator.max_backfill_hours: must be at least 1".into());

@@ -145,6 +145,8 @@ pub enum Message {
     AccountHealth(AccountHealth),
     #[serde(rename = "account.org_change")]
     OrgAccountChanged(OrgAccountChanged),
+    #[serde(rename = "waste.finding")]
+    WasteFinding(WasteFinding),
 }
 
 impl Message {
@@ -169,6 +171,7 @@ impl Message {
         "cost.spike",
         "account.health",
         "account.org_change",
+        "waste.finding",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -193,6 +196,7 @@ impl Message {
             Message::CostSpike(_) => "cost.spike",
             Message::AccountHealth(_) => "account.health",
             Message::OrgAccountChanged(_) => "account.org_change",
+            Message::WasteFinding(_) => "waste.finding",
         }
     }
 
@@ -217,6 +221,7 @@ impl Message {
             Message::CostSpike(m) => Some(&m.tenant),
             Message::AccountHealth(m) => Some(&m.tenant),
             Message::OrgAccountChanged(m) => Some(&m.tenant),
+            Message::WasteFinding(m) => Some(&m.tenant),
             Message::DailyDigest(m) => m.tenant.as_ref(),
             Message::BurstFlush(m) => Some(&m.tenant),
             _ => None,
@@ -236,10 +241,11 @@ pub enum EventType {
     CostSpike,
     AccountHealth,
     OrgAccountChanged,
+    WasteFinding,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::DescribeTargeted,
         EventType::InventoryChanged,
         EventType::PricesUpdated,
@@ -249,6 +255,7 @@ impl EventType {
         EventType::CostSpike,
         EventType::AccountHealth,
         EventType::OrgAccountChanged,
+        EventType::WasteFinding,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -262,6 +269,7 @@ impl EventType {
             EventType::CostSpike => "cost.spike",
             EventType::AccountHealth => "account.health",
             EventType::OrgAccountChanged => "account.org_change",
+            EventType::WasteFinding => "waste.finding",
         }
     }
 }
@@ -464,6 +472,37 @@ pub struct AccountHealth {
     pub healthy: bool,
     pub reason: Option<String>,
     pub at: DateTime<Utc>,
+}
+
+/// A waste finding opened or resolved (the aggregator's waste rules;
+/// `kopter_store::waste`). Published once per episode and status: the
+/// envelope id is `waste:{tenant}:{account}:{resource}:{rule}:{since}:{status}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WasteFinding {
+    pub tenant: TenantId,
+    pub account: AccountId,
+    pub region: String,
+    pub resource_id: String,
+    /// `unattached-volume`, `stopped-instance-volume`, `orphan-snapshot`,
+    /// `snapshot-past-retention`, `gp2-to-gp3`, `previous-generation`.
+    pub rule: String,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// When the condition began (from the state history).
+    pub since: DateTime<Utc>,
+    /// USD the resource cost since `since` (priced hours only).
+    pub accrued_usd: f64,
+    /// Hours since `since` without a price (not counted in `accrued_usd`).
+    pub unpriced_hours: u32,
+    /// USD per month acting would save; absent when unknown.
+    pub monthly_usd: Option<f64>,
+    pub action: String,
+    pub detail: String,
+    /// The end of the evaluated hour that opened or resolved it.
+    pub at: DateTime<Utc>,
+    /// Why it was resolved (`resource gone`, `condition ended`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
 }
 
 #[cfg(test)]

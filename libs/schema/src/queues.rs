@@ -83,6 +83,7 @@ impl Service {
                 EventType::CostSpike,
                 EventType::AccountHealth,
                 EventType::OrgAccountChanged,
+                EventType::WasteFinding,
             ],
         }
     }

@@ -18,6 +18,7 @@ pub mod platform;
 pub mod prices;
 pub mod purge;
 pub mod tenants;
+pub mod waste;
 pub mod webhook_url;
 
 /// The accounts table (onboarded accounts and the `_tenant` settings row)

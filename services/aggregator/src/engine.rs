@@ -688,9 +688,9 @@ fn spot_cost(
 /// A volume's price per month from the components whose prices are
 /// known, and what is not known (`None`: every component is priced).
 #[derive(Clone, Debug, PartialEq)]
-struct VolumeRate {
-    monthly: f64,
-    missing: Option<String>,
+pub(crate) struct VolumeRate {
+    pub(crate) monthly: f64,
+    pub(crate) missing: Option<String>,
 }
 
 /// A volume's rate, or why none of its components has a price.
@@ -705,7 +705,7 @@ type VolumeRates = Result<VolumeRate, String>;
 /// Billed quantities (<https://aws.amazon.com/ebs/pricing/>): gp3 IOPS
 /// above 3,000 and throughput above 125 MiB/s (priced per GiBps-month:
 /// MiB/s ÷ 1024); io1/io2 every provisioned IOPS.
-fn volume_monthly(
+pub(crate) fn volume_monthly(
     book: &impl PriceBook,
     region: &str,
     version: &str,
@@ -862,6 +862,17 @@ pub(crate) fn price_region(t: &Timeline) -> &str {
 
 /// What a line of this state says beside its amount, when the amount is
 /// not simply the resource's own rate × usage.
+///
+/// An instance running in an On-Demand Capacity Reservation is billed at
+/// the on-demand rate and the reservation costs nothing for that instance;
+/// the reservation's *unused* capacity is billed at the same rate to the
+/// reservation ("Capacity Reservations are charged at the equivalent
+/// On-Demand rate whether you run instances in reserved capacity or not
+/// … When you run an instance that matches the attributes of a
+/// reservation, you just pay for the instance and nothing for the
+/// reservation",
+/// <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/capacity-reservations-pricing-billing.html>).
+/// Reservations are not described, so that unused part is in no figure.
 fn note(r: &Resource) -> Option<String> {
     let Resource::Instance(i) = r else {
         return None;
@@ -890,24 +901,37 @@ fn note(r: &Resource) -> Option<String> {
 }
 
 /// Why an instance's hours have no price in the offer file, when they are
-/// paid another way. A Capacity Block is paid up front when it is bought,
-/// at a price set for that offering (`CapacityBlockOffering.upfrontFee`,
-/// <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CapacityBlockOffering.html>;
-/// <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/capacity-blocks-pricing-billing.html>),
-/// which no offer-file row gives: its hours are marked, not priced as
-/// on-demand.
+/// paid another way. Only on-demand (`InstanceLifecycle` absent; empty in
+/// rows written before the field) and spot hours have hourly rates Kopter
+/// reads; every other purchase option is marked, never priced as
+/// on-demand:
+///
+/// * `capacity-block`: paid up front when the block is bought, at a price
+///   set for that offering (`CapacityBlockOffering.upfrontFee`,
+///   <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CapacityBlockOffering.html>;
+///   <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/capacity-blocks-pricing-billing.html>),
+///   which no offer-file row gives.
+/// * `scheduled`, `interruptible-capacity-reservation` and any value EC2
+///   adds later (`InstanceLifecycleType`,
+///   <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Instance.html>):
+///   billed under their own terms, not the on-demand rate.
 fn unpriced_purchase(i: &InstanceFields) -> Option<String> {
-    (i.lifecycle == "capacity-block").then(|| {
-        format!(
-            "Capacity Block instance{}: paid as the block's upfront fee, which the \
-             price list does not give",
-            if i.capacity_reservation_id.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", i.capacity_reservation_id)
-            }
-        )
-    })
+    let reservation = if i.capacity_reservation_id.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", i.capacity_reservation_id)
+    };
+    match i.lifecycle.as_str() {
+        "" | "on-demand" | "spot" => None,
+        "capacity-block" => Some(format!(
+            "Capacity Block instance{reservation}: paid as the block's upfront fee, which \
+             the price list does not give"
+        )),
+        other => Some(format!(
+            "instance lifecycle {other:?}{reservation}: billed under its own terms, not at \
+             the on-demand rate, and the price list gives no hourly rate for it"
+        )),
+    }
 }
 
 /// USD per hour of a Dedicated Host: the on-demand rate of its family's

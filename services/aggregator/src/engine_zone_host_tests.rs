@@ -425,4 +425,27 @@ fn capacity_reservations_are_noted_and_capacity_blocks_marked() {
         "2025-06-02T12:00:00Z",
     );
     assert_eq!(lines["11"].note, None);
+    assert!(close(lines["11"].cost_usd, 0.192));
+    // Other purchase options have their own terms: marked with the
+    // lifecycle named, never the on-demand 0.192.
+    for lifecycle in ["scheduled", "interruptible-capacity-reservation"] {
+        let lines = price(
+            &b,
+            "i-other",
+            vec![(
+                "2025-06-02T00:00:00Z",
+                with(lifecycle, "cr-0aaaabbbbccccdddd"),
+            )],
+            "2025-06-02T11:00:00Z",
+            "2025-06-02T12:00:00Z",
+        );
+        let l = &lines["11"];
+        assert_eq!(l.cost_usd, None, "{lifecycle}");
+        let reason = l.missing.as_deref().unwrap();
+        assert!(
+            reason.contains(lifecycle) && reason.contains("cr-0aaaabbbbccccdddd"),
+            "{reason}"
+        );
+        assert_eq!(l.note, None, "{lifecycle}: marked, so no on-demand note");
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod load;
+pub mod waste;
 
 #[cfg(test)]
 mod engine_tests;
@@ -10,6 +11,7 @@ mod engine_tests;
 mod engine_zone_host_tests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::anyhow;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
@@ -25,7 +27,7 @@ use kopter_store::prices::PriceStore;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
 use crate::engine::{hour_of, price_timeline};
-use crate::load::{HistoryReader, load_book};
+use crate::load::{HistoryReader, PriceRows, VersionLists, load_book};
 use kopter_store::graph::CostLine;
 use kopter_store::graph::{GraphStore, expiry, hour_key, month_key};
 
@@ -138,9 +140,16 @@ pub struct Aggregator {
     pub history: HistoryReader,
     pub prices: PriceStore,
     pub graph: GraphStore,
+    /// Waste findings (`waste/`).
+    pub waste: kopter_store::waste::WasteStore,
     pub accounts: AccountStore,
+    /// Customer accounts' CloudWatch (idle instances) through their roles:
+    /// the process's AWS config and the STS credential cache.
+    pub customer_aws: Option<(kopter_runtime::AwsContext, kopter_runtime::CredentialCache)>,
     pub outbox: Option<Outbox>,
     pub config: AggregatorConfig,
+    /// Committed versions' price rows, kept across messages.
+    pub price_rows: Arc<PriceRows>,
 }
 
 impl Aggregator {
@@ -149,10 +158,13 @@ impl Aggregator {
         Self {
             history: HistoryReader::new(ddb.clone(), &ctx.names),
             prices: PriceStore::new(ddb.clone(), &ctx.names),
+            waste: kopter_store::waste::WasteStore::new(ddb.clone(), &ctx.names),
             graph: GraphStore::new(ddb, &ctx.names),
             accounts: ctx.accounts.clone(),
+            customer_aws: Some((ctx.aws.clone(), ctx.credentials.clone())),
             outbox: Some(ctx.outbox.clone()),
             config: ctx.config.aggregator.clone(),
+            price_rows: Arc::default(),
         }
     }
 
@@ -185,6 +197,7 @@ impl Aggregator {
             &change.account,
             hour,
             hour + Duration::hours(1),
+            &VersionLists::default(),
         )
         .await?;
         self.graph
@@ -194,20 +207,30 @@ impl Aggregator {
     }
 
     /// Computes hours `[from, to)` of one account and replaces them in the
-    /// price graph, then checks each hour for a spike.
+    /// price graph, then checks each hour for a spike. `versions`: the
+    /// price version lists of the message (shared by its accounts).
     pub async fn compute_account(
         &self,
         tenant: &TenantId,
         account: &AccountId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        versions: &VersionLists,
     ) -> anyhow::Result<AccountReport> {
         let (from, to) = (
             hour_of(from),
             hour_of(to - Duration::seconds(1)) + Duration::hours(1),
         );
         let timelines = self.history.timelines(tenant, account, from, to).await?;
-        let book = load_book(&self.prices, &timelines, from, to).await?;
+        let book = load_book(
+            &self.prices,
+            &self.price_rows,
+            versions,
+            &timelines,
+            from,
+            to,
+        )
+        .await?;
         let mut lines = Vec::new();
         for t in &timelines {
             price_timeline(t, from, to, &book, &mut lines);
@@ -396,13 +419,15 @@ impl Aggregator {
             .list(m.tenant.as_ref())
             .await
             .map_err(HandlerError::retry)?;
+        let versions = VersionLists::default();
+        let versions = &versions;
         type Job<'a> = futures::future::BoxFuture<'a, (TenantId, anyhow::Result<AccountReport>)>;
         let jobs: Vec<Job<'_>> = accounts
             .iter()
             .map(|a| {
                 let job: Job<'_> = Box::pin(async move {
                     let r = self
-                        .compute_account(&a.tenant_id, &a.account_id, from, to)
+                        .compute_account(&a.tenant_id, &a.account_id, from, to, versions)
                         .await
                         .map_err(|e| {
                             e.context(format!("account {}/{}", a.tenant_id, a.account_id))
@@ -424,6 +449,12 @@ impl Aggregator {
             match r {
                 Ok(r) => reports.push(r),
                 Err(e) => failed.push(format!("{e:#}")),
+            }
+        }
+        // Waste rules after the accounts' costs (hourly, at `hour`).
+        for a in &accounts {
+            if let Err(e) = self.evaluate_waste(&a.tenant_id, &a.account_id, hour).await {
+                failed.push(format!("waste of {}/{}: {e:#}", a.tenant_id, a.account_id));
             }
         }
         for t in &tenants {

@@ -9,6 +9,7 @@
 //! since before `from` was in its inventory state the whole window.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use aws_sdk_dynamodb::Client;
@@ -19,7 +20,7 @@ use kopter_schema::items::keys;
 use kopter_schema::{AccountId, Names, Table, TenantId};
 use kopter_store::inventory::{EventRow, Resource, fixed_time};
 use kopter_store::platform;
-use kopter_store::prices::PriceStore;
+use kopter_store::prices::{EbsPriceItem, InstancePrices, PriceStore, VersionRecord};
 
 use crate::engine::{MemoryBook, Timeline, hour_of};
 
@@ -79,10 +80,13 @@ impl HistoryReader {
                     {
                         continue;
                     }
+                    // Dated by its last change when that is known: the
+                    // waste rules tell since when a state holds.
+                    let at = row.last_change_at.filter(|t| *t < from).unwrap_or(before);
                     out.push(Timeline {
                         region: row.region.clone(),
                         resource_id: row.resource_id.clone(),
-                        states: vec![(before, row.resource.clone())],
+                        states: vec![(at, row.resource.clone())],
                     });
                 }
                 Some(events) => {
@@ -128,7 +132,10 @@ impl HistoryReader {
         .await
     }
 
-    /// The history row of a resource in force just before `from`.
+    /// The history row of a resource in force just before `from`: the
+    /// newest of its rows before `from`, read newest first a small page at
+    /// a time (a resource's history grows without end; the first row of
+    /// this account is nearly always on the first page).
     async fn state_before(
         &self,
         tenant: &TenantId,
@@ -136,28 +143,42 @@ impl HistoryReader {
         resource_id: &str,
         from: DateTime<Utc>,
     ) -> anyhow::Result<Option<EventRow>> {
-        let out = self
-            .ddb
-            .query()
-            .table_name(&self.events_table)
-            .index_name("by-resource")
-            .key_condition_expression("resource_key = :r AND sk < :from")
-            .expression_attribute_values(":r", s(keys::tenant_resource(tenant, resource_id)))
-            .expression_attribute_values(":from", s(fixed_time(from)))
-            .scan_index_forward(false)
-            .send()
-            .await
-            .with_context(|| format!("read the state of {resource_id} before {from}"))?;
         let pk = keys::tenant_account(tenant, account);
-        for item in out.items.unwrap_or_default() {
-            let row: EventRow = serde_dynamo::from_item(item).context("decode a history row")?;
-            if row.pk == pk {
-                return Ok(Some(row));
+        let mut start = None;
+        loop {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.events_table)
+                .index_name("by-resource")
+                .key_condition_expression("resource_key = :r AND sk < :from")
+                .expression_attribute_values(":r", s(keys::tenant_resource(tenant, resource_id)))
+                .expression_attribute_values(":from", s(fixed_time(from)))
+                .scan_index_forward(false)
+                .limit(STATE_BEFORE_PAGE)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .with_context(|| format!("read the state of {resource_id} before {from}"))?;
+            for item in out.items.unwrap_or_default() {
+                let row: EventRow =
+                    serde_dynamo::from_item(item).context("decode a history row")?;
+                // Another account's resource of the same id (the index is
+                // per tenant): not this one's.
+                if row.pk == pk {
+                    return Ok(Some(row));
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(None),
             }
         }
-        Ok(None)
     }
 }
+
+/// Rows per page when looking for the state before a window.
+const STATE_BEFORE_PAGE: i32 = 4;
 
 fn alive(r: &Resource) -> bool {
     match r {
@@ -197,9 +218,108 @@ fn timeline(
 /// product description) spot.
 type Needs = (HashSet<(String, String)>, HashSet<(String, String, String)>);
 
-/// Loads the prices `timelines` need for `[from, to)` into memory.
+/// Rows of committed price versions, kept across account-hours: a
+/// committed version's rows never change (pricing refuses to re-ingest a
+/// stored version with different content, issue 17), so they are read
+/// from DynamoDB once per process instead of once per account-hour — the
+/// largest share of the aggregator's reads (issue 23). A type a version
+/// has no row for is remembered as `None` too. Bounded: past
+/// [`PriceRows::MAX_ENTRIES`] entries it starts over.
+#[derive(Debug, Default)]
+pub struct PriceRows {
+    ebs: Mutex<HashMap<VersionKey, Arc<Vec<EbsPriceItem>>>>,
+    instances: Mutex<HashMap<InstanceKey, Option<InstancePrices>>>,
+}
+
+/// (region, version).
+type VersionKey = (String, String);
+/// (region, version, instance type, tenancy).
+type InstanceKey = (String, String, String, String);
+
+impl PriceRows {
+    /// Instance rows kept at most (a region's version has a few thousand
+    /// types × tenancies; this holds several regions' worth of what an
+    /// estate runs).
+    pub const MAX_ENTRIES: usize = 50_000;
+
+    async fn ebs(
+        &self,
+        prices: &PriceStore,
+        region: &str,
+        version: &str,
+    ) -> anyhow::Result<Arc<Vec<EbsPriceItem>>> {
+        let key = (region.to_owned(), version.to_owned());
+        if let Some(hit) = self.ebs.lock().expect("price rows lock").get(&key) {
+            return Ok(hit.clone());
+        }
+        let rows = Arc::new(prices.ebs_prices(region, version).await?);
+        let mut ebs = self.ebs.lock().expect("price rows lock");
+        if ebs.len() >= Self::MAX_ENTRIES {
+            ebs.clear();
+        }
+        ebs.insert(key, rows.clone());
+        Ok(rows)
+    }
+
+    async fn instance(
+        &self,
+        prices: &PriceStore,
+        region: &str,
+        version: &str,
+        instance_type: &str,
+        tenancy: &str,
+    ) -> anyhow::Result<Option<InstancePrices>> {
+        let key = (
+            region.to_owned(),
+            version.to_owned(),
+            instance_type.to_owned(),
+            tenancy.to_owned(),
+        );
+        if let Some(hit) = self.instances.lock().expect("price rows lock").get(&key) {
+            return Ok(hit.clone());
+        }
+        let row = prices
+            .instance_prices(region, version, instance_type, tenancy)
+            .await?;
+        let mut instances = self.instances.lock().expect("price rows lock");
+        if instances.len() >= Self::MAX_ENTRIES {
+            instances.clear();
+        }
+        instances.insert(key, row.clone());
+        Ok(row)
+    }
+}
+
+/// The committed versions of each region, read once per aggregation
+/// message and shared by its accounts (a version committed meanwhile is
+/// seen by the next message; the hour it applies to is recomputed then).
+#[derive(Debug, Default)]
+pub struct VersionLists(tokio::sync::Mutex<HashMap<String, Arc<Vec<VersionRecord>>>>);
+
+impl VersionLists {
+    async fn get(
+        &self,
+        prices: &PriceStore,
+        region: &str,
+    ) -> anyhow::Result<Arc<Vec<VersionRecord>>> {
+        // Held across the read so concurrent accounts wait for one query.
+        let mut lists = self.0.lock().await;
+        if let Some(v) = lists.get(region) {
+            return Ok(v.clone());
+        }
+        let v = Arc::new(prices.versions(region).await?);
+        lists.insert(region.to_owned(), v.clone());
+        Ok(v)
+    }
+}
+
+/// Loads the prices `timelines` need for `[from, to)` into memory: price
+/// rows through `rows` (kept across calls), version lists through
+/// `versions` (kept for one message).
 pub async fn load_book(
     prices: &PriceStore,
+    rows: &PriceRows,
+    versions: &VersionLists,
     timelines: &[Timeline],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -246,12 +366,12 @@ pub async fn load_book(
         }
     }
     for (region, (instances, spots)) in needs {
-        let versions = prices.versions(&region).await?;
+        let list = versions.get(prices, &region).await?;
         // Versions in force at some hour of the window.
         let mut in_force = HashSet::new();
         let mut h = hour_of(from);
         while h < to {
-            if let Some(v) = kopter_store::prices::version_at(&versions, h) {
+            if let Some(v) = kopter_store::prices::version_at(&list, h) {
                 in_force.insert(v.version.clone());
             }
             h += Duration::hours(1);
@@ -259,10 +379,10 @@ pub async fn load_book(
         for v in &in_force {
             book.ebs.insert(
                 (region.clone(), v.clone()),
-                prices.ebs_prices(&region, v).await?,
+                rows.ebs(prices, &region, v).await?.as_ref().clone(),
             );
             for (ty, tenancy) in &instances {
-                if let Some(p) = prices.instance_prices(&region, v, ty, tenancy).await? {
+                if let Some(p) = rows.instance(prices, &region, v, ty, tenancy).await? {
                     book.instances
                         .insert((region.clone(), v.clone(), ty.clone(), tenancy.clone()), p);
                 }
@@ -278,7 +398,7 @@ pub async fn load_book(
             points.extend(window);
             points.sort_by_key(|p| p.at);
         }
-        book.versions.insert(region, versions);
+        book.versions.insert(region, list.as_ref().clone());
     }
     Ok(book)
 }

@@ -408,9 +408,13 @@ async fn a_dedicated_host_is_described_and_billed_for_its_instance_moto() {
 /// on-demand rate, as AWS bills it) with a note naming the reservation; an
 /// m5.xlarge in a Capacity Block (`InstanceLifecycle` `capacity-block`),
 /// priced 0.192 as plain on-demand before, is marked instead — the block
-/// is paid up front at a price no offer-file row gives. (moto's instances
-/// carry no `CapacityReservationId`, so the rows are written as the
-/// describer records them.)
+/// is paid up front at a price no offer-file row gives. The inventory
+/// rows are written as the describer records them (its mapping is
+/// unit-tested in `describer::ec2`): moto 5.2.5 has no
+/// `CreateCapacityReservation` / Capacity Block API, its `RunInstances`
+/// ignores `CapacityReservationSpecification`, and its DescribeInstances
+/// never returns `CapacityReservationId` or an `InstanceLifecycle` other
+/// than `spot`, so no instance in a reservation can be made there.
 #[tokio::test]
 async fn capacity_reservations_and_blocks_moto() {
     let (env, agg, rec) = world().await;

@@ -127,9 +127,12 @@ fn point(i: u64) -> CostPoint {
         cost_usd: Some(0.096 + (i % 7) as f64 * 0.001),
         reserved_usd: Some(0.06),
         price_missing: 0,
+        price_partial: 0,
         resources: 1,
         account: Some("123456789012".into()),
         price_missing_reason: None,
+        price_missing_part: None,
+        note: None,
     }
 }
 

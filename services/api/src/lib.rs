@@ -312,6 +312,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(routes::cost::series))
         .routes(routes!(routes::cost::resource))
         .routes(routes!(routes::cost::get_budget, routes::cost::put_budget))
+        .routes(routes!(routes::waste::list))
         .routes(routes!(
             routes::settings::get_channels,
             routes::settings::put_channels

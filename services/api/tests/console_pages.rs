@@ -30,6 +30,7 @@ use kopter_store::graph::{
     Budget, ResourceHourRow, RollupRow, day_key, hour_key, resource_hour_pk,
 };
 use kopter_store::inventory::{InstanceFields, InventoryRow, Resource, inventory_sk};
+use kopter_store::waste::{Finding, FindingRow, Rule, Status};
 use scraper::{Html, Selector};
 use tower::ServiceExt;
 
@@ -219,6 +220,45 @@ struct App {
     globex_note: String,
 }
 
+/// A stored waste finding (`open` or resolved).
+fn waste_row(
+    tenant: &str,
+    account: &str,
+    id: &str,
+    rule: Rule,
+    monthly: Option<f64>,
+    open: bool,
+) -> FindingRow {
+    let tenant = TenantId::new(tenant).unwrap();
+    let account = AccountId::new(account).unwrap();
+    FindingRow {
+        pk: kopter_store::waste::pk(&tenant),
+        sk: kopter_store::waste::sk(&account, id, rule),
+        tenant,
+        finding: Finding {
+            account,
+            region: "eu-west-1".into(),
+            resource_id: id.into(),
+            kind: kopter_store::inventory::ResourceKind::Volume,
+            rule,
+            since: "2026-01-05T06:00:00Z".parse().unwrap(),
+            accrued_usd: 2.5,
+            unpriced_hours: 0,
+            unpriced_reason: None,
+            monthly_usd: monthly,
+            action: "Delete it".into(),
+            detail: String::new(),
+        },
+        status: if open { Status::Open } else { Status::Resolved },
+        evaluated_at: "2026-01-06T00:00:00Z".parse().unwrap(),
+        resolved_at: None,
+        resolution: None,
+        open_published: None,
+        resolve_published: false,
+        expires_at: None,
+    }
+}
+
 fn app() -> App {
     let now = Utc::now();
     let hour = now.duration_trunc(Span::hours(1)).unwrap();
@@ -254,6 +294,48 @@ fn app() -> App {
             "running",
         ),
     ];
+    data.waste = vec![
+        waste_row(
+            "acme",
+            "111111111111",
+            "vol-a",
+            Rule::UnattachedVolume,
+            Some(9.6),
+            true,
+        ),
+        waste_row(
+            "acme",
+            "111111111111",
+            "vol-b",
+            Rule::Gp2ToGp3,
+            Some(1.5),
+            true,
+        ),
+        waste_row(
+            "acme",
+            "222222222222",
+            "snap-c",
+            Rule::OrphanSnapshot,
+            None,
+            true,
+        ),
+        waste_row(
+            "acme",
+            "222222222222",
+            "vol-d",
+            Rule::UnattachedVolume,
+            Some(50.0),
+            false,
+        ),
+        waste_row(
+            "globex",
+            "333333333333",
+            "vol-g",
+            Rule::UnattachedVolume,
+            Some(700.0),
+            true,
+        ),
+    ];
     data.cost.resource_hours = vec![
         resource_hour(
             "acme",
@@ -270,6 +352,25 @@ fn app() -> App {
             Some(0.5),
         ),
         resource_hour("acme", "222222222222", "i-2", hour - Span::hours(1), None),
+        // A gp3 volume whose throughput has no price: its storage is in
+        // the amount, the missing part is named (issue 17).
+        ResourceHourRow {
+            sk: "volume#vol-1".into(),
+            resource_id: "vol-1".into(),
+            kind: "volume".into(),
+            usage: 100.0,
+            unit: "GB-Hours".into(),
+            family: "ebs-gp3".into(),
+            detail: "gp3".into(),
+            price_missing_part: Some("throughput: no price for ebs-gp3 throughput".into()),
+            ..resource_hour(
+                "acme",
+                "111111111111",
+                "vol-1",
+                hour - Span::hours(1),
+                Some(0.0110),
+            )
+        },
         resource_hour(
             "globex",
             "333333333333",
@@ -690,6 +791,26 @@ async fn the_overview_shows_the_month_budget_chart_tops_findings_and_failing_acc
     assert!(text(&doc, "#month-to-date").contains("price missing"));
     assert!(text(&doc, "#forecast .big").ends_with(" USD"));
     assert_eq!(text(&doc, "#budget .big"), "100.00 USD a month");
+    // Waste: acme's open findings only (globex's 700 and the resolved 50
+    // are not in it); the largest first.
+    assert_eq!(text(&doc, "#waste .big"), "9.60 USD a month");
+    assert!(
+        text(&doc, "#waste").contains(
+            "2 idle resources; 1 with a cheaper equivalent, 1.50 USD a month; 1 without a price (not counted)"
+        ),
+        "{}",
+        text(&doc, "#waste")
+    );
+    let listed = texts(&doc, "#waste li");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(
+        listed[0].starts_with("vol-a (unattached-volume): 9.60 USD a month"),
+        "{listed:?}"
+    );
+    assert!(
+        listed[2].contains("snap-c") && listed[2].contains("price missing"),
+        "{listed:?}"
+    );
     assert_eq!(
         texts(&doc, "#budget li"),
         ["50 % = 50.00 USD", "80 % = 80.00 USD", "100 % = 100.00 USD"]
@@ -851,6 +972,39 @@ async fn the_cost_page_charts_and_tables_the_series_and_its_csv_is_the_apis() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(r.html().select(&sel("p.error")).next().is_some(), "{bad}");
     }
+}
+
+#[tokio::test]
+async fn partly_priced_resources_are_marked_in_the_cost_table() {
+    let app = app();
+    let doc = app.page("acme", "/console/cost?by=resource").await.html();
+    let rows: Vec<Vec<String>> = doc
+        .select(&sel("#cost-table tbody tr"))
+        .map(|tr| {
+            tr.select(&sel("td"))
+                .map(|td| td.text().collect::<String>().trim().to_owned())
+                .collect()
+        })
+        .collect();
+    let vol = rows
+        .iter()
+        .find(|r| r[1] == "vol-1")
+        .unwrap_or_else(|| panic!("no vol-1 row in {rows:?}"));
+    // Period, group, account, cost, reserved, missing, partly priced, resources.
+    assert_eq!(vol[3], "0.011 USD");
+    assert_eq!(vol[5], "0");
+    assert_eq!(vol[6], "partly priced 1");
+    let mark = doc
+        .select(&sel("#cost-table span.partial"))
+        .next()
+        .expect("a partly-priced mark");
+    assert!(
+        mark.value().attr("title").unwrap().contains("throughput"),
+        "the mark names the missing part"
+    );
+    let i1 = rows.iter().find(|r| r[1] == "i-1").unwrap();
+    assert_eq!(i1[6], "0", "fully priced rows carry no mark: {i1:?}");
+    assert!(text(&doc, "#cost-total").contains("partly priced"));
 }
 
 #[tokio::test]

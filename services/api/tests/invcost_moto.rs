@@ -146,6 +146,11 @@ async fn put_resource(
         .unwrap();
 }
 
+/// What vol-a1data's rows say is unpriced (its storage is priced).
+const PARTIAL: &str = "gp3 throughput above 125 MiB/s: no price in eu-west-1";
+/// i-a2db's note in the newest hour.
+const NOTE: &str = "in capacity reservation cr-0123456789abcdef0: billed at the on-demand rate";
+
 fn line(
     id: &str,
     kind: &'static str,
@@ -372,6 +377,23 @@ async fn world() -> World {
             "m5",
             Some("web"),
         )];
+        // vol-a1data is billed for its storage only (a component without a
+        // price: roll-ups count it in `price_partial`); i-a2db runs in a
+        // capacity reservation in the newest hour only, so its cost rows
+        // mix a note and none.
+        let mut a1_lines = a1_lines;
+        let mut a2_lines = a2_lines;
+        for l in a1_lines
+            .iter_mut()
+            .filter(|l| &*l.resource_id == "vol-a1data")
+        {
+            l.missing_part = Some(PARTIAL.to_owned());
+        }
+        if back == 0 {
+            for l in a2_lines.iter_mut().filter(|l| &*l.resource_id == "i-a2db") {
+                l.note = Some(NOTE.into());
+            }
+        }
         for (t, a, lines) in [
             (&acme, &a1, a1_lines),
             (&acme, &a2, a2_lines),
@@ -379,6 +401,48 @@ async fn world() -> World {
         ] {
             graph
                 .replace_hour(t, a, h, &lines, &tags, expiry(h, 30))
+                .await
+                .unwrap();
+        }
+    }
+
+    // Waste findings through the store's reconciliation: acme has two
+    // open (one in each account) and one resolved; globex one open.
+    let waste = kopter_store::waste::WasteStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);
+    let finding = |a: &AccountId, id: &str, monthly: f64| kopter_store::waste::Finding {
+        account: a.clone(),
+        region: "us-east-1".into(),
+        resource_id: id.into(),
+        kind: kopter_store::inventory::ResourceKind::Volume,
+        rule: kopter_store::waste::Rule::UnattachedVolume,
+        since: t0,
+        accrued_usd: 3.25,
+        unpriced_hours: 0,
+        unpriced_reason: None,
+        monthly_usd: Some(monthly),
+        action: "Delete it".into(),
+        detail: "100 GiB gp3".into(),
+    };
+    let present: std::collections::HashSet<String> = ["vol-w1", "vol-w2", "vol-w3", "vol-g"]
+        .map(String::from)
+        .into();
+    for (i, (t, a, found)) in [
+        (
+            &acme,
+            &a1,
+            vec![finding(&a1, "vol-w1", 8.0), finding(&a1, "vol-w3", 1.0)],
+        ),
+        (&acme, &a2, vec![finding(&a2, "vol-w2", 9.5)]),
+        (&globex, &g1, vec![finding(&g1, "vol-g", 4.0)]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        waste.reconcile(t, a, t1, &found, &present).await.unwrap();
+        if i == 0 {
+            // vol-w3's condition ends an hour later.
+            waste
+                .reconcile(t, a, t1 + chrono::Duration::hours(1), &found[..1], &present)
                 .await
                 .unwrap();
         }
@@ -771,6 +835,30 @@ async fn a_resource_its_history_and_its_cost() {
         }
         w.exports_match(&uri, &w.acme, &rows).await;
     }
+    // A partly priced volume: its known cost, the rest named, not missing.
+    let uri = format!("/v1/resources/vol-a1data/cost?from={from}&to={to}");
+    let (rows, _) = w.pages(&uri, &w.acme).await;
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!(r["cost_usd"].as_f64(), Some(0.01), "{r}");
+        assert_eq!(r["price_missing_part"], PARTIAL, "{r}");
+        assert!(r["price_missing"].is_null(), "{r}");
+        assert!(r["note"].is_null(), "{r}");
+    }
+    w.exports_match(&uri, &w.acme, &rows).await;
+    // The note on the newest hour only; every row (and CSV line) has the
+    // field, null where there is no note.
+    let uri = format!("/v1/resources/i-a2db/cost?from={from}&to={to}");
+    let (rows, _) = w.pages(&uri, &w.acme).await;
+    let notes: Vec<&Value> = rows.iter().map(|r| &r["note"]).collect();
+    assert_eq!(
+        notes,
+        [&Value::Null, &Value::Null, &json!(NOTE)],
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|r| r["price_missing_part"].is_null()));
+    w.exports_match(&uri, &w.acme, &rows).await;
+
     for (uri, param) in [
         (
             "/v1/resources/i-a1web/cost?from=yesterday&to=2026-01-02T00:00:00Z",
@@ -806,13 +894,14 @@ async fn cost_series_by_each_dimension_pages_and_exports() {
     assert_eq!(pts.len(), 6, "{pts:?}");
     assert_eq!(pages, 3);
     for p in &pts {
-        let (cost, missing) = if p["group"] == w.a1.as_str() {
-            (0.195, 1)
+        let (cost, missing, partial) = if p["group"] == w.a1.as_str() {
+            (0.195, 1, 1)
         } else {
-            (0.5, 0)
+            (0.5, 0, 0)
         };
         assert!(close(&p["cost_usd"], cost), "{p}");
         assert_eq!(p["price_missing"], missing, "{p}");
+        assert_eq!(p["price_partial"], partial, "{p}");
     }
     w.exports_match(&q("granularity=hour&by=account&limit=4"), &w.acme, &pts)
         .await;
@@ -849,7 +938,22 @@ async fn cost_series_by_each_dimension_pages_and_exports() {
     assert_eq!(pts.len(), 18, "6 resources × 3 hours");
     let odd: Vec<&Value> = pts.iter().filter(|p| p["group"] == "i-a1odd").collect();
     assert!(odd.iter().all(|p| p["cost_usd"].is_null()
-        && p["price_missing_reason"] == "no on-demand price for x9.huge"));
+        && p["price_missing_reason"] == "no on-demand price for x9.huge"
+        && p["price_partial"] == 0));
+    let data: Vec<&Value> = pts.iter().filter(|p| p["group"] == "vol-a1data").collect();
+    assert_eq!(data.len(), 3);
+    assert!(
+        data.iter().all(|p| close(&p["cost_usd"], 0.01)
+            && p["price_missing"] == 0
+            && p["price_partial"] == 1
+            && p["price_missing_part"] == PARTIAL),
+        "{data:?}"
+    );
+    let db_notes = pts
+        .iter()
+        .filter(|p| p["group"] == "i-a2db" && p["note"] == NOTE)
+        .count();
+    assert_eq!(db_notes, 1, "the newest hour's point carries the note");
     w.exports_match(&q("granularity=hour&by=resource&limit=5"), &w.acme, &pts)
         .await;
     // Daily: the days the three hours fall in, summed per account.
@@ -866,6 +970,13 @@ async fn cost_series_by_each_dimension_pages_and_exports() {
         .map(|p| p["cost_usd"].as_f64().unwrap())
         .sum();
     assert!((a2_total - 1.5).abs() < 1e-9, "{pts:?}");
+    // A day counts partly priced resource-hours, like unpriced ones.
+    let a1_partial: u64 = pts
+        .iter()
+        .filter(|p| p["group"] == w.a1.as_str())
+        .map(|p| p["price_partial"].as_u64().unwrap())
+        .sum();
+    assert_eq!(a1_partial, 3, "{pts:?}");
 
     // globex sees its own cost only.
     let (g, _) = w.pages(&q("granularity=hour"), &w.globex).await;
@@ -1083,4 +1194,51 @@ async fn a_tenant_wide_inventory_page_costs_two_calls_three_where_an_account_end
         pages.iter().filter(|(_, inside)| *inside).count() >= 2,
         "the walk has pages inside an account: {pages:?}"
     );
+}
+
+#[tokio::test]
+async fn waste_findings_open_by_default_paged_exported_and_isolated() {
+    let w = world().await;
+    let (items, pages) = w.pages("/v1/waste?limit=1", &w.acme).await;
+    // DynamoDB applies `Limit` before the status filter: the resolved
+    // vol-w3 between them makes a short page, and the last page may be
+    // empty (DynamoDB returns a key after a full last page; moto not).
+    assert!((3..=4).contains(&pages), "{pages} pages: {items:?}");
+    assert_eq!(ids(&items, "resource_id"), set(&["vol-w1", "vol-w2"]));
+    let first = items.iter().find(|i| i["resource_id"] == "vol-w1").unwrap();
+    assert_eq!(first["account"], w.a1.as_str());
+    assert_eq!(first["rule"], "unattached-volume");
+    assert_eq!(first["status"], "open");
+    assert_eq!(first["monthly_usd"], 8.0);
+    assert_eq!(first["accrued_usd"], 3.25);
+    assert_eq!(first["since"], "2026-01-01T10:00:00Z");
+    w.exports_match(
+        "/v1/waste?status=open",
+        &w.acme,
+        &w.pages("/v1/waste?status=open", &w.acme).await.0,
+    )
+    .await;
+
+    let (all, _) = w.pages("/v1/waste?status=all", &w.acme).await;
+    assert_eq!(
+        ids(&all, "resource_id"),
+        set(&["vol-w1", "vol-w2", "vol-w3"])
+    );
+    let (resolved, _) = w.pages("/v1/waste?status=resolved", &w.acme).await;
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0]["resolution"], "condition ended");
+    assert_eq!(resolved[0]["resolved_at"], "2026-01-02T11:00:00Z");
+
+    // globex sees its own only.
+    let (g, _) = w.pages("/v1/waste?status=all", &w.globex).await;
+    assert_eq!(ids(&g, "resource_id"), set(&["vol-g"]));
+
+    // Bad parameters name themselves.
+    for (uri, name) in [
+        ("/v1/waste?status=idle", "status"),
+        ("/v1/waste?rule=x", "rule"),
+    ] {
+        let p = w.problem(&w.get(uri, &w.acme).await, StatusCode::BAD_REQUEST);
+        assert!(p.to_string().contains(name), "{uri}: {p}");
+    }
 }

@@ -649,6 +649,40 @@ async fn the_openapi_document_and_docs_page_describe_the_routes() {
         "bearer"
     );
     assert!(spec["paths"]["/v1/me"]["get"].is_object());
+    // Cost items: partly priced next to unpriced, and the cost row's note.
+    let schemas = &spec["components"]["schemas"];
+    for (schema, fields) in [
+        (
+            "CostPoint",
+            &[
+                "price_missing",
+                "price_partial",
+                "price_missing_part",
+                "note",
+            ][..],
+        ),
+        (
+            "ResourceCost",
+            &["price_missing", "price_missing_part", "note"][..],
+        ),
+    ] {
+        for f in fields {
+            assert!(
+                schemas[schema]["properties"][f].is_object(),
+                "{schema}.{f}: {}",
+                schemas[schema]
+            );
+        }
+    }
+    let point = &schemas["CostPoint"];
+    assert_eq!(point["properties"]["price_partial"]["type"], "integer");
+    assert!(
+        point["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("price_partial")),
+        "{point}"
+    );
     let (s, h, body) = a.get("/docs", None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(

@@ -5,7 +5,7 @@
 //! session token) and EC2 `DescribeInstances` (empty), so no AWS and no
 //! moto is involved. For every account the describer's real path runs once:
 //! AssumeRole through the runtime's `CredentialCache`, an EC2 client with
-//! its own adaptive-retry partition (`ec2_client_for_account`), one
+//! its own retry partition (`ec2_client_for_account`), one
 //! describe call, and the per-account concurrency permit. What stays
 //! allocated afterwards is the per-account state (credential cache entry,
 //! retry partition state, permit), measured with a counting allocator.

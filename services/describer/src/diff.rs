@@ -48,6 +48,12 @@ impl Scope {
     }
 }
 
+/// How stale an unchanged resource's `last_seen` may get: it is written
+/// again only when at least this old (so `last_seen` is "seen by then",
+/// up to 6 hours behind the newest describe; state changes and every
+/// other field are written at once).
+pub const TOUCH_EVERY: chrono::Duration = chrono::Duration::hours(6);
+
 /// Observed resources (`id`, state) against the previous rows of the
 /// region, keyed by sort key.
 pub fn diff(
@@ -68,7 +74,12 @@ pub fn diff(
         };
         let fields_same = prev.is_some_and(|p| p.resource == current);
         if changes.is_empty() && fields_same {
-            out.push(Write::Touch { sk });
+            // `last_seen` moves only when TOUCH_EVERY old: a touch per
+            // unchanged resource per describe was most of the describer's
+            // writes (issue 23).
+            if prev.is_some_and(|p| ctx.observed_at - p.last_seen >= TOUCH_EVERY) {
+                out.push(Write::Touch { sk });
+            }
             continue;
         }
         out.push(put(
@@ -521,9 +532,17 @@ mod tests {
                 "running".into()
             )]
         );
-        // Same observation again: only a touch.
+        // Same observation an hour later: nothing written; six hours after
+        // the last write, only a touch.
         let w = diff(
             &ctx("2024-03-01T11:30:00Z"),
+            &inv,
+            vec![("i-1".into(), inst("running", "2024-03-01T10:00:00Z", ""))],
+            &Scope::Full,
+        );
+        assert!(w.is_empty(), "{w:?}");
+        let w = diff(
+            &ctx("2024-03-01T16:30:00Z"),
             &inv,
             vec![("i-1".into(), inst("running", "2024-03-01T10:00:00Z", ""))],
             &Scope::Full,

@@ -440,6 +440,48 @@ mod tests {
         assert_eq!(platform_details(&op_only), "");
     }
 
+    /// `CapacityReservationId` and `InstanceLifecycle` as DescribeInstances
+    /// gives them (`Instance`,
+    /// <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Instance.html>):
+    /// a Capacity Block instance, one in an On-Demand Capacity Reservation
+    /// (no lifecycle: on-demand), and a lifecycle value the SDK does not
+    /// name yet, kept as given.
+    #[test]
+    fn capacity_reservation_and_lifecycle_are_read() {
+        use aws_sdk_ec2::types::{Instance, InstanceLifecycleType};
+        let block = instance_fields(
+            &Instance::builder()
+                .instance_lifecycle(InstanceLifecycleType::CapacityBlock)
+                .capacity_reservation_id("cr-0fedcba9876543210")
+                .build(),
+        );
+        assert_eq!(block.lifecycle, "capacity-block");
+        assert_eq!(block.capacity_reservation_id, "cr-0fedcba9876543210");
+        let odcr = instance_fields(
+            &Instance::builder()
+                .capacity_reservation_id("cr-0123456789abcdef0")
+                .build(),
+        );
+        assert_eq!(odcr.lifecycle, "on-demand");
+        assert_eq!(odcr.capacity_reservation_id, "cr-0123456789abcdef0");
+        let plain = instance_fields(&Instance::builder().build());
+        assert_eq!(
+            (
+                plain.lifecycle.as_str(),
+                plain.capacity_reservation_id.as_str()
+            ),
+            ("on-demand", "")
+        );
+        let newer = instance_fields(
+            &Instance::builder()
+                .instance_lifecycle(InstanceLifecycleType::from(
+                    "interruptible-capacity-reservation",
+                ))
+                .build(),
+        );
+        assert_eq!(newer.lifecycle, "interruptible-capacity-reservation");
+    }
+
     #[test]
     fn account_errors_are_the_customers_side() {
         for c in ["AuthFailure", "UnauthorizedOperation", "OptInRequired"] {

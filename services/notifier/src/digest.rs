@@ -101,6 +101,7 @@ pub fn render(
     audit: &[AuditRow],
     feed: &[FeedRow],
     cost: Option<(f64, String)>,
+    waste: &kopter_store::waste::Summary,
 ) -> String {
     let mut out = format!("Kopter daily digest for {tenant}, {day} (UTC)\n");
 
@@ -162,10 +163,12 @@ pub fn render(
     out.push('\n');
 
     let mut changes: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in feed
-        .iter()
-        .filter(|r| r.kind != "security.finding" && r.kind != "notify.daily_digest")
-    {
+    for r in feed.iter().filter(|r| {
+        !matches!(
+            r.kind.as_str(),
+            "security.finding" | "notify.daily_digest" | "waste.finding"
+        )
+    }) {
         *changes.entry(r.title.as_str()).or_default() += 1;
     }
     out.push_str(&format!("\nChanges: {}\n", changes.values().sum::<usize>()));
@@ -177,5 +180,7 @@ pub fn render(
         Some((c, cur)) => out.push_str(&format!("\nCost: {c:.2} {cur}\n")),
         None => out.push_str("\nCost: no cost data\n"),
     }
+    // Open findings at the time of the digest, not only the day's.
+    out.push_str(&format!("Waste: {}\n", waste.line()));
     out
 }

@@ -233,6 +233,69 @@ pub fn from_message(msg: &Message) -> Option<Event> {
                 audit: None,
             }
         }
+        Message::WasteFinding(w) => {
+            let resolved = w.status == "resolved";
+            let monthly = w
+                .monthly_usd
+                .map_or_else(|| "an unknown amount".into(), |m| format!("{m:.2} USD"));
+            Event {
+                tenant: w.tenant.clone(),
+                kind: msg.kind(),
+                rule: key_safe(&format!("waste.{}", w.rule)),
+                // One event per episode (its `since`) and status, however
+                // often the hour is evaluated again.
+                identity: format!(
+                    "waste:{}:{}:{}:{}:{}",
+                    w.account,
+                    w.resource_id,
+                    w.rule,
+                    ts(w.since),
+                    w.status
+                ),
+                severity: if resolved {
+                    Severity::Info
+                } else {
+                    kopter_store::waste::severity(w.monthly_usd)
+                },
+                title: if resolved {
+                    format!("Waste resolved: {} {}", w.rule, w.resource_id)
+                } else {
+                    format!("Waste: {} {}, {monthly} a month", w.rule, w.resource_id)
+                },
+                text: if resolved {
+                    format!(
+                        "{} in account {} ({}): {} ({}); it cost {:.2} USD since {}",
+                        w.resource_id,
+                        w.account,
+                        w.region,
+                        w.resolution.as_deref().unwrap_or("resolved"),
+                        w.rule,
+                        w.accrued_usd,
+                        ts(w.since)
+                    )
+                } else {
+                    format!(
+                        "{} in account {} ({}): {}. Cost {:.2} USD since {}{}; leaving it costs {monthly} a month. {}",
+                        w.resource_id,
+                        w.account,
+                        w.region,
+                        w.detail,
+                        w.accrued_usd,
+                        ts(w.since),
+                        if w.unpriced_hours > 0 {
+                            format!(" (+{} hours without a price)", w.unpriced_hours)
+                        } else {
+                            String::new()
+                        },
+                        w.action
+                    )
+                },
+                at: w.at,
+                account: Some(w.account.clone()),
+                resource: Some(format!("{}/{}/{}", w.account, w.region, w.resource_id)),
+                audit: None,
+            }
+        }
         _ => return None,
     };
     Some(ev)

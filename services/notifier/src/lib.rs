@@ -70,6 +70,8 @@ pub struct Notifier {
     pub deliverer: Deliverer,
     pub audit: AuditStore,
     pub costs: CostReader,
+    /// Open waste findings (the digest's line).
+    pub waste: kopter_store::waste::WasteStore,
     pub accounts: AccountStore,
     pub outbox: Outbox,
     pub sqs: aws_sdk_sqs::Client,
@@ -117,6 +119,7 @@ pub fn notifier_with_lookup(ctx: &ServiceContext, lookup: Arc<dyn Lookup>) -> No
             max_receive_count: ctx.config.queues.max_receive_count,
         },
         audit: AuditStore::new(ddb.clone(), &ctx.names),
+        waste: kopter_store::waste::WasteStore::new(ddb.clone(), &ctx.names),
         costs: CostReader::new(ddb, &ctx.names),
         accounts: ctx.accounts.clone(),
         outbox: ctx.outbox.clone(),
@@ -282,7 +285,8 @@ impl Notifier {
         let audit = digest::audit_rows(&self.audit, tenant, day).await?;
         let feed = self.feed.between(tenant, start, end, 10_000).await?;
         let cost = self.costs.day_total(tenant, day).await?;
-        let text = digest::render(tenant, day, &audit, &feed, cost);
+        let waste = kopter_store::waste::Summary::of(&self.waste.findings(tenant).await?);
+        let text = digest::render(tenant, day, &audit, &feed, cost, &waste);
         let subject = format!("Daily digest {day}");
         let ev = Event {
             tenant: tenant.clone(),

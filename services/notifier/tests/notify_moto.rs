@@ -876,6 +876,76 @@ async fn the_daily_digest_sums_up_each_tenants_day() {
         ))
         .await
         .unwrap();
+    // A waste finding of acme's: a warning in the feed (60 USD a month),
+    // and the digest's waste line from the open rows.
+    let waste = kopter_schema::messages::WasteFinding {
+        tenant: s.tenant("acme"),
+        account: AccountId::new(a.clone()).unwrap(),
+        region: "us-east-1".into(),
+        resource_id: "vol-idle".into(),
+        rule: "unattached-volume".into(),
+        status: "open".into(),
+        since: "2026-03-01T00:00:00Z".parse().unwrap(),
+        accrued_usd: 5.5,
+        unpriced_hours: 0,
+        monthly_usd: Some(60.0),
+        action: "Delete it".into(),
+        detail: "750 GiB gp3".into(),
+        at,
+        resolution: None,
+    };
+    s.notifier
+        .handle(&delivery(Message::WasteFinding(waste.clone()), 1))
+        .await
+        .unwrap();
+    let feed = s
+        .notifier
+        .feed
+        .between(
+            &s.tenant("acme"),
+            at - chrono::Duration::hours(1),
+            at + chrono::Duration::hours(1),
+            100,
+        )
+        .await
+        .unwrap();
+    let told = feed
+        .iter()
+        .find(|r| r.kind == "waste.finding")
+        .expect("the waste finding in the feed");
+    assert_eq!(told.severity, Severity::Warning, "{told:?}");
+    assert!(told.text.contains("60.00 USD a month"), "{}", told.text);
+    let row = kopter_store::waste::FindingRow {
+        pk: kopter_store::waste::pk(&s.tenant("acme")),
+        sk: kopter_store::waste::sk(
+            &waste.account,
+            "vol-idle",
+            kopter_store::waste::Rule::UnattachedVolume,
+        ),
+        tenant: s.tenant("acme"),
+        finding: kopter_store::waste::Finding {
+            account: waste.account.clone(),
+            region: "us-east-1".into(),
+            resource_id: "vol-idle".into(),
+            kind: kopter_store::inventory::ResourceKind::Volume,
+            rule: kopter_store::waste::Rule::UnattachedVolume,
+            since: waste.since,
+            accrued_usd: 5.5,
+            unpriced_hours: 0,
+            unpriced_reason: None,
+            monthly_usd: Some(60.0),
+            action: "Delete it".into(),
+            detail: String::new(),
+        },
+        status: kopter_store::waste::Status::Open,
+        evaluated_at: at,
+        resolved_at: None,
+        resolution: None,
+        open_published: Some(waste.since),
+        resolve_published: false,
+        expires_at: None,
+    };
+    s.env.put_row(kopter_schema::Table::PriceGraph, &row).await;
     let calls_before = s.receiver.calls("acme").len();
 
     // The schedule's message fans out one message per tenant.
@@ -912,6 +982,7 @@ async fn the_daily_digest_sums_up_each_tenants_day() {
         "root-activity: 1",
         "ConsoleLogin",
         "no cost data",
+        "Waste: 1 idle resource, 60.00 USD/month",
     ] {
         assert!(digest.contains(needle), "{needle} missing from {digest}");
     }
@@ -919,11 +990,14 @@ async fn the_daily_digest_sums_up_each_tenants_day() {
     assert_eq!(globex.len(), 1);
     let text = globex[0]["text"].as_str().unwrap();
     assert!(
-        text.contains("Security findings: 0") && !text.contains(&a),
+        text.contains("Security findings: 0")
+            && text.contains("Waste: 0 idle resources, 0.00 USD/month")
+            && !text.contains(&a),
         "{text}"
     );
-    // acme's critical finding, then one digest email per tenant.
-    assert_eq!(s.sent().await, 3);
+    // acme's critical finding and waste warning, then one digest email
+    // per tenant.
+    assert_eq!(s.sent().await, 4);
 
     // Again (a redelivery): no second digest.
     let again = s.notifier.digest(&s.tenant("acme"), day, 2).await.unwrap();
@@ -932,5 +1006,5 @@ async fn the_daily_digest_sums_up_each_tenants_day() {
         "{again:?}"
     );
     assert_eq!(s.receiver.calls("acme").len(), calls_before + 1);
-    assert_eq!(s.sent().await, 3);
+    assert_eq!(s.sent().await, 4);
 }

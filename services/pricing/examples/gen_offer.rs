@@ -13,7 +13,8 @@
 //! `UnusedCapacityReservation`; only `Used` ones have reserved terms, 12
 //! each: 1yr/3yr × No/Partial/All Upfront × standard/convertible), ~35
 //! attributes per instance product, EBS volume/IOPS/throughput/snapshot
-//! products, and other families (data transfer, IP addresses, NAT gateway…).
+//! products, On-Demand Dedicated Hosts, and other families (data transfer,
+//! IP addresses, NAT gateway…).
 //!
 //! Deterministic (inline SplitMix64, fixed seed), streamed: memory stays
 //! small whatever the size. A first pass only measures, to pick how many
@@ -568,7 +569,8 @@ const EBS: &[(&str, &str, &str, &str, &str)] = &[
     ),
 ];
 
-/// Other families, skipped by the parser: (family, usagetype, unit, USD).
+/// Other families: (family, usagetype, unit, USD). The parser skips all
+/// but the On-Demand Dedicated Host, which it prices per host-hour.
 const OTHER: &[(&str, &str, &str, &str)] = &[
     (
         "Data Transfer",
@@ -796,16 +798,37 @@ fn product(out: &mut Out, i: usize) {
         Spec::Other(j) => {
             let (family, usage, _, _) = OTHER[j];
             out.kv(3, "productFamily", family, false);
-            let attrs: Vec<(&str, String)> = vec![
-                ("servicecode", "AmazonEC2".into()),
-                ("location", LOCATION.into()),
-                ("locationType", "AWS Region".into()),
-                ("group", family.into()),
-                ("usagetype", usage.into()),
-                ("operation", String::new()),
-                ("regionCode", REGION.into()),
-                ("servicename", "Amazon Elastic Compute Cloud".into()),
-            ];
+            let attrs: Vec<(&str, String)> = match usage.strip_prefix("HostUsage:") {
+                // An On-Demand Dedicated Host, with the attributes the
+                // real files give one (the parser prices it per host-hour
+                // under its instance family).
+                Some(host_family) => vec![
+                    ("servicecode", "AmazonEC2".into()),
+                    ("location", LOCATION.into()),
+                    ("locationType", "AWS Region".into()),
+                    ("instanceType", host_family.into()),
+                    ("instanceFamily", "General purpose".into()),
+                    ("tenancy", "Dedicated".into()),
+                    ("capacitystatus", "AllocatedHost".into()),
+                    ("operatingSystem", "Linux".into()),
+                    ("licenseModel", "No License required".into()),
+                    ("preInstalledSw", "NA".into()),
+                    ("usagetype", usage.into()),
+                    ("operation", "RunInstances".into()),
+                    ("regionCode", REGION.into()),
+                    ("servicename", "Amazon Elastic Compute Cloud".into()),
+                ],
+                None => vec![
+                    ("servicecode", "AmazonEC2".into()),
+                    ("location", LOCATION.into()),
+                    ("locationType", "AWS Region".into()),
+                    ("group", family.into()),
+                    ("usagetype", usage.into()),
+                    ("operation", String::new()),
+                    ("regionCode", REGION.into()),
+                    ("servicename", "Amazon Elastic Compute Cloud".into()),
+                ],
+            };
             out.attrs(&attrs);
         }
     }

@@ -46,10 +46,16 @@ fn classify(product: &Value) -> Option<Kind> {
         "Storage" => s("volumeApiName")
             .filter(|v| ["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"].contains(v))
             .map(|_| Kind::Ebs),
-        "System Operation" => {
+        "System Operation" | "Provisioned Throughput" => {
             let u = s("usagetype").unwrap_or("");
             let ebs = u.contains("EBS:VolumeP-IOPS") || u.contains("EBS:VolumeP-Throughput");
             (ebs && s("volumeApiName").is_some_and(|v| !v.is_empty())).then_some(Kind::Ebs)
+        }
+        // On-Demand hosts are priced like instances (reserved hosts are
+        // their own products, left out).
+        "Dedicated Host" => {
+            let u = s("usagetype").unwrap_or("");
+            (u.contains("HostUsage:") && !u.contains("ReservedHostUsage")).then_some(Kind::Instance)
         }
         "Storage Snapshot" => s("usagetype")
             .is_some_and(|u| u.contains("EBS:Snapshot"))

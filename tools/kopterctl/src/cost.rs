@@ -163,8 +163,15 @@ pub async fn cost(
 
 fn series_table(points: &[SeriesPoint], by: &str) -> Listing {
     let by = by.to_uppercase();
-    let mut t = Listing::new(&["PERIOD", &by, "COST USD", "RESERVED ALT USD", "MISSING"])
-        .right_aligned(&[2, 3, 4]);
+    let mut t = Listing::new(&[
+        "PERIOD",
+        &by,
+        "COST USD",
+        "RESERVED ALT USD",
+        "MISSING",
+        "PARTIAL",
+    ])
+    .right_aligned(&[2, 3, 4, 5]);
     let mut totals: BTreeMap<&str, f64> = BTreeMap::new();
     for p in points {
         t.row(vec![
@@ -173,6 +180,7 @@ fn series_table(points: &[SeriesPoint], by: &str) -> Listing {
             format!("{:.4}", p.cost_usd),
             format!("{:.4}", p.reserved_usd),
             p.price_missing.to_string(),
+            p.price_partial.to_string(),
         ]);
         *totals.entry(p.group.as_str()).or_default() += p.cost_usd;
     }
@@ -183,6 +191,13 @@ fn series_table(points: &[SeriesPoint], by: &str) -> Listing {
     if missing > 0 {
         t.note(format!(
             "{missing} resource-period(s) without a known price are not in the costs (MISSING)"
+        ));
+    }
+    let partial: u64 = points.iter().map(|p| p.price_partial).sum();
+    if partial > 0 {
+        t.note(format!(
+            "{partial} resource-period(s) priced for some components only: the costs hold \
+             their known components (PARTIAL; the api's price_missing_part names the rest)"
         ));
     }
     t.note(RESERVED_LEGEND);

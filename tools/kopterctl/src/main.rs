@@ -21,6 +21,7 @@ mod tenants;
 mod timearg;
 mod token;
 mod verify;
+mod waste;
 
 use std::process::ExitCode;
 
@@ -127,6 +128,9 @@ enum Command {
     Cost(cost::CostArgs),
     /// A tenant's monthly budget.
     Budget(cost::BudgetArgs),
+    /// A tenant's waste findings (idle resources, with what they cost
+    /// since and a month); `thresholds` shows or sets its thresholds.
+    Waste(waste::WasteArgs),
     /// A tenant's scheduled EBS backup policy.
     BackupPolicy(backups::BackupPolicyArgs),
     /// Mint a bearer token for the local api (development issuer).
@@ -464,6 +468,7 @@ async fn run(
             return cost::cost(&aws, &names, &config.aggregator.rollup_tags, args).await;
         }
         Command::Budget(args) => return cost::budget(&aws, &names, args).await,
+        Command::Waste(args) => return waste::run(&aws, &names, args).await,
         Command::BackupPolicy(args) => return backups::run(&aws, &names, args).await,
         Command::Notifications(args) => {
             return notifications::notifications(&aws, &names, args).await;

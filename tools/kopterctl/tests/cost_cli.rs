@@ -362,3 +362,107 @@ async fn cost_prints_the_tenants_series_and_budget_is_kept() {
     .await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A volume billed for some components only shows in the PARTIAL column
+/// and the JSON's `price_partial`, its known part in the cost; an unpriced
+/// instance in MISSING, never as 0.
+#[tokio::test]
+async fn cost_shows_partly_priced_resources_next_to_unpriced_ones() {
+    use kopter_store::graph::{CostLine, GraphStore, expiry};
+    use std::sync::Arc;
+
+    let env = TestEnv::new().await;
+    let tenant = TenantId::new(unique("acme-")).unwrap();
+    let account = AccountId::new(random_account()).unwrap();
+    let hour: chrono::DateTime<chrono::Utc> = "2025-06-02T10:00:00Z".parse().unwrap();
+    let line = |id: &str, kind: &'static str, cost: Option<f64>, part: Option<&str>| CostLine {
+        resource_id: id.into(),
+        kind,
+        region: "us-east-1".into(),
+        hour,
+        usage: 1.0,
+        unit: "Hrs",
+        cost_usd: cost,
+        reserved_usd: None,
+        missing: cost
+            .is_none()
+            .then(|| "no on-demand price for x9.huge".into()),
+        missing_part: part.map(str::to_owned),
+        family: "m5".into(),
+        detail: String::new().into(),
+        lifecycle: "".into(),
+        tags: Arc::new(BTreeMap::new()),
+        note: None,
+    };
+    GraphStore::new(env.ctx.aws.dynamodb(), &env.ctx.names)
+        .replace_hour(
+            &tenant,
+            &account,
+            hour,
+            &[
+                line("i-1", "instance", Some(0.096), None),
+                line(
+                    "vol-1",
+                    "volume",
+                    Some(0.08),
+                    Some("gp3 throughput: no price"),
+                ),
+                line("i-2", "instance", None, None),
+            ],
+            &[],
+            expiry(hour, 30),
+        )
+        .await
+        .unwrap();
+    let args = |format: &'static str| {
+        [
+            "cost",
+            "--tenant",
+            tenant.as_str(),
+            "--from",
+            "2025-06-02T10:00:00Z",
+            "--to",
+            "2025-06-02T10:00:00Z",
+            "--granularity",
+            "hour",
+            "--format",
+            format,
+        ]
+        .map(str::to_owned)
+    };
+    let run = |format| {
+        let args = args(format);
+        let env = &env;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = kopterctl(env, &args).await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let json: serde_json::Value = serde_json::from_str(&run("json").await).unwrap();
+    assert_eq!(json[0]["price_missing"], 1, "{json}");
+    assert_eq!(json[0]["price_partial"], 1, "{json}");
+    assert!((json[0]["cost_usd"].as_f64().unwrap() - 0.176).abs() < 1e-9);
+    let csv = run("csv").await;
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("PERIOD,ACCOUNT,COST USD,RESERVED ALT USD,MISSING,PARTIAL"),
+        "{csv}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some(format!("2025-06-02T10,{account},0.1760,0.1760,1,1").as_str()),
+        "{csv}"
+    );
+    let table = run("table").await;
+    assert!(
+        table.contains("1 resource-period(s) priced for some components only"),
+        "{table}"
+    );
+}

@@ -71,6 +71,16 @@ data "aws_iam_policy_document" "access" {
   }
 
   statement {
+    # Idle instances (issue 22): daily CPU maximum and network of running
+    # instances, read at most once a day per instance. GetMetricData has no
+    # resource-level permissions ("*" required). A role granted before
+    # this leaves instances undecided (never reported idle), logged.
+    sid       = "ReadInstanceMetrics"
+    actions   = ["cloudwatch:GetMetricData"]
+    resources = ["*"]
+  }
+
+  statement {
     sid       = "SnapshotAnyVolume"
     actions   = ["ec2:CreateSnapshot"]
     resources = ["arn:${local.partition}:ec2:*:*:volume/*"]

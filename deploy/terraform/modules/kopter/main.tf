@@ -55,7 +55,7 @@ locals {
     }
     "notifier" = {
       port                  = 9105
-      events                = ["security.finding", "inventory.changed", "backup.failed", "budget.crossed", "cost.spike", "account.health", "account.org_change"]
+      events                = ["security.finding", "inventory.changed", "backup.failed", "budget.crossed", "cost.spike", "account.health", "account.org_change", "waste.finding"]
       read_tables           = ["accounts", "price-graph"]
       write_tables          = ["notifications", "dedup"]
       publishes             = false

@@ -101,7 +101,9 @@ pub struct InstanceFields {
     pub platform_details: String,
     /// `default`, `dedicated` or `host`.
     pub tenancy: String,
-    /// `on-demand`, `spot`, `scheduled` or `capacity-block`.
+    /// `InstanceLifecycle`, `on-demand` when EC2 gives none: `on-demand`,
+    /// `spot`, `scheduled`, `capacity-block`,
+    /// `interruptible-capacity-reservation`.
     pub lifecycle: String,
     #[serde(default)]
     pub availability_zone: String,

@@ -248,6 +248,13 @@ pub fn price_missing(reason: &str) -> Markup {
     html! { span.missing title=(reason) { "price missing" } }
 }
 
+/// The mark for an amount that covers only the priced components of a
+/// resource (a gp3 volume whose throughput has no price, say): the
+/// amount is a lower bound, `part` names what is left out.
+pub fn price_partial(part: &str) -> Markup {
+    html! { span.partial title=(format!("not in the amount: {part}")) { "partly priced" } }
+}
+
 /// An RFC 3339 time as `2026-11-26 17:00:05 UTC` in a `<time>` element
 /// (the text as given when it is not RFC 3339).
 pub fn utc(t: &str) -> Markup {

@@ -3,7 +3,13 @@
 //! Money is USD. A cost the aggregator could not price is never shown as
 //! 0: a resource's hour has `cost_usd: null` and the reason; a series
 //! point counts its unpriced resources in `price_missing` (its `cost_usd`
-//! is the priced part, `null` when nothing in it was priced).
+//! is the priced part, `null` when nothing in it was priced). A resource
+//! billed for some components only (a volume whose IOPS have no price,
+//! say) keeps the known part in `cost_usd`, names the rest in
+//! `price_missing_part` and is counted in a point's `price_partial`.
+//!
+//! Every list item serializes each field, `null` when absent, so a CSV
+//! export has the same columns on every row.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use futures::future::BoxFuture;
@@ -87,6 +93,10 @@ pub struct CostPoint {
     /// Resources whose price is unknown (not in `cost_usd`); for a day,
     /// unpriced resource-hours.
     pub price_missing: u64,
+    /// Resources billed for some components only: their known components
+    /// are in `cost_usd`, the others are not (for a day, such
+    /// resource-hours). The aggregator's roll-up `price_partial`.
+    pub price_partial: u64,
     /// Resources in the point (for a day: the most in any hour, per
     /// account).
     pub resources: u64,
@@ -94,17 +104,24 @@ pub struct CostPoint {
     pub account: Option<String>,
     /// `by=resource`: why the price is unknown.
     pub price_missing_reason: Option<String>,
+    /// `by=resource`: the components without a price when the others are
+    /// priced (`price_partial` is then 1).
+    pub price_missing_part: Option<String>,
+    /// `by=resource`: why the amount is not the plain price × usage (an
+    /// instance on a Dedicated Host, in a capacity reservation).
+    pub note: Option<String>,
 }
 
 impl CostPoint {
     /// The point of `rows` (one period and group, any accounts).
     pub fn of_rollups(period: DateTime<Utc>, rows: &[RollupRow]) -> Self {
         let first = &rows[0];
-        let (mut cost, mut reserved, mut missing, mut resources) = (0.0, 0.0, 0, 0);
+        let (mut cost, mut reserved, mut missing, mut partial, mut resources) = (0.0, 0.0, 0, 0, 0);
         for r in rows {
             cost += r.cost_usd;
             reserved += r.reserved_usd;
             missing += r.price_missing;
+            partial += r.price_partial;
             resources += r.resources;
         }
         // A day's `price_missing` counts unpriced resource-hours while its
@@ -118,9 +135,12 @@ impl CostPoint {
             cost_usd: priced.then_some(cost),
             reserved_usd: priced.then_some(reserved),
             price_missing: missing,
+            price_partial: partial,
             resources,
             account: None,
             price_missing_reason: None,
+            price_missing_part: None,
+            note: None,
         }
     }
 
@@ -132,6 +152,7 @@ impl CostPoint {
             cost_usd: r.cost_usd,
             reserved_usd: r.cost_usd.map(|c| r.reserved_usd.unwrap_or(c)),
             price_missing: u64::from(r.cost_usd.is_none()),
+            price_partial: u64::from(missing_part(r).is_some()),
             resources: 1,
             account: Some(r.account.to_string()),
             price_missing_reason: r.cost_usd.is_none().then(|| {
@@ -139,6 +160,8 @@ impl CostPoint {
                     .clone()
                     .unwrap_or_else(|| "price missing".into())
             }),
+            price_missing_part: missing_part(r),
+            note: r.note.clone(),
         }
     }
 }
@@ -180,14 +203,19 @@ pub struct ResourceCost {
     /// On-demand instances: the same seconds at the 1-year reserved rate.
     pub reserved_usd: Option<f64>,
     pub price_missing: Option<String>,
+    /// The components without a price when the others are priced (a
+    /// volume's IOPS, say): `cost_usd` is the known components only.
+    pub price_missing_part: Option<String>,
     /// `m5`, `ebs-gp3`, `ebs-snapshot`.
     pub family: String,
     /// Instance type or volume type at the end of the hour.
     pub detail: String,
     pub lifecycle: String,
     /// Why the amount is what it is when it is not price × usage (an
-    /// instance on a Dedicated Host: the host carries the charge).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// instance on a Dedicated Host: the host carries the charge; one in
+    /// an On-Demand Capacity Reservation: billed at the on-demand rate).
+    /// `null` otherwise — always present, so CSV rows keep one shape.
+    #[serde(default)]
     pub note: Option<String>,
 }
 
@@ -208,12 +236,19 @@ impl ResourceCost {
                     .clone()
                     .unwrap_or_else(|| "price missing".into())
             }),
+            price_missing_part: missing_part(r),
             family: r.family.clone(),
             detail: r.detail.clone(),
             lifecycle: r.lifecycle.clone(),
             note: r.note.clone(),
         }
     }
+}
+
+/// The row's unpriced components, when the rest is priced. A row without
+/// any price carries its reason in `price_missing` instead.
+fn missing_part(r: &ResourceHourRow) -> Option<String> {
+    r.cost_usd.and(r.price_missing_part.clone())
 }
 
 /// A tenant's monthly budget (`GET`/`PUT /v1/budgets`).
@@ -349,5 +384,89 @@ mod tests {
         // Everything priced, even at 0 (a stopped instance's hour).
         let p = CostPoint::of_rollups(day, &[row(0.0, 0, 1)]);
         assert_eq!(p.cost_usd, Some(0.0));
+    }
+
+    fn hour_row(
+        cost: Option<f64>,
+        missing_part: Option<&str>,
+        note: Option<&str>,
+    ) -> ResourceHourRow {
+        ResourceHourRow {
+            pk: "acme#111111111111#res#2026-11-29T10".into(),
+            sk: "volume#vol-1".into(),
+            tenant: TenantId::new("acme").unwrap(),
+            account: kopter_schema::AccountId::new("111111111111").unwrap(),
+            region: "us-east-1".into(),
+            resource_id: "vol-1".into(),
+            kind: "volume".into(),
+            hour: "2026-11-29T10".into(),
+            usage: 500.0,
+            unit: "GB-Hours".into(),
+            cost_usd: cost,
+            reserved_usd: None,
+            price_missing: cost.is_none().then(|| "no price for io2".into()),
+            price_missing_part: missing_part.map(str::to_owned),
+            family: "ebs-io2".into(),
+            detail: "io2".into(),
+            lifecycle: String::new(),
+            tags: Default::default(),
+            note: note.map(str::to_owned),
+            expires_at: 0,
+        }
+    }
+
+    #[test]
+    fn partial_prices_are_counted_and_named_next_to_missing_ones() {
+        let hour: DateTime<Utc> = "2026-11-29T10:00:00Z".parse().unwrap();
+        // Two accounts' rows of one group: 1 + 2 partially priced resources.
+        let mut a = row(1.5, 1, 4);
+        a.price_partial = 1;
+        let mut b = row(2.5, 0, 3);
+        b.price_partial = 2;
+        let p = CostPoint::of_rollups(hour, &[a, b]);
+        assert_eq!((p.price_missing, p.price_partial), (1, 3));
+        assert_eq!(p.cost_usd, Some(4.0));
+        assert_eq!(p.price_missing_part, None);
+
+        // A volume billed for its storage only: the known part, the rest named.
+        let r = hour_row(Some(0.0856), Some("IOPS above 32000: no price"), None);
+        let p = CostPoint::of_resource(hour, &r);
+        assert_eq!((p.price_missing, p.price_partial), (0, 1));
+        assert_eq!(p.cost_usd, Some(0.0856));
+        assert_eq!(
+            p.price_missing_part.as_deref(),
+            Some("IOPS above 32000: no price")
+        );
+        let c = ResourceCost::new(&r, hour);
+        assert_eq!(
+            c.price_missing_part.as_deref(),
+            Some("IOPS above 32000: no price")
+        );
+        assert_eq!(c.price_missing, None);
+
+        // Unpriced as a whole: missing, not partial, whatever the row says.
+        let r = hour_row(None, Some("IOPS"), None);
+        let p = CostPoint::of_resource(hour, &r);
+        assert_eq!((p.price_missing, p.price_partial), (1, 0));
+        assert_eq!(p.price_missing_reason.as_deref(), Some("no price for io2"));
+        assert_eq!(ResourceCost::new(&r, hour).price_missing_part, None);
+    }
+
+    #[test]
+    fn rows_with_and_without_a_note_export_the_same_csv_columns() {
+        let hour: DateTime<Utc> = "2026-11-29T10:00:00Z".parse().unwrap();
+        let plain = hour_row(Some(0.1), None, None);
+        let noted = hour_row(Some(0.1), None, Some("in capacity reservation cr-1"));
+        let (keys, _) = crate::list::csv_row(&ResourceCost::new(&plain, hour)).unwrap();
+        let (noted_keys, cells) = crate::list::csv_row(&ResourceCost::new(&noted, hour)).unwrap();
+        assert_eq!(keys, noted_keys);
+        assert!(keys.iter().any(|k| k == "note") && keys.iter().any(|k| k == "price_missing_part"));
+        assert!(cells.iter().any(|c| c == "in capacity reservation cr-1"));
+        let (keys, _) = crate::list::csv_row(&CostPoint::of_resource(hour, &plain)).unwrap();
+        let (noted_keys, _) = crate::list::csv_row(&CostPoint::of_resource(hour, &noted)).unwrap();
+        assert_eq!(keys, noted_keys);
+        let (rollup_keys, _) =
+            crate::list::csv_row(&CostPoint::of_rollups(hour, &[row(1.0, 0, 1)])).unwrap();
+        assert_eq!(keys, rollup_keys);
     }
 }

@@ -92,7 +92,8 @@ pub struct InventoryItem {
     pub size_gib: Option<i64>,
     /// First seen by Kopter (RFC 3339).
     pub first_seen: String,
-    /// Last seen by Kopter (RFC 3339).
+    /// Last seen by Kopter (RFC 3339): an unchanged resource's is
+    /// refreshed every 6 hours, not at every describe.
     pub last_seen: String,
     /// Start of the last complete hour (RFC 3339): the hour the cost is of.
     pub last_hour: String,

@@ -11,6 +11,7 @@ pub mod cost;
 pub mod inventory;
 pub mod prices;
 pub mod settings;
+pub mod waste;
 
 pub use kopter_store::page::{Page, PageKey, PageRequest};
 pub use prices::{Price, PriceData, PriceFilter};
@@ -45,6 +46,7 @@ pub trait TenantData:
     + inventory::InventoryData
     + cost::CostData
     + settings::SettingsData
+    + waste::WasteData
     + Send
     + Sync
     + 'static
@@ -57,6 +59,7 @@ impl<T> TenantData for T where
         + inventory::InventoryData
         + cost::CostData
         + settings::SettingsData
+        + waste::WasteData
         + Send
         + Sync
         + 'static

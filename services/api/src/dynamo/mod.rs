@@ -10,6 +10,7 @@ mod cost;
 mod inventory;
 mod prices;
 mod settings;
+mod waste;
 
 use kopter_schema::{Names, TenantId};
 

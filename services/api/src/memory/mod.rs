@@ -7,6 +7,7 @@ pub mod cost;
 pub mod inventory;
 mod prices;
 mod settings;
+mod waste;
 
 pub use prices::sample_prices;
 
@@ -41,6 +42,8 @@ pub struct MemoryData {
     /// The tenants that exist; `None`: every tenant does (the HTTP
     /// layer's tests that are not about unknown tenants).
     pub tenants: Option<std::collections::HashSet<TenantId>>,
+    /// Waste findings of every tenant.
+    pub waste: Vec<kopter_store::waste::FindingRow>,
     /// Tenant of every call, in order.
     pub calls: Mutex<Vec<TenantId>>,
 }

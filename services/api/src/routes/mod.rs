@@ -12,6 +12,7 @@ pub mod me;
 pub mod notifications;
 pub mod prices;
 pub mod settings;
+pub mod waste;
 
 use crate::error::ApiError;
 

@@ -115,6 +115,7 @@ pub(super) async fn page(
     let periods: Vec<DateTime<Utc>> = (0..n).map(|i| series.first + unit * i as i32).collect();
     let total: f64 = points.iter().filter_map(|p| p.cost_usd).sum();
     let missing_points = points.iter().filter(|p| p.price_missing > 0).count();
+    let partial_points = points.iter().filter(|p| p.price_partial > 0).count();
     let csv = href(&format!("/cost.csv?{}", form.api_query()));
     let body = html! {
         (form_markup(&form))
@@ -124,6 +125,10 @@ pub(super) async fn page(
             @if missing_points > 0 {
                 " — " (layout::price_missing("resources whose price is unknown are not in the sums"))
                 " in " (missing_points) " points (their unpriced resources are not in the sums)"
+            }
+            @if partial_points > 0 {
+                " — " (layout::price_partial("components without a price (a volume's IOPS or throughput, say)"))
+                " resources in " (partial_points) " points (only their priced components are in the sums)"
             }
         }
         @if cut {
@@ -243,10 +248,11 @@ fn table(points: &[CostPoint], hourly: bool, by_resource: bool) -> Markup {
                 th.num scope="col" { "Cost" }
                 th.num scope="col" { "At reserved rates" }
                 th.num scope="col" { "Price missing" }
+                th.num scope="col" { "Partly priced" }
                 th.num scope="col" { "Resources" }
             } }
             tbody {
-                @if points.is_empty() { tr { td colspan="7" { "No cost recorded in this window." } } }
+                @if points.is_empty() { tr { td colspan="8" { "No cost recorded in this window." } } }
                 @for p in points {
                     tr {
                         td { (period(&p.period, hourly)) }
@@ -257,6 +263,13 @@ fn table(points: &[CostPoint], hourly: bool, by_resource: bool) -> Markup {
                         td.num {
                             @if p.price_missing > 0 { (layout::price_missing("resources whose price is unknown")) " " (p.price_missing) }
                             @else { "0" }
+                        }
+                        td.num {
+                            @if p.price_partial > 0 {
+                                (layout::price_partial(p.price_missing_part.as_deref().unwrap_or("components without a price")))
+                                " " (p.price_partial)
+                            } @else { "0" }
+                            @if let Some(note) = &p.note { " " small.note { (note) } }
                         }
                         td.num { (p.resources) }
                     }

@@ -333,7 +333,11 @@ pub(super) async fn resource(
                             td { (period(&h.hour, true)) }
                             td.num { (format!("{:.4}", h.usage)) " " (h.unit) }
                             td { (h.detail) }
-                            td.num data-usd=[h.cost_usd] { (cost(h.cost_usd, h.price_missing.as_deref())) }
+                            td.num data-usd=[h.cost_usd] {
+                                (cost(h.cost_usd, h.price_missing.as_deref()))
+                                @if let Some(part) = &h.price_missing_part { " " (layout::price_partial(part)) }
+                                @if let Some(note) = &h.note { " " small.note { (note) } }
+                            }
                         }
                     }
                 }

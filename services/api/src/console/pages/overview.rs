@@ -82,6 +82,23 @@ pub(super) async fn page(session: ConsoleSession, State(state): State<ApiState>)
         .await?
         .items;
     let (accounts, _) = gather(10_000, |p| data.accounts(tenant, p)).await?;
+    let (mut waste, _) = gather(MAX_POINTS, |p| {
+        data.waste(tenant, Some(kopter_store::waste::Status::Open), p)
+    })
+    .await?;
+    let waste_summary = kopter_store::waste::Summary::of_open(waste.iter().filter_map(|w| {
+        Some((
+            w.account.as_str(),
+            w.resource_id.as_str(),
+            w.rule.parse().ok()?,
+            w.monthly_usd,
+        ))
+    }));
+    waste.sort_by(|a, b| {
+        b.monthly_usd
+            .unwrap_or(-1.0)
+            .total_cmp(&a.monthly_usd.unwrap_or(-1.0))
+    });
     let failing: Vec<_> = accounts.iter().filter(|a| !a.healthy).collect();
 
     let mtd: f64 = accounts_mtd.iter().filter_map(|p| p.cost_usd).sum();
@@ -139,6 +156,38 @@ pub(super) async fn page(session: ConsoleSession, State(state): State<ApiState>)
                         }
                     }
                 }
+            }
+        }
+        section.cards aria-label="Waste" {
+            div.card #waste {
+                h2 { "Waste" }
+                p.big { (usd(waste_summary.idle_monthly_usd)) " a month" }
+                p {
+                    (waste_summary.idle_resources) " idle resource"
+                    @if waste_summary.idle_resources != 1 { "s" }
+                    @if waste_summary.cheaper_resources > 0 {
+                        "; " (waste_summary.cheaper_resources) " with a cheaper equivalent, "
+                        (usd(waste_summary.cheaper_monthly_usd)) " a month"
+                    }
+                    @if waste_summary.unknown_amounts > 0 {
+                        "; " (waste_summary.unknown_amounts) " without a price (not counted)"
+                    }
+                }
+                @if !waste.is_empty() {
+                    ul {
+                        @for w in waste.iter().take(TOP) {
+                            li {
+                                (w.resource_id) " (" (w.rule) "): "
+                                @match w.monthly_usd {
+                                    Some(m) => { (usd(m)) " a month" }
+                                    None => { (layout::price_missing("no current price")) }
+                                }
+                                ", " (usd(w.accrued_usd)) " since " (w.since.format("%Y-%m-%d %H:%M UTC"))
+                            }
+                        }
+                    }
+                }
+                p.note { "A month = the current hourly price × 730 h; the full list is GET /v1/waste (kopterctl waste)." }
             }
         }
         section aria-labelledby="last48-h" {

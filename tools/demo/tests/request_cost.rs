@@ -1,0 +1,575 @@
+//! Issue 23: what Kopter's own AWS requests cost per watched account.
+//!
+//! The five services run as processes against moto through the fault
+//! proxy with no faults (`kopter_tests::faults`: it logs every call with
+//! its service, operation and — for DynamoDB — the request units it would
+//! consume on an on-demand table). A demo estate of `N` accounts is
+//! watched for a number of simulated hours; each hour: a tenth of the
+//! accounts stop or start an instance, every account delivers one
+//! CloudTrail file, then a describe sweep and the hour's aggregation run
+//! and the queues settle. The daily digest runs once and counts as 1/24
+//! of a day per hour. Setup (bootstrap, onboarding, estate, price refresh,
+//! the first sweep) is not counted.
+//!
+//! Reported per size: requests and request units per watched account per
+//! hour, by service and operation; USD per watched account per month at
+//! the us-east-1 request prices in [`PRICES`]; the floor (the requests
+//! the design cannot avoid, computed from the same simulation) and the
+//! ratio to it; CPU seconds and peak RSS per service. Idle SQS long polls
+//! are a fixed cost of the fleet, not of an account: reported apart.
+//!
+//! `scripts/bench-requests.sh` runs it (sizes in `KOPTER_BENCH_ACCOUNTS`,
+//! default `10,40`; hours in `KOPTER_BENCH_HOURS`, default 3). Figures in
+//! docs/benchmarks.md.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DurationRound, Utc};
+use kopter_demo::fleet::{self, Fleet};
+use kopter_demo::{Demo, DemoAccount, Mode, Options, queue_depths, trail};
+use kopter_runtime::CustomerRole;
+use kopter_schema::messages::{AggregateHour, DailyDigest, SpotRefresh, Sweep};
+use kopter_schema::{Message, Service};
+use kopter_tests::faults::{FaultPlan, FaultProxy, SignedCall};
+use kopter_tests::{endpoint, random_account, unique};
+
+/// Request prices, us-east-1, USD, as published on AWS's pricing pages
+/// (read 2026-11-30). One place, so a price change is one edit.
+/// - DynamoDB on-demand: $0.625 per million write request units, $0.125
+///   per million read request units (aws.amazon.com/dynamodb/pricing/on-demand/,
+///   after the November 2024 reduction).
+/// - SQS standard queues: $0.40 per million requests, each 64 KB chunk a
+///   request (aws.amazon.com/sqs/pricing/); the first million a month free
+///   is ignored (it is per AWS account, not per watched account).
+/// - SNS standard topics: $0.50 per million publishes; deliveries to SQS
+///   are free (aws.amazon.com/sns/pricing/).
+/// - S3 Standard: GET $0.0004 per 1,000, PUT/COPY/POST/LIST $0.005 per
+///   1,000 (aws.amazon.com/s3/pricing/).
+/// - STS and EC2's Describe* calls: no charge.
+/// - SES: $0.10 per 1,000 emails (aws.amazon.com/ses/pricing/).
+const PRICES: Prices = Prices {
+    dynamodb_wru: 0.625e-6,
+    dynamodb_rru: 0.125e-6,
+    sqs_request: 0.40e-6,
+    sns_publish: 0.50e-6,
+    s3_get: 0.0004e-3,
+    s3_put_list: 0.005e-3,
+    ses_email: 0.10e-3,
+};
+
+/// AWS bills a month as 730 hours (the pricing pages' monthly figures).
+const HOURS_PER_MONTH: f64 = 730.0;
+
+struct Prices {
+    dynamodb_wru: f64,
+    dynamodb_rru: f64,
+    sqs_request: f64,
+    sns_publish: f64,
+    s3_get: f64,
+    s3_put_list: f64,
+    ses_email: f64,
+}
+
+/// The USD one call costs (request units for DynamoDB).
+fn usd(c: &SignedCall) -> f64 {
+    let op = c.operation.rsplit('.').next().unwrap_or(&c.operation);
+    match c.service.as_str() {
+        "dynamodb" => {
+            c.units.write as f64 * PRICES.dynamodb_wru
+                + c.units.read_halves as f64 / 2.0 * PRICES.dynamodb_rru
+        }
+        "sqs" => PRICES.sqs_request,
+        "sns" if op == "Publish" || op == "PublishBatch" => PRICES.sns_publish,
+        "s3" if op.starts_with("Get") || op.starts_with("Head") || op.is_empty() => PRICES.s3_get,
+        "s3" => PRICES.s3_put_list,
+        "ses" if op.starts_with("Send") => PRICES.ses_email,
+        _ => 0.0,
+    }
+}
+
+/// One operation's totals over the counted hours.
+#[derive(Debug, Default, Clone)]
+struct OpTotal {
+    calls: f64,
+    write_units: f64,
+    read_halves: f64,
+    usd: f64,
+}
+
+/// What one size measured.
+struct Measure {
+    accounts: usize,
+    hours: usize,
+    resources: usize,
+    by_op: BTreeMap<(String, String), OpTotal>,
+    idle_polls_per_hour: f64,
+    depth_polls_per_hour: f64,
+    floor: Floor,
+    cpu_and_rss: Vec<(String, f64, u64)>,
+}
+
+/// The requests the design cannot avoid per account-hour (see
+/// [`floor`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Floor {
+    ec2: f64,
+    sts: f64,
+    dynamodb_writes: f64,
+    dynamodb_reads: f64,
+    sqs: f64,
+    s3_get: f64,
+}
+
+impl Floor {
+    fn requests(&self) -> f64 {
+        self.ec2 + self.sts + self.dynamodb_writes + self.dynamodb_reads + self.sqs + self.s3_get
+    }
+    fn usd(&self) -> f64 {
+        self.dynamodb_writes * PRICES.dynamodb_wru
+            + self.dynamodb_reads / 2.0 * PRICES.dynamodb_rru
+            + self.sqs * PRICES.sqs_request
+            + self.s3_get * PRICES.s3_get
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark (minutes): run by scripts/bench-requests.sh"]
+async fn requests_per_watched_account() {
+    let sizes: Vec<usize> = std::env::var("KOPTER_BENCH_ACCOUNTS")
+        .unwrap_or_else(|_| "10,40".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("KOPTER_BENCH_ACCOUNTS: numbers"))
+        .collect();
+    let hours: usize = std::env::var("KOPTER_BENCH_HOURS")
+        .map(|h| h.parse().expect("KOPTER_BENCH_HOURS: a number"))
+        .unwrap_or(3);
+    let mut measures = Vec::new();
+    for n in sizes {
+        let m = measure(n, hours).await;
+        print!("{}", render(&m));
+        measures.push(m);
+    }
+    if measures.len() >= 2 {
+        let (a, b) = (&measures[0], &measures[measures.len() - 1]);
+        let per = |m: &Measure| total(m).1 / (m.accounts * m.hours) as f64;
+        let usd = |m: &Measure| total(m).0 / (m.accounts * m.hours) as f64;
+        println!(
+            "\n== linearity: requests per account-hour {:.1} at {} accounts, {:.1} at {} (ratio {:.2}); USD per account-hour ratio {:.2}",
+            per(a),
+            a.accounts,
+            per(b),
+            b.accounts,
+            per(b) / per(a),
+            usd(b) / usd(a)
+        );
+    }
+}
+
+/// (USD, requests) over the counted hours, idle polls excluded.
+fn total(m: &Measure) -> (f64, f64) {
+    m.by_op
+        .values()
+        .fold((0.0, 0.0), |(u, r), t| (u + t.usd, r + t.calls))
+}
+
+async fn measure(n: usize, hours: usize) -> Measure {
+    let run_dir = tempfile::Builder::new()
+        .prefix("kopter-bench-requests-")
+        .tempdir()
+        .unwrap();
+    let mut opts = Options::standard(endpoint(), Mode::InProcess);
+    opts.env = unique("b-");
+    let labels = ["prod", "staging", "prod"];
+    opts.accounts = (0..n)
+        .map(|i| DemoAccount {
+            tenant: format!("tenant{}", i / 5),
+            account: random_account(),
+            label: labels[i % 3].into(),
+        })
+        .collect();
+    opts.run_dir = run_dir.path().to_path_buf();
+    opts.verbose = false;
+    opts.settle_timeout = Duration::from_secs(900);
+    let demo = Demo::prepared(opts)
+        .await
+        .expect("bootstrap, tenants, estate");
+    let resources: usize = demo
+        .estate
+        .values()
+        .map(|m| m.instances.len() + m.volumes)
+        .sum();
+
+    let proxy = FaultProxy::start(&endpoint(), FaultPlan::none())
+        .await
+        .unwrap();
+    let mut config = demo.config.clone();
+    config.aws.endpoint_url = Some(proxy.url());
+    // Production's long poll (the demo's is 2 s, for a snappy demo): idle
+    // polls are then what a deployment pays.
+    config.worker.wait_time_seconds = 20;
+    let first_port = free_ports(Service::ALL.len() as u16 + 1);
+    let mut fleet = fleet::start(
+        &Mode::Separate { bin_dir: bin_dir() },
+        &config,
+        first_port,
+        run_dir.path(),
+    )
+    .await
+    .expect("start the services (are the binaries built? `make test-build`)");
+    fleet
+        .wait_ready(Duration::from_secs(120), &demo.opts.cancel)
+        .await
+        .expect("services ready");
+
+    // Setup that any deployment does once: prices, spot, a first sweep.
+    demo.tick(
+        Service::Pricing,
+        Message::PricingRefreshAll(Sweep {}),
+        "pricing-refresh",
+    )
+    .await
+    .unwrap();
+    demo.tick(
+        Service::Pricing,
+        Message::PricingRefreshSpot(SpotRefresh {
+            regions: kopter_demo::REGIONS.map(String::from).to_vec(),
+        }),
+        "spot-refresh",
+    )
+    .await
+    .unwrap();
+    demo.tick(
+        Service::Describer,
+        Message::DescribeSweep(Sweep {}),
+        "describe-sweep",
+    )
+    .await
+    .unwrap();
+    settle(&demo).await;
+    let hour = Utc::now()
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap();
+    demo.tick(
+        Service::Aggregator,
+        Message::AggregateHour(AggregateHour {
+            hour,
+            backfill_hours: 0,
+            tenant: None,
+        }),
+        "aggregate",
+    )
+    .await
+    .unwrap();
+    settle(&demo).await;
+
+    let mark = proxy.calls().len();
+    let started = Instant::now();
+    let cpu_at_mark = cpu_by_service(&fleet);
+    let s3 = trail_ingest::s3_client(&demo.ctx.aws.sdk);
+    let mut changes = 0usize;
+    let mut unique_records = 0usize;
+    let mut files = 0usize;
+    for h in 0..hours {
+        // A tenth of the accounts stop or start one instance.
+        for (i, rec) in demo.records.iter().enumerate() {
+            if (i + h) % 10 != 0 {
+                continue;
+            }
+            let made = &demo.estate[&rec.account_id.to_string()];
+            let (region, id, _) = &made.instances[h % made.instances.len()];
+            let sdk = demo
+                .ctx
+                .credentials
+                .sdk_config(&demo.ctx.aws.sdk, &CustomerRole::from(rec), region)
+                .await
+                .unwrap();
+            let ec2 = aws_sdk_ec2::Client::new(&sdk);
+            let state = ec2
+                .describe_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .unwrap()
+                .reservations()[0]
+                .instances()[0]
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_owned())
+                .unwrap_or_default();
+            if state == "running" {
+                ec2.stop_instances().instance_ids(id).send().await.unwrap();
+            } else {
+                ec2.start_instances().instance_ids(id).send().await.unwrap();
+            }
+            changes += 1;
+        }
+        // One CloudTrail file per account.
+        let now = Utc::now();
+        for (i, rec) in demo.records.iter().enumerate() {
+            let account = rec.account_id.to_string();
+            let made = &demo.estate[&account];
+            let salt: u32 = rand::random();
+            let records: Vec<serde_json::Value> =
+                trail::log_records(&account, i + h, made, now, salt)
+                    .into_iter()
+                    .flat_map(|(_, recs)| recs)
+                    .collect();
+            unique_records += records.len();
+            let key = trail::key(
+                rec.tenant_id.as_ref(),
+                &account,
+                "us-east-1",
+                now,
+                &format!("H{h}S{salt:08X}"),
+            );
+            s3.put_object()
+                .bucket(&demo.bucket)
+                .key(&key)
+                .body(trail::gzip(&records).unwrap().into())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+            files += 1;
+        }
+        demo.tick(
+            Service::Describer,
+            Message::DescribeSweep(Sweep {}),
+            "describe-sweep",
+        )
+        .await
+        .unwrap();
+        settle(&demo).await;
+        demo.tick(
+            Service::Aggregator,
+            Message::AggregateHour(AggregateHour {
+                hour,
+                backfill_hours: 0,
+                tenant: None,
+            }),
+            "aggregate",
+        )
+        .await
+        .unwrap();
+        settle(&demo).await;
+    }
+    let hours_mark = proxy.calls().len();
+    demo.tick(
+        Service::Notifier,
+        Message::DailyDigest(DailyDigest {
+            day: Utc::now().date_naive(),
+            tenant: None,
+        }),
+        "daily-digest",
+    )
+    .await
+    .unwrap();
+    settle(&demo).await;
+    let wall = started.elapsed();
+
+    let calls = proxy.calls();
+    let mut by_op: BTreeMap<(String, String), OpTotal> = BTreeMap::new();
+    let mut idle = 0u64;
+    let mut depth_polls = 0u64;
+    for (i, c) in calls[mark..].iter().enumerate() {
+        // Fleet costs, whatever the number of accounts: idle long polls
+        // and the queue-depth gauges' reads.
+        if c.empty_receive {
+            idle += 1;
+            continue;
+        }
+        if c.operation.ends_with("GetQueueAttributes") {
+            depth_polls += 1;
+            continue;
+        }
+        // The digest is daily: 1/24 of it per hour, times the hours.
+        let weight = if mark + i >= hours_mark {
+            hours as f64 / 24.0
+        } else {
+            1.0
+        };
+        let op = c.operation.rsplit('.').next().unwrap_or(&c.operation);
+        let t = by_op.entry((c.service.clone(), op.to_owned())).or_default();
+        t.calls += weight;
+        t.write_units += c.units.write as f64 * weight;
+        t.read_halves += c.units.read_halves as f64 * weight;
+        t.usd += usd(c) * weight;
+    }
+    // CPU of the counted hours only (the setup's price refresh aside);
+    // peak RSS over the whole life.
+    let cpu_and_rss = cpu_by_service(&fleet)
+        .into_iter()
+        .map(|(name, cpu, rss)| {
+            let before = cpu_at_mark
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map_or(0.0, |(_, c, _)| *c);
+            (name, cpu - before, rss)
+        })
+        .collect();
+    fleet.stop(Duration::from_secs(10)).await.unwrap();
+
+    let per = (n * hours) as f64;
+    let regions = kopter_demo::REGIONS.len() as f64;
+    let floor = Floor {
+        // Instances, volumes, snapshots: one Describe each per enabled
+        // region and hour (one page at this size).
+        ec2: 3.0 * regions,
+        // Role credentials last an hour.
+        sts: 1.0,
+        // One cost row per resource-hour, one audit row per record, an
+        // inventory and a history row per change, one roll-up per account-hour.
+        dynamodb_writes: (resources * hours) as f64 / per
+            + unique_records as f64 / per
+            + 2.0 * changes as f64 / per
+            + 1.0,
+        // The account's inventory read once per hour by the aggregator,
+        // once by the describer to diff (half units each).
+        dynamodb_reads: 2.0 * 2.0,
+        // Send, receive, delete of: one describe job per account-region,
+        // one aggregation per account, one notification per file.
+        sqs: 3.0 * (regions + 1.0 + files as f64 / per),
+        s3_get: files as f64 / per,
+    };
+    Measure {
+        accounts: n,
+        hours,
+        resources,
+        by_op,
+        idle_polls_per_hour: idle as f64 / wall.as_secs_f64() * 3600.0,
+        depth_polls_per_hour: depth_polls as f64 / wall.as_secs_f64() * 3600.0,
+        floor,
+        cpu_and_rss,
+    }
+}
+
+fn render(m: &Measure) -> String {
+    use std::fmt::Write;
+    let per = (m.accounts * m.hours) as f64;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n== {} accounts ({} resources), {} simulated hours: requests per watched account-hour",
+        m.accounts, m.resources, m.hours
+    );
+    let _ = writeln!(
+        s,
+        "  {:<10} {:<22} {:>10} {:>10} {:>10} {:>14}",
+        "SERVICE", "OPERATION", "CALLS", "WRU", "RRU", "USD/ACCT-MONTH"
+    );
+    for ((svc, op), t) in &m.by_op {
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<22} {:>10.2} {:>10.2} {:>10.2} {:>14.6}",
+            svc,
+            op,
+            t.calls / per,
+            t.write_units / per,
+            t.read_halves / 2.0 / per,
+            t.usd / per * HOURS_PER_MONTH
+        );
+    }
+    let (usd, calls) = total(m);
+    let month = usd / per * HOURS_PER_MONTH;
+    let floor_month = m.floor.usd() * HOURS_PER_MONTH;
+    let _ = writeln!(
+        s,
+        "  total: {:.1} requests per account-hour, {:.6} USD per watched account per month",
+        calls / per,
+        month
+    );
+    let _ = writeln!(
+        s,
+        "  floor: {:.1} requests per account-hour ({:?}), {:.6} USD per account-month; measured/floor: requests {:.2}, USD {:.2}",
+        m.floor.requests(),
+        m.floor,
+        floor_month,
+        calls / per / m.floor.requests(),
+        month / floor_month
+    );
+    let _ = writeln!(
+        s,
+        "  fleet, not per account: {:.0} idle SQS long polls and {:.0} queue-depth reads per hour = {:.4} USD per month",
+        m.idle_polls_per_hour,
+        m.depth_polls_per_hour,
+        (m.idle_polls_per_hour + m.depth_polls_per_hour) * HOURS_PER_MONTH * PRICES.sqs_request
+    );
+    for (name, cpu, rss) in &m.cpu_and_rss {
+        let _ = writeln!(
+            s,
+            "  {:<13} CPU {:>7.1} s ({:.3} s per account-hour), peak RSS {:>6.1} MB",
+            name,
+            cpu,
+            cpu / per,
+            *rss as f64 / 1e6
+        );
+    }
+    s
+}
+
+/// (service, CPU seconds, peak RSS bytes) of each service process.
+fn cpu_by_service(fleet: &Fleet) -> Vec<(String, f64, u64)> {
+    match fleet {
+        Fleet::Procs(procs) => procs
+            .iter()
+            .map(|p| {
+                let (cpu, rss) = cpu_rss(p.child.id());
+                (p.name.clone(), cpu, rss)
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// CPU seconds (user + system) and peak RSS (bytes, VmHWM) of a live
+/// process, from /proc.
+fn cpu_rss(pid: u32) -> (f64, u64) {
+    let Ok(p) = procfs::process::Process::new(pid as i32) else {
+        return (0.0, 0);
+    };
+    let cpu = p.stat().map_or(0.0, |s| {
+        (s.utime + s.stime) as f64 / procfs::ticks_per_second() as f64
+    });
+    let rss = p.status().ok().and_then(|s| s.vmhwm).unwrap_or(0) * 1024;
+    (cpu, rss)
+}
+
+async fn settle(demo: &Demo) {
+    let started = Instant::now();
+    let mut quiet = 0;
+    loop {
+        let depths = queue_depths(&demo.ctx).await.unwrap();
+        let busy: u64 = depths.iter().map(|(_, q, _)| q.iter().sum::<u64>()).sum();
+        quiet = if busy == 0 { quiet + 1 } else { 0 };
+        if quiet == 3 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "the queues did not empty: {depths:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+fn free_ports(n: u16) -> u16 {
+    loop {
+        let first = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if first > 65_000 {
+            continue;
+        }
+        if (first..first + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return first;
+        }
+    }
+}
