@@ -373,6 +373,7 @@ async fn cost_shows_partly_priced_resources_next_to_unpriced_ones() {
 
     let env = TestEnv::new().await;
     let tenant = TenantId::new(unique("acme-")).unwrap();
+    env.create_tenants(&[tenant.as_str()]).await;
     let account = AccountId::new(random_account()).unwrap();
     let hour: chrono::DateTime<chrono::Utc> = "2025-06-02T10:00:00Z".parse().unwrap();
     let line = |id: &str, kind: &'static str, cost: Option<f64>, part: Option<&str>| CostLine {

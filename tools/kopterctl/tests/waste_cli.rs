@@ -47,6 +47,7 @@ fn finding(account: &AccountId, id: &str, rule: Rule, monthly: Option<f64>) -> F
 async fn findings_are_listed_in_every_format_and_thresholds_set() {
     let env = TestEnv::new().await;
     let tenant = TenantId::new(unique("w-")).unwrap();
+    env.create_tenants(&[tenant.as_str()]).await;
     let account = AccountId::new(random_account()).unwrap();
     let store = WasteStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);
     let present: HashSet<String> = ["vol-a", "vol-b", "vol-c"].map(String::from).into();
