@@ -263,8 +263,10 @@ impl FromRequestParts<ApiState> for Principal {
                 )
             })?;
         let principal = state.verifier().verify(token).await?;
-        require_tenant(state, &principal.tenant).await?;
+        // The rate limit first: a flood of one tenant's requests is refused
+        // before any of them costs a DynamoDB read.
         state.limiter().check(&principal.tenant)?;
+        require_tenant(state, &principal.tenant).await?;
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }
