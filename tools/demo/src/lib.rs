@@ -15,6 +15,7 @@
 pub mod config_keys;
 pub mod estate;
 pub mod fleet;
+pub mod harness;
 pub mod offers;
 pub mod ports;
 pub mod report;

@@ -15,6 +15,24 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
+/// The first of `n` consecutive free TCP ports on 127.0.0.1 (below
+/// 65,000, so the run fits), as found now: a port may be taken between
+/// this check and its use, which a caller's bind then reports.
+pub fn free_run(n: u16) -> u16 {
+    loop {
+        let first = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind an ephemeral port on 127.0.0.1");
+        if first > 65_000 {
+            continue;
+        }
+        if (first..first + n).all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok()) {
+            return first;
+        }
+    }
+}
+
 /// A port the demo needs that something else holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Busy {

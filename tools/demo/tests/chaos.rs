@@ -23,13 +23,14 @@
 //! directly: only the services' calls go through the proxy.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, Utc};
 use kopter_demo::fleet::{self, Fleet, Proc};
-use kopter_demo::{Demo, DemoAccount, Mode, Options, REGIONS, queue_depths, trail};
+use kopter_demo::harness;
+use kopter_demo::{Demo, DemoAccount, Mode, Options, REGIONS, trail};
 use kopter_runtime::CustomerRole;
 use kopter_runtime::queue::failures::FailureLog;
 use kopter_schema::messages::{AggregateHour, DailyDigest, SpotRefresh, Sweep};
@@ -131,12 +132,6 @@ async fn long_chaos_run_under_throttling_5xx_resets_and_50_kills_is_exact() {
         loud <= quiet * 2,
         "the chaos run's work took {loud:?}, more than twice the control's {quiet:?}"
     );
-}
-
-/// target/debug (this test runs from target/debug/deps).
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
 /// The log files: `(tenant, account, key, body)`; the poison file last.
@@ -271,24 +266,12 @@ async fn killer(
     (killed, last)
 }
 
-/// Waits until every service queue is empty on three checks in a row
-/// (DLQs aside); panics naming what is left after `timeout`.
+/// Waits until every service queue has drained; panics naming what is
+/// left after `timeout`.
 async fn settle(demo: &Demo, timeout: Duration, what: &str) -> Duration {
-    let started = Instant::now();
-    let mut quiet = 0;
-    loop {
-        let depths = queue_depths(&demo.ctx).await.unwrap();
-        let busy: u64 = depths.iter().map(|(_, q, _)| q.iter().sum::<u64>()).sum();
-        quiet = if busy == 0 { quiet + 1 } else { 0 };
-        if quiet == 3 {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "{what}: the queues did not empty within {timeout:?}: {depths:?}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    harness::drained(&demo.ctx, timeout, Duration::from_secs(1), what)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The run's directory (service logs, config): removed when the run
@@ -366,20 +349,14 @@ async fn run(plan: Plan) -> Duration {
     let proxy = FaultProxy::start(&endpoint(), plan.faults).await.unwrap();
     let mut config = demo.config.clone();
     config.aws.endpoint_url = Some(proxy.url());
-    // Five services' metrics ports, then the api's (`fleet::start`).
-    let first_port = free_ports(Service::ALL.len() as u16 + 1);
-    let mut fleet = fleet::start(
-        &Mode::Separate { bin_dir: bin_dir() },
+    let fleet = harness::start_fleet(
+        harness::test_bin_dir(),
         &config,
-        first_port,
         run_dir.path(),
+        &demo.opts.cancel,
     )
     .await
-    .expect("start the services (are the binaries built? `cargo build --workspace --bins`)");
-    fleet
-        .wait_ready(Duration::from_secs(120), &demo.opts.cancel)
-        .await
-        .expect("services ready");
+    .unwrap_or_else(|e| panic!("{e:#}"));
     let Fleet::Procs(procs) = fleet else {
         unreachable!("separate processes")
     };
@@ -503,25 +480,6 @@ async fn run(plan: Plan) -> Duration {
     }
     found.assert_exact(&work);
     work_time
-}
-
-fn free_ports(n: u16) -> u16 {
-    // `fleet::start` uses `first .. first + n`; find a free run.
-    loop {
-        let first = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if first > 65_000 {
-            continue;
-        }
-        let all_free =
-            (first..first + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if all_free {
-            return first;
-        }
-    }
 }
 
 /// `(region, instance id, state)` of an account's instances.

@@ -23,12 +23,13 @@
 //! docs/benchmarks.md.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+
 use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, Utc};
-use kopter_demo::fleet::{self, Fleet};
-use kopter_demo::{Demo, DemoAccount, Mode, Options, queue_depths, trail};
+use kopter_demo::fleet::Fleet;
+use kopter_demo::harness;
+use kopter_demo::{Demo, DemoAccount, Mode, Options, trail};
 use kopter_runtime::CustomerRole;
 use kopter_schema::messages::{AggregateHour, DailyDigest, SpotRefresh, Sweep};
 use kopter_schema::{Message, Service};
@@ -209,19 +210,14 @@ async fn measure(n: usize, hours: usize) -> Measure {
     // Production's long poll (the demo's is 2 s, for a snappy demo): idle
     // polls are then what a deployment pays.
     config.worker.wait_time_seconds = 20;
-    let first_port = free_ports(Service::ALL.len() as u16 + 1);
-    let mut fleet = fleet::start(
-        &Mode::Separate { bin_dir: bin_dir() },
+    let fleet = harness::start_fleet(
+        harness::test_bin_dir(),
         &config,
-        first_port,
         run_dir.path(),
+        &demo.opts.cancel,
     )
     .await
-    .expect("start the services (are the binaries built? `make test-build`)");
-    fleet
-        .wait_ready(Duration::from_secs(120), &demo.opts.cancel)
-        .await
-        .expect("services ready");
+    .unwrap_or_else(|e| panic!("{e:#}"));
 
     // Setup that any deployment does once: prices, spot, a first sweep.
     demo.tick(
@@ -536,40 +532,12 @@ fn cpu_rss(pid: u32) -> (f64, u64) {
 }
 
 async fn settle(demo: &Demo) {
-    let started = Instant::now();
-    let mut quiet = 0;
-    loop {
-        let depths = queue_depths(&demo.ctx).await.unwrap();
-        let busy: u64 = depths.iter().map(|(_, q, _)| q.iter().sum::<u64>()).sum();
-        quiet = if busy == 0 { quiet + 1 } else { 0 };
-        if quiet == 3 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(900),
-            "the queues did not empty: {depths:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
-
-fn free_ports(n: u16) -> u16 {
-    loop {
-        let first = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if first > 65_000 {
-            continue;
-        }
-        if (first..first + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return first;
-        }
-    }
+    harness::drained(
+        &demo.ctx,
+        Duration::from_secs(900),
+        Duration::from_millis(500),
+        "request-cost run",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
 }
