@@ -11,6 +11,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use kopter_schema::TenantId;
 use serde::de::DeserializeOwned;
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::cursor::{CursorCodec, Scope};
-use crate::data::{Page, PageKey, PageRequest};
+use crate::data::{DataError, Page, PageKey, PageRequest, TenantData};
 use crate::error::ApiError;
 
 /// Default and largest page size.
@@ -184,6 +185,39 @@ fn negotiate(headers: &HeaderMap) -> Format {
 /// Fetches one page of a list for the tenant.
 pub type Fetch<T> =
     Arc<dyn Fn(PageRequest) -> BoxFuture<'static, Result<Page<T>, ApiError>> + Send + Sync>;
+
+/// How a list route reads one page: from the data source, for the tenant,
+/// with the route's checked arguments (filter, series, selection…).
+pub type ReadPage<T, A> = for<'a> fn(
+    &'a dyn TenantData,
+    &'a TenantId,
+    &'a A,
+    PageRequest,
+) -> BoxFuture<'a, Result<Page<T>, DataError>>;
+
+/// The [`Fetch`] of a list route: every page is read with `read` for
+/// `tenant` (the verified token's — never one from the request) and the
+/// same `args`.
+pub fn fetch_pages<T, A>(
+    data: Arc<dyn TenantData>,
+    tenant: TenantId,
+    args: A,
+    read: ReadPage<T, A>,
+) -> Fetch<T>
+where
+    T: Send + 'static,
+    A: Send + Sync + 'static,
+{
+    let shared = Arc::new((data, tenant, args));
+    Arc::new(move |page| {
+        let shared = shared.clone();
+        async move {
+            let (data, tenant, args) = &*shared;
+            Ok(read(data.as_ref(), tenant, args, page).await?)
+        }
+        .boxed()
+    })
+}
 
 /// The response of a list endpoint: `query` decides the format; `fetch`
 /// pulls pages. Errors before the first byte (bad cursor, store failure on

@@ -1,13 +1,10 @@
 //! `GET /v1/audit/aws`, `GET /v1/audit/aws/{id}` and `GET /v1/findings`:
 //! the tenant's CloudTrail audit log and the security findings on it.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::{DateTime, Duration, Utc};
-use futures::FutureExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -97,13 +94,11 @@ pub async fn list(
     State(state): State<ApiState>,
     query: ListQuery<AuditParams>,
 ) -> Result<Response, ApiError> {
-    let filter = Arc::new(audit_filter(&query.filter, Utc::now())?);
+    let filter = audit_filter(&query.filter, Utc::now())?;
     let data = state.data();
     let tenant = principal.tenant.clone();
-    let fetch: list::Fetch<AuditEvent> = Arc::new(move |page| {
-        let (data, tenant, filter) = (data.clone(), tenant.clone(), filter.clone());
-        async move { Ok(data.audit_events(&tenant, &filter, page).await?) }.boxed()
-    });
+    let fetch: list::Fetch<AuditEvent> =
+        list::fetch_pages(data, tenant, filter, |d, t, f, p| d.audit_events(t, f, p));
     list::respond(state.cursors(), principal.tenant, PATH, query, fetch).await
 }
 
@@ -245,20 +240,18 @@ pub async fn findings(
     if let Some(r) = &p.rule {
         super::short_text("rule", r, 100)?;
     }
-    let filter = Arc::new(FindingFilter {
+    let filter = FindingFilter {
         since,
         // The store's bound is exclusive; `until` is inclusive to the
         // millisecond, like the audit log's.
         until: until.map(|u| u + Duration::milliseconds(1)),
         severity: p.severity,
         rule: p.rule.clone(),
-    });
+    };
     let data = state.data();
     let tenant = principal.tenant.clone();
-    let fetch: list::Fetch<Finding> = Arc::new(move |page| {
-        let (data, tenant, filter) = (data.clone(), tenant.clone(), filter.clone());
-        async move { Ok(data.findings(&tenant, &filter, page).await?) }.boxed()
-    });
+    let fetch: list::Fetch<Finding> =
+        list::fetch_pages(data, tenant, filter, |d, t, f, p| d.findings(t, f, p));
     list::respond(
         state.cursors(),
         principal.tenant,

@@ -53,13 +53,11 @@ pub async fn series(
     State(state): State<ApiState>,
     query: ListQuery<CostFilter>,
 ) -> Result<Response, ApiError> {
-    let series = Arc::new(series_query(&query.filter)?);
+    let series = series_query(&query.filter)?;
     let data = state.data();
     let tenant = principal.tenant.clone();
-    let fetch: list::Fetch<CostPoint> = Arc::new(move |page| {
-        let (data, tenant, series) = (data.clone(), tenant.clone(), series.clone());
-        async move { Ok(data.cost_series(&tenant, &series, page).await?) }.boxed()
-    });
+    let fetch: list::Fetch<CostPoint> =
+        list::fetch_pages(data, tenant, series, |d, t, s, p| d.cost_series(t, s, p));
     list::respond(state.cursors(), principal.tenant, PATH, query, fetch).await
 }
 

@@ -48,14 +48,16 @@ pub async fn list(
     State(state): State<ApiState>,
     query: ListQuery<InventoryFilter>,
 ) -> Result<Response, ApiError> {
-    let selection = Arc::new(selection(&query.filter)?);
+    let selection = selection(&query.filter)?;
     let last_hour = last_hour(Utc::now());
     let data = state.data();
     let tenant = principal.tenant.clone();
-    let fetch: list::Fetch<InventoryItem> = Arc::new(move |page| {
-        let (data, tenant, selection) = (data.clone(), tenant.clone(), selection.clone());
-        async move { Ok(data.inventory(&tenant, &selection, last_hour, page).await?) }.boxed()
-    });
+    let fetch: list::Fetch<InventoryItem> = list::fetch_pages(
+        data,
+        tenant,
+        (selection, last_hour),
+        |d, t, (selection, last_hour), p| d.inventory(t, selection, *last_hour, p),
+    );
     list::respond(state.cursors(), principal.tenant, PATH, query, fetch).await
 }
 

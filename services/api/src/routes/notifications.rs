@@ -1,12 +1,9 @@
 //! `GET /v1/notifications` and `POST /v1/notifications/{id}/read`: the
 //! tenant's notification feed (what the notifier told it).
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures::FutureExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -52,15 +49,13 @@ pub async fn list(
     State(state): State<ApiState>,
     query: ListQuery<NotificationParams>,
 ) -> Result<Response, ApiError> {
-    let filter = Arc::new(NotificationFilter {
+    let filter = NotificationFilter {
         unread: query.filter.unread.unwrap_or(false),
-    });
+    };
     let data = state.data();
     let tenant = principal.tenant.clone();
-    let fetch: list::Fetch<Notification> = Arc::new(move |page| {
-        let (data, tenant, filter) = (data.clone(), tenant.clone(), filter.clone());
-        async move { Ok(data.notifications(&tenant, &filter, page).await?) }.boxed()
-    });
+    let fetch: list::Fetch<Notification> =
+        list::fetch_pages(data, tenant, filter, |d, t, f, p| d.notifications(t, f, p));
     list::respond(state.cursors(), principal.tenant, PATH, query, fetch).await
 }
 

@@ -1,10 +1,7 @@
 //! `GET /v1/prices`: the on-demand price catalogue in force.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::response::Response;
-use futures::FutureExt;
 
 use crate::ApiState;
 use crate::auth::Principal;
@@ -59,10 +56,8 @@ pub async fn list(
     }
     let data = state.data();
     let tenant = principal.tenant.clone();
-    let filter = Arc::new(f.clone());
-    let fetch: list::Fetch<Price> = Arc::new(move |page| {
-        let (data, tenant, filter) = (data.clone(), tenant.clone(), filter.clone());
-        async move { Ok(data.prices(&tenant, &filter, page).await?) }.boxed()
-    });
+    let filter = f.clone();
+    let fetch: list::Fetch<Price> =
+        list::fetch_pages(data, tenant, filter, |d, t, f, p| d.prices(t, f, p));
     list::respond(state.cursors(), principal.tenant, PATH, query, fetch).await
 }

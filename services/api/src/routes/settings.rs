@@ -1,12 +1,9 @@
 //! The tenant's settings: `GET`/`PUT /v1/channels`, `GET`/`PUT
 //! /v1/backup-policy` (writes need the admin role) and `GET /v1/accounts`.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
-use futures::FutureExt;
 use kopter_store::channels::{ChannelUpdate, valid_email};
 use kopter_store::webhook_url::WebhookUrl;
 use serde::Deserialize;
@@ -186,11 +183,9 @@ pub async fn accounts(
     query: ListQuery<NoFilter>,
 ) -> Result<Response, ApiError> {
     let data = state.data();
-    let tenant = Arc::new(principal.tenant.clone());
-    let fetch: list::Fetch<Account> = Arc::new(move |page| {
-        let (data, tenant) = (data.clone(), tenant.clone());
-        async move { Ok(data.accounts(&tenant, page).await?) }.boxed()
-    });
+    let tenant = principal.tenant.clone();
+    let fetch: list::Fetch<Account> =
+        list::fetch_pages(data, tenant, (), |d, t, (), p| d.accounts(t, p));
     list::respond(
         state.cursors(),
         principal.tenant,

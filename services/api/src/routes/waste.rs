@@ -1,10 +1,7 @@
 //! `GET /v1/waste`: the tenant's waste findings.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::response::Response;
-use futures::FutureExt;
 
 use crate::ApiState;
 use crate::auth::Principal;
@@ -43,10 +40,8 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let status = query.filter.status.unwrap_or(StatusParam::Open).status();
     let data = state.data();
-    let tenant = Arc::new(principal.tenant.clone());
-    let fetch: list::Fetch<WasteItem> = Arc::new(move |page| {
-        let (data, tenant) = (data.clone(), tenant.clone());
-        async move { Ok(data.waste(&tenant, status, page).await?) }.boxed()
-    });
+    let tenant = principal.tenant.clone();
+    let fetch: list::Fetch<WasteItem> =
+        list::fetch_pages(data, tenant, status, |d, t, s, p| d.waste(t, *s, p));
     list::respond(state.cursors(), principal.tenant, PATH, query, fetch).await
 }
