@@ -32,4 +32,5 @@ CARGO="${CARGO:-cargo}"
 echo "== DynamoDB Local at $DYNAMODB_ENDPOINT: the stores' moto tests"
 "$CARGO" test --workspace \
   --test describe_moto --test refresh_moto --test aggregate_moto \
-  --test notify_moto --test ingest_moto --test bootstrap_accounts "$@"
+  --test notify_moto --test ingest_moto --test bootstrap_accounts \
+  --test consumed_capacity "$@"

@@ -100,11 +100,13 @@ impl AwsContext {
     }
     /// A DynamoDB client signing with `sdk`'s credentials (e.g. a tenant's
     /// assumed-role session) at this context's DynamoDB endpoint, with the
-    /// metrics interceptor and the DynamoDB retry partition.
+    /// metrics and consumed-capacity interceptors and the DynamoDB retry
+    /// partition.
     pub fn dynamodb_with(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
         let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk)
             .retry_partition(retry_partition("dynamodb"))
-            .interceptor(AwsMetrics);
+            .interceptor(AwsMetrics)
+            .interceptor(crate::consumed_capacity::ConsumedCapacity);
         if let Some(url) = &self.dynamodb_endpoint_url {
             conf = conf.endpoint_url(url);
         }

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod aws;
 pub mod config;
+pub mod consumed_capacity;
 pub mod credentials;
 pub mod dynamo;
 pub mod limiter;

@@ -8,8 +8,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub fn registry() -> &'static Registry {
@@ -57,6 +57,10 @@ pub struct RuntimeMetrics {
     pub assume_role: IntCounterVec,
     /// `kopter_aws_requests_total{service,operation,outcome}`
     pub aws_requests: IntCounterVec,
+    /// `kopter_dynamodb_consumed_capacity_units_total{table,operation,capacity}`:
+    /// capacity units DynamoDB reported consumed (`capacity` = read|write;
+    /// see [`crate::consumed_capacity`])
+    pub dynamodb_consumed: CounterVec,
     /// `kopter_aws_throttles_total{service,operation}`
     pub aws_throttles: IntCounterVec,
     /// `kopter_aws_retries_total{service,operation}`
@@ -146,6 +150,16 @@ pub fn runtime() -> &'static RuntimeMetrics {
                 IntGaugeVec::new(
                     Opts::new("kopter_handler_in_flight", "Messages being handled now."),
                     &["queue"],
+                )
+                .expect("valid metric"),
+            ),
+            dynamodb_consumed: register(
+                CounterVec::new(
+                    Opts::new(
+                        "kopter_dynamodb_consumed_capacity_units_total",
+                        "DynamoDB capacity units consumed, as DynamoDB reported them.",
+                    ),
+                    &["table", "operation", "capacity"],
                 )
                 .expect("valid metric"),
             ),
