@@ -5,10 +5,33 @@
 # cannot go below and the ratio to it, CPU and peak RSS per service.
 # The five services run as processes on moto through the fault proxy (no
 # faults), so every call is seen (tools/demo/tests/request_cost.rs).
+# DynamoDB is AWS's DynamoDB Local (behind a proxy of its own): its units
+# are exact (ConsumedCapacity), and it keeps its pace as tables grow.
 #   KOPTER_BENCH_ACCOUNTS  sizes to run, comma-separated (default 10,40)
 #   KOPTER_BENCH_HOURS     simulated hours per size (default 3)
+#   KOPTER_BENCH_DYNAMODB  `local` (default) or `moto` (units estimated
+#                          from the bytes on the wire)
 # Figures: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec scripts/with-moto.sh cargo test --workspace --test request_cost -- \
-  --ignored --nocapture requests_per_watched_account
+[[ -n ${MOTO_ENDPOINT:-} ]] || exec scripts/with-moto.sh "$0" "$@"
+run() {
+  cargo test --workspace --test request_cost -- \
+    --ignored --nocapture requests_per_watched_account "$@"
+}
+case "${KOPTER_BENCH_DYNAMODB:-local}" in
+  moto) unset DYNAMODB_ENDPOINT; run "$@" ;;
+  local)
+    export DYNAMODB_LOCAL_PORT="${DYNAMODB_LOCAL_PORT:-8055}"
+    started=0
+    if ! scripts/dynamodb-local.sh status >/dev/null 2>&1; then
+      scripts/dynamodb-local.sh start
+      started=1
+    fi
+    stop() { if [[ $started == 1 ]]; then scripts/dynamodb-local.sh stop; fi; }
+    trap stop EXIT
+    export DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_LOCAL_PORT"
+    run "$@"
+    ;;
+  *) echo "KOPTER_BENCH_DYNAMODB must be local or moto" >&2; exit 2 ;;
+esac

@@ -376,6 +376,11 @@ pub struct SignedCall {
     /// An SQS ReceiveMessage that came back without a message (an idle
     /// long poll).
     pub empty_receive: bool,
+    /// DynamoDB calls: the units the answer's `ConsumedCapacity` reports
+    /// (Kopter's clients ask for it, see `kopter_runtime::consumed_capacity`);
+    /// `None` when the answer has none. Exact on DynamoDB Local; moto
+    /// answers fixed numbers.
+    pub reported: Option<Units>,
 }
 
 /// DynamoDB request units of one call: reads in half units (an eventually
@@ -476,6 +481,36 @@ pub fn dynamodb_units(operation: &str, request: &[u8], response: &[u8]) -> Units
         }
         _ => Units::default(),
     }
+}
+
+/// The units a DynamoDB answer reports in `ConsumedCapacity` (an object,
+/// or a list of them for batch and transaction calls), as reads or writes
+/// by the operation; `None` without that field.
+pub fn reported_units(operation: &str, response: &[u8]) -> Option<Units> {
+    let op = operation.rsplit('.').next().unwrap_or(operation);
+    let resp: serde_json::Value = serde_json::from_slice(response).ok()?;
+    let consumed = resp.get("ConsumedCapacity")?;
+    let units: f64 = match consumed {
+        serde_json::Value::Array(all) => {
+            all.iter().filter_map(|c| c["CapacityUnits"].as_f64()).sum()
+        }
+        one => one["CapacityUnits"].as_f64()?,
+    };
+    let read = matches!(
+        op,
+        "GetItem" | "BatchGetItem" | "Query" | "Scan" | "TransactGetItems"
+    );
+    Some(if read {
+        Units {
+            read_halves: (units * 2.0).round() as u64,
+            ..Units::default()
+        }
+    } else {
+        Units {
+            write: units.round() as u64,
+            ..Units::default()
+        }
+    })
 }
 
 /// A running proxy; stops when dropped.
@@ -759,11 +794,16 @@ async fn forward(
         // A throttled or failed request is not charged.
         _ => Units::default(),
     };
+    let reported = match (&answer, service.as_str()) {
+        (Ok((p, b)), "dynamodb") if p.status.is_success() => reported_units(&operation, b),
+        _ => None,
+    };
     let empty_receive = operation.ends_with("ReceiveMessage")
         && matches!(&answer, Ok((p, b)) if p.status.is_success()
             && !b.windows(9).any(|w| w == b"MessageId"));
     shared.log.lock().unwrap().push(SignedCall {
         units,
+        reported,
         empty_receive,
         sts_response: match (&answer, service.as_str()) {
             (Ok((_, b)), "sts") => Some(String::from_utf8_lossy(b).into_owned()),
@@ -835,6 +875,32 @@ mod tests {
         assert_eq!(
             dynamodb_units("AmazonSQS.SendMessage", b"{}", b"{}"),
             Units::default()
+        );
+    }
+
+    #[test]
+    fn reported_units_are_reads_or_writes_by_operation() {
+        let one = br#"{"Item":{},"ConsumedCapacity":{"TableName":"t","CapacityUnits":1.5}}"#;
+        assert_eq!(
+            reported_units("DynamoDB_20120810.GetItem", one),
+            Some(Units {
+                read_halves: 3,
+                write: 0
+            })
+        );
+        let many = br#"{"UnprocessedItems":{},"ConsumedCapacity":[
+            {"TableName":"a","CapacityUnits":3.0},{"TableName":"b","CapacityUnits":2.0}]}"#;
+        assert_eq!(
+            reported_units("DynamoDB_20120810.BatchWriteItem", many),
+            Some(Units {
+                read_halves: 0,
+                write: 5
+            })
+        );
+        assert_eq!(reported_units("DynamoDB_20120810.PutItem", b"{}"), None);
+        assert_eq!(
+            reported_units("DynamoDB_20120810.PutItem", b"not json"),
+            None
         );
     }
 

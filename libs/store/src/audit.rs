@@ -260,15 +260,81 @@ pub enum WriteOutcome {
 /// failed condition's `ALL_OLD` item) is the one being written. Compared
 /// as JSON values, so key order and spacing do not matter; a stored row
 /// without `raw` is taken as the same record.
+/// The attribute holding a row's raw record, deflate-compressed (binary).
+const RAW_DEFLATED: &str = "raw_z";
+
+/// A row as its DynamoDB item: the raw record deflated into `raw_z`.
+///
+/// Why: the raw CloudTrail record is most of a row (~1.5 KB of JSON), a
+/// row is written to the table and to each global index it has a key of
+/// (all project every attribute), and DynamoDB bills a write unit per KB
+/// of item per copy. CloudTrail JSON deflates 3–5×, which takes a typical
+/// row under 1 KB: from 2 units per copy to 1 (figures in
+/// docs/benchmarks.md, issue 23).
+fn encode_row(row: &AuditRow) -> anyhow::Result<Item> {
+    use std::io::Write;
+    let mut item: Item = serde_dynamo::to_item(row).context("encode audit row")?;
+    item.remove("raw");
+    let mut z = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(row.raw.len() / 3),
+        flate2::Compression::default(),
+    );
+    z.write_all(row.raw.as_bytes())
+        .and_then(|()| z.finish())
+        .map(|bytes| {
+            item.insert(
+                RAW_DEFLATED.to_owned(),
+                AttributeValue::B(aws_smithy_types::Blob::new(bytes)),
+            );
+        })
+        .with_context(|| format!("deflate the raw record of {}", row.event_id))?;
+    Ok(item)
+}
+
+/// The raw record of a stored item: `raw_z` inflated, or `raw` as rows
+/// written before compression hold it; `None` when neither is there.
+fn stored_raw(item: &Item) -> anyhow::Result<Option<String>> {
+    use std::io::Read;
+    match (item.get(RAW_DEFLATED), item.get("raw")) {
+        (Some(AttributeValue::B(z)), _) => {
+            // Rows hold at most MAX_RAW_BYTES of record: a damaged or
+            // hostile attribute cannot make a reader allocate without end.
+            let mut raw = String::new();
+            flate2::read::DeflateDecoder::new(z.as_ref())
+                .take(MAX_RAW_BYTES as u64 + 1)
+                .read_to_string(&mut raw)
+                .context("inflate the row's raw record (raw_z)")?;
+            anyhow::ensure!(
+                raw.len() <= MAX_RAW_BYTES,
+                "the row's raw record (raw_z) inflates beyond {MAX_RAW_BYTES} bytes"
+            );
+            Ok(Some(raw))
+        }
+        (_, Some(AttributeValue::S(raw))) => Ok(Some(raw.clone())),
+        _ => Ok(None),
+    }
+}
+
+/// A row from its DynamoDB item (either form of the raw record).
+fn decode_row(mut item: Item) -> anyhow::Result<AuditRow> {
+    if let Some(raw) = stored_raw(&item)? {
+        item.remove(RAW_DEFLATED);
+        item.insert("raw".to_owned(), AttributeValue::S(raw));
+    }
+    serde_dynamo::from_item(item).context("decode audit row")
+}
+
 fn same_or_conflict(row: &AuditRow, old: Option<&Item>) -> WriteOutcome {
-    let Some(AttributeValue::S(stored)) = old.and_then(|o| o.get("raw")) else {
+    // An unreadable stored record cannot be told apart: the first write
+    // is kept either way, and a duplicate is the common case.
+    let Some(stored) = old.and_then(|o| stored_raw(o).ok().flatten()) else {
         return WriteOutcome::Duplicate;
     };
-    if *stored == row.raw {
+    if stored == row.raw {
         return WriteOutcome::Duplicate;
     }
     let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
-    match (parse(stored), parse(&row.raw)) {
+    match (parse(&stored), parse(&row.raw)) {
         (Some(a), Some(b)) if a == b => WriteOutcome::Duplicate,
         _ => WriteOutcome::Conflict,
     }
@@ -314,7 +380,7 @@ impl AuditStore {
     /// tried again here a few times (the other one decides), then carries a
     /// `TransactionConflict` code.
     pub async fn put(&self, row: &AuditRow) -> anyhow::Result<WriteOutcome> {
-        let item = serde_dynamo::to_item(row).context("encode audit row")?;
+        let item = encode_row(row)?;
         let refs = row
             .resources
             .iter()
@@ -553,8 +619,7 @@ impl AuditStore {
                         .map_or(sk.clone(), |(b, _)| b.to_owned());
                     out.push(Found::Ref(pk, base));
                 } else {
-                    let row: AuditRow =
-                        serde_dynamo::from_item(item).context("decode audit row")?;
+                    let row: AuditRow = decode_row(item)?;
                     out.push(Found::Row(Box::new(row)));
                 }
                 if out.len() >= limit {
@@ -590,8 +655,7 @@ impl AuditStore {
                         .context("read an audit row")?
                         .item;
                     if let Some(item) = item {
-                        let row: AuditRow =
-                            serde_dynamo::from_item(item).context("decode audit row")?;
+                        let row: AuditRow = decode_row(item)?;
                         rows.insert((pk, sk), row);
                     }
                 }
@@ -668,8 +732,7 @@ impl AuditStore {
                         .await?;
                     let mut rows = Vec::with_capacity(items.len());
                     for item in items {
-                        let row: AuditRow =
-                            serde_dynamo::from_item(item).context("decode audit row")?;
+                        let row: AuditRow = decode_row(item)?;
                         if q.matches(&row) {
                             rows.push(row);
                         }
@@ -724,7 +787,7 @@ impl AuditStore {
                 if is_reference(&item) {
                     continue;
                 }
-                let row: AuditRow = serde_dynamo::from_item(item).context("decode audit row")?;
+                let row: AuditRow = decode_row(item)?;
                 if q.matches(&row) {
                     rows.push(row);
                 }
@@ -790,9 +853,7 @@ impl AuditStore {
                     .map_or(sk.clone(), |(b, _)| b.to_owned());
                 Found::Ref(pk, base)
             } else {
-                Found::Row(Box::new(
-                    serde_dynamo::from_item(item).context("decode audit row")?,
-                ))
+                Found::Row(Box::new(decode_row(item)?))
             };
             found.push((keys, f));
         }
@@ -912,7 +973,7 @@ impl AuditStore {
             .remove(&self.table)
             .unwrap_or_default()
         {
-            let row: AuditRow = serde_dynamo::from_item(item).context("decode audit row")?;
+            let row: AuditRow = decode_row(item)?;
             rows.insert((row.pk.clone(), row.sk.clone()), row);
         }
         let unprocessed = out
@@ -951,7 +1012,7 @@ impl AuditStore {
             .item;
         match item {
             Some(item) if !is_reference(&item) => {
-                let row: AuditRow = serde_dynamo::from_item(item).context("decode audit row")?;
+                let row: AuditRow = decode_row(item)?;
                 Ok((row.tenant == *tenant).then_some(row))
             }
             _ => Ok(None),
@@ -1436,6 +1497,98 @@ mod key_tests {
             WriteOutcome::Conflict
         );
         assert_eq!(same_or_conflict(&row, None), WriteOutcome::Duplicate);
+        // A stored row in the deflated form is compared the same way.
+        let mut other = row.clone();
+        other.raw = r#"{"a":1,"b":3}"#.into();
+        let deflated = encode_row(&other).expect("encode");
+        assert_eq!(
+            same_or_conflict(&row, Some(&deflated)),
+            WriteOutcome::Conflict
+        );
+        let deflated = encode_row(&row).expect("encode");
+        assert_eq!(
+            same_or_conflict(&row, Some(&deflated)),
+            WriteOutcome::Duplicate
+        );
+    }
+
+    fn sample_row(raw: String) -> AuditRow {
+        let rec = AuditRecord {
+            event_id: "e".into(),
+            event_time: Utc::now(),
+            event_source: "ec2.amazonaws.com".into(),
+            event_name: "RunInstances".into(),
+            aws_region: "us-east-1".into(),
+            recipient_account: None,
+            user_account: None,
+            principal_arn: Some("arn:aws:iam::123456789012:user/alice".into()),
+            principal_type: Some("IAMUser".into()),
+            source_ip: None,
+            user_agent: None,
+            read_only: Some(false),
+            error_code: None,
+            error_message: None,
+            resources: vec!["i-0abc".into()],
+            raw,
+            mfa_used: None,
+            console_login: None,
+        };
+        let t = TenantId::new("acme").expect("tenant");
+        let a = AccountId::new("123456789012").expect("account");
+        AuditRow::new(&t, &a, &rec, vec!["rule".into()], 1)
+    }
+
+    #[test]
+    fn rows_store_the_raw_record_deflated_and_read_back_whole() {
+        // A CloudTrail record from the shared samples' shape, ~1.4 KB.
+        let raw = format!(
+            r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","principalId":"AIDAEXAMPLE","arn":"arn:aws:iam::123456789012:user/alice","accountId":"123456789012","accessKeyId":"AKIAEXAMPLE","userName":"alice"}},"eventTime":"2026-11-30T10:00:00Z","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.7","userAgent":"aws-cli/2.15.0 Python/3.11.6 Linux/6.1 exe/x86_64.amzn.2023","requestParameters":{{"instancesSet":{{"items":[{{"imageId":"ami-0abcdef1234567890","minCount":1,"maxCount":1}}]}},"instanceType":"m5.large","blockDeviceMapping":{{}},"monitoring":{{"enabled":false}},"disableApiTermination":false,"disableApiStop":false,"clientToken":"{}"}},"responseElements":{{"requestId":"11111111-2222-3333-4444-555555555555","reservationId":"r-0123456789abcdef0","ownerId":"123456789012","instancesSet":{{"items":[{{"instanceId":"i-0abc","imageId":"ami-0abcdef1234567890","instanceState":{{"code":0,"name":"pending"}},"privateDnsName":"ip-10-0-0-12.ec2.internal","amiLaunchIndex":0,"productCodes":{{}},"instanceType":"m5.large","launchTime":1764496800000,"placement":{{"availabilityZone":"us-east-1a","tenancy":"default"}},"monitoring":{{"state":"disabled"}},"subnetId":"subnet-0123456789abcdef0","vpcId":"vpc-0123456789abcdef0","privateIpAddress":"10.0.0.12"}}]}}}},"requestID":"11111111-2222-3333-4444-555555555555","eventID":"e","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"123456789012","eventCategory":"Management"}}"#,
+            "c".repeat(36)
+        );
+        let row = sample_row(raw.clone());
+        let item = encode_row(&row).expect("encode");
+        assert!(!item.contains_key("raw"), "the plain raw is not stored");
+        let Some(AttributeValue::B(z)) = item.get(RAW_DEFLATED) else {
+            panic!("raw_z missing: {item:?}");
+        };
+        assert!(
+            z.as_ref().len() * 2 < raw.len(),
+            "deflated {} of {} bytes",
+            z.as_ref().len(),
+            raw.len()
+        );
+        let back = decode_row(item).expect("decode");
+        assert_eq!(back.raw, raw);
+        assert_eq!(back.event_id, row.event_id);
+        assert_eq!(back.findings, row.findings);
+
+        // Rows written before compression (plain `raw`) still read.
+        let mut old: Item = serde_dynamo::to_item(&row).expect("encode plain");
+        assert!(old.contains_key("raw"));
+        assert_eq!(decode_row(old.clone()).expect("decode plain").raw, raw);
+
+        // A damaged raw_z is an error naming the attribute, not a panic.
+        old.insert(
+            RAW_DEFLATED.to_owned(),
+            AttributeValue::B(aws_smithy_types::Blob::new(b"not deflate".to_vec())),
+        );
+        let err = decode_row(old).expect_err("damaged");
+        assert!(format!("{err:#}").contains("raw_z"), "{err:#}");
+    }
+
+    #[test]
+    fn a_raw_record_inflating_past_the_cap_is_refused() {
+        use std::io::Write;
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&vec![b'a'; MAX_RAW_BYTES + 10]).unwrap();
+        let bomb = z.finish().unwrap();
+        let mut item = encode_row(&sample_row("{}".into())).expect("encode");
+        item.insert(
+            RAW_DEFLATED.to_owned(),
+            AttributeValue::B(aws_smithy_types::Blob::new(bomb)),
+        );
+        let err = decode_row(item).expect_err("too large");
+        assert!(format!("{err:#}").contains("beyond"), "{err:#}");
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct DemoAccount {
 pub struct Options {
     /// The local AWS endpoint (moto).
     pub endpoint: String,
+    /// DynamoDB's own endpoint when not moto's (AWS's DynamoDB Local, for
+    /// exact request units): `aws.dynamodb_endpoint_url`.
+    pub dynamodb_endpoint: Option<String>,
     /// Kopter environment name (prefix of every queue, topic, table).
     pub env: String,
     pub accounts: Vec<DemoAccount>,
@@ -115,6 +118,7 @@ impl Options {
         };
         Self {
             endpoint,
+            dynamodb_endpoint: None,
             env: "demo".into(),
             accounts: vec![
                 acct("acme", "111111111111", "prod"),
@@ -138,6 +142,7 @@ pub fn demo_config(opts: &Options, offers_url: &str) -> Config {
     let mut c = Config::defaults(None);
     c.env = opts.env.clone();
     c.aws.endpoint_url = Some(opts.endpoint.clone());
+    c.aws.dynamodb_endpoint_url = opts.dynamodb_endpoint.clone();
     c.aws.region = Some("us-east-1".into());
     c.telemetry.log_format = kopter_runtime::config::LogFormat::Json;
     c.worker.wait_time_seconds = 2;

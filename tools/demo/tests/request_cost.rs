@@ -2,8 +2,11 @@
 //!
 //! The five services run as processes against moto through the fault
 //! proxy with no faults (`kopter_tests::faults`: it logs every call with
-//! its service, operation and — for DynamoDB — the request units it would
-//! consume on an on-demand table). A demo estate of `N` accounts is
+//! its service, operation and — for DynamoDB — the request units). With
+//! `DYNAMODB_ENDPOINT` (AWS's DynamoDB Local, as `scripts/bench-requests.sh`
+//! runs it) DynamoDB is that, behind a proxy of its own, and its units are
+//! the ones it reports (`ConsumedCapacity`); on moto they are estimated
+//! from the bytes on the wire. A demo estate of `N` accounts is
 //! watched for a number of simulated hours; each hour: a tenth of the
 //! accounts stop or start an instance, every account delivers one
 //! CloudTrail file, then a describe sweep and the hour's aggregation run
@@ -33,7 +36,7 @@ use kopter_demo::{Demo, DemoAccount, Mode, Options, trail};
 use kopter_runtime::CustomerRole;
 use kopter_schema::messages::{AggregateHour, DailyDigest, SpotRefresh, Sweep};
 use kopter_schema::{Message, Service};
-use kopter_tests::faults::{FaultPlan, FaultProxy, SignedCall};
+use kopter_tests::faults::{FaultPlan, FaultProxy, SignedCall, Units};
 use kopter_tests::{endpoint, random_account, unique};
 
 /// Request prices, us-east-1, USD, as published on AWS's pricing pages
@@ -73,13 +76,13 @@ struct Prices {
     ses_email: f64,
 }
 
-/// The USD one call costs (request units for DynamoDB).
-fn usd(c: &SignedCall) -> f64 {
+/// The USD one call costs (`units` for DynamoDB).
+fn usd(c: &SignedCall, units: Units) -> f64 {
     let op = c.operation.rsplit('.').next().unwrap_or(&c.operation);
     match c.service.as_str() {
         "dynamodb" => {
-            c.units.write as f64 * PRICES.dynamodb_wru
-                + c.units.read_halves as f64 / 2.0 * PRICES.dynamodb_rru
+            units.write as f64 * PRICES.dynamodb_wru
+                + units.read_halves as f64 / 2.0 * PRICES.dynamodb_rru
         }
         "sqs" => PRICES.sqs_request,
         "sns" if op == "Publish" || op == "PublishBatch" => PRICES.sns_publish,
@@ -109,6 +112,10 @@ struct Measure {
     depth_polls_per_hour: f64,
     floor: Floor,
     cpu_and_rss: Vec<(String, f64, u64)>,
+    /// Where DynamoDB's units come from: `Some(n)` on DynamoDB Local (its
+    /// `ConsumedCapacity`; `n` calls had none and were estimated), `None`
+    /// on moto (estimated from the wire sizes).
+    exact_units: Option<u64>,
 }
 
 /// The requests the design cannot avoid per account-hour (see
@@ -193,6 +200,9 @@ async fn measure(n: usize, hours: usize) -> Measure {
     opts.run_dir = run_dir.path().to_path_buf();
     opts.verbose = false;
     opts.settle_timeout = Duration::from_secs(900);
+    // `scripts/bench-requests.sh` runs DynamoDB Local (exact units, and it
+    // keeps its pace as tables grow); without it, moto's DynamoDB.
+    opts.dynamodb_endpoint = kopter_tests::dynamodb_endpoint();
     let demo = Demo::prepared(opts)
         .await
         .expect("bootstrap, tenants, estate");
@@ -205,8 +215,16 @@ async fn measure(n: usize, hours: usize) -> Measure {
     let proxy = FaultProxy::start(&endpoint(), FaultPlan::none())
         .await
         .unwrap();
+    // DynamoDB Local gets a proxy of its own: every call is still seen.
+    let ddb_proxy = match &demo.opts.dynamodb_endpoint {
+        Some(url) => Some(FaultProxy::start(url, FaultPlan::none()).await.unwrap()),
+        None => None,
+    };
     let mut config = demo.config.clone();
     config.aws.endpoint_url = Some(proxy.url());
+    config.aws.dynamodb_endpoint_url = ddb_proxy.as_ref().map(FaultProxy::url);
+    let proxies: Vec<&FaultProxy> = std::iter::once(&proxy).chain(ddb_proxy.as_ref()).collect();
+    let exact_units = ddb_proxy.is_some();
     // Production's long poll (the demo's is 2 s, for a snappy demo): idle
     // polls are then what a deployment pays.
     config.worker.wait_time_seconds = 20;
@@ -260,7 +278,7 @@ async fn measure(n: usize, hours: usize) -> Measure {
     .unwrap();
     settle(&demo).await;
 
-    let mark = proxy.calls().len();
+    let mark: Vec<usize> = proxies.iter().map(|p| p.calls().len()).collect();
     let started = Instant::now();
     let cpu_at_mark = cpu_by_service(&fleet);
     let s3 = trail_ingest::s3_client(&demo.ctx.aws.sdk);
@@ -350,7 +368,7 @@ async fn measure(n: usize, hours: usize) -> Measure {
         .unwrap();
         settle(&demo).await;
     }
-    let hours_mark = proxy.calls().len();
+    let hours_mark: Vec<usize> = proxies.iter().map(|p| p.calls().len()).collect();
     demo.tick(
         Service::Notifier,
         Message::DailyDigest(DailyDigest {
@@ -364,33 +382,47 @@ async fn measure(n: usize, hours: usize) -> Measure {
     settle(&demo).await;
     let wall = started.elapsed();
 
-    let calls = proxy.calls();
     let mut by_op: BTreeMap<(String, String), OpTotal> = BTreeMap::new();
     let mut idle = 0u64;
     let mut depth_polls = 0u64;
-    for (i, c) in calls[mark..].iter().enumerate() {
-        // Fleet costs, whatever the number of accounts: idle long polls
-        // and the queue-depth gauges' reads.
-        if c.empty_receive {
-            idle += 1;
-            continue;
+    let mut estimated = 0u64;
+    for (p, proxy) in proxies.iter().enumerate() {
+        let calls = proxy.calls();
+        for (i, c) in calls[mark[p]..].iter().enumerate() {
+            // Fleet costs, whatever the number of accounts: idle long polls
+            // and the queue-depth gauges' reads.
+            if c.empty_receive {
+                idle += 1;
+                continue;
+            }
+            if c.operation.ends_with("GetQueueAttributes") {
+                depth_polls += 1;
+                continue;
+            }
+            // The digest is daily: 1/24 of it per hour, times the hours.
+            let weight = if mark[p] + i >= hours_mark[p] {
+                hours as f64 / 24.0
+            } else {
+                1.0
+            };
+            // DynamoDB Local's own count when it gave one; moto's fixed
+            // numbers are not sizes, so there the wire-size estimate.
+            let units = match c.reported {
+                Some(u) if exact_units => u,
+                _ => {
+                    if exact_units && c.service == "dynamodb" {
+                        estimated += 1;
+                    }
+                    c.units
+                }
+            };
+            let op = c.operation.rsplit('.').next().unwrap_or(&c.operation);
+            let t = by_op.entry((c.service.clone(), op.to_owned())).or_default();
+            t.calls += weight;
+            t.write_units += units.write as f64 * weight;
+            t.read_halves += units.read_halves as f64 * weight;
+            t.usd += usd(c, units) * weight;
         }
-        if c.operation.ends_with("GetQueueAttributes") {
-            depth_polls += 1;
-            continue;
-        }
-        // The digest is daily: 1/24 of it per hour, times the hours.
-        let weight = if mark + i >= hours_mark {
-            hours as f64 / 24.0
-        } else {
-            1.0
-        };
-        let op = c.operation.rsplit('.').next().unwrap_or(&c.operation);
-        let t = by_op.entry((c.service.clone(), op.to_owned())).or_default();
-        t.calls += weight;
-        t.write_units += c.units.write as f64 * weight;
-        t.read_halves += c.units.read_halves as f64 * weight;
-        t.usd += usd(c) * weight;
     }
     // CPU of the counted hours only (the setup's price refresh aside);
     // peak RSS over the whole life.
@@ -437,6 +469,7 @@ async fn measure(n: usize, hours: usize) -> Measure {
         depth_polls_per_hour: depth_polls as f64 / wall.as_secs_f64() * 3600.0,
         floor,
         cpu_and_rss,
+        exact_units: exact_units.then_some(estimated),
     }
 }
 
@@ -448,6 +481,17 @@ fn render(m: &Measure) -> String {
         s,
         "\n== {} accounts ({} resources), {} simulated hours: requests per watched account-hour",
         m.accounts, m.resources, m.hours
+    );
+    let _ = writeln!(
+        s,
+        "  DynamoDB units: {}",
+        match m.exact_units {
+            Some(0) => "as DynamoDB Local reported them (ConsumedCapacity)".to_owned(),
+            Some(n) => format!(
+                "as DynamoDB Local reported them; {n} calls without ConsumedCapacity estimated from sizes"
+            ),
+            None => "estimated from the bytes on the wire (moto)".to_owned(),
+        }
     );
     let _ = writeln!(
         s,
