@@ -26,6 +26,11 @@
 //! one extra *reference* row per further resource (`sk = …#r{n}`,
 //! `ref = true`), so each resource finds it through `by-resource`;
 //! time-range queries skip reference rows.
+//!
+//! A row's raw record is stored deflated in the binary `raw_z` (most of a
+//! row's size, written to the table and to every index: see
+//! [`encode_row`]); rows written before hold it as the string `raw`, and
+//! both read the same.
 
 use std::collections::{BTreeMap, HashMap};
 
