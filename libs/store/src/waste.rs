@@ -174,6 +174,21 @@ pub struct Finding {
     /// Why the last unpriced hour has no price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpriced_reason: Option<String>,
+    /// The end of the last hour `accrued_usd` and `unpriced_hours` cover
+    /// (the end of the evaluated hour): the next evaluation adds only the
+    /// hours after it. `None` in rows written before accrual was
+    /// incremental (the next evaluation re-prices from `since`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::inventory::fixed_opt")]
+    pub accrued_through: Option<DateTime<Utc>>,
+    /// Fingerprint of what the accrual was computed from: the resource's
+    /// states from `since` to `accrued_through` and its units per hour. A
+    /// later evaluation whose history differs there (a state that arrived
+    /// late) re-prices from `since` instead of adding to `accrued_usd`.
+    /// Not stable across Rust releases (std's `DefaultHasher`): a mismatch
+    /// only costs one re-pricing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accrual_digest: Option<u64>,
     /// USD per month acting would save: for an idle resource its current
     /// hourly price × [`HOURS_PER_MONTH`]; for a cheaper equivalent the
     /// difference of the two hourly prices × [`HOURS_PER_MONTH`]. `None`
@@ -581,7 +596,33 @@ impl WasteStore {
         findings: &[Finding],
         present: &std::collections::HashSet<String>,
     ) -> anyhow::Result<Reconciled> {
-        let stored = self.query(tenant, Some(account)).await?;
+        let stored = self.account_findings(tenant, account).await?;
+        self.reconcile_stored(tenant, account, evaluated_at, findings, present, stored)
+            .await
+    }
+
+    /// Every finding row of one account (open and resolved), read
+    /// consistently.
+    pub async fn account_findings(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> anyhow::Result<Vec<FindingRow>> {
+        self.query(tenant, Some(account)).await
+    }
+
+    /// [`Self::reconcile`] with the rows already read
+    /// ([`Self::account_findings`], before the evaluation: the conditional
+    /// puts keep a newer evaluation's rows whatever happened since).
+    pub async fn reconcile_stored(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        evaluated_at: DateTime<Utc>,
+        findings: &[Finding],
+        present: &std::collections::HashSet<String>,
+        stored: Vec<FindingRow>,
+    ) -> anyhow::Result<Reconciled> {
         let by_sk: std::collections::HashMap<&str, &FindingRow> =
             stored.iter().map(|r| (r.sk.as_str(), r)).collect();
         let mut out = Reconciled::default();
@@ -734,6 +775,8 @@ mod tests {
                 accrued_usd: 1.0,
                 unpriced_hours: 0,
                 unpriced_reason: None,
+                accrued_through: None,
+                accrual_digest: None,
                 monthly_usd: monthly,
                 action: String::new(),
                 detail: String::new(),

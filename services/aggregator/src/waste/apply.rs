@@ -87,18 +87,28 @@ impl Aggregator {
             &last_hour_book,
             &idle,
         );
-        let mut since: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
-        for f in &candidates {
-            let s = since.entry(f.resource_id.as_str()).or_insert(f.since);
-            *s = (*s).min(f.since);
-        }
-        // Pass 2: price those resources from their earliest `since`.
+        // Pass 2: price those resources from where their amounts are not
+        // known yet: the end of the stored accrual when it can be
+        // extended (the last hour at least, for the monthly rate), else
+        // `since`.
+        let stored = self.waste.account_findings(tenant, account).await?;
+        let priors: super::Priors = stored
+            .iter()
+            .filter(|r| r.status == Status::Open)
+            .map(|r| {
+                (
+                    (r.finding.resource_id.clone(), r.finding.rule),
+                    r.finding.clone(),
+                )
+            })
+            .collect();
+        let start = super::pricing_starts(&candidates, &timelines, &priors, now, &last_hour_book);
         let priced: Vec<_> = timelines
             .iter()
-            .filter(|t| since.contains_key(t.resource_id.as_str()))
+            .filter(|t| start.contains_key(t.resource_id.as_str()))
             .cloned()
             .collect();
-        let findings = match since.values().min() {
+        let findings = match start.values().min() {
             None => Vec::new(),
             Some(earliest) => {
                 let book = load_book(
@@ -112,9 +122,9 @@ impl Aggregator {
                 .await?;
                 let mut lines = Vec::new();
                 for t in &priced {
-                    price_timeline(t, since[t.resource_id.as_str()], now, &book, &mut lines);
+                    price_timeline(t, start[t.resource_id.as_str()], now, &book, &mut lines);
                 }
-                super::evaluate_with_idle(
+                super::evaluate_extending(
                     account,
                     &timelines,
                     &lines,
@@ -122,6 +132,7 @@ impl Aggregator {
                     &thresholds,
                     &book,
                     &idle,
+                    Some(&priors),
                 )
             }
         };
@@ -138,7 +149,7 @@ impl Aggregator {
             .collect();
         let rec = self
             .waste
-            .reconcile(tenant, account, now, &findings, &present)
+            .reconcile_stored(tenant, account, now, &findings, &present, stored)
             .await?;
         let mut report = WasteReport {
             open: rec.open,
