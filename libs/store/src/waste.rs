@@ -227,7 +227,8 @@ pub enum IdleVerdict {
         #[serde(with = "crate::inventory::fixed")]
         first_idle_day: DateTime<Utc>,
     },
-    /// Used on too many days to be idle.
+    /// Used on too many days to be idle; `idle_days` counts the days that
+    /// were idle or that had no data to tell (an upper bound).
     Busy { idle_days: u32 },
     /// Not enough data, or the read failed: never reported as idle.
     Undecided { reason: String },
@@ -235,7 +236,7 @@ pub enum IdleVerdict {
 
 /// The last utilisation read of an instance: `pk = {tenant}#waste-idle`,
 /// `sk = {account}#{instance}` (price-graph table). Read at most once a
-/// day per instance.
+/// day per instance, and not before `due_at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdleCheck {
     pub pk: String,
@@ -245,7 +246,27 @@ pub struct IdleCheck {
     pub checked_at: DateTime<Utc>,
     #[serde(flatten)]
     pub verdict: IdleVerdict,
+    /// When the verdict may first change (the rule's window slides a day
+    /// at a time) and the instance is read again; `None` in rows written
+    /// before: a day after `checked_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::inventory::fixed_opt")]
+    pub due_at: Option<DateTime<Utc>>,
+    /// The thresholds the verdict was read under (the aggregator's
+    /// `IdleRule::key`): other thresholds read again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     pub expires_at: i64,
+}
+
+impl IdleCheck {
+    /// Whether the verdict stands at `now` under the thresholds `rule`.
+    pub fn stands(&self, now: DateTime<Utc>, rule: &str) -> bool {
+        let due = self
+            .due_at
+            .unwrap_or(self.checked_at + chrono::Duration::days(1));
+        now < due && self.rule.as_deref().is_none_or(|r| r == rule)
+    }
 }
 
 /// Open or resolved.
@@ -448,22 +469,29 @@ impl WasteStore {
             .collect())
     }
 
-    /// Records an instance's utilisation read (kept 3 days).
+    /// Records an instance's utilisation read, standing until `due_at`
+    /// under thresholds `rule` (kept 3 days past `due_at`). Returns the
+    /// row.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_idle_check(
         &self,
         tenant: &TenantId,
         account: &AccountId,
         instance_id: &str,
         checked_at: DateTime<Utc>,
+        due_at: DateTime<Utc>,
+        rule: &str,
         verdict: IdleVerdict,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<IdleCheck> {
         let row = IdleCheck {
             pk: format!("{tenant}#waste-idle"),
             sk: format!("{account}#{instance_id}"),
             instance_id: instance_id.to_owned(),
             checked_at,
             verdict,
-            expires_at: (checked_at + chrono::Duration::days(3)).timestamp(),
+            due_at: Some(due_at),
+            rule: Some(rule.to_owned()),
+            expires_at: (due_at.max(checked_at) + chrono::Duration::days(3)).timestamp(),
         };
         self.ddb
             .put_item()
@@ -474,7 +502,7 @@ impl WasteStore {
             .send()
             .await
             .with_context(|| format!("put the idle check of {instance_id}"))?;
-        Ok(())
+        Ok(row)
     }
 
     /// A tenant's thresholds (the defaults when none are set).

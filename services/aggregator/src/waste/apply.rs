@@ -198,6 +198,8 @@ impl Aggregator {
         if !thresholds.enabled(kopter_store::waste::Rule::IdleInstance) {
             return Ok(Default::default());
         }
+        let rule = super::idle::IdleRule::from(thresholds);
+        let rule_key = rule.key();
         let mut due: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for t in timelines {
             let running =
@@ -206,7 +208,7 @@ impl Aggregator {
                 );
             let fresh = checks
                 .get(&t.resource_id)
-                .is_some_and(|c| now - c.checked_at < Duration::days(1));
+                .is_some_and(|c| c.stands(now, &rule_key));
             if running && !fresh {
                 due.entry(t.region.as_str())
                     .or_default()
@@ -223,7 +225,6 @@ impl Aggregator {
             .ok_or_else(|| anyhow::anyhow!("account {tenant}/{account} is not onboarded"))?;
         let role = kopter_runtime::CustomerRole::from(&record);
         let today = now - Duration::seconds(now.timestamp().rem_euclid(86_400));
-        let rule = super::idle::IdleRule::from(thresholds);
         for (region, instances) in due {
             let verdicts = match credentials.sdk_config(&aws.sdk, &role, region).await {
                 Ok(sdk) => {
@@ -248,20 +249,15 @@ impl Aggregator {
                 if let kopter_store::waste::IdleVerdict::Undecided { reason } = &verdict {
                     tracing::warn!(%tenant, %account, %region, %instance, %reason, "idle check undecided");
                 }
-                self.waste
-                    .put_idle_check(tenant, account, &instance, now, verdict.clone())
+                // Read again when the sliding window could change the
+                // verdict: from the start of that day, at this hour.
+                let due_at =
+                    now + Duration::days(i64::from(super::idle::valid_days(&verdict, &rule)));
+                let row = self
+                    .waste
+                    .put_idle_check(tenant, account, &instance, now, due_at, &rule_key, verdict)
                     .await?;
-                checks.insert(
-                    instance.clone(),
-                    kopter_store::waste::IdleCheck {
-                        pk: String::new(),
-                        sk: String::new(),
-                        instance_id: instance,
-                        checked_at: now,
-                        verdict,
-                        expires_at: 0,
-                    },
-                );
+                checks.insert(instance, row);
             }
         }
         Ok(checks.into_iter().map(|(k, c)| (k, c.verdict)).collect())
