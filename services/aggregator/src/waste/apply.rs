@@ -201,18 +201,38 @@ impl Aggregator {
         let rule = super::idle::IdleRule::from(thresholds);
         let rule_key = rule.key();
         let mut due: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut standing: BTreeMap<&str, Vec<(Option<DateTime<Utc>>, String)>> = BTreeMap::new();
         for t in timelines {
             let running =
                 t.states.iter().rev().find(|(at, _)| *at < now).is_some_and(
                     |(_, r)| matches!(r, Resource::Instance(i) if i.state == "running"),
                 );
-            let fresh = checks
-                .get(&t.resource_id)
-                .is_some_and(|c| c.stands(now, &rule_key));
-            if running && !fresh {
-                due.entry(t.region.as_str())
+            if !running {
+                continue;
+            }
+            match checks.get(&t.resource_id) {
+                Some(c) if c.stands(now, &rule_key) => standing
+                    .entry(t.region.as_str())
                     .or_default()
-                    .push(t.resource_id.clone());
+                    .push((c.due_at, t.resource_id.clone())),
+                _ => due
+                    .entry(t.region.as_str())
+                    .or_default()
+                    .push(t.resource_id.clone()),
+            }
+        }
+        // A region's last CPU call has room left: fill it with the
+        // standing verdicts due soonest (read early, never more than once
+        // a day), so the reads spread over the days instead of all coming
+        // due on the same one — calls, not reads, are what is counted.
+        for (region, instances) in due.iter_mut() {
+            let room = instances
+                .len()
+                .next_multiple_of(super::idle::MAX_QUERIES_PER_CALL)
+                - instances.len();
+            if let Some(mut early) = standing.remove(region) {
+                early.sort();
+                instances.extend(early.into_iter().take(room).map(|(_, id)| id));
             }
         }
         if due.is_empty() {

@@ -16,6 +16,7 @@ use kopter_store::graph::CostLine;
 use kopter_store::inventory::{InstanceFields, Resource, ResourceKind, VolumeFields};
 use kopter_store::platform;
 use kopter_store::waste::{Finding, HOURS_PER_MONTH, IdleVerdict, Rule, Thresholds};
+use rustc_hash::FxHashMap;
 
 use crate::engine::{PriceBook, Timeline, hour_of, price_region, volume_monthly};
 
@@ -88,17 +89,19 @@ pub fn evaluate_extending(
     idle: &HashMap<String, IdleVerdict>,
     priors: Option<&Priors>,
 ) -> Vec<Finding> {
-    let mut hours: HashMap<&str, HashMap<i64, &CostLine>> = HashMap::new();
+    // Fx, not std's SipHash: these maps are built and probed for every
+    // resource (SipHash was a quarter of the rules' time), and their keys
+    // are ids from the account's own history.
+    let mut hours: FxHashMap<&str, FxHashMap<i64, &CostLine>> = FxHashMap::default();
     for l in lines {
         hours
             .entry(&*l.resource_id)
             .or_default()
             .insert(l.hour.timestamp(), l);
     }
-    let by_id: HashMap<&str, &Timeline> = timelines
-        .iter()
-        .map(|t| (t.resource_id.as_str(), t))
-        .collect();
+    let mut by_id: FxHashMap<&str, &Timeline> =
+        FxHashMap::with_capacity_and_hasher(timelines.len(), Default::default());
+    by_id.extend(timelines.iter().map(|t| (t.resource_id.as_str(), t)));
     let ctx = Ctx {
         account,
         now,
@@ -146,8 +149,8 @@ struct Ctx<'a, B> {
     thresholds: &'a Thresholds,
     book: &'a B,
     /// Resource → hour start (epoch s) → its priced line.
-    hours: &'a HashMap<&'a str, HashMap<i64, &'a CostLine>>,
-    by_id: &'a HashMap<&'a str, &'a Timeline>,
+    hours: &'a FxHashMap<&'a str, FxHashMap<i64, &'a CostLine>>,
+    by_id: &'a FxHashMap<&'a str, &'a Timeline>,
     /// Stored findings to extend; `None`: amounts from `since`, no
     /// fingerprint (the first pass, which only needs `since`).
     priors: Option<&'a Priors>,
@@ -253,6 +256,12 @@ pub fn fingerprint(
 
 /// The states of a timeline in force before `now`.
 fn until(t: &Timeline, now: DateTime<Utc>) -> &[(DateTime<Utc>, Resource)] {
+    // Usually the whole history is before `now`: one look at the last
+    // state instead of a binary search whose every probe misses the cache
+    // (a state is a few hundred bytes).
+    if t.states.last().is_none_or(|(at, _)| *at < now) {
+        return &t.states;
+    }
     let n = t.states.partition_point(|(at, _)| *at < now);
     &t.states[..n]
 }
@@ -323,16 +332,27 @@ impl<B: PriceBook> Ctx<'_, B> {
     ) -> Accrual {
         let lines = self.hours.get(resource);
         let last_hour = hour_of(self.now - Duration::seconds(1));
-        let not_computed =
-            |h: DateTime<Utc>| format!("hour {} not computed", h.format("%Y-%m-%dT%H:00Z"));
+        let not_computed = |h: DateTime<Utc>| {
+            // Not chrono's `format`: it parses its pattern on every call,
+            // and the first pass builds this for every finding.
+            use chrono::{Datelike, Timelike};
+            format!(
+                "hour {:04}-{:02}-{:02}T{:02}:00Z not computed",
+                h.year(),
+                h.month(),
+                h.day(),
+                h.hour()
+            )
+        };
         let Some(lines) = lines else {
             // No priced hour at all (the first pass, or nothing computed):
             // counted without walking the hours.
             let hours = ((self.now - hour_of(from)).num_seconds() + 3599) / 3600;
             acc.unpriced_hours += hours.max(0) as u32;
             if hours > 0 {
-                acc.unpriced_reason = Some(not_computed(last_hour));
-                acc.hourly = Err(not_computed(last_hour));
+                let reason = not_computed(last_hour);
+                acc.hourly = Err(reason.clone());
+                acc.unpriced_reason = Some(reason);
             }
             return acc;
         };
