@@ -201,7 +201,9 @@ impl Aggregator {
         let rule = super::idle::IdleRule::from(thresholds);
         let rule_key = rule.key();
         let mut due: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        let mut standing: BTreeMap<&str, Vec<(Option<DateTime<Utc>>, String)>> = BTreeMap::new();
+        // Region → (due at, instance) of the verdicts that still stand.
+        type Standing = Vec<(Option<DateTime<Utc>>, String)>;
+        let mut standing: BTreeMap<&str, Standing> = BTreeMap::new();
         for t in timelines {
             let running =
                 t.states.iter().rev().find(|(at, _)| *at < now).is_some_and(
