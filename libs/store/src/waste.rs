@@ -174,6 +174,21 @@ pub struct Finding {
     /// Why the last unpriced hour has no price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpriced_reason: Option<String>,
+    /// The end of the last hour `accrued_usd` and `unpriced_hours` cover
+    /// (the end of the evaluated hour): the next evaluation adds only the
+    /// hours after it. `None` in rows written before accrual was
+    /// incremental (the next evaluation re-prices from `since`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::inventory::fixed_opt")]
+    pub accrued_through: Option<DateTime<Utc>>,
+    /// Fingerprint of what the accrual was computed from: the resource's
+    /// states from `since` to `accrued_through` and its units per hour. A
+    /// later evaluation whose history differs there (a state that arrived
+    /// late) re-prices from `since` instead of adding to `accrued_usd`.
+    /// Not stable across Rust releases (std's `DefaultHasher`): a mismatch
+    /// only costs one re-pricing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accrual_digest: Option<u64>,
     /// USD per month acting would save: for an idle resource its current
     /// hourly price × [`HOURS_PER_MONTH`]; for a cheaper equivalent the
     /// difference of the two hourly prices × [`HOURS_PER_MONTH`]. `None`
@@ -212,7 +227,8 @@ pub enum IdleVerdict {
         #[serde(with = "crate::inventory::fixed")]
         first_idle_day: DateTime<Utc>,
     },
-    /// Used on too many days to be idle.
+    /// Used on too many days to be idle; `idle_days` counts the days that
+    /// were idle or that had no data to tell (an upper bound).
     Busy { idle_days: u32 },
     /// Not enough data, or the read failed: never reported as idle.
     Undecided { reason: String },
@@ -220,7 +236,7 @@ pub enum IdleVerdict {
 
 /// The last utilisation read of an instance: `pk = {tenant}#waste-idle`,
 /// `sk = {account}#{instance}` (price-graph table). Read at most once a
-/// day per instance.
+/// day per instance, and not before `due_at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdleCheck {
     pub pk: String,
@@ -230,7 +246,27 @@ pub struct IdleCheck {
     pub checked_at: DateTime<Utc>,
     #[serde(flatten)]
     pub verdict: IdleVerdict,
+    /// When the verdict may first change (the rule's window slides a day
+    /// at a time) and the instance is read again; `None` in rows written
+    /// before: a day after `checked_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::inventory::fixed_opt")]
+    pub due_at: Option<DateTime<Utc>>,
+    /// The thresholds the verdict was read under (the aggregator's
+    /// `IdleRule::key`): other thresholds read again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     pub expires_at: i64,
+}
+
+impl IdleCheck {
+    /// Whether the verdict stands at `now` under the thresholds `rule`.
+    pub fn stands(&self, now: DateTime<Utc>, rule: &str) -> bool {
+        let due = self
+            .due_at
+            .unwrap_or(self.checked_at + chrono::Duration::days(1));
+        now < due && self.rule.as_deref().is_none_or(|r| r == rule)
+    }
 }
 
 /// Open or resolved.
@@ -433,22 +469,29 @@ impl WasteStore {
             .collect())
     }
 
-    /// Records an instance's utilisation read (kept 3 days).
+    /// Records an instance's utilisation read, standing until `due_at`
+    /// under thresholds `rule` (kept 3 days past `due_at`). Returns the
+    /// row.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_idle_check(
         &self,
         tenant: &TenantId,
         account: &AccountId,
         instance_id: &str,
         checked_at: DateTime<Utc>,
+        due_at: DateTime<Utc>,
+        rule: &str,
         verdict: IdleVerdict,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<IdleCheck> {
         let row = IdleCheck {
             pk: format!("{tenant}#waste-idle"),
             sk: format!("{account}#{instance_id}"),
             instance_id: instance_id.to_owned(),
             checked_at,
             verdict,
-            expires_at: (checked_at + chrono::Duration::days(3)).timestamp(),
+            due_at: Some(due_at),
+            rule: Some(rule.to_owned()),
+            expires_at: (due_at.max(checked_at) + chrono::Duration::days(3)).timestamp(),
         };
         self.ddb
             .put_item()
@@ -459,7 +502,7 @@ impl WasteStore {
             .send()
             .await
             .with_context(|| format!("put the idle check of {instance_id}"))?;
-        Ok(())
+        Ok(row)
     }
 
     /// A tenant's thresholds (the defaults when none are set).
@@ -581,7 +624,33 @@ impl WasteStore {
         findings: &[Finding],
         present: &std::collections::HashSet<String>,
     ) -> anyhow::Result<Reconciled> {
-        let stored = self.query(tenant, Some(account)).await?;
+        let stored = self.account_findings(tenant, account).await?;
+        self.reconcile_stored(tenant, account, evaluated_at, findings, present, stored)
+            .await
+    }
+
+    /// Every finding row of one account (open and resolved), read
+    /// consistently.
+    pub async fn account_findings(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> anyhow::Result<Vec<FindingRow>> {
+        self.query(tenant, Some(account)).await
+    }
+
+    /// [`Self::reconcile`] with the rows already read
+    /// ([`Self::account_findings`], before the evaluation: the conditional
+    /// puts keep a newer evaluation's rows whatever happened since).
+    pub async fn reconcile_stored(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        evaluated_at: DateTime<Utc>,
+        findings: &[Finding],
+        present: &std::collections::HashSet<String>,
+        stored: Vec<FindingRow>,
+    ) -> anyhow::Result<Reconciled> {
         let by_sk: std::collections::HashMap<&str, &FindingRow> =
             stored.iter().map(|r| (r.sk.as_str(), r)).collect();
         let mut out = Reconciled::default();
@@ -734,6 +803,8 @@ mod tests {
                 accrued_usd: 1.0,
                 unpriced_hours: 0,
                 unpriced_reason: None,
+                accrued_through: None,
+                accrual_digest: None,
                 monthly_usd: monthly,
                 action: String::new(),
                 detail: String::new(),

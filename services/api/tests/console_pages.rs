@@ -245,6 +245,8 @@ fn waste_row(
             accrued_usd: 2.5,
             unpriced_hours: 0,
             unpriced_reason: None,
+            accrued_through: None,
+            accrual_digest: None,
             monthly_usd: monthly,
             action: "Delete it".into(),
             detail: String::new(),

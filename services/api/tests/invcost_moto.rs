@@ -419,6 +419,8 @@ async fn world() -> World {
         accrued_usd: 3.25,
         unpriced_hours: 0,
         unpriced_reason: None,
+        accrued_through: None,
+        accrual_digest: None,
         monthly_usd: Some(monthly),
         action: "Delete it".into(),
         detail: "100 GiB gp3".into(),

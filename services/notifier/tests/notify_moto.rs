@@ -933,6 +933,8 @@ async fn the_daily_digest_sums_up_each_tenants_day() {
             accrued_usd: 5.5,
             unpriced_hours: 0,
             unpriced_reason: None,
+            accrued_through: None,
+            accrual_digest: None,
             monthly_usd: Some(60.0),
             action: "Delete it".into(),
             detail: String::new(),

@@ -37,6 +37,8 @@ fn finding(account: &AccountId, id: &str, rule: Rule, monthly: Option<f64>) -> F
         accrued_usd: 12.5,
         unpriced_hours: if monthly.is_none() { 3 } else { 0 },
         unpriced_reason: monthly.is_none().then(|| "no EBS gp3 storage price".into()),
+        accrued_through: None,
+        accrual_digest: None,
         monthly_usd: monthly,
         action: "Delete it".into(),
         detail: String::new(),

@@ -87,7 +87,7 @@ impl fmt::Display for Change {
 }
 
 /// An EC2 instance as the aggregator prices it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct InstanceFields {
     /// `pending`, `running`, `stopping`, `stopped`, `shutting-down`,
     /// `terminated`.
@@ -137,7 +137,7 @@ pub struct InstanceFields {
 /// Both fields are empty in rows written before Kopter read zones, and for
 /// an ordinary Availability Zone whose type EC2 did not say: such a
 /// resource is priced with its region's prices.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct ZoneInfo {
     /// `availability-zone`, `local-zone` or `wavelength-zone` (EC2's
     /// `ZoneType`); empty when unknown.
@@ -163,7 +163,7 @@ impl ZoneInfo {
 }
 
 /// An EBS volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct VolumeFields {
     /// `creating`, `available`, `in-use`, `deleting`, `deleted`, `error`.
     pub state: String,
@@ -190,7 +190,7 @@ pub struct VolumeFields {
 }
 
 /// An EBS snapshot owned by the account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct SnapshotFields {
     /// `pending`, `completed`, `error`, `recoverable`, `recovering`, or
     /// `deleted` (Kopter's, once it vanished).
@@ -213,7 +213,7 @@ pub struct SnapshotFields {
 /// Released hosts still appear in a DescribeHosts response",
 /// <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_ReleaseHosts.html>),
 /// whatever runs on them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct HostFields {
     /// `available`, `under-assessment`, `permanent-failure`, `released`,
     /// `released-permanent-failure`, `pending`.
@@ -251,7 +251,7 @@ impl HostFields {
 
 /// A resource's full state; `kind` is the serde tag, so a row carries
 /// `kind` plus the fields of that kind at the top level.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Resource {
     Instance(InstanceFields),

@@ -87,18 +87,28 @@ impl Aggregator {
             &last_hour_book,
             &idle,
         );
-        let mut since: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
-        for f in &candidates {
-            let s = since.entry(f.resource_id.as_str()).or_insert(f.since);
-            *s = (*s).min(f.since);
-        }
-        // Pass 2: price those resources from their earliest `since`.
+        // Pass 2: price those resources from where their amounts are not
+        // known yet: the end of the stored accrual when it can be
+        // extended (the last hour at least, for the monthly rate), else
+        // `since`.
+        let stored = self.waste.account_findings(tenant, account).await?;
+        let priors: super::Priors = stored
+            .iter()
+            .filter(|r| r.status == Status::Open)
+            .map(|r| {
+                (
+                    (r.finding.resource_id.clone(), r.finding.rule),
+                    r.finding.clone(),
+                )
+            })
+            .collect();
+        let start = super::pricing_starts(&candidates, &timelines, &priors, now, &last_hour_book);
         let priced: Vec<_> = timelines
             .iter()
-            .filter(|t| since.contains_key(t.resource_id.as_str()))
+            .filter(|t| start.contains_key(t.resource_id.as_str()))
             .cloned()
             .collect();
-        let findings = match since.values().min() {
+        let findings = match start.values().min() {
             None => Vec::new(),
             Some(earliest) => {
                 let book = load_book(
@@ -112,9 +122,9 @@ impl Aggregator {
                 .await?;
                 let mut lines = Vec::new();
                 for t in &priced {
-                    price_timeline(t, since[t.resource_id.as_str()], now, &book, &mut lines);
+                    price_timeline(t, start[t.resource_id.as_str()], now, &book, &mut lines);
                 }
-                super::evaluate_with_idle(
+                super::evaluate_extending(
                     account,
                     &timelines,
                     &lines,
@@ -122,6 +132,7 @@ impl Aggregator {
                     &thresholds,
                     &book,
                     &idle,
+                    Some(&priors),
                 )
             }
         };
@@ -138,7 +149,7 @@ impl Aggregator {
             .collect();
         let rec = self
             .waste
-            .reconcile(tenant, account, now, &findings, &present)
+            .reconcile_stored(tenant, account, now, &findings, &present, stored)
             .await?;
         let mut report = WasteReport {
             open: rec.open,
@@ -187,19 +198,43 @@ impl Aggregator {
         if !thresholds.enabled(kopter_store::waste::Rule::IdleInstance) {
             return Ok(Default::default());
         }
+        let rule = super::idle::IdleRule::from(thresholds);
+        let rule_key = rule.key();
         let mut due: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        // Region → (due at, instance) of the verdicts that still stand.
+        type Standing = Vec<(Option<DateTime<Utc>>, String)>;
+        let mut standing: BTreeMap<&str, Standing> = BTreeMap::new();
         for t in timelines {
             let running =
                 t.states.iter().rev().find(|(at, _)| *at < now).is_some_and(
                     |(_, r)| matches!(r, Resource::Instance(i) if i.state == "running"),
                 );
-            let fresh = checks
-                .get(&t.resource_id)
-                .is_some_and(|c| now - c.checked_at < Duration::days(1));
-            if running && !fresh {
-                due.entry(t.region.as_str())
+            if !running {
+                continue;
+            }
+            match checks.get(&t.resource_id) {
+                Some(c) if c.stands(now, &rule_key) => standing
+                    .entry(t.region.as_str())
                     .or_default()
-                    .push(t.resource_id.clone());
+                    .push((c.due_at, t.resource_id.clone())),
+                _ => due
+                    .entry(t.region.as_str())
+                    .or_default()
+                    .push(t.resource_id.clone()),
+            }
+        }
+        // A region's last CPU call has room left: fill it with the
+        // standing verdicts due soonest (read early, never more than once
+        // a day), so the reads spread over the days instead of all coming
+        // due on the same one — calls, not reads, are what is counted.
+        for (region, instances) in due.iter_mut() {
+            let room = instances
+                .len()
+                .next_multiple_of(super::idle::MAX_QUERIES_PER_CALL)
+                - instances.len();
+            if let Some(mut early) = standing.remove(region) {
+                early.sort();
+                instances.extend(early.into_iter().take(room).map(|(_, id)| id));
             }
         }
         if due.is_empty() {
@@ -212,7 +247,6 @@ impl Aggregator {
             .ok_or_else(|| anyhow::anyhow!("account {tenant}/{account} is not onboarded"))?;
         let role = kopter_runtime::CustomerRole::from(&record);
         let today = now - Duration::seconds(now.timestamp().rem_euclid(86_400));
-        let rule = super::idle::IdleRule::from(thresholds);
         for (region, instances) in due {
             let verdicts = match credentials.sdk_config(&aws.sdk, &role, region).await {
                 Ok(sdk) => {
@@ -237,20 +271,15 @@ impl Aggregator {
                 if let kopter_store::waste::IdleVerdict::Undecided { reason } = &verdict {
                     tracing::warn!(%tenant, %account, %region, %instance, %reason, "idle check undecided");
                 }
-                self.waste
-                    .put_idle_check(tenant, account, &instance, now, verdict.clone())
+                // Read again when the sliding window could change the
+                // verdict: from the start of that day, at this hour.
+                let due_at =
+                    now + Duration::days(i64::from(super::idle::valid_days(&verdict, &rule)));
+                let row = self
+                    .waste
+                    .put_idle_check(tenant, account, &instance, now, due_at, &rule_key, verdict)
                     .await?;
-                checks.insert(
-                    instance.clone(),
-                    kopter_store::waste::IdleCheck {
-                        pk: String::new(),
-                        sk: String::new(),
-                        instance_id: instance,
-                        checked_at: now,
-                        verdict,
-                        expires_at: 0,
-                    },
-                );
+                checks.insert(instance, row);
             }
         }
         Ok(checks.into_iter().map(|(k, c)| (k, c.verdict)).collect())

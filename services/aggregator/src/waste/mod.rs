@@ -8,7 +8,7 @@
 //! resource cost since (the sum of its priced hours) and what leaving it
 //! costs a month.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use kopter_schema::AccountId;
@@ -16,6 +16,7 @@ use kopter_store::graph::CostLine;
 use kopter_store::inventory::{InstanceFields, Resource, ResourceKind, VolumeFields};
 use kopter_store::platform;
 use kopter_store::waste::{Finding, HOURS_PER_MONTH, IdleVerdict, Rule, Thresholds};
+use rustc_hash::FxHashMap;
 
 use crate::engine::{PriceBook, Timeline, hour_of, price_region, volume_monthly};
 
@@ -61,17 +62,46 @@ pub fn evaluate_with_idle(
     book: &impl PriceBook,
     idle: &HashMap<String, IdleVerdict>,
 ) -> Vec<Finding> {
-    let mut hours: HashMap<&str, HashMap<i64, &CostLine>> = HashMap::new();
+    evaluate_extending(account, timelines, lines, now, thresholds, book, idle, None)
+}
+
+/// The findings of an earlier evaluation (the stored rows), by resource
+/// id and rule.
+pub type Priors = HashMap<(String, Rule), Finding>;
+
+/// [`evaluate_with_idle`] that extends the stored accruals: a finding
+/// whose prior can be extended ([`extendable`]) adds to its
+/// `accrued_usd` only the hours from its `accrued_through` to `now`
+/// (`lines` need to cover only those, and the last hour); any other is
+/// summed from `since`. Every finding records `accrued_through = now` and
+/// the fingerprint the next evaluation checks.
+///
+/// Adding hour by hour sums the same hours in the same order as pricing
+/// from `since`, so the two give the same f64.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_extending(
+    account: &AccountId,
+    timelines: &[Timeline],
+    lines: &[CostLine],
+    now: DateTime<Utc>,
+    thresholds: &Thresholds,
+    book: &impl PriceBook,
+    idle: &HashMap<String, IdleVerdict>,
+    priors: Option<&Priors>,
+) -> Vec<Finding> {
+    // Fx, not std's SipHash: these maps are built and probed for every
+    // resource (SipHash was a quarter of the rules' time), and their keys
+    // are ids from the account's own history.
+    let mut hours: FxHashMap<&str, FxHashMap<i64, &CostLine>> = FxHashMap::default();
     for l in lines {
         hours
             .entry(&*l.resource_id)
             .or_default()
             .insert(l.hour.timestamp(), l);
     }
-    let by_id: HashMap<&str, &Timeline> = timelines
-        .iter()
-        .map(|t| (t.resource_id.as_str(), t))
-        .collect();
+    let mut by_id: FxHashMap<&str, &Timeline> =
+        FxHashMap::with_capacity_and_hasher(timelines.len(), Default::default());
+    by_id.extend(timelines.iter().map(|t| (t.resource_id.as_str(), t)));
     let ctx = Ctx {
         account,
         now,
@@ -79,6 +109,7 @@ pub fn evaluate_with_idle(
         book,
         hours: &hours,
         by_id: &by_id,
+        priors,
     };
     let mut out = Vec::new();
     for t in timelines {
@@ -118,12 +149,119 @@ struct Ctx<'a, B> {
     thresholds: &'a Thresholds,
     book: &'a B,
     /// Resource → hour start (epoch s) → its priced line.
-    hours: &'a HashMap<&'a str, HashMap<i64, &'a CostLine>>,
-    by_id: &'a HashMap<&'a str, &'a Timeline>,
+    hours: &'a FxHashMap<&'a str, FxHashMap<i64, &'a CostLine>>,
+    by_id: &'a FxHashMap<&'a str, &'a Timeline>,
+    /// Stored findings to extend; `None`: amounts from `since`, no
+    /// fingerprint (the first pass, which only needs `since`).
+    priors: Option<&'a Priors>,
+}
+
+/// The stored finding `prior` when this evaluation may add to its
+/// accrual: same episode (`since`), fully priced (an unpriced hour may be
+/// priced later: a first price version applies to the hours before it),
+/// accrued through an hour no later than `now`, and computed from the same
+/// inputs — the states of `t` from `since` to its `accrued_through` and
+/// the price versions in force then ([`fingerprint`]). A state that
+/// arrived late, or a version imported after hours it applies to, changes
+/// the fingerprint: the accrual is then summed again from `since`.
+pub fn extendable<'p>(
+    prior: Option<&'p Finding>,
+    t: &Timeline,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    book: &impl PriceBook,
+) -> Option<&'p Finding> {
+    let p = prior?;
+    let through = p.accrued_through?;
+    let usable = p.since == since
+        && p.unpriced_hours == 0
+        && through > since
+        && through <= now
+        && p.accrual_digest == Some(fingerprint(t, since, through, book));
+    usable.then_some(p)
+}
+
+/// Where pass 2 has to price each resource of `candidates` (the first
+/// pass's findings) from: the end of its stored accrual when that can be
+/// extended ([`extendable`]; no later than the last hour, whose rate
+/// gives the monthly amount), else its `since` — the earliest over the
+/// resource's findings.
+pub fn pricing_starts<'a>(
+    candidates: &'a [Finding],
+    timelines: &[Timeline],
+    priors: &Priors,
+    now: DateTime<Utc>,
+    book: &impl PriceBook,
+) -> BTreeMap<&'a str, DateTime<Utc>> {
+    let by_id: HashMap<&str, &Timeline> = timelines
+        .iter()
+        .map(|t| (t.resource_id.as_str(), t))
+        .collect();
+    let last_hour = now - Duration::hours(1);
+    let mut start: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
+    for f in candidates {
+        let Some(t) = by_id.get(f.resource_id.as_str()) else {
+            continue;
+        };
+        let prior = priors.get(&(f.resource_id.clone(), f.rule));
+        let from = match extendable(prior, t, f.since, now, book) {
+            Some(p) => p.accrued_through.unwrap_or(f.since).min(last_hour),
+            None => f.since,
+        };
+        let s = start.entry(f.resource_id.as_str()).or_insert(from);
+        *s = (*s).min(from);
+    }
+    start
+}
+
+/// Fingerprint of what the accrual of `t` over `[since, until)` is
+/// computed from: the states in force in it (the one at `since` and every
+/// later one before `until`, with their times) and the price versions in
+/// force in it. std's `DefaultHasher` with its fixed keys: stable within
+/// a build; after an upgrade a mismatch costs one summing from `since`.
+pub fn fingerprint(
+    t: &Timeline,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    book: &impl PriceBook,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let first = t
+        .states
+        .partition_point(|(at, _)| *at <= since)
+        .saturating_sub(1);
+    let end = t.states.partition_point(|(at, _)| *at < until);
+    for (at, r) in t.states.get(first..end).unwrap_or_default() {
+        at.timestamp_millis().hash(&mut h);
+        r.hash(&mut h);
+    }
+    let region = price_region(t);
+    let mut hour = hour_of(since);
+    while hour < until {
+        let Some((v, next_ms)) = book.version_span(region, hour) else {
+            0u8.hash(&mut h);
+            break;
+        };
+        v.hash(&mut h);
+        match DateTime::from_timestamp_millis(next_ms) {
+            Some(next) if next > hour => {
+                hour = hour_of(next - Duration::seconds(1)) + Duration::hours(1)
+            }
+            _ => break,
+        }
+    }
+    h.finish()
 }
 
 /// The states of a timeline in force before `now`.
 fn until(t: &Timeline, now: DateTime<Utc>) -> &[(DateTime<Utc>, Resource)] {
+    // Usually the whole history is before `now`: one look at the last
+    // state instead of a binary search whose every probe misses the cache
+    // (a state is a few hundred bytes).
+    if t.states.last().is_none_or(|(at, _)| *at < now) {
+        return &t.states;
+    }
     let n = t.states.partition_point(|(at, _)| *at < now);
     &t.states[..n]
 }
@@ -155,6 +293,17 @@ fn streak(
     since
 }
 
+/// What a resource uses in a full hour in the state in force at `at`
+/// (GiB of a volume or snapshot, 1 for an instance).
+fn units_at(t: &Timeline, at: DateTime<Utc>) -> Option<f64> {
+    let i = t.states.partition_point(|(s, _)| *s <= at).checked_sub(1)?;
+    Some(match &t.states[i].1 {
+        Resource::Volume(v) => v.size_gib as f64,
+        Resource::Snapshot(s) => s.volume_size_gib as f64,
+        Resource::Instance(_) | Resource::Host(_) => 1.0,
+    })
+}
+
 /// What a resource cost over `[since, now)` from its priced hours.
 struct Accrual {
     usd: f64,
@@ -166,62 +315,92 @@ struct Accrual {
 }
 
 impl<B: PriceBook> Ctx<'_, B> {
-    /// Sums the priced hours of `resource` from `since` to `now`. The
-    /// first hour counts for its share after `since` (at its own rate per
-    /// unit: `units_per_hour` is what the resource uses in a full hour —
-    /// GiB for storage, 1 for an instance).
-    fn accrual(&self, resource: &str, since: DateTime<Utc>, units_per_hour: f64) -> Accrual {
+    /// Sums the priced hours of `resource` from `from` (`since`, or the
+    /// end of a prior accrual, an hour boundary) to `now`, onto `acc`. The
+    /// hour containing `since` counts for its share after `since` at its
+    /// own rate per unit (`units_at_since`: what the resource used in a
+    /// full hour then — GiB for storage, 1 for an instance). `hourly` is
+    /// the last hour's rate at `units_now`.
+    fn accrual(
+        &self,
+        resource: &str,
+        since: DateTime<Utc>,
+        from: DateTime<Utc>,
+        units_at_since: f64,
+        units_now: f64,
+        mut acc: Accrual,
+    ) -> Accrual {
         let lines = self.hours.get(resource);
-        let mut acc = Accrual {
-            usd: 0.0,
-            unpriced_hours: 0,
-            unpriced_reason: None,
-            hourly: Err("no priced hour".into()),
-        };
         let last_hour = hour_of(self.now - Duration::seconds(1));
-        let not_computed =
-            |h: DateTime<Utc>| format!("hour {} not computed", h.format("%Y-%m-%dT%H:00Z"));
+        let not_computed = |h: DateTime<Utc>| {
+            // Not chrono's `format`: it parses its pattern on every call,
+            // and the first pass builds this for every finding.
+            use chrono::{Datelike, Timelike};
+            format!(
+                "hour {:04}-{:02}-{:02}T{:02}:00Z not computed",
+                h.year(),
+                h.month(),
+                h.day(),
+                h.hour()
+            )
+        };
         let Some(lines) = lines else {
             // No priced hour at all (the first pass, or nothing computed):
             // counted without walking the hours.
-            let hours = ((self.now - hour_of(since)).num_seconds() + 3599) / 3600;
-            acc.unpriced_hours = hours.max(0) as u32;
+            let hours = ((self.now - hour_of(from)).num_seconds() + 3599) / 3600;
+            acc.unpriced_hours += hours.max(0) as u32;
             if hours > 0 {
-                acc.unpriced_reason = Some(not_computed(last_hour));
-                acc.hourly = Err(not_computed(last_hour));
+                let reason = not_computed(last_hour);
+                acc.hourly = Err(reason.clone());
+                acc.unpriced_reason = Some(reason);
             }
             return acc;
         };
         // The reason of the last hour without a line, built once.
         let mut last_missing = None;
-        let mut h = hour_of(since);
+        // The last hour is read for its rate even when a prior accrual
+        // already covers it (a redelivered evaluation).
+        let mut h = hour_of(from).min(last_hour);
+        let first_hour = hour_of(since);
         while h < self.now {
+            let counts = h >= hour_of(from);
             match lines.get(&h.timestamp()) {
                 Some(l) if l.cost_usd.is_some() && l.usage > 0.0 => {
                     let cost = l.cost_usd.unwrap_or_default();
                     let per_unit = cost / l.usage;
-                    // Usage after `since` within this hour, at most what
-                    // the line used.
-                    let after = (h + Duration::hours(1)).min(self.now) - since.max(h);
-                    let usage = (after.num_milliseconds() as f64 / 3_600_000.0 * units_per_hour)
-                        .min(l.usage);
-                    acc.usd += per_unit * usage;
+                    if counts && h == first_hour {
+                        // Usage after `since` within its hour, at most
+                        // what the line used (a volume created at `since`).
+                        let after = (h + Duration::hours(1)).min(self.now) - since;
+                        let usage = (after.num_milliseconds() as f64 / 3_600_000.0
+                            * units_at_since)
+                            .min(l.usage);
+                        acc.usd += per_unit * usage;
+                    } else if counts {
+                        // A later hour: all of it, at the size of the hour
+                        // (a resize shows in the line's usage).
+                        acc.usd += per_unit * l.usage;
+                    }
                     if h == last_hour {
-                        acc.hourly = Ok(per_unit * units_per_hour);
+                        acc.hourly = Ok(per_unit * units_now);
                     }
                 }
                 Some(l) => {
-                    acc.unpriced_hours += 1;
                     let reason = l.missing.clone().unwrap_or_else(|| "no usage".into());
                     if h == last_hour {
                         acc.hourly = Err(reason.clone());
                     }
-                    acc.unpriced_reason = Some(reason);
-                    last_missing = None;
+                    if counts {
+                        acc.unpriced_hours += 1;
+                        acc.unpriced_reason = Some(reason);
+                        last_missing = None;
+                    }
                 }
                 None => {
-                    acc.unpriced_hours += 1;
-                    last_missing = Some(h);
+                    if counts {
+                        acc.unpriced_hours += 1;
+                        last_missing = Some(h);
+                    }
                     if h == last_hour {
                         acc.hourly = Err(not_computed(h));
                     }
@@ -236,6 +415,7 @@ impl<B: PriceBook> Ctx<'_, B> {
     }
 
     /// A finding of an idle resource: its whole price is the waste.
+    /// `units_now`: what the resource uses in a full hour now (GiB, or 1).
     #[allow(clippy::too_many_arguments)]
     fn idle(
         &self,
@@ -243,11 +423,34 @@ impl<B: PriceBook> Ctx<'_, B> {
         kind: ResourceKind,
         rule: Rule,
         since: DateTime<Utc>,
-        units_per_hour: f64,
+        units_now: f64,
         action: String,
         detail: String,
     ) -> Finding {
-        let a = self.accrual(&t.resource_id, since, units_per_hour);
+        let prior = self.priors.and_then(|p| {
+            extendable(
+                p.get(&(t.resource_id.clone(), rule)),
+                t,
+                since,
+                self.now,
+                self.book,
+            )
+        });
+        let start = Accrual {
+            usd: prior.map_or(0.0, |p| p.accrued_usd),
+            unpriced_hours: 0,
+            unpriced_reason: None,
+            hourly: Err("no priced hour".into()),
+        };
+        let from = prior.and_then(|p| p.accrued_through).unwrap_or(since);
+        let a = self.accrual(
+            &t.resource_id,
+            since,
+            from,
+            units_at(t, since).unwrap_or(units_now),
+            units_now,
+            start,
+        );
         Finding {
             account: self.account.clone(),
             region: t.region.clone(),
@@ -258,6 +461,10 @@ impl<B: PriceBook> Ctx<'_, B> {
             accrued_usd: a.usd,
             unpriced_hours: a.unpriced_hours,
             unpriced_reason: a.unpriced_reason,
+            accrued_through: self.priors.map(|_| self.now),
+            accrual_digest: self
+                .priors
+                .map(|_| fingerprint(t, since, self.now, self.book)),
             monthly_usd: a.hourly.ok().map(|h| h * HOURS_PER_MONTH),
             action,
             detail,

@@ -5,9 +5,9 @@
 //! May 2025 has 31 days = 744 hours, so a GB-month price P costs P/744
 //! per GiB-hour in May.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use kopter_schema::AccountId;
 use kopter_store::inventory::{InstanceFields, Resource, SnapshotFields, VolumeFields};
 use kopter_store::prices::{
@@ -602,4 +602,222 @@ fn previous_generation_with_a_cheaper_equivalent() {
 
     assert_eq!(current_generation("t2.micro").as_deref(), Some("t3.micro"));
     assert_eq!(current_generation("m7g.large"), None);
+}
+
+/// One evaluation as the service runs it (`apply.rs`): the first pass,
+/// pricing each found resource from where its stored accrual ends (or its
+/// `since`), the second pass extending `priors`. Returns the findings and
+/// how many resource-hours were priced.
+fn evaluate_as_the_service(
+    timelines: &[Timeline],
+    book: &MemoryBook,
+    priors: &Priors,
+    now: DateTime<Utc>,
+) -> (Vec<Finding>, usize) {
+    let account = AccountId::new("111111111111").unwrap();
+    let th = Thresholds::default();
+    let idle = HashMap::new();
+    let candidates = evaluate(&account, timelines, &[], now, &th, book);
+    let start = pricing_starts(&candidates, timelines, priors, now, book);
+    let mut lines = Vec::new();
+    for tl in timelines {
+        if let Some(s) = start.get(tl.resource_id.as_str()) {
+            price_timeline(tl, *s, now, book, &mut lines);
+        }
+    }
+    let found = evaluate_extending(
+        &account,
+        timelines,
+        &lines,
+        now,
+        &th,
+        book,
+        &idle,
+        Some(priors),
+    );
+    (found, lines.len())
+}
+
+fn stored(findings: &[Finding]) -> Priors {
+    findings
+        .iter()
+        .map(|f| ((f.resource_id.clone(), f.rule), f.clone()))
+        .collect()
+}
+
+/// Same amounts to the bit: the hour-by-hour sum must be the very sum the
+/// pricing from `since` makes, not one close to it.
+fn assert_same_amounts(a: &Finding, b: &Finding) {
+    assert_eq!(a.since, b.since);
+    assert_eq!(
+        a.accrued_usd.to_bits(),
+        b.accrued_usd.to_bits(),
+        "{} vs {}",
+        a.accrued_usd,
+        b.accrued_usd
+    );
+    assert_eq!(a.unpriced_hours, b.unpriced_hours);
+    assert_eq!(a.unpriced_reason, b.unpriced_reason);
+    assert_eq!(
+        a.monthly_usd.map(f64::to_bits),
+        b.monthly_usd.map(f64::to_bits)
+    );
+}
+
+#[test]
+fn hour_by_hour_accrual_equals_pricing_from_since() {
+    // The detached volume of `volume_detached_mid_month_across_a_price_change`
+    // evaluated every hour from the detach to May 20th, each evaluation
+    // extending the one before; at every hour the amounts equal pricing
+    // from `since`, and each extension prices one hour only.
+    let tl = detached_volume();
+    let b = book(Some(0.10));
+    let mut priors = Priors::new();
+    let mut now = t("2025-05-10T11:00:00Z");
+    let mut extended = 0;
+    while now <= t("2025-05-20T00:00:00Z") {
+        let (inc, priced) = evaluate_as_the_service(&tl, &b, &priors, now);
+        let full = run(
+            &tl,
+            &b,
+            "2025-05-01T00:00:00Z",
+            &now.to_rfc3339(),
+            &Thresholds::default(),
+        );
+        assert_eq!(inc.len(), full.len(), "at {now}");
+        for (i, f) in inc.iter().zip(&full) {
+            assert_same_amounts(i, f);
+            assert_eq!(i.accrued_through, Some(now));
+        }
+        if !priors.is_empty() {
+            assert_eq!(priced, 1, "only the new hour is priced at {now}");
+            extended += 1;
+        }
+        priors = stored(&inc);
+        now += Duration::hours(1);
+    }
+    // Found from May 11th 11:00 (24 h after 10:30); extended at every
+    // hour's end from 12:00 to May 20th 00:00, both included.
+    assert_eq!(extended, 8 * 24 + 12 + 1);
+    // The hand-checked amount of that test: 2052/744 USD.
+    let last = &priors[&("vol-1".to_string(), Rule::UnattachedVolume)];
+    assert!(
+        close(last.accrued_usd, 2052.0 / 744.0),
+        "{}",
+        last.accrued_usd
+    );
+}
+
+#[test]
+fn a_redelivered_or_older_evaluation_adds_no_hour_twice() {
+    let tl = detached_volume();
+    let b = book(Some(0.10));
+    let h = |s: &str| t(s);
+    let mut priors = Priors::new();
+    let mut now = h("2025-05-11T11:00:00Z");
+    while now <= h("2025-05-15T00:00:00Z") {
+        priors = stored(&evaluate_as_the_service(&tl, &b, &priors, now).0);
+        now += Duration::hours(1);
+    }
+    let at = h("2025-05-15T00:00:00Z");
+    let full = run(
+        &tl,
+        &b,
+        "2025-05-01T00:00:00Z",
+        "2025-05-15T00:00:00Z",
+        &Thresholds::default(),
+    );
+    // The same hour again (its row already written): nothing added.
+    let (again, priced) = evaluate_as_the_service(&tl, &b, &priors, at);
+    assert_same_amounts(&again[0], &full[0]);
+    assert_eq!(priced, 1, "the last hour is read for its rate only");
+    // An older hour delivered late, over the newer row: summed from
+    // `since` (the store then keeps the newer row).
+    let older = h("2025-05-14T00:00:00Z");
+    let (late, _) = evaluate_as_the_service(&tl, &b, &priors, older);
+    let full_older = run(
+        &tl,
+        &b,
+        "2025-05-01T00:00:00Z",
+        "2025-05-14T00:00:00Z",
+        &Thresholds::default(),
+    );
+    assert_same_amounts(&late[0], &full_older[0]);
+    // Two hours later from the same stored row (an hour's evaluation lost
+    // or running concurrently): both hours added once.
+    let later = h("2025-05-15T02:00:00Z");
+    let (two, priced) = evaluate_as_the_service(&tl, &b, &priors, later);
+    let full_later = run(
+        &tl,
+        &b,
+        "2025-05-01T00:00:00Z",
+        "2025-05-15T02:00:00Z",
+        &Thresholds::default(),
+    );
+    assert_same_amounts(&two[0], &full_later[0]);
+    assert_eq!(priced, 2);
+}
+
+#[test]
+fn a_late_state_or_price_version_in_the_accrued_hours_resums_from_since() {
+    let b = book(Some(0.10));
+    let th = Thresholds::default();
+    let accrue = |tl: &[Timeline], b: &MemoryBook, until: &str| {
+        let mut priors = Priors::new();
+        let mut now = t("2025-05-11T11:00:00Z");
+        while now <= t(until) {
+            priors = stored(&evaluate_as_the_service(tl, b, &priors, now).0);
+            now += Duration::hours(1);
+        }
+        priors
+    };
+    // Accrued through May 18th with the history as it was; then a resize
+    // to 200 GiB on May 12th 00:00 (still unattached: same `since`)
+    // arrives late.
+    let priors = accrue(&detached_volume(), &b, "2025-05-18T00:00:00Z");
+    let mut late = detached_volume();
+    late[0]
+        .states
+        .push((t("2025-05-12T00:00:00Z"), volume("gp3", 200, None)));
+    let now = t("2025-05-18T01:00:00Z");
+    let (f, priced) = evaluate_as_the_service(&late, &b, &priors, now);
+    let full = run(
+        &late,
+        &b,
+        "2025-05-01T00:00:00Z",
+        "2025-05-18T01:00:00Z",
+        &th,
+    );
+    assert_same_amounts(&f[0], &full[0]);
+    assert!(priced > 1, "summed again from since");
+    // 10:30 May 10 → 00:00 May 12 = 37.5 h × 8/744 (300/744); to May 15th
+    // 12:00 84 h × 16/744 (1344/744); to May 18th 01:00 61 h × 20/744
+    // (1220/744): 2864/744.
+    assert!(
+        close(f[0].accrued_usd, 2864.0 / 744.0),
+        "{}",
+        f[0].accrued_usd
+    );
+
+    // A price version imported late: accrued through May 18th with V1
+    // only, then V2 (published May 15th 12:00) appears.
+    // (A fresh book: a used one has indexed its versions.)
+    let mut v1_only = book(Some(0.10));
+    v1_only.versions.get_mut(R).unwrap().truncate(1);
+    let priors = accrue(&detached_volume(), &v1_only, "2025-05-18T00:00:00Z");
+    let (f, _) = evaluate_as_the_service(&detached_volume(), &b, &priors, now);
+    let full = run(
+        &detached_volume(),
+        &b,
+        "2025-05-01T00:00:00Z",
+        "2025-05-18T01:00:00Z",
+        &th,
+    );
+    assert_same_amounts(&f[0], &full[0]);
+    // 121.5 h × 8/744 + 61 h × 10/744 = 1582/744.
+    assert!(
+        close(f[0].accrued_usd, 1582.0 / 744.0),
+        "{}",
+        f[0].accrued_usd
+    );
 }
