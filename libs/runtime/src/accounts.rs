@@ -7,7 +7,9 @@
 //! a crash between them leaves nothing inconsistent: a retry finishes.
 
 use anyhow::Context;
-use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::Utc;
 use kopter_schema::items::{AccountRecord, keys};
 use kopter_schema::{AccountId, Names, Table, TenantId};
@@ -447,6 +449,74 @@ impl AccountStore {
             "account {account} appears under more than one tenant; refusing to guess"
         );
         Ok(first)
+    }
+
+    /// The tenant that holds each of `accounts`' claims (the dedup row
+    /// `onboard` writes and `remove` deletes, so exactly the accounts
+    /// onboarded now); an account nobody holds is absent. One
+    /// consistent `BatchGetItem` per 100 accounts (DynamoDB's limit),
+    /// where a lookup per account would make one request each: an
+    /// organization discovery checks every new account this way.
+    pub async fn owners(
+        &self,
+        accounts: &[AccountId],
+    ) -> anyhow::Result<HashMap<AccountId, TenantId>> {
+        let mut out = HashMap::new();
+        for chunk in accounts.chunks(100) {
+            let keys: Vec<_> = chunk
+                .iter()
+                .map(|a| {
+                    HashMap::from([(
+                        "pk".to_owned(),
+                        AttributeValue::S(keys::system_dedup("account-owner", a.as_str())),
+                    )])
+                })
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .context("build the claim lookup")?,
+            );
+            let mut delay = std::time::Duration::from_millis(50);
+            while let Some(req) = request.take() {
+                let got = self
+                    .ddb
+                    .batch_get_item()
+                    .request_items(&self.dedup, req)
+                    .send()
+                    .await
+                    .context("look up account owners")?;
+                for item in got
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.dedup)
+                    .unwrap_or_default()
+                {
+                    let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(tenant))) =
+                        (item.get("pk"), item.get("tenant"))
+                    else {
+                        continue;
+                    };
+                    let Some(id) = pk.rsplit('#').next() else {
+                        continue;
+                    };
+                    out.insert(AccountId::new(id)?, TenantId::new(tenant.clone())?);
+                }
+                // Throttled keys come back unprocessed: ask again, backing
+                // off as DynamoDB's guidance for BatchGetItem says.
+                request = got
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.dedup))
+                    .filter(|k| !k.keys.is_empty());
+                if request.is_some() {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every account of one tenant, or of all tenants.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use api::auth::jwks::{KeySource, RefreshPolicy};
 use api::auth::{ClaimsConfig, IssuerKeys, Verifier};
 use api::cursor::CursorCodec;
-use api::data::settings::Account;
+use api::data::settings::{Account, AccountHealth};
 use api::memory::MemoryData;
 use api::ratelimit::TenantLimiter;
 use api::{ApiParts, ApiState};
@@ -199,12 +199,25 @@ fn account(id: &str, healthy: bool, reason: Option<&str>) -> Account {
         role_arn: format!("arn:aws:iam::{id}:role/KopterAccess"),
         regions: vec![],
         onboarded_at: "2026-01-01T00:00:00Z".parse().unwrap(),
-        health: if healthy { "ok" } else { "failing" }.into(),
+        health: if healthy {
+            AccountHealth::Ok
+        } else {
+            AccountHealth::Failing
+        },
         paused: None,
         healthy,
         health_reason: reason.map(str::to_owned),
         last_describe_at: None,
         trail: true,
+    }
+}
+
+/// A just-onboarded account: nothing has tried its role (`healthy` is
+/// still the row's default, true).
+fn unchecked_account(id: &str) -> Account {
+    Account {
+        health: AccountHealth::Unchecked,
+        ..account(id, true, None)
     }
 }
 
@@ -870,6 +883,56 @@ async fn the_overview_shows_the_month_budget_chart_tops_findings_and_failing_acc
     );
     assert!(text(&doc, "#failing-accounts").contains("AccessDenied"));
     assert!(!doc.html().contains("globex"));
+}
+
+#[tokio::test]
+async fn unchecked_accounts_are_shown_apart_neither_reachable_nor_failing() {
+    let app = app();
+    app.data
+        .settings
+        .lock()
+        .unwrap()
+        .accounts
+        .push((t("acme"), unchecked_account("444444444444")));
+    let doc = app.page("acme", "/console").await.html();
+    // The failing table is unchanged; the new account is listed apart,
+    // with its badge.
+    assert_eq!(
+        texts(&doc, "#failing-accounts tbody td:first-child"),
+        ["222222222222"]
+    );
+    assert_eq!(
+        texts(&doc, "#unchecked-accounts li"),
+        ["444444444444 unchecked"]
+    );
+    assert_eq!(
+        texts(&doc, "#unchecked-accounts li .badge.unchecked"),
+        ["unchecked"]
+    );
+
+    // Nothing failing, one unchecked: not "every account is reachable".
+    app.data.settings.lock().unwrap().accounts = vec![
+        (t("acme"), account("111111111111", true, None)),
+        (t("acme"), unchecked_account("444444444444")),
+    ];
+    let doc = app.page("acme", "/console").await.html();
+    let failing = text(&doc, "#failing-accounts");
+    assert!(
+        failing.contains("No account's access is failing: 1 ok, 1 unchecked."),
+        "{failing}"
+    );
+    assert!(!failing.contains("reachable"), "{failing}");
+    assert_eq!(
+        texts(&doc, "#unchecked-accounts li"),
+        ["444444444444 unchecked"]
+    );
+
+    // Every account checked and ok: no unchecked section at all.
+    app.data.settings.lock().unwrap().accounts =
+        vec![(t("acme"), account("111111111111", true, None))];
+    let doc = app.page("acme", "/console").await.html();
+    assert!(text(&doc, "#failing-accounts").contains("Every account (1) is reachable."));
+    assert!(doc.select(&sel("#unchecked-accounts")).next().is_none());
 }
 
 #[tokio::test]

@@ -128,12 +128,23 @@ pub async fn create_role(
     rec: &AccountRecord,
     kopter_account: &str,
 ) -> anyhow::Result<()> {
+    create_customer_role(ctx, &CustomerRole::from(rec), kopter_account).await
+}
+
+/// Creates `role` (its ARN names account and role) with Kopter's trust
+/// policy and the role's ExternalId, unless it exists: the member role
+/// of an account, or an organization's management role.
+pub async fn create_customer_role(
+    ctx: &ServiceContext,
+    role: &CustomerRole,
+    kopter_account: &str,
+) -> anyhow::Result<()> {
     let sdk = ctx
         .credentials
-        .sdk_config(&ctx.aws.sdk, &CustomerRole::from(rec), "us-east-1")
+        .sdk_config(&ctx.aws.sdk, role, "us-east-1")
         .await?;
     let iam = aws_sdk_iam::Client::new(&sdk);
-    let name = rec
+    let name = role
         .role_arn
         .rsplit('/')
         .next()
@@ -149,10 +160,10 @@ pub async fn create_role(
     iam.create_role()
         .role_name(&name)
         .description("Kopter reads EC2/EBS inventory and takes scheduled EBS backups")
-        .assume_role_policy_document(trust_policy(kopter_account, &rec.external_id).to_string())
+        .assume_role_policy_document(trust_policy(kopter_account, &role.external_id).to_string())
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("iam:CreateRole {name} in {}: {e:?}", rec.account_id))?;
+        .map_err(|e| anyhow::anyhow!("iam:CreateRole {name} in {}: {e:?}", role.account))?;
     Ok(())
 }
 

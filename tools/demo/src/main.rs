@@ -184,7 +184,7 @@ async fn main() -> ExitCode {
         match demo.write_env_file(bin_dir.as_deref()) {
             Ok(path) => {
                 println!(
-                    "\nKopter is running. In another shell, try:\n  source {}\n  kopterctl cost --tenant acme --by resource --granularity hour\n  kopterctl inventory --tenant acme\n  kopterctl notifications --tenant acme --severity critical,warning\nLogs: {}/*.log. Press Ctrl-C to stop.",
+                    "\nKopter is running. In another shell, try:\n  source {}\n  kopterctl cost --tenant acme --by resource --granularity hour\n  kopterctl inventory --tenant acme\n  kopterctl notifications --tenant acme --severity critical,warning\n  kopterctl org list\n  kopterctl accounts list --tenant initech   # $KOPTER_DEMO_ORG_ACCOUNTS: ids moto chose\nLogs: {}/*.log. Press Ctrl-C to stop.",
                     path.display(),
                     demo.opts.run_dir.display()
                 );

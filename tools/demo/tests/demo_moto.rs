@@ -41,6 +41,14 @@ async fn the_demo_settles_and_reports_inventory_cost_audit_and_notifications() {
             label: "prod".into(),
         },
     ];
+    // One tenant comes through `org connect`: a fresh management account
+    // (moto keeps one organization per account).
+    let management = random_account();
+    opts.org = Some(kopter_demo::org::DemoOrg {
+        tenant: "initech".into(),
+        management: management.clone(),
+        members: 2,
+    });
     // The in-process services listen on first_port - 1.
     opts.first_port = free_port() + 1;
     // The api runs in process too.
@@ -55,7 +63,27 @@ async fn the_demo_settles_and_reports_inventory_cost_audit_and_notifications() {
 
     // Inventory: every instance made, in the state it was left in, under
     // its own tenant and account.
-    assert_eq!(report.accounts.len(), 3);
+    // Three accounts onboarded one by one, two through the organization.
+    assert_eq!(report.accounts.len(), 5);
+    let org_accounts = demo.org_accounts();
+    assert_eq!(org_accounts.len(), 2, "{org_accounts:?}");
+    for rec in demo.records.iter().filter(|r| r.organization.is_some()) {
+        assert_eq!(rec.tenant_id.as_str(), "initech");
+        assert!(org_accounts.contains(&rec.account_id.to_string()));
+        assert_ne!(rec.account_id.as_str(), management);
+        assert_eq!(
+            rec.organization.as_ref().map(|m| m.as_str()),
+            Some(management.as_str())
+        );
+        assert_eq!(
+            rec.role_arn,
+            format!("arn:aws:iam::{}:role/KopterAccess", rec.account_id)
+        );
+        assert_eq!(
+            rec.external_id,
+            format!("kopter-initech-members-{management}")
+        );
+    }
     for (n, a) in report.accounts.iter().enumerate() {
         let specs = estate_of(n);
         assert_eq!(
@@ -116,7 +144,7 @@ async fn the_demo_settles_and_reports_inventory_cost_audit_and_notifications() {
     }
     // The tenants' costs equal what the aggregator stored as daily totals.
     let tenants = report.tenant_costs();
-    assert_eq!(tenants.len(), 2);
+    assert_eq!(tenants.len(), 3);
     for (t, c) in &tenants {
         let stored = report.stored_daily_totals[t];
         assert!(
@@ -167,6 +195,18 @@ async fn the_demo_settles_and_reports_inventory_cost_audit_and_notifications() {
         assert!(report.webhooks[t] >= 1, "{t}: no webhook post");
     }
 
+    // The organization's tenant hears of each member it gained.
+    let initech = &report.notifications["initech"];
+    let mut joined: Vec<String> = initech
+        .iter()
+        .filter(|r| r.rule == "org.onboarded")
+        .filter_map(|r| r.account.as_ref().map(|a| a.to_string()))
+        .collect();
+    joined.sort();
+    let mut expected = org_accounts.clone();
+    expected.sort();
+    assert_eq!(joined, expected, "initech feed: {initech:?}");
+
     // Everything settled: no queue holds a message, no DLQ either.
     for (s, q, dlq) in &report.queues {
         assert_eq!(*q, [0, 0, 0], "{} queue", s.name());
@@ -185,6 +225,10 @@ async fn the_demo_settles_and_reports_inventory_cost_audit_and_notifications() {
         format!("export KOPTER_AWS__ENDPOINT_URL={}", endpoint()),
         "export AWS_ACCESS_KEY_ID=testing".into(),
         "export AWS_REGION=us-east-1".into(),
+        format!(
+            "export KOPTER_DEMO_ORG_ACCOUNTS=\"{}\"",
+            org_accounts.join(" ")
+        ),
         format!(
             "export PATH=\"{}:$PATH\"",
             std::fs::canonicalize(&bin).unwrap().display()

@@ -100,7 +100,7 @@ fn changes(bodies: &[String], change: &str) -> usize {
 #[tokio::test]
 async fn an_organization_is_connected_discovered_again_and_refusals_write_nothing() {
     let env = TestEnv::new().await;
-    env.create_tenants(&["acme"]).await;
+    env.create_tenants(&["acme", "globex"]).await;
     let management = random_account();
     let org = organizations_of(&env, &management).await;
     org.create_organization()
@@ -156,6 +156,24 @@ async fn an_organization_is_connected_discovered_again_and_refusals_write_nothin
     );
     drain_notifier_queue(&env).await;
 
+    // One member is already another tenant's: discovery leaves it alone
+    // (its owner is looked up in the batch of claims, not per account).
+    let taken = &members[0];
+    env.ctx
+        .accounts
+        .onboard(
+            kopter_runtime::accounts::Onboarding::parse(
+                "globex",
+                taken,
+                &format!("arn:aws:iam::{taken}:role/KopterAccess"),
+                &[],
+            )
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+
     let out = kopterctl(
         &env,
         &[
@@ -174,13 +192,29 @@ async fn an_organization_is_connected_discovered_again_and_refusals_write_nothin
     assert!(out.status.success(), "{stdout}{stderr}");
     // 50 members and the management account, 20 per ListAccounts page.
     assert!(
-        stdout.contains("51 account(s) listed in 3 call(s): 50 onboarded"),
+        stdout.contains("51 account(s) listed in 3 call(s): 49 onboarded, 0 paused, 0 resumed, 0 unchanged, 1 onboarded by another tenant (left alone)"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(&format!(
+            "conflict: account {taken} is onboarded by another tenant"
+        )),
+        "{stdout}"
+    );
+    let globex = env
+        .ctx
+        .accounts
+        .list(Some(&TenantId::new("globex").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(globex.len(), 1);
+    assert_eq!(globex[0].account_id.as_str(), taken.as_str());
+    assert_eq!(globex[0].organization, None, "globex's row is untouched");
     let tenant = TenantId::new("acme").unwrap();
     let accounts = env.ctx.accounts.list(Some(&tenant)).await.unwrap();
-    assert_eq!(accounts.len(), 50);
+    assert_eq!(accounts.len(), 49);
     for a in &accounts {
+        assert_ne!(&a.account_id.to_string(), taken);
         assert!(members.contains(&a.account_id.to_string()));
         assert_eq!(
             a.role_arn,
@@ -193,7 +227,7 @@ async fn an_organization_is_connected_discovered_again_and_refusals_write_nothin
         );
         assert_eq!(a.regions, ["us-east-1"]);
     }
-    assert_eq!(changes(&drain_notifier_queue(&env).await, "onboarded"), 50);
+    assert_eq!(changes(&drain_notifier_queue(&env).await, "onboarded"), 49);
 
     // Between runs: two accounts join, one is closed.
     let added = create_accounts(&org, 2, "late").await;
@@ -206,7 +240,7 @@ async fn an_organization_is_connected_discovered_again_and_refusals_write_nothin
     let d = describer::describer(&env.ctx);
     d.discover_organizations().await.unwrap();
     let accounts = env.ctx.accounts.list(Some(&tenant)).await.unwrap();
-    assert_eq!(accounts.len(), 52);
+    assert_eq!(accounts.len(), 51);
     for a in &added {
         assert!(
             accounts

@@ -186,8 +186,7 @@ pub struct Account {
     pub onboarded_at: DateTime<Utc>,
     /// `unchecked` until `kopterctl accounts verify` or a describe reached
     /// the role, then `ok` or `failing`.
-    #[schema(example = "ok")]
-    pub health: String,
+    pub health: AccountHealth,
     /// Why the account is not described (suspended or closed in its
     /// organization); absent: described.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +200,31 @@ pub struct Account {
     pub last_describe_at: Option<DateTime<Utc>>,
     /// Whether a CloudTrail source is configured for it.
     pub trail: bool,
+}
+
+/// What is known of Kopter's access to an account. `unchecked` is
+/// neither good nor bad news: a new account's role has not been tried
+/// yet (the role may not even exist), so it must not count as reachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountHealth {
+    /// Nothing has tried the role yet (no verify, no describe).
+    Unchecked,
+    /// The last verify or describe reached the role.
+    Ok,
+    /// The last verify or describe failed (`health_reason` says why).
+    Failing,
+}
+
+impl AccountHealth {
+    /// The wire name (`unchecked`, `ok`, `failing`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unchecked => "unchecked",
+            Self::Ok => "ok",
+            Self::Failing => "failing",
+        }
+    }
 }
 
 /// What the settings endpoints read and write, always for `tenant`.

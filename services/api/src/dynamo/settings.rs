@@ -10,7 +10,7 @@ use kopter_store::channels::{ChannelStore, ChannelUpdate, TenantChannels};
 use kopter_store::tenants::TenantStore;
 
 use super::DynamoData;
-use crate::data::settings::{Account, SettingsData};
+use crate::data::settings::{Account, AccountHealth, SettingsData};
 use crate::data::{DataError, Page, PageKey, PageRequest, store_error};
 
 impl SettingsData for DynamoData {
@@ -111,11 +111,10 @@ pub(crate) fn account(r: &kopter_schema::items::AccountRecord) -> Account {
         regions: r.regions.clone(),
         onboarded_at: r.onboarded_at,
         health: match (r.health_checked_at, r.healthy) {
-            (None, _) => "unchecked",
-            (Some(_), true) => "ok",
-            (Some(_), false) => "failing",
-        }
-        .to_owned(),
+            (None, _) => AccountHealth::Unchecked,
+            (Some(_), true) => AccountHealth::Ok,
+            (Some(_), false) => AccountHealth::Failing,
+        },
         paused: r.paused.clone(),
         healthy: r.healthy,
         health_reason: r.health_reason.clone(),

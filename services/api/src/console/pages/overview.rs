@@ -1,6 +1,7 @@
 //! The overview: this month's cost, forecast and budget, the last 48
 //! hours as a chart, the top accounts, regions and families of the month,
-//! the newest findings, unread notifications and failing accounts.
+//! the newest findings, unread notifications, failing accounts and those
+//! whose health is still unchecked.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,7 @@ use crate::console::session::ConsoleSession;
 use crate::data::PageRequest;
 use crate::data::audit::{FindingFilter, NotificationFilter};
 use crate::data::cost::{CostPoint, Granularity, GroupBy, SeriesQuery};
+use crate::data::settings::AccountHealth;
 
 /// Most groups listed per "top" table.
 const TOP: usize = 5;
@@ -99,7 +101,11 @@ pub(super) async fn page(session: ConsoleSession, State(state): State<ApiState>)
             .unwrap_or(-1.0)
             .total_cmp(&a.monthly_usd.unwrap_or(-1.0))
     });
-    let failing: Vec<_> = accounts.iter().filter(|a| !a.healthy).collect();
+    let of = |h: AccountHealth| -> Vec<_> { accounts.iter().filter(|a| a.health == h).collect() };
+    // An unchecked account is not reachable as far as anyone knows: it
+    // is listed apart, never counted among the working ones.
+    let (failing, unchecked) = (of(AccountHealth::Failing), of(AccountHealth::Unchecked));
+    let ok = accounts.len() - failing.len() - unchecked.len();
 
     let mtd: f64 = accounts_mtd.iter().filter_map(|p| p.cost_usd).sum();
     let mtd_missing: u64 = accounts_mtd.iter().map(|p| p.price_missing).sum();
@@ -233,8 +239,10 @@ pub(super) async fn page(session: ConsoleSession, State(state): State<ApiState>)
         }
         section #failing-accounts {
             h2 { "Accounts whose access is failing" }
-            @if failing.is_empty() {
+            @if failing.is_empty() && unchecked.is_empty() {
                 p { "Every account (" (accounts.len()) ") is reachable." }
+            } @else if failing.is_empty() {
+                p { "No account's access is failing: " (ok) " ok, " (unchecked.len()) " unchecked." }
             } @else {
                 div.table-wrap { table {
                     thead { tr { th scope="col" { "Account" } th scope="col" { "Why" } th scope="col" { "Last describe" } } }
@@ -248,6 +256,21 @@ pub(super) async fn page(session: ConsoleSession, State(state): State<ApiState>)
                         }
                     }
                 } }
+            }
+        }
+        @if !unchecked.is_empty() {
+            section #unchecked-accounts {
+                h2 { "Accounts not checked yet" }
+                p {
+                    "Nothing has tried these accounts' roles yet: "
+                    code { "kopterctl accounts verify" }
+                    " or the next describe sets their health."
+                }
+                ul {
+                    @for a in &unchecked {
+                        li { (a.account_id) " " span.badge.unchecked { (a.health.as_str()) } }
+                    }
+                }
             }
         }
     };
