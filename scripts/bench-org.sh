@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 20's benchmark: one organization discovery of N accounts (default
 # 5,000) against a local stand-in for AWS Organizations (ListAccounts in
-# the real JSON 1.1 wire format, 20 accounts a page) and moto for STS,
-# DynamoDB and SNS; three runs (first discovery, nothing changed, two
+# the real JSON 1.1 wire format, 20 accounts a page), moto for STS and
+# SNS and AWS's DynamoDB Local for DynamoDB; three runs (first discovery, nothing changed, two
 # joined + one suspended), each beside a naive baseline (per account a
 # GetItem and a PutItem) in the same process: ListAccounts calls,
 # DynamoDB reads and writes, SNS publishes, wall time, peak RSS, ratios.
@@ -17,4 +17,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -n ${MOTO_ENDPOINT:-} ]] || exec scripts/with-moto.sh "$0" "$@"
 cargo build --quiet --workspace --example bench_org
-exec "${CARGO_TARGET_DIR:-target}/debug/examples/bench_org" "${1:-5000}"
+# DynamoDB on AWS's DynamoDB Local (moto's slows as tables grow);
+# KOPTER_BENCH_DYNAMODB=moto keeps moto's.
+if [[ ${KOPTER_BENCH_DYNAMODB:-local} == local ]]; then
+  export DYNAMODB_LOCAL_PORT="${DYNAMODB_LOCAL_PORT:-8055}"
+  started=0
+  if ! scripts/dynamodb-local.sh status >/dev/null 2>&1; then
+    scripts/dynamodb-local.sh start
+    started=1
+  fi
+  stop() { if [[ $started == 1 ]]; then scripts/dynamodb-local.sh stop; fi; }
+  trap stop EXIT
+  export DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_LOCAL_PORT"
+else
+  unset DYNAMODB_ENDPOINT
+fi
+"${CARGO_TARGET_DIR:-target}/debug/examples/bench_org" "${1:-5000}"

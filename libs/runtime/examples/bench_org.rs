@@ -300,6 +300,11 @@ impl Env {
         let mut config = Config::defaults(None);
         config.env = env.to_owned();
         config.aws.endpoint_url = Some(moto.to_owned());
+        // DynamoDB Local (scripts/bench-org.sh starts it): moto's DynamoDB
+        // slows down as a table grows past a few thousand items.
+        config.aws.dynamodb_endpoint_url = std::env::var("DYNAMODB_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty());
         config.aws.region = Some("us-east-1".into());
         let aws = AwsContext::load(&config).await;
         provision::bootstrap(&aws, &config).await?;

@@ -22,6 +22,7 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_organizations::error::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use kopter_schema::items::keys;
 use kopter_schema::messages::{OrgAccountChanged, OrgChange};
 use kopter_schema::{AccountId, Message, Names, Table, TenantId};
@@ -342,6 +343,7 @@ impl Organizations {
             .collect();
         let owners = self.accounts.owners(&new).await?;
         let mut seen = HashSet::new();
+        let mut joins = Vec::new();
         for (account, status) in listed {
             seen.insert(account.clone());
             // The management account is not a StackSet target (service-
@@ -364,25 +366,7 @@ impl Organizations {
                         report.conflicts.push(account);
                         continue;
                     }
-                    self.post(conn, &account, OrgChange::Onboarded, &status)
-                        .await?;
-                    match self
-                        .accounts
-                        .onboard_with(
-                            req,
-                            None,
-                            member_external_id(tenant, &conn.management_account),
-                            Some(conn.management_account.clone()),
-                        )
-                        .await
-                    {
-                        Ok(_) | Err(OnboardError::AlreadyOnboarded { .. }) => {
-                            report.onboarded.push(account)
-                        }
-                        Err(OnboardError::OwnedByOtherTenant(a)) => report.conflicts.push(a),
-                        Err(OnboardError::Invalid(e)) => return Err(OrgError::Refused(e)),
-                        Err(OnboardError::Aws(e)) => return Err(OrgError::Aws(e)),
-                    }
+                    joins.push((account, status, req));
                 }
                 (None, false) => report.unchanged += 1,
                 (Some(rec), true)
@@ -412,6 +396,39 @@ impl Organizations {
                 (Some(_), _) => report.unchanged += 1,
             }
         }
+        // New members, several at a time: each is a feed notice and two
+        // conditional writes, so a first discovery of 5,000 accounts one
+        // by one is bound by round trips, not by AWS's limits.
+        let mut onboarding = futures::stream::iter(joins)
+            .map(|(account, status, req)| async move {
+                self.post(conn, &account, OrgChange::Onboarded, &status)
+                    .await?;
+                let outcome = self
+                    .accounts
+                    .onboard_with(
+                        req,
+                        None,
+                        member_external_id(&conn.tenant_id, &conn.management_account),
+                        Some(conn.management_account.clone()),
+                    )
+                    .await;
+                Ok::<_, OrgError>((account, outcome))
+            })
+            .buffer_unordered(ONBOARD_CONCURRENCY);
+        while let Some(joined) = onboarding.next().await {
+            let (account, outcome) = joined?;
+            match outcome {
+                Ok(_) | Err(OnboardError::AlreadyOnboarded { .. }) => {
+                    report.onboarded.push(account)
+                }
+                Err(OnboardError::OwnedByOtherTenant(a)) => report.conflicts.push(a),
+                Err(OnboardError::Invalid(e)) => return Err(OrgError::Refused(e)),
+                Err(OnboardError::Aws(e)) => return Err(OrgError::Aws(e)),
+            }
+        }
+        drop(onboarding);
+        report.onboarded.sort();
+        report.conflicts.sort();
         // Members that left the organization (or were closed and are no
         // longer listed) stop being described too.
         for rec in mine.values() {
@@ -456,6 +473,9 @@ impl Organizations {
             .await
     }
 }
+
+/// New member accounts onboarded at once by one discovery.
+const ONBOARD_CONCURRENCY: usize = 16;
 
 /// Every account of the organization with its status, in as few calls
 /// as the API allows (20 accounts per page); and the number of calls.
