@@ -21,14 +21,8 @@ cargo build --quiet --workspace --example bench_org
 # KOPTER_BENCH_DYNAMODB=moto keeps moto's.
 if [[ ${KOPTER_BENCH_DYNAMODB:-local} == local ]]; then
   export DYNAMODB_LOCAL_PORT="${DYNAMODB_LOCAL_PORT:-8055}"
-  started=0
-  if ! scripts/dynamodb-local.sh status >/dev/null 2>&1; then
-    scripts/dynamodb-local.sh start
-    started=1
-  fi
-  stop() { if [[ $started == 1 ]]; then scripts/dynamodb-local.sh stop; fi; }
-  trap stop EXIT
-  export DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_LOCAL_PORT"
+  [[ ${DYNAMODB_ENDPOINT:-} == "http://127.0.0.1:$DYNAMODB_LOCAL_PORT" ]] ||
+    exec scripts/dynamodb-local.sh with "$0" "$@"
 else
   unset DYNAMODB_ENDPOINT
 fi

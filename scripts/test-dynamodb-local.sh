@@ -17,14 +17,8 @@ cd "$(dirname "$0")/.."
 # moto once for every run below (with-moto.sh sets MOTO_ENDPOINT).
 [[ -n ${MOTO_ENDPOINT:-} ]] || exec scripts/with-moto.sh "$0" "$@"
 export DYNAMODB_LOCAL_PORT="${DYNAMODB_LOCAL_PORT:-8055}"
-started=0
-if ! scripts/dynamodb-local.sh status >/dev/null 2>&1; then
-  scripts/dynamodb-local.sh start
-  started=1
-fi
-stop() { if [[ $started == 1 ]]; then scripts/dynamodb-local.sh stop; fi; }
-trap stop EXIT
-export DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_LOCAL_PORT"
+[[ ${DYNAMODB_ENDPOINT:-} == "http://127.0.0.1:$DYNAMODB_LOCAL_PORT" ]] ||
+  exec scripts/dynamodb-local.sh with "$0" "$@"
 CARGO="${CARGO:-cargo}"
 # One invocation over the workspace: `cargo test -p X` per package would
 # resolve features per package and rebuild the AWS SDK crates each time;
