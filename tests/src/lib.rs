@@ -117,6 +117,40 @@ impl TestEnv {
         vars
     }
 
+    /// Creates an on-demand table `kopter-{env}-{suffix}` keyed by a
+    /// string `pk` only, for tests whose subject is DynamoDB's wire
+    /// behaviour rather than a Kopter table; returns its name.
+    pub async fn create_scratch_table(&self, suffix: &str) -> String {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let table = format!("kopter-{}-{suffix}", self.config.env);
+        self.ctx
+            .aws
+            .dynamodb()
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("name and type are set"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("pk")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .expect("name and key type are set"),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create table {table}: {e:?}"));
+        table
+    }
+
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         self.ctx.aws.sqs()
     }

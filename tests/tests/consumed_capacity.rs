@@ -6,10 +6,7 @@
 //! per 4 KB, an eventually consistent one half that. moto answers a fixed
 //! number per call, so there only its presence is checked.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use kopter_runtime::metrics;
 use kopter_tests::{TestEnv, dynamodb_endpoint};
 
@@ -24,27 +21,7 @@ fn units(table: &str, operation: &str, capacity: &str) -> f64 {
 async fn item_operations_count_the_units_dynamodb_reports() {
     let env = TestEnv::new().await;
     let ddb = env.ctx.aws.dynamodb();
-    let table = format!("kopter-{}-capacity-test", env.config.env);
-    ddb.create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("create the test table");
+    let table = env.create_scratch_table("capacity-test").await;
 
     // 3,500 bytes of value + the names "pk", "body" and "a": 3.5 KB.
     let body = "x".repeat(3_500);

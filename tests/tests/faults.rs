@@ -10,10 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
-    ScalarAttributeType, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use kopter_runtime::aws::{self, AwsContext, ErrorClass};
@@ -142,28 +139,7 @@ async fn a_worker_finishes_every_message_once_effectively_under_throttling_5xx_a
     // dead-letter messages within seconds at these rates.
     let env = TestEnv::with(|c| c.queues.max_receive_count = 3).await;
     let direct_ddb = env.ctx.aws.dynamodb();
-    let table = format!("{}-chaos", env.config.env);
-    direct_ddb
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("create the test table");
+    let table = env.create_scratch_table("chaos").await;
     let url = env.queue_url(Service::Describer).await;
     for i in 0..MESSAGES {
         env.send_raw(&url, &format!("item-{i:03}")).await;
