@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use aws_sdk_sns::types::MessageAttributeValue;
+use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use kopter_schema::queues::EVENT_TYPE_ATTRIBUTE;
 use kopter_schema::{Envelope, Message, Names, Service};
 use tokio::sync::OnceCell;
@@ -91,26 +91,99 @@ impl Outbox {
     /// Publishes an event to `kopter-events` with its `event_type`
     /// attribute, for the subscriptions' filter policies.
     pub async fn publish(&self, env: &Envelope) -> anyhow::Result<()> {
-        let event_type = env
-            .message
-            .event_type()
-            .with_context(|| format!("{} is not an event type of the topic", env.message.kind()))?;
+        let event_type = event_type_attribute(env)?;
         let arn = self.topic_arn().await?;
         self.sns
             .publish()
             .topic_arn(arn)
             .message(env.to_json())
-            .message_attributes(
-                EVENT_TYPE_ATTRIBUTE,
-                MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(event_type.as_str())
-                    .build()
-                    .expect("data type is set"),
-            )
+            .message_attributes(EVENT_TYPE_ATTRIBUTE, event_type.1)
             .send()
             .await
-            .with_context(|| format!("publish {}", event_type.as_str()))?;
+            .with_context(|| format!("publish {}", event_type.0))?;
         Ok(())
     }
+
+    /// Publishes events like [`Outbox::publish`], up to
+    /// [`PUBLISH_BATCH_MAX`] per `PublishBatch` request (SNS's limit:
+    /// <https://docs.aws.amazon.com/sns/latest/api/API_PublishBatch.html>),
+    /// so N events cost ⌈N/10⌉ requests instead of N.
+    ///
+    /// Errors when a request fails or SNS reports any entry failed
+    /// (naming the envelope ids and SNS's codes); entries of the same
+    /// batch that succeeded stay published, so a caller retrying the
+    /// whole batch publishes them again: use it only for events whose
+    /// consumers tolerate a repeat (every consumer of the topic does).
+    pub async fn publish_batch(&self, envs: &[Envelope]) -> anyhow::Result<()> {
+        if envs.is_empty() {
+            return Ok(());
+        }
+        let arn = self.topic_arn().await?;
+        for chunk in envs.chunks(PUBLISH_BATCH_MAX) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (i, env) in chunk.iter().enumerate() {
+                let (_, attribute) = event_type_attribute(env)?;
+                entries.push(
+                    PublishBatchRequestEntry::builder()
+                        // Unique within the request, [A-Za-z0-9_-]{1,80}.
+                        .id(format!("e{i}"))
+                        .message(env.to_json())
+                        .message_attributes(EVENT_TYPE_ATTRIBUTE, attribute)
+                        .build()
+                        .context("build a PublishBatch entry")?,
+                );
+            }
+            let out = self
+                .sns
+                .publish_batch()
+                .topic_arn(&arn)
+                .set_publish_batch_request_entries(Some(entries))
+                .send()
+                .await
+                .with_context(|| format!("publish a batch of {} events", chunk.len()))?;
+            let failed: Vec<String> = out
+                .failed()
+                .iter()
+                .map(|f| {
+                    let env = f
+                        .id()
+                        .strip_prefix('e')
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .and_then(|i| chunk.get(i));
+                    format!(
+                        "{} ({}: {})",
+                        env.map_or("?", |e| e.id.as_str()),
+                        f.code(),
+                        f.message().unwrap_or("no message")
+                    )
+                })
+                .collect();
+            anyhow::ensure!(
+                failed.is_empty(),
+                "SNS refused {} of {} events in a batch: {}",
+                failed.len(),
+                chunk.len(),
+                failed.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Entries per SNS `PublishBatch` request (AWS's maximum).
+pub const PUBLISH_BATCH_MAX: usize = 10;
+
+/// The envelope's event type and the message attribute that carries it.
+fn event_type_attribute(env: &Envelope) -> anyhow::Result<(&'static str, MessageAttributeValue)> {
+    let event_type = env
+        .message
+        .event_type()
+        .with_context(|| format!("{} is not an event type of the topic", env.message.kind()))?;
+    let name = event_type.as_str();
+    let value = MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(name)
+        .build()
+        .expect("data type is set");
+    Ok((name, value))
 }

@@ -25,12 +25,12 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use kopter_schema::items::keys;
 use kopter_schema::messages::{OrgAccountChanged, OrgChange};
-use kopter_schema::{AccountId, Message, Names, Table, TenantId};
+use kopter_schema::{AccountId, Envelope, Message, Names, Table, TenantId};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{AccountStore, OnboardError, Onboarding, is_region_name, validate_role_arn};
 use crate::credentials::{AssumeRoleError, CredentialCache, CustomerRole};
-use crate::messaging::{Outbox, envelope};
+use crate::messaging::{Outbox, PUBLISH_BATCH_MAX, envelope};
 
 /// Sort-key prefix of connections in the accounts table.
 pub const ORG_SK_PREFIX: &str = "_org#";
@@ -396,34 +396,46 @@ impl Organizations {
                 (Some(_), _) => report.unchanged += 1,
             }
         }
-        // New members, several at a time: each is a feed notice and two
-        // conditional writes, so a first discovery of 5,000 accounts one
-        // by one is bound by round trips, not by AWS's limits.
-        let mut onboarding = futures::stream::iter(joins)
-            .map(|(account, status, req)| async move {
-                self.post(conn, &account, OrgChange::Onboarded, &status)
-                    .await?;
-                let outcome = self
-                    .accounts
-                    .onboard_with(
-                        req,
-                        None,
-                        member_external_id(&conn.tenant_id, &conn.management_account),
-                        Some(conn.management_account.clone()),
-                    )
-                    .await;
-                Ok::<_, OrgError>((account, outcome))
+        // New members, ten to a batch: one PublishBatch of their feed
+        // notices, then their conditional writes at once, two batches in
+        // flight. A first discovery of 5,000 accounts one by one would be
+        // bound by round trips (and 5,000 Publish calls), not AWS's limits.
+        let batches: Vec<Vec<_>> = joins.chunks(PUBLISH_BATCH_MAX).map(<[_]>::to_vec).collect();
+        let mut onboarding = futures::stream::iter(batches)
+            .map(|batch| async move {
+                let notices: Vec<Envelope> = batch
+                    .iter()
+                    .map(|(account, status, _)| notice(conn, account, OrgChange::Onboarded, status))
+                    .collect();
+                self.outbox.publish_batch(&notices).await?;
+                let outcomes = futures::future::join_all(batch.into_iter().map(
+                    |(account, _, req)| async move {
+                        let outcome = self
+                            .accounts
+                            .onboard_with(
+                                req,
+                                None,
+                                member_external_id(&conn.tenant_id, &conn.management_account),
+                                Some(conn.management_account.clone()),
+                            )
+                            .await;
+                        (account, outcome)
+                    },
+                ))
+                .await;
+                Ok::<_, OrgError>(outcomes)
             })
-            .buffer_unordered(ONBOARD_CONCURRENCY);
-        while let Some(joined) = onboarding.next().await {
-            let (account, outcome) = joined?;
-            match outcome {
-                Ok(_) | Err(OnboardError::AlreadyOnboarded { .. }) => {
-                    report.onboarded.push(account)
+            .buffer_unordered(BATCHES_IN_FLIGHT);
+        while let Some(batch) = onboarding.next().await {
+            for (account, outcome) in batch? {
+                match outcome {
+                    Ok(_) | Err(OnboardError::AlreadyOnboarded { .. }) => {
+                        report.onboarded.push(account)
+                    }
+                    Err(OnboardError::OwnedByOtherTenant(a)) => report.conflicts.push(a),
+                    Err(OnboardError::Invalid(e)) => return Err(OrgError::Refused(e)),
+                    Err(OnboardError::Aws(e)) => return Err(OrgError::Aws(e)),
                 }
-                Err(OnboardError::OwnedByOtherTenant(a)) => report.conflicts.push(a),
-                Err(OnboardError::Invalid(e)) => return Err(OrgError::Refused(e)),
-                Err(OnboardError::Aws(e)) => return Err(OrgError::Aws(e)),
             }
         }
         drop(onboarding);
@@ -462,20 +474,26 @@ impl Organizations {
         status: &str,
     ) -> anyhow::Result<()> {
         self.outbox
-            .publish(&envelope(Message::OrgAccountChanged(OrgAccountChanged {
-                tenant: conn.tenant_id.clone(),
-                account: account.clone(),
-                management_account: conn.management_account.clone(),
-                change,
-                status: status.to_owned(),
-                at: Utc::now(),
-            })))
+            .publish(&notice(conn, account, change, status))
             .await
     }
 }
 
-/// New member accounts onboarded at once by one discovery.
-const ONBOARD_CONCURRENCY: usize = 16;
+/// The tenant's feed notice of one member account's change.
+fn notice(conn: &OrgConnection, account: &AccountId, change: OrgChange, status: &str) -> Envelope {
+    envelope(Message::OrgAccountChanged(OrgAccountChanged {
+        tenant: conn.tenant_id.clone(),
+        account: account.clone(),
+        management_account: conn.management_account.clone(),
+        change,
+        status: status.to_owned(),
+        at: Utc::now(),
+    }))
+}
+
+/// Batches of new member accounts ([`PUBLISH_BATCH_MAX`] each) onboarded
+/// at once by one discovery.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Every account of the organization with its status, in as few calls
 /// as the API allows (20 accounts per page); and the number of calls.
