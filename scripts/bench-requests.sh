@@ -9,6 +9,8 @@
 # are exact (ConsumedCapacity), and it keeps its pace as tables grow.
 #   KOPTER_BENCH_ACCOUNTS  sizes to run, comma-separated (default 10,40)
 #   KOPTER_BENCH_HOURS     simulated hours per size (default 3)
+#   KOPTER_BENCH_RESOURCES resources per account, about (default 12: the
+#                          demo estate; larger ones repeat its instances)
 #   KOPTER_BENCH_DYNAMODB  `local` (default) or `moto` (units estimated
 #                          from the bytes on the wire)
 # Figures: docs/benchmarks.md.

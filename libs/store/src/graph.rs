@@ -3,7 +3,8 @@
 //!
 //! | pk | sk | row |
 //! |---|---|---|
-//! | `{tenant}#{account}#res#{yyyy-mm-ddThh}` | `{kind}#{resource id}` | [`ResourceHourRow`] |
+//! | `{tenant}#{account}#res#{yyyy-mm-ddThh}` | `packed#{nnnn}` | the account-hour's resource costs, packed ([`packed`]: every line in one deflated JSON array, split in chunks of ≤ 100 KiB; one item up to ~1,000 resources); read back as [`ResourceHourRow`]s |
+//! | `{tenant}#{account}#res#{yyyy-mm-ddThh}` | `{kind}#{resource id}` | [`ResourceHourRow`], one per resource: hours computed before packing (read still; a recompute replaces them by the packed item) |
 //! | `{tenant}#hour#{dimension}` | `{yyyy-mm-ddThh}#{group}#{account}` | [`RollupRow`] |
 //! | `{tenant}#day#{dimension}` | `{yyyy-mm-dd}#{group}#{account}` | [`RollupRow`] |
 //! | `{tenant}#daily-total` | `{yyyy-mm-dd}` | every account's cost of the day (`cost`, `currency`; the notifier's digest reads it) |
@@ -14,11 +15,14 @@
 //! Dimensions: `account`, `region`, `family`, `tag:{key}`. Roll-up rows
 //! keep the account in their key, so recomputing one account's hour
 //! replaces exactly that account's rows ([`GraphStore::replace_hour`]):
-//! rows of the new result are put, rows of the old one that the new one
-//! lacks are deleted. Tenant-wide series sum the accounts when read.
-//! Every partition key starts with the tenant.
+//! rows of the new result that differ from the stored ones are put, rows
+//! of the old one that the new one lacks are deleted, and an unchanged
+//! recompute writes nothing (DynamoDB bills a write unit per item
+//! however small). Tenant-wide series sum the accounts when read. Every
+//! partition key starts with the tenant. Why the resource costs are
+//! packed, and how a reader never mixes two results: `graph/design.md`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -28,6 +32,8 @@ use chrono::{DateTime, Duration, Utc};
 use kopter_runtime::dynamo;
 use kopter_schema::{AccountId, Names, Table, TenantId};
 use serde::{Deserialize, Serialize};
+
+pub mod packed;
 
 /// What a resource cost in one hour.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,8 +220,10 @@ impl GraphStore {
         }
     }
 
-    /// Replaces one account's hour: resource rows and hour roll-ups, then
-    /// the day roll-ups of that day (summed from the hour roll-ups).
+    /// Replaces one account's hour: its packed resource costs and hour
+    /// roll-ups, then the day roll-ups of that day (summed from the hour
+    /// roll-ups) and the tenant's total of the day. Writes only what
+    /// changed: a redelivered or unchanged recompute writes nothing.
     pub async fn replace_hour(
         &self,
         tenant: &TenantId,
@@ -226,35 +234,11 @@ impl GraphStore {
         expires_at: i64,
     ) -> anyhow::Result<()> {
         let hk = hour_key(hour);
-        // Resource rows.
-        let res_pk = format!("{tenant}#{account}#res#{hk}");
-        let rows: Vec<ResourceHourRow> = lines
-            .iter()
-            .map(|l| ResourceHourRow {
-                pk: res_pk.clone(),
-                sk: format!("{}#{}", l.kind, l.resource_id),
-                tenant: tenant.clone(),
-                account: account.clone(),
-                region: l.region.to_string(),
-                resource_id: l.resource_id.to_string(),
-                kind: l.kind.into(),
-                hour: hk.clone(),
-                usage: l.usage,
-                unit: l.unit.into(),
-                cost_usd: l.cost_usd,
-                reserved_usd: l.reserved_usd,
-                price_missing: l.missing.clone(),
-                price_missing_part: l.missing_part.clone(),
-                family: l.family.to_string(),
-                detail: l.detail.to_string(),
-                lifecycle: l.lifecycle.to_string(),
-                tags: (*l.tags).clone(),
-                note: l.note.as_deref().map(str::to_owned),
-                expires_at,
-            })
-            .collect();
-        let old = self.keys(&res_pk, None, None).await?;
-        self.replace(&rows, old).await?;
+        let res_pk = resource_hour_pk(tenant, account, hour);
+        let packed = packed::pack(lines, expires_at, packed::CHUNK_BYTES)
+            .with_context(|| format!("pack the cost lines of {res_pk}"))?;
+        self.replace_resource_hours(&res_pk, tenant, account, &hk, &packed, expires_at)
+            .await?;
 
         for dim in dimensions(tag_keys) {
             let mut groups: BTreeMap<String, RollupRow> = BTreeMap::new();
@@ -289,10 +273,8 @@ impl GraphStore {
                 row.reserved_usd += l.reserved_usd.or(l.cost_usd).unwrap_or(0.0);
             }
             let rows: Vec<RollupRow> = groups.into_values().collect();
-            let old = self
-                .keys(&pk, Some(&format!("{hk}#")), Some(account))
-                .await?;
-            self.replace(&rows, old).await?;
+            let old = self.rollups(&pk, &format!("{hk}#"), account).await?;
+            self.replace_rollups(&rows, old).await?;
             self.rebuild_day(tenant, account, &dim, hour, expires_at)
                 .await?;
         }
@@ -343,16 +325,20 @@ impl GraphStore {
             row.resources = row.resources.max(h.resources);
         }
         let rows: Vec<RollupRow> = groups.into_values().collect();
-        let old = self
-            .keys(&pk, Some(&format!("{day}#")), Some(account))
-            .await?;
-        self.replace(&rows, old).await?;
+        let old = self.rollups(&pk, &format!("{day}#"), account).await?;
+        self.replace_rollups(&rows, old).await?;
         if dim == "account" {
-            // The tenant's total of the day, over every account.
+            // The tenant's total of the day, over every account. Compared
+            // with the stored one rather than skipped when this account's
+            // day rows did not change: a crash between those rows and this
+            // total must not leave it stale on redelivery.
             let all: Vec<RollupRow> = self
                 .query(&pk, &format!("{day}#"), &format!("{day}#\u{10ffff}"))
                 .await?;
             let cost: f64 = all.iter().map(|r| r.cost_usd).sum();
+            if self.daily_total_item(tenant, &day).await? == Some((cost, expires_at)) {
+                return Ok(());
+            }
             self.ddb
                 .put_item()
                 .table_name(&self.table)
@@ -388,15 +374,37 @@ impl GraphStore {
         }))
     }
 
-    /// Puts `rows` and deletes the `old` keys that are not among them.
-    async fn replace<T: Serialize + HasKey>(
+    /// The stored daily total's `cost` and `expires_at` as written.
+    async fn daily_total_item(
         &self,
-        rows: &[T],
-        old: Vec<(String, String)>,
-    ) -> anyhow::Result<()> {
+        tenant: &TenantId,
+        day: &str,
+    ) -> anyhow::Result<Option<(f64, i64)>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("{tenant}#daily-total")))
+            .key("sk", s(day))
+            .consistent_read(true)
+            .send()
+            .await
+            .context("get the daily total")?;
+        Ok(out.item.and_then(|i| {
+            let n = |name: &str| i.get(name)?.as_n().ok().cloned();
+            Some((n("cost")?.parse().ok()?, n("expires_at")?.parse().ok()?))
+        }))
+    }
+
+    /// Puts the `rows` that differ from the `old` row of their key (a
+    /// recompute of an unchanged hour writes nothing) and deletes the old
+    /// rows whose key is not among `rows`.
+    async fn replace_rollups(&self, rows: &[RollupRow], old: Vec<RollupRow>) -> anyhow::Result<()> {
         let new: HashSet<(String, String)> = rows.iter().map(|r| r.key()).collect();
+        let old: HashMap<(String, String), RollupRow> =
+            old.into_iter().map(|r| (r.key(), r)).collect();
         let mut writes = Vec::new();
-        for r in rows {
+        for r in rows.iter().filter(|r| old.get(&r.key()) != Some(*r)) {
             writes.push(
                 WriteRequest::builder()
                     .put_request(
@@ -407,7 +415,7 @@ impl GraphStore {
                     .build(),
             );
         }
-        for (pk, sk) in old {
+        for (pk, sk) in old.into_keys() {
             if !new.contains(&(pk.clone(), sk.clone())) {
                 writes.push(
                     WriteRequest::builder()
@@ -424,40 +432,24 @@ impl GraphStore {
         kopter_runtime::dynamo::batch_write(&self.ddb, &self.table, writes, 4).await
     }
 
-    async fn keys(
+    /// One account's roll-up rows of partition `pk` whose sort key
+    /// begins with `prefix` (the partition holds every account's).
+    async fn rollups(
         &self,
         pk: &str,
-        prefix: Option<&str>,
-        account: Option<&AccountId>,
-    ) -> anyhow::Result<Vec<(String, String)>> {
-        let mut q = self
+        prefix: &str,
+        account: &AccountId,
+    ) -> anyhow::Result<Vec<RollupRow>> {
+        let q = self
             .ddb
             .query()
             .table_name(&self.table)
             .consistent_read(true)
-            .projection_expression("pk, sk, account")
-            .expression_attribute_values(":pk", s(pk));
-        q = match prefix {
-            Some(p) => q
-                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                .expression_attribute_values(":p", s(p)),
-            None => q.key_condition_expression("pk = :pk"),
-        };
-        let items = dynamo::query_items(q, pk).await?;
-        Ok(items
-            .into_iter()
-            .filter(|i| {
-                account.is_none_or(|a| {
-                    i.get("account").and_then(|v| v.as_s().ok()) == Some(&a.to_string())
-                })
-            })
-            .filter_map(|i| {
-                Some((
-                    i.get("pk")?.as_s().ok()?.clone(),
-                    i.get("sk")?.as_s().ok()?.clone(),
-                ))
-            })
-            .collect())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":p", s(prefix));
+        let rows: Vec<RollupRow> = dynamo::query_all(q, &format!("{pk} {prefix}")).await?;
+        Ok(rows.into_iter().filter(|r| r.account == *account).collect())
     }
 
     async fn query<T: serde::de::DeserializeOwned>(
@@ -478,15 +470,95 @@ impl GraphStore {
         dynamo::query_all(q, &format!("{pk} {lo}..{hi}")).await
     }
 
-    /// Resource rows of one account's hour.
+    /// Resource rows of one account's hour, sorted by `sk`: the packed
+    /// result ([`packed`]), or per-resource rows as hours computed before
+    /// packing hold them.
     pub async fn resource_hours(
         &self,
         tenant: &TenantId,
         account: &AccountId,
         hour: DateTime<Utc>,
     ) -> anyhow::Result<Vec<ResourceHourRow>> {
-        let pk = format!("{tenant}#{account}#res#{}", hour_key(hour));
-        self.query(&pk, " ", "\u{10ffff}").await
+        let pk = resource_hour_pk(tenant, account, hour);
+        let q = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(&pk));
+        let items = dynamo::query_items(q, &pk).await?;
+        account_hour_rows(&pk, items)
+    }
+
+    /// Replaces one account-hour's resource costs with `packed`: puts its
+    /// chunks and deletes every other item of the partition (chunks of an
+    /// earlier, longer result; per-resource rows written before packing)
+    /// — unless the stored result is `packed` already (same digest, whole,
+    /// nothing else in the partition): then nothing is written. New chunks
+    /// go before deletes, so a reader sees the old result or the new one
+    /// ([`packed::whole`]).
+    async fn replace_resource_hours(
+        &self,
+        pk: &str,
+        tenant: &TenantId,
+        account: &AccountId,
+        hour_key: &str,
+        packed: &packed::PackedHour,
+        expires_at: i64,
+    ) -> anyhow::Result<()> {
+        // Reads are billed on the whole item either way; the projection
+        // only keeps the chunks' bytes off the wire.
+        let q = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk")
+            .projection_expression("pk, sk, parts, digest")
+            .expression_attribute_values(":pk", s(pk));
+        let stored = dynamo::query_items(q, pk).await?;
+        let sk_of =
+            |i: &HashMap<String, AttributeValue>| i.get("sk").and_then(|v| v.as_s().ok()).cloned();
+        let new: Vec<String> = (0..packed.chunks.len()).map(packed::chunk_sk).collect();
+        let unchanged = stored.len() == new.len()
+            && stored.iter().all(|i| {
+                sk_of(i).is_some_and(|sk| new.contains(&sk))
+                    && i.get("digest").and_then(|v| v.as_s().ok()) == Some(&packed.digest)
+                    && i.get("parts").and_then(|v| v.as_n().ok()) == Some(&new.len().to_string())
+            });
+        if unchanged {
+            return Ok(());
+        }
+        let mut writes = Vec::new();
+        for item in packed::chunk_items(pk, tenant, account, hour_key, packed, expires_at) {
+            writes.push(
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build()?)
+                    .build(),
+            );
+        }
+        kopter_runtime::dynamo::batch_write(&self.ddb, &self.table, writes, 4)
+            .await
+            .with_context(|| format!("put the packed cost lines of {pk}"))?;
+        let mut deletes = Vec::new();
+        for sk in stored.iter().filter_map(sk_of) {
+            if !new.contains(&sk) {
+                deletes.push(
+                    WriteRequest::builder()
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .key("pk", s(pk))
+                                .key("sk", s(sk))
+                                .build()?,
+                        )
+                        .build(),
+                );
+            }
+        }
+        kopter_runtime::dynamo::batch_write(&self.ddb, &self.table, deletes, 4)
+            .await
+            .with_context(|| format!("delete stale cost rows of {pk}"))
     }
 
     /// A cost series: `granularity` `hour` or `day`, periods from `from`
@@ -750,7 +822,41 @@ pub const BATCH_GET: usize = 100;
 
 /// Partition key of one account's resource rows of an hour.
 pub fn resource_hour_pk(tenant: &TenantId, account: &AccountId, hour: DateTime<Utc>) -> String {
-    format!("{tenant}#{account}#res#{}", hour_key(hour))
+    resource_hour_pk_of(tenant, account, &hour_key(hour))
+}
+
+/// [`resource_hour_pk`] of an hour key (`2025-05-20T10`).
+pub fn resource_hour_pk_of(tenant: &TenantId, account: &AccountId, hour_key: &str) -> String {
+    format!("{tenant}#{account}#res#{hour_key}")
+}
+
+/// The resource rows of one account-hour partition's items (`pk`): the
+/// packed result when there is one (it is the newer: hours are no longer
+/// written per resource), else the per-resource rows; sorted by `sk`.
+fn account_hour_rows(
+    pk: &str,
+    items: Vec<HashMap<String, AttributeValue>>,
+) -> anyhow::Result<Vec<ResourceHourRow>> {
+    let (chunks, rows): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| {
+        i.get("sk")
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|sk| sk.starts_with(packed::CHUNK_PREFIX))
+    });
+    if !chunks.is_empty() {
+        let chunks = chunks
+            .iter()
+            .map(packed::stored_chunk)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut out = packed::unpack(chunks)?;
+        out.sort_by(|a, b| a.sk.cmp(&b.sk));
+        return Ok(out);
+    }
+    let mut out = rows
+        .into_iter()
+        .map(|i| serde_dynamo::from_item(i).with_context(|| format!("decode a cost row of {pk}")))
+        .collect::<anyhow::Result<Vec<ResourceHourRow>>>()?;
+    out.sort_by(|a, b| a.sk.cmp(&b.sk));
+    Ok(out)
 }
 
 /// Sort key of a resource's row in its hour partition.
@@ -759,70 +865,134 @@ pub fn resource_hour_sk(kind: &str, resource_id: &str) -> String {
 }
 
 impl GraphStore {
-    /// Resource-hour rows by key (`(pk, sk)`, at most [`BATCH_GET`]): one
-    /// `BatchGetItem`, plus a retry of any keys DynamoDB left unprocessed
-    /// (throttling). Rows that do not exist are simply absent; the order
-    /// of the result is unspecified.
+    /// Resource-hour rows by key (`(pk, sk)` as [`resource_hour_pk`] and
+    /// [`resource_hour_sk`] make them, at most [`BATCH_GET`]). An
+    /// account-hour asked for several rows (an inventory page's hour) is
+    /// read whole, one `Query`; for the others (a resource's hours) the
+    /// first packed chunk and the per-resource row (hours computed before
+    /// packing) are fetched in `BatchGetItem`s of 100 keys, then the other
+    /// chunks of a result of several. Rows that do not exist are simply
+    /// absent; the order of the result is unspecified.
     pub async fn resource_hours_by_key(
         &self,
         keys: &[(String, String)],
     ) -> anyhow::Result<Vec<ResourceHourRow>> {
-        use aws_sdk_dynamodb::types::KeysAndAttributes;
         anyhow::ensure!(
             keys.len() <= BATCH_GET,
             "{} keys in one BatchGetItem (at most {BATCH_GET})",
             keys.len()
         );
-        let mut out = Vec::with_capacity(keys.len());
-        if keys.is_empty() {
-            return Ok(out);
+        let mut wanted: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
+        for (pk, sk) in keys {
+            wanted.entry(pk).or_default().insert(sk);
         }
-        let mut pending: Vec<std::collections::HashMap<String, AttributeValue>> = keys
+        let mut by_pk: BTreeMap<String, Vec<HashMap<String, AttributeValue>>> = BTreeMap::new();
+        let mut get: Vec<(String, String)> = Vec::new();
+        for (pk, sks) in &wanted {
+            if sks.len() > 1 {
+                let q = self
+                    .ddb
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", s(*pk));
+                by_pk.insert(pk.to_string(), dynamo::query_items(q, pk).await?);
+            } else {
+                get.extend(sks.iter().map(|sk| (pk.to_string(), sk.to_string())));
+                get.push((pk.to_string(), packed::chunk_sk(0)));
+            }
+        }
+        let mut items = self.batch_get(&get).await?;
+        // A result of several chunks: the rest of them.
+        let more: Vec<(String, String)> = items
             .iter()
-            .map(|(pk, sk)| {
-                std::collections::HashMap::from([
-                    ("pk".to_owned(), s(pk.clone())),
-                    ("sk".to_owned(), s(sk.clone())),
-                ])
+            .filter(|i| i.get("sk").and_then(|v| v.as_s().ok()) == Some(&packed::chunk_sk(0)))
+            .filter_map(|i| {
+                let pk = i.get("pk")?.as_s().ok()?;
+                let parts: usize = i.get("parts")?.as_n().ok()?.parse().ok()?;
+                Some((1..parts).map(|n| (pk.clone(), packed::chunk_sk(n))))
             })
+            .flatten()
             .collect();
-        // Unprocessed keys come back under throttling; a few short waits
-        // before the caller sees a (retryable) error.
-        for attempt in 0..4u32 {
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-            }
-            let ka = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut pending)))
-                .build()
-                .context("build BatchGetItem keys")?;
-            let res = self
-                .ddb
-                .batch_get_item()
-                .request_items(&self.table, ka)
-                .send()
-                .await
-                .context("batch-get resource cost rows")?;
-            for item in res
-                .responses
-                .and_then(|mut r| r.remove(&self.table))
-                .unwrap_or_default()
-            {
-                out.push(serde_dynamo::from_item(item).context("decode a resource cost row")?);
-            }
-            pending = res
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .map(|k| k.keys)
-                .unwrap_or_default();
-            if pending.is_empty() {
-                return Ok(out);
-            }
+        items.extend(self.batch_get(&more).await?);
+        for i in items {
+            let pk = i
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .context("a price-graph item without pk")?
+                .clone();
+            by_pk.entry(pk).or_default().push(i);
         }
-        anyhow::bail!(
-            "DynamoDB left {} resource cost keys unprocessed (throttling)",
-            pending.len()
-        )
+        let mut out = Vec::with_capacity(keys.len());
+        for (pk, items) in by_pk {
+            let Some(sks) = wanted.get(pk.as_str()) else {
+                continue;
+            };
+            out.extend(
+                account_hour_rows(&pk, items)?
+                    .into_iter()
+                    .filter(|r| sks.contains(r.sk.as_str())),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Items by key, [`BATCH_GET`] keys per `BatchGetItem`, plus a retry
+    /// of any keys DynamoDB left unprocessed (throttling).
+    async fn batch_get(
+        &self,
+        keys: &[(String, String)],
+    ) -> anyhow::Result<Vec<HashMap<String, AttributeValue>>> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut out = Vec::with_capacity(keys.len());
+        for batch in keys.chunks(BATCH_GET) {
+            let mut pending: Vec<HashMap<String, AttributeValue>> = batch
+                .iter()
+                .map(|(pk, sk)| {
+                    HashMap::from([
+                        ("pk".to_owned(), s(pk.clone())),
+                        ("sk".to_owned(), s(sk.clone())),
+                    ])
+                })
+                .collect();
+            // Unprocessed keys come back under throttling; a few short
+            // waits before the caller sees a (retryable) error.
+            for attempt in 0..4u32 {
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .build()
+                    .context("build BatchGetItem keys")?;
+                let res = self
+                    .ddb
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .context("batch-get resource cost rows")?;
+                out.extend(
+                    res.responses
+                        .and_then(|mut r| r.remove(&self.table))
+                        .unwrap_or_default(),
+                );
+                pending = res
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            anyhow::ensure!(
+                pending.is_empty(),
+                "DynamoDB left {} resource cost keys unprocessed (throttling)",
+                pending.len()
+            );
+        }
+        Ok(out)
     }
 
     /// One page (one `Query`) of roll-up rows of `{tenant}#{granularity}#{dimension}`
@@ -841,7 +1011,12 @@ impl GraphStore {
         self.page(&pk, lo, hi, start, limit).await
     }
 
-    /// One page (one `Query`) of an account's resource rows of an hour.
+    /// One page of an account's resource rows of an hour, sorted by `sk`,
+    /// after `start` (a key `{pk, sk}` of this partition: the last row of
+    /// the previous page; DynamoDB's `LastEvaluatedKey` of per-resource
+    /// rows had the same shape, so cursors of either kind resume), at most
+    /// `limit` rows. The hour is read whole (a packed hour is one or a few
+    /// items) and cut here.
     pub async fn resource_hours_page(
         &self,
         tenant: &TenantId,
@@ -851,7 +1026,26 @@ impl GraphStore {
         limit: u32,
     ) -> anyhow::Result<crate::page::Page<ResourceHourRow>> {
         let pk = resource_hour_pk(tenant, account, hour);
-        self.page(&pk, " ", "\u{10ffff}", start, limit).await
+        let after = match start {
+            Some(start) => {
+                let key = crate::page::start_key(start, &["pk", "sk"], ("pk", &pk))?;
+                key.get("sk").and_then(|v| v.as_s().ok()).cloned()
+            }
+            None => None,
+        };
+        let limit = limit.clamp(1, 1000) as usize;
+        let rows = self.resource_hours(tenant, account, hour).await?;
+        let mut rest = rows
+            .into_iter()
+            .filter(|r| after.as_ref().is_none_or(|a| r.sk > *a));
+        let items: Vec<ResourceHourRow> = rest.by_ref().take(limit).collect();
+        let next = match (rest.next(), items.last()) {
+            (Some(_), Some(last)) => Some(crate::page::PageKey(
+                serde_json::json!({ "pk": last.pk, "sk": last.sk }),
+            )),
+            _ => None,
+        };
+        Ok(crate::page::Page { items, next })
     }
 
     async fn page<T: serde::de::DeserializeOwned>(

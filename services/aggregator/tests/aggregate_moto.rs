@@ -641,3 +641,294 @@ async fn a_burst_of_changes_of_one_account_hour_is_recomputed_once() {
             .unwrap()
     );
 }
+
+/// The price graph's items of partition `pk` (sort keys).
+async fn partition_sks(w: &World, pk: &str) -> Vec<String> {
+    w.env
+        .ctx
+        .aws
+        .dynamodb()
+        .query()
+        .table_name(w.env.ctx.names.table(Table::PriceGraph))
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+        .iter()
+        .map(|i| i["sk"].as_s().unwrap().clone())
+        .collect()
+}
+
+/// Sets `untouched` on an item: a later put of the item drops it.
+async fn mark(w: &World, pk: &str, sk: &str) {
+    w.env
+        .ctx
+        .aws
+        .dynamodb()
+        .update_item()
+        .table_name(w.env.ctx.names.table(Table::PriceGraph))
+        .key("pk", AttributeValue::S(pk.into()))
+        .key("sk", AttributeValue::S(sk.into()))
+        .update_expression("SET untouched = :t")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":t", AttributeValue::Bool(true))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("mark {pk} {sk}: {e:?}"));
+}
+
+async fn marked(w: &World, pk: &str, sk: &str) -> bool {
+    w.env
+        .ctx
+        .aws
+        .dynamodb()
+        .get_item()
+        .table_name(w.env.ctx.names.table(Table::PriceGraph))
+        .key("pk", AttributeValue::S(pk.into()))
+        .key("sk", AttributeValue::S(sk.into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_else(|| panic!("{pk} {sk} is gone"))
+        .contains_key("untouched")
+}
+
+#[tokio::test]
+async fn an_hour_is_one_packed_item_and_an_unchanged_recompute_writes_nothing() {
+    use kopter_store::graph::{resource_hour_pk, resource_hour_sk};
+
+    let w = world().await;
+    estate(&w).await;
+    let msg = AggregateHour {
+        hour: t("2025-06-02T10:00:00Z"),
+        backfill_hours: 0,
+        tenant: Some(w.tenant.clone()),
+    };
+    w.agg.aggregate(&msg).await.unwrap();
+    let h10 = t("2025-06-02T10:00:00Z");
+    let pk = resource_hour_pk(&w.tenant, &w.account, h10);
+    assert_eq!(partition_sks(&w, &pk).await, vec!["packed#0000"]);
+
+    // Every reader sees the four resources of the packed hour.
+    let graph = &w.agg.graph;
+    let all = graph
+        .resource_hours(&w.tenant, &w.account, h10)
+        .await
+        .unwrap();
+    let sks: Vec<&str> = all.iter().map(|r| r.sk.as_str()).collect();
+    assert_eq!(
+        sks,
+        vec![
+            "instance#i-odd",
+            "instance#i-web",
+            "instance#i-win",
+            "volume#vol-1"
+        ]
+    );
+    assert!(all.iter().all(|r| r.pk == pk && r.hour == "2025-06-02T10"));
+    let one = graph
+        .resource_hours_by_key(&[(pk.clone(), resource_hour_sk("instance", "i-win"))])
+        .await
+        .unwrap();
+    assert_eq!(one, vec![all[2].clone()]);
+    let mut two = graph
+        .resource_hours_by_key(&[
+            (pk.clone(), resource_hour_sk("instance", "i-web")),
+            (pk.clone(), resource_hour_sk("volume", "vol-1")),
+            (pk.clone(), resource_hour_sk("volume", "vol-gone")),
+        ])
+        .await
+        .unwrap();
+    two.sort_by(|a, b| a.sk.cmp(&b.sk));
+    assert_eq!(two, vec![all[1].clone(), all[3].clone()]);
+    let first = graph
+        .resource_hours_page(&w.tenant, &w.account, h10, None, 3)
+        .await
+        .unwrap();
+    assert_eq!(first.items, all[..3].to_vec());
+    let next = first.next.expect("a second page");
+    let second = graph
+        .resource_hours_page(&w.tenant, &w.account, h10, Some(&next), 3)
+        .await
+        .unwrap();
+    assert_eq!(second.items, all[3..].to_vec());
+    assert_eq!(second.next, None);
+    // A cursor of this partition does not open another tenant's.
+    let other = TenantId::new(unique("other-")).unwrap();
+    assert!(
+        graph
+            .resource_hours_page(&other, &w.account, h10, Some(&next), 3)
+            .await
+            .is_err()
+    );
+
+    // The same hour computed again: neither the packed item nor any
+    // roll-up nor the day's total is written.
+    let day = "2025-06-02";
+    let items = [
+        (pk.clone(), "packed#0000".to_owned()),
+        (
+            format!("{}#hour#account", w.tenant),
+            format!("2025-06-02T10#{0}#{0}", w.account),
+        ),
+        (
+            format!("{}#hour#family", w.tenant),
+            format!("2025-06-02T10#m5#{}", w.account),
+        ),
+        (
+            format!("{}#day#account", w.tenant),
+            format!("{day}#{0}#{0}", w.account),
+        ),
+        (format!("{}#daily-total", w.tenant), day.to_owned()),
+    ];
+    for (pk, sk) in &items {
+        mark(&w, pk, sk).await;
+    }
+    w.agg.aggregate(&msg).await.unwrap();
+    for (pk, sk) in &items {
+        assert!(marked(&w, pk, sk).await, "{pk} {sk} was rewritten");
+    }
+    // A changed hour is rewritten (and its day): a launch at 10:15.
+    history(
+        &w,
+        "i-new",
+        &[(
+            "2025-06-02T10:15:00Z",
+            Change::Launched,
+            instance("running", "m5.large", "RunInstances", &[]),
+        )],
+    )
+    .await;
+    let later = kopter_schema::messages::InventoryChanged {
+        resource_id: "i-new".into(),
+        change: "launched".into(),
+        ..web_changed(&w, "2025-06-02T10:15:00Z")
+    };
+    w.agg.recompute_for_change(&later, None).await.unwrap();
+    assert!(!marked(&w, &pk, "packed#0000").await);
+    assert!(!marked(&w, &items[1].0, &items[1].1).await);
+    assert!(!marked(&w, &items[4].0, &items[4].1).await);
+}
+
+#[tokio::test]
+async fn hours_written_per_resource_before_packing_still_read_and_are_replaced() {
+    use kopter_store::graph::{ResourceHourRow, resource_hour_pk, resource_hour_sk};
+
+    let w = world().await;
+    estate(&w).await;
+    let h7 = t("2025-06-02T07:00:00Z");
+    let pk = resource_hour_pk(&w.tenant, &w.account, h7);
+    let row = |kind: &str, id: &str, cost: f64| ResourceHourRow {
+        pk: pk.clone(),
+        sk: resource_hour_sk(kind, id),
+        tenant: w.tenant.clone(),
+        account: w.account.clone(),
+        region: "us-east-1".into(),
+        resource_id: id.into(),
+        kind: kind.into(),
+        hour: "2025-06-02T07".into(),
+        usage: 1.0,
+        unit: "Hrs".into(),
+        cost_usd: Some(cost),
+        reserved_usd: None,
+        price_missing: None,
+        price_missing_part: None,
+        family: "m5".into(),
+        detail: "m5.large".into(),
+        lifecycle: "on-demand".into(),
+        tags: BTreeMap::from([("team".to_owned(), "web".to_owned())]),
+        note: None,
+        expires_at: 4_000_000_000,
+    };
+    let old = [
+        row("instance", "i-old", 0.096),
+        row("volume", "vol-old", 0.01),
+    ];
+    for r in &old {
+        w.env.put_row(Table::PriceGraph, r).await;
+    }
+    let graph = &w.agg.graph;
+    assert_eq!(
+        graph
+            .resource_hours(&w.tenant, &w.account, h7)
+            .await
+            .unwrap(),
+        old.to_vec()
+    );
+    assert_eq!(
+        graph
+            .resource_hours_by_key(&[(pk.clone(), old[1].sk.clone())])
+            .await
+            .unwrap(),
+        vec![old[1].clone()]
+    );
+    let mut both = graph
+        .resource_hours_by_key(&[
+            (pk.clone(), old[0].sk.clone()),
+            (pk.clone(), old[1].sk.clone()),
+        ])
+        .await
+        .unwrap();
+    both.sort_by(|a, b| a.sk.cmp(&b.sk));
+    assert_eq!(both, old.to_vec());
+    let page = graph
+        .resource_hours_page(&w.tenant, &w.account, h7, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![old[0].clone()]);
+    let page = graph
+        .resource_hours_page(&w.tenant, &w.account, h7, page.next.as_ref(), 1)
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![old[1].clone()]);
+    assert_eq!(page.next, None);
+
+    // Recomputed: the estate had nothing at 07:00, so the hour holds
+    // nothing — the per-resource rows are gone, no packed item is written.
+    w.agg
+        .aggregate(&AggregateHour {
+            hour: h7,
+            backfill_hours: 0,
+            tenant: Some(w.tenant.clone()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(partition_sks(&w, &pk).await, Vec::<String>::new());
+    assert!(
+        graph
+            .resource_hours(&w.tenant, &w.account, h7)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An hour with per-resource rows of an earlier computation beside
+    // them: the recompute leaves only its packed item.
+    let h9 = t("2025-06-02T09:00:00Z");
+    let pk9 = resource_hour_pk(&w.tenant, &w.account, h9);
+    let mut stale = row("instance", "i-old", 0.096);
+    stale.pk = pk9.clone();
+    stale.hour = "2025-06-02T09".into();
+    w.env.put_row(Table::PriceGraph, &stale).await;
+    w.agg
+        .aggregate(&AggregateHour {
+            hour: h9,
+            backfill_hours: 0,
+            tenant: Some(w.tenant.clone()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(partition_sks(&w, &pk9).await, vec!["packed#0000"]);
+    let ids: Vec<String> = graph
+        .resource_hours(&w.tenant, &w.account, h9)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.resource_id)
+        .collect();
+    assert_eq!(ids, vec!["i-odd", "i-web", "vol-1"]);
+}

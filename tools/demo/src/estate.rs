@@ -174,14 +174,18 @@ fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
         .collect()
 }
 
-/// Makes `specs` in the account through its role.
+/// Makes `specs` in the account through its role, `copies` instances of
+/// each (one `RunInstances` per spec; each copy gets its own data volume).
 pub async fn create_estate(
     ctx: &ServiceContext,
     rec: &AccountRecord,
     env_tag: &str,
     specs: &[Spec],
+    copies: usize,
 ) -> anyhow::Result<Made> {
     let role = CustomerRole::from(rec);
+    let copies = i32::try_from(copies.max(1))
+        .map_err(|_| anyhow::anyhow!("{copies} copies of an instance: too many"))?;
     let mut made = Made::default();
     for s in specs {
         let sdk = ctx
@@ -197,8 +201,8 @@ pub async fn create_estate(
             .run_instances()
             .image_id(if s.windows { WINDOWS_AMI } else { LINUX_AMI })
             .instance_type(InstanceType::from(s.instance_type))
-            .min_count(1)
-            .max_count(1)
+            .min_count(copies)
+            .max_count(copies)
             .tag_specifications(
                 TagSpecification::builder()
                     .resource_type(ResourceType::Instance)
@@ -222,60 +226,61 @@ pub async fn create_estate(
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("RunInstances {} in {}: {e:?}", s.name, s.region))?;
-        let inst = out
-            .instances()
-            .first()
-            .ok_or_else(|| anyhow::anyhow!("RunInstances {} returned no instance", s.name))?;
-        let id = inst.instance_id().unwrap_or_default().to_owned();
-        let az = inst
-            .placement()
-            .and_then(|p| p.availability_zone())
-            .unwrap_or("")
-            .to_owned();
-        made.volumes += inst.block_device_mappings().len().max(1);
-        if let Some((kind, gib)) = s.data_volume {
-            let mut vreq = ec2
-                .create_volume()
-                .availability_zone(&az)
-                .size(gib)
-                .volume_type(VolumeType::from(kind))
-                .tag_specifications(
-                    TagSpecification::builder()
-                        .resource_type(ResourceType::Volume)
-                        .set_tags(Some(tags(&[
-                            ("Name", &format!("{}-data", s.name)),
-                            ("team", s.team),
-                            ("env", env_tag),
-                        ])))
-                        .build(),
-                );
-            if kind == "io1" {
-                vreq = vreq.iops(3000);
-            }
-            let vol = vreq
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("CreateVolume for {}: {e:?}", s.name))?;
-            // st1 stays unattached (a forgotten volume); others are mounted.
-            if kind != "st1" {
-                ec2.attach_volume()
-                    .volume_id(vol.volume_id().unwrap_or_default())
-                    .instance_id(&id)
-                    .device("/dev/sdf")
+        if out.instances().is_empty() {
+            anyhow::bail!("RunInstances {} returned no instance", s.name);
+        }
+        for inst in out.instances() {
+            let id = inst.instance_id().unwrap_or_default().to_owned();
+            let az = inst
+                .placement()
+                .and_then(|p| p.availability_zone())
+                .unwrap_or("")
+                .to_owned();
+            made.volumes += inst.block_device_mappings().len().max(1);
+            if let Some((kind, gib)) = s.data_volume {
+                let mut vreq = ec2
+                    .create_volume()
+                    .availability_zone(&az)
+                    .size(gib)
+                    .volume_type(VolumeType::from(kind))
+                    .tag_specifications(
+                        TagSpecification::builder()
+                            .resource_type(ResourceType::Volume)
+                            .set_tags(Some(tags(&[
+                                ("Name", &format!("{}-data", s.name)),
+                                ("team", s.team),
+                                ("env", env_tag),
+                            ])))
+                            .build(),
+                    );
+                if kind == "io1" {
+                    vreq = vreq.iops(3000);
+                }
+                let vol = vreq
                     .send()
                     .await
-                    .map_err(|e| anyhow::anyhow!("AttachVolume for {}: {e:?}", s.name))?;
+                    .map_err(|e| anyhow::anyhow!("CreateVolume for {}: {e:?}", s.name))?;
+                // st1 stays unattached (a forgotten volume); others are mounted.
+                if kind != "st1" {
+                    ec2.attach_volume()
+                        .volume_id(vol.volume_id().unwrap_or_default())
+                        .instance_id(&id)
+                        .device("/dev/sdf")
+                        .send()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("AttachVolume for {}: {e:?}", s.name))?;
+                }
+                made.volumes += 1;
             }
-            made.volumes += 1;
+            if s.stopped {
+                ec2.stop_instances()
+                    .instance_ids(&id)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("StopInstances {}: {e:?}", s.name))?;
+            }
+            made.instances.push((s.region.to_owned(), id, s.name));
         }
-        if s.stopped {
-            ec2.stop_instances()
-                .instance_ids(&id)
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("StopInstances {}: {e:?}", s.name))?;
-        }
-        made.instances.push((s.region.to_owned(), id, s.name));
     }
     Ok(made)
 }

@@ -83,6 +83,9 @@ pub struct Options {
     pub verbose: bool,
     /// Cancelled (Ctrl-C) while starting: stop what was started, fail.
     pub cancel: CancellationToken,
+    /// Copies of each instance of an account's estate (1: the demo's ≈ 12
+    /// resources per account; benchmarks scale the estate with it).
+    pub estate_copies: usize,
 }
 
 impl Options {
@@ -138,6 +141,7 @@ impl Options {
                 members: 2,
             }),
             mode,
+            estate_copies: 1,
             first_port: 9101,
             offers_port: 0,
             api_port: 8080,
@@ -436,7 +440,9 @@ impl Demo {
         self.period_from = Utc::now().duration_trunc(chrono::Duration::hours(1))?;
         for (n, (a, rec)) in self.opts.accounts.iter().zip(&self.records).enumerate() {
             let specs = estate::estate_of(n);
-            let made = estate::create_estate(&self.ctx, rec, &a.label, specs).await?;
+            let made =
+                estate::create_estate(&self.ctx, rec, &a.label, specs, self.opts.estate_copies)
+                    .await?;
             let regions: std::collections::BTreeSet<_> = specs.iter().map(|s| s.region).collect();
             self.say(format!(
                 "   {} {}: {} instances ({} Windows, {} spot, {} stopped), {} volumes in {}",

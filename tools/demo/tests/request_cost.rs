@@ -22,8 +22,9 @@
 //! are a fixed cost of the fleet, not of an account: reported apart.
 //!
 //! `scripts/bench-requests.sh` runs it (sizes in `KOPTER_BENCH_ACCOUNTS`,
-//! default `10,40`; hours in `KOPTER_BENCH_HOURS`, default 3). Figures in
-//! docs/benchmarks.md.
+//! default `10,40`; hours in `KOPTER_BENCH_HOURS`, default 3; resources
+//! per account in `KOPTER_BENCH_RESOURCES`, default 12: the demo estate,
+//! each instance launched ⌈N/12⌉ times). Figures in docs/benchmarks.md.
 
 use std::collections::BTreeMap;
 
@@ -153,9 +154,17 @@ async fn requests_per_watched_account() {
     let hours: usize = std::env::var("KOPTER_BENCH_HOURS")
         .map(|h| h.parse().expect("KOPTER_BENCH_HOURS: a number"))
         .unwrap_or(3);
+    // The demo estate has ≈ 12 resources per account (instances, their
+    // root volumes, a data volume); larger estates repeat each instance.
+    let copies = std::env::var("KOPTER_BENCH_RESOURCES")
+        .map(|r| {
+            let r: usize = r.parse().expect("KOPTER_BENCH_RESOURCES: a number");
+            r.div_ceil(12).max(1)
+        })
+        .unwrap_or(1);
     let mut measures = Vec::new();
     for n in sizes {
-        let m = measure(n, hours).await;
+        let m = measure(n, hours, copies).await;
         print!("{}", render(&m));
         measures.push(m);
     }
@@ -182,7 +191,7 @@ fn total(m: &Measure) -> (f64, f64) {
         .fold((0.0, 0.0), |(u, r), t| (u + t.usd, r + t.calls))
 }
 
-async fn measure(n: usize, hours: usize) -> Measure {
+async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
     let run_dir = tempfile::Builder::new()
         .prefix("kopter-bench-requests-")
         .tempdir()
@@ -202,6 +211,12 @@ async fn measure(n: usize, hours: usize) -> Measure {
     opts.run_dir = run_dir.path().to_path_buf();
     opts.verbose = false;
     opts.settle_timeout = Duration::from_secs(900);
+    opts.estate_copies = estate_copies;
+    // Not the demo's fixed 8080: another run on the machine may hold it.
+    opts.api_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port for the api");
     // `scripts/bench-requests.sh` runs DynamoDB Local (exact units, and it
     // keeps its pace as tables grow); without it, moto's DynamoDB.
     opts.dynamodb_endpoint = kopter_tests::dynamodb_endpoint();
@@ -448,12 +463,11 @@ async fn measure(n: usize, hours: usize) -> Measure {
         ec2: 3.0 * regions,
         // Role credentials last an hour.
         sts: 1.0,
-        // One cost row per resource-hour, one audit row per record, an
-        // inventory and a history row per change, one roll-up per account-hour.
-        dynamodb_writes: (resources * hours) as f64 / per
-            + unique_records as f64 / per
-            + 2.0 * changes as f64 / per
-            + 1.0,
+        // One packed cost item per account-hour (every resource's line in
+        // it: libs/store/src/graph/design.md), one audit row per record, an
+        // inventory and a history row per change, one roll-up per
+        // account-hour.
+        dynamodb_writes: 1.0 + unique_records as f64 / per + 2.0 * changes as f64 / per + 1.0,
         // The account's inventory read once per hour by the aggregator,
         // once by the describer to diff (half units each).
         dynamodb_reads: 2.0 * 2.0,
