@@ -327,11 +327,13 @@ pub struct WorkerConfig {
     pub wait_time_seconds: u32,
     /// Messages per receive (1-10). Default 10.
     pub max_messages: u32,
-    /// Visibility timeout set on receive and by each heartbeat. Default 60 s.
+    /// Visibility timeout set on receive and by each heartbeat; also how
+    /// long the messages of a process killed without SIGTERM stay
+    /// invisible. Default 60 s (the trade-off: `queue/design.md`).
     #[serde(with = "humantime_serde")]
     pub visibility_timeout: Duration,
-    /// Heartbeat period; must be well under the visibility timeout.
-    /// Default 20 s.
+    /// Heartbeat period; at most half the visibility timeout (a third
+    /// recommended). Default 20 s.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     /// On SIGTERM/SIGINT, how long in-flight handlers may finish before

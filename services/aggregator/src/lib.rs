@@ -401,9 +401,52 @@ impl Aggregator {
         Ok(())
     }
 
-    /// `aggregate.hour`: every account (of one tenant when given), hours
-    /// `hour - backfill_hours ..= hour`, then budgets at `hour`.
-    pub async fn aggregate(&self, m: &AggregateHour) -> Result<Vec<AccountReport>, HandlerError> {
+    /// `aggregate.hour` as the queue delivers it: a message for every
+    /// tenant (the scheduled tick's) whose accounts belong to more than one
+    /// tenant queues one `aggregate.hour` per tenant on the aggregator's
+    /// queue and does nothing else; a tenant's message is [`Self::aggregate`].
+    ///
+    /// Why: one message for every tenant was one long unit of work (every
+    /// account's backfill, then waste and budgets) that a crash or one
+    /// account's failure restarted from the first account, and it grew
+    /// with the number of tenants. A tenant's message redoes only that
+    /// tenant, and tenants run in parallel on the worker's slots. A fan-out
+    /// redelivered after a crash queues the tenants again: the hours are
+    /// replaced (idempotent), spikes and budget crossings are marked once.
+    pub async fn handle_aggregate(&self, m: &AggregateHour) -> Result<AggregateWork, HandlerError> {
+        self.check_backfill(m)?;
+        let Some(outbox) = self.outbox.as_ref().filter(|_| m.tenant.is_none()) else {
+            return self.aggregate(m).await.map(AggregateWork::Computed);
+        };
+        let tenants: std::collections::BTreeSet<TenantId> = self
+            .accounts
+            .list(None)
+            .await
+            .map_err(HandlerError::retry)?
+            .into_iter()
+            .map(|a| a.tenant_id)
+            .collect();
+        if tenants.len() <= 1 {
+            return self.aggregate(m).await.map(AggregateWork::Computed);
+        }
+        for tenant in &tenants {
+            let msg = Message::AggregateHour(AggregateHour {
+                tenant: Some(tenant.clone()),
+                ..m.clone()
+            });
+            outbox
+                .send(
+                    Service::Aggregator,
+                    &kopter_runtime::messaging::envelope(msg),
+                )
+                .await
+                .map_err(HandlerError::retry)?;
+        }
+        tracing::info!(queued = tenants.len(), hour = %m.hour, "aggregation fanned out per tenant");
+        Ok(AggregateWork::FannedOut(tenants.into_iter().collect()))
+    }
+
+    fn check_backfill(&self, m: &AggregateHour) -> Result<(), HandlerError> {
         if m.backfill_hours > self.config.max_backfill_hours {
             return Err(HandlerError::permanent(anyhow!(
                 "backfill of {} hours exceeds aggregator.max_backfill_hours ({})",
@@ -411,6 +454,13 @@ impl Aggregator {
                 self.config.max_backfill_hours
             )));
         }
+        Ok(())
+    }
+
+    /// `aggregate.hour`: every account (of one tenant when given), hours
+    /// `hour - backfill_hours ..= hour`, then budgets at `hour`.
+    pub async fn aggregate(&self, m: &AggregateHour) -> Result<Vec<AccountReport>, HandlerError> {
+        self.check_backfill(m)?;
         let hour = hour_of(m.hour);
         let from = hour - Duration::hours(i64::from(m.backfill_hours));
         let to = hour + Duration::hours(1);
@@ -475,6 +525,15 @@ impl Aggregator {
     }
 }
 
+/// What an `aggregate.hour` message did ([`Aggregator::handle_aggregate`]).
+#[derive(Debug)]
+pub enum AggregateWork {
+    /// Computed here: one report per account.
+    Computed(Vec<AccountReport>),
+    /// Split: one message per tenant queued on the aggregator's queue.
+    FannedOut(Vec<TenantId>),
+}
+
 /// The service's queue handler.
 pub struct AggregatorHandler(pub Aggregator);
 
@@ -489,7 +548,7 @@ impl Handler for AggregatorHandler {
         Box::pin(async move {
             let env = decode_for(Service::Aggregator, delivery)?;
             match env.message {
-                Message::AggregateHour(m) => self.0.aggregate(&m).await.map(drop),
+                Message::AggregateHour(m) => self.0.handle_aggregate(&m).await.map(drop),
                 // A change recomputes its hour of its account (the hourly
                 // tick computes it again once the hour is over).
                 Message::InventoryChanged(c) => self

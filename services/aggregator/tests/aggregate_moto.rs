@@ -502,6 +502,110 @@ async fn tenants_do_not_see_each_other_and_changes_recompute_their_hour() {
     ));
 }
 
+/// From the queue, the scheduled tick (no tenant) over several tenants only
+/// queues one `aggregate.hour` per tenant (a crash then redoes one tenant,
+/// not all); a tenant's message is computed.
+#[tokio::test]
+async fn an_aggregation_of_every_tenant_is_split_into_one_message_per_tenant() {
+    use aggregator::AggregateWork;
+
+    let w = world().await;
+    estate(&w).await;
+    let other = TenantId::new(unique("globex-")).unwrap();
+    let other_account = random_account();
+    w.env
+        .ctx
+        .accounts
+        .onboard(
+            Onboarding::parse(
+                other.as_str(),
+                &other_account,
+                &format!("arn:aws:iam::{other_account}:role/KopterAccess"),
+                &[],
+            )
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let tick = AggregateHour {
+        hour: t("2025-06-02T10:00:00Z"),
+        backfill_hours: 2,
+        tenant: None,
+    };
+    let AggregateWork::FannedOut(mut tenants) = w.agg.handle_aggregate(&tick).await.unwrap() else {
+        panic!("a tick over two tenants must be split");
+    };
+    tenants.sort();
+    let mut expected = vec![w.tenant.clone(), other.clone()];
+    expected.sort();
+    assert_eq!(tenants, expected);
+    // The fan-out itself computes nothing.
+    assert!(
+        w.agg
+            .graph
+            .resource_hours(&w.tenant, &w.account, t("2025-06-02T10:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let url = w.env.queue_url(Service::Aggregator).await;
+    let mut queued = Vec::new();
+    for _ in 0..5 {
+        let out = w
+            .env
+            .sqs()
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            if let Message::AggregateHour(a) = Envelope::decode(m.body.as_deref().unwrap())
+                .unwrap()
+                .message
+            {
+                assert_eq!((a.hour, a.backfill_hours), (tick.hour, tick.backfill_hours));
+                queued.push(a.tenant.expect("a tenant's message names it"));
+            }
+        }
+        if queued.len() >= 2 {
+            break;
+        }
+    }
+    queued.sort();
+    assert_eq!(queued, expected);
+    // A tenant's message is the work: its account's hours are computed.
+    let mine = AggregateHour {
+        tenant: Some(w.tenant.clone()),
+        ..tick.clone()
+    };
+    let AggregateWork::Computed(reports) = w.agg.handle_aggregate(&mine).await.unwrap() else {
+        panic!("a tenant's message must be computed, not split");
+    };
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].hours, 3);
+    assert_eq!(
+        w.agg
+            .graph
+            .resource_hours(&w.tenant, &w.account, t("2025-06-02T10:00:00Z"))
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    // A backfill beyond the cap is refused before anything is queued.
+    let too_long = AggregateHour {
+        backfill_hours: 100_000,
+        ..tick
+    };
+    assert!(matches!(
+        w.agg.handle_aggregate(&too_long).await,
+        Err(kopter_runtime::HandlerError::Permanent(_))
+    ));
+}
+
 #[tokio::test]
 async fn spot_instances_are_priced_from_the_spot_history_in_dynamodb() {
     use kopter_store::prices::SpotPoint;

@@ -19,7 +19,7 @@ use futures::TryStreamExt;
 use kopter_runtime::config::PricingConfig;
 use kopter_runtime::messaging::{Outbox, envelope};
 use kopter_runtime::{HandlerError, ServiceContext};
-use kopter_schema::messages::{PricesUpdated, RegionOnly};
+use kopter_schema::messages::{PricesUpdated, RegionOnly, SpotRefresh};
 use kopter_schema::{Message, Service};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
@@ -48,6 +48,15 @@ pub enum RegionOutcome {
 pub struct SpotSummary {
     pub regions: usize,
     pub points: u64,
+}
+
+/// What a `pricing.refresh_spot` message did ([`Ingestor::handle_spot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpotWork {
+    /// Refreshed here (one region, or no outbox to split it with).
+    Refreshed(SpotSummary),
+    /// Split: one message per region queued on the pricing queue.
+    FannedOut(Vec<String>),
 }
 
 /// The pricing service's work, wired to its stores and sources.
@@ -366,10 +375,41 @@ impl Ingestor {
         Ok((outcome, meta, counts))
     }
 
-    /// Spot price history of `regions` (empty: `pricing.regions`, else
-    /// every region with prices), from the newest point kept on.
-    pub async fn refresh_spot(&self, regions: &[String]) -> Result<SpotSummary, HandlerError> {
-        let regions: Vec<String> = if !regions.is_empty() {
+    /// `pricing.refresh_spot` as the queue delivers it: a message naming
+    /// one region is refreshed here; one naming several (or none: see
+    /// [`Self::refresh_spot`]) queues one `pricing.refresh_spot` per region
+    /// on the pricing queue and does nothing else.
+    ///
+    /// Why: a region's history is one unit of work (its cursor moves only
+    /// once every point is stored), so a message covering every region
+    /// redid all of them after any crash or failure in the last, and ran
+    /// them one after another. One message per region runs them in
+    /// parallel across the worker's slots and redoes only the region that
+    /// failed. A fan-out redelivered after a crash queues the regions again;
+    /// the writes are idempotent puts, so a region refreshed twice stores
+    /// the same rows.
+    pub async fn handle_spot(&self, regions: &[String]) -> Result<SpotWork, HandlerError> {
+        let regions = self.spot_regions(regions).await?;
+        let Some(outbox) = self.outbox.as_ref().filter(|_| regions.len() > 1) else {
+            return self.refresh_spot(&regions).await.map(SpotWork::Refreshed);
+        };
+        for region in &regions {
+            let msg = Message::PricingRefreshSpot(SpotRefresh {
+                regions: vec![region.clone()],
+            });
+            outbox
+                .send(Service::Pricing, &envelope(msg))
+                .await
+                .map_err(HandlerError::retry)?;
+        }
+        tracing::info!(queued = regions.len(), "spot refresh fanned out");
+        Ok(SpotWork::FannedOut(regions))
+    }
+
+    /// The regions of a spot refresh: `regions`, else `pricing.regions`,
+    /// else every region with prices.
+    async fn spot_regions(&self, regions: &[String]) -> Result<Vec<String>, HandlerError> {
+        Ok(if !regions.is_empty() {
             regions.to_vec()
         } else if !self.config.regions.is_empty() {
             self.config.regions.clone()
@@ -381,7 +421,14 @@ impl Ingestor {
                 .into_iter()
                 .map(|p| p.region)
                 .collect()
-        };
+        })
+    }
+
+    /// Spot price history of `regions` (empty: `pricing.regions`, else
+    /// every region with prices), from the newest point kept on, one
+    /// region after another in this call.
+    pub async fn refresh_spot(&self, regions: &[String]) -> Result<SpotSummary, HandlerError> {
+        let regions = self.spot_regions(regions).await?;
         let mut summary = SpotSummary::default();
         let mut failed = Vec::new();
         for region in &regions {

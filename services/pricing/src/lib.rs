@@ -35,7 +35,7 @@ impl Handler for PricingHandler {
                 Message::PricingRefreshRegion(r) => {
                     self.0.refresh_region(&r.region).await.map(drop)
                 }
-                Message::PricingRefreshSpot(s) => self.0.refresh_spot(&s.regions).await.map(drop),
+                Message::PricingRefreshSpot(s) => self.0.handle_spot(&s.regions).await.map(drop),
                 other => Err(HandlerError::permanent(anyhow::anyhow!(
                     "message {}: pricing does not handle {:?}",
                     delivery.message_id,

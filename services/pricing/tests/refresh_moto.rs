@@ -644,6 +644,59 @@ async fn spot_history_from_moto_is_kept_and_looked_up_by_time() {
     );
 }
 
+/// From the queue, a spot refresh of several regions only queues one
+/// message per region (a crash then redoes one region, not all); a
+/// message of one region is refreshed at once.
+#[tokio::test]
+async fn a_spot_refresh_of_several_regions_is_split_into_one_message_per_region() {
+    use pricing::ingest::SpotWork;
+
+    let (env, ing, _site, _) = setup(|_| {}).await;
+    let regions = ["us-east-1".to_string(), "eu-west-1".to_string()];
+    assert_eq!(
+        ing.handle_spot(&regions).await.unwrap(),
+        SpotWork::FannedOut(regions.to_vec())
+    );
+    // Nothing stored by the fan-out itself.
+    assert!(ing.store.spot_cursor("us-east-1").await.unwrap().is_none());
+    let url = env.queue_url(Service::Pricing).await;
+    let mut queued = Vec::new();
+    for _ in 0..5 {
+        let out = env
+            .sqs()
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            match Envelope::decode(m.body.as_deref().unwrap())
+                .unwrap()
+                .message
+            {
+                Message::PricingRefreshSpot(s) => queued.push(s.regions),
+                other => panic!("unexpected message on the pricing queue: {other:?}"),
+            }
+        }
+        if queued.len() >= 2 {
+            break;
+        }
+    }
+    queued.sort();
+    assert_eq!(
+        queued,
+        vec![vec!["eu-west-1".to_string()], vec!["us-east-1".to_string()]]
+    );
+    // One region's message is the work itself.
+    let SpotWork::Refreshed(summary) = ing.handle_spot(&queued[1]).await.unwrap() else {
+        panic!("one region must be refreshed, not split");
+    };
+    assert_eq!(summary.regions, 1);
+    assert!(summary.points > 100, "{summary:?}");
+    assert!(ing.store.spot_cursor("us-east-1").await.unwrap().is_some());
+}
+
 #[tokio::test]
 async fn through_the_queue_a_good_refresh_is_acknowledged_a_bad_file_ends_in_the_dlq() {
     use kopter_runtime::worker::WorkerSettings;

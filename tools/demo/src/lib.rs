@@ -162,8 +162,13 @@ pub fn demo_config(opts: &Options, offers_url: &str) -> Config {
     c.aws.region = Some("us-east-1".into());
     c.telemetry.log_format = kopter_runtime::config::LogFormat::Json;
     c.worker.wait_time_seconds = 2;
-    c.worker.visibility_timeout = Duration::from_secs(30);
-    c.worker.heartbeat_interval = Duration::from_secs(10);
+    // A killed process's messages come back after their visibility runs
+    // out (nothing can return them), so locally, where processes are
+    // stopped and killed often (and the chaos run kills them 50 times), a
+    // short lease held by frequent heartbeats: a crash costs ~10 s, not 30.
+    // Production keeps 60 s / 20 s (the worker's design note weighs it).
+    c.worker.visibility_timeout = Duration::from_secs(10);
+    c.worker.heartbeat_interval = Duration::from_secs(3);
     c.worker.shutdown_grace = Duration::from_secs(10);
     c.worker.retry_base = Duration::from_secs(1);
     c.worker.retry_max = Duration::from_secs(10);
