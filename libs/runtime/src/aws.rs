@@ -100,10 +100,16 @@ impl AwsContext {
     }
     /// A DynamoDB client signing with `sdk`'s credentials (e.g. a tenant's
     /// assumed-role session) at this context's DynamoDB endpoint, with the
-    /// metrics and consumed-capacity interceptors and the DynamoDB retry
-    /// partition.
+    /// metrics and consumed-capacity interceptors, the DynamoDB retry
+    /// partition and [`DYNAMODB_INITIAL_BACKOFF`].
     pub fn dynamodb_with(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
+        let retry = sdk
+            .retry_config()
+            .cloned()
+            .unwrap_or_else(RetryConfig::standard)
+            .with_initial_backoff(DYNAMODB_INITIAL_BACKOFF);
         let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .retry_config(retry)
             .retry_partition(retry_partition("dynamodb"))
             .interceptor(AwsMetrics)
             .interceptor(crate::consumed_capacity::ConsumedCapacity);
@@ -119,6 +125,19 @@ impl AwsContext {
         ec2_client(&self.sdk)
     }
 }
+
+/// First retry delay's ceiling for DynamoDB calls (then doubling, full
+/// jitter, as for every client). DynamoDB answers in milliseconds, so the
+/// SDK's general 1 s makes a chain of sequential calls under a share of
+/// throttled or failed attempts wait ~0.5 s per fault — seconds per
+/// account under sustained throttling (issue 19's chaos run). DynamoDB's
+/// developer guide describes backoff starting at "up to 50 milliseconds
+/// before the first retry"
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html#Programming.Errors.RetryAndBackoff>).
+/// Real overload is still met by the retry quota
+/// ([`retry_partition`]) and the stores' AIMD write limiter, which cut the
+/// rate; this only shortens the wait of an attempt that will likely pass.
+pub const DYNAMODB_INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The retry policy of `aws.*`: jittered exponential backoff (1 s initial,
 /// 20 s at most — the SDK's), `aws.max_attempts` attempts.

@@ -233,3 +233,21 @@ async fn a_stalled_endpoint_times_out_at_the_attempt_deadline() {
     );
     assert_eq!(classify(&err), Some(ErrorClass::Timeout), "{err:?}");
 }
+
+#[tokio::test]
+async fn dynamodb_retries_start_at_fifty_milliseconds_and_keep_the_attempts() {
+    with_test_credentials();
+    let ctx = AwsContext::load(&test_config("http://127.0.0.1:9")).await;
+    let ddb = ctx.dynamodb();
+    let retry = ddb.config().retry_config().expect("a retry config is set");
+    assert_eq!(retry.initial_backoff(), DYNAMODB_INITIAL_BACKOFF);
+    assert_eq!(retry.initial_backoff(), Duration::from_millis(50));
+    // What `aws.*` says still holds for DynamoDB.
+    assert_eq!(retry.max_attempts(), 2);
+    // Other clients keep the SDK's general first delay.
+    let sqs = ctx.sqs();
+    assert_eq!(
+        sqs.config().retry_config().unwrap().initial_backoff(),
+        Duration::from_secs(1)
+    );
+}
