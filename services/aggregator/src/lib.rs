@@ -505,18 +505,26 @@ impl Aggregator {
         // many accounts at once as the costs: each is a chain of
         // sequential reads, so one after another the tenant's accounts
         // add up (seconds each under throttling).
-        let waste_failed: Vec<String> = futures::stream::iter(&accounts)
-            .map(|a| async move {
-                self.evaluate_waste(&a.tenant_id, &a.account_id, hour)
-                    .await
-                    .err()
-                    .map(|e| format!("waste of {}/{}: {e:#}", a.tenant_id, a.account_id))
+        // Boxed like the cost jobs above: a closure returning the future
+        // is not general enough over its lifetimes for the Send handler.
+        type WasteJob<'a> = futures::future::BoxFuture<'a, Option<String>>;
+        let waste_jobs: Vec<WasteJob<'_>> = accounts
+            .iter()
+            .map(|a| {
+                let job: WasteJob<'_> = Box::pin(async move {
+                    self.evaluate_waste(&a.tenant_id, &a.account_id, hour)
+                        .await
+                        .err()
+                        .map(|e| format!("waste of {}/{}: {e:#}", a.tenant_id, a.account_id))
+                });
+                job
             })
+            .collect();
+        let waste_failed: Vec<Option<String>> = futures::stream::iter(waste_jobs)
             .buffer_unordered(self.config.account_concurrency)
-            .filter_map(futures::future::ready)
             .collect()
             .await;
-        failed.extend(waste_failed);
+        failed.extend(waste_failed.into_iter().flatten());
         for t in &tenants {
             self.check_budget(t, hour)
                 .await
