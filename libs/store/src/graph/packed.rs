@@ -224,6 +224,19 @@ fn str_attr(
         .with_context(|| format!("{at}: attribute {name} missing or not a string"))
 }
 
+/// An account-hour whose stored chunks hold no whole result: a reader
+/// caught a multi-chunk rewrite between its puts and deletes (a retry reads
+/// the new result), or a chunk is missing. Readers may tell it from other
+/// failures (`anyhow::Error::downcast_ref`), e.g. to answer "retry".
+#[derive(Debug, thiserror::Error)]
+#[error("packed cost lines of {pk}: {why}")]
+pub struct IncompleteHour {
+    /// The account-hour's partition key.
+    pub pk: String,
+    /// Which chunks of which results were found.
+    pub why: String,
+}
+
 /// The chunks of the one whole result among `chunks` (one partition's,
 /// any order): those of one digest, `parts` of them with indexes
 /// `0..parts`, sorted by index. A rewrite puts the new chunks before it
@@ -277,8 +290,10 @@ pub fn unpack(chunks: Vec<StoredChunk>) -> anyhow::Result<Vec<ResourceHourRow>> 
     if let Some(c) = chunks.iter().find(|c| c.pk != pk) {
         bail!("packed cost lines of {pk}: a chunk of {} among them", c.pk);
     }
-    let chunks =
-        whole(chunks).map_err(|why| anyhow::anyhow!("packed cost lines of {pk}: {why}"))?;
+    let chunks = whole(chunks).map_err(|why| IncompleteHour {
+        pk: pk.clone(),
+        why,
+    })?;
     let deflated: Vec<u8> = chunks
         .iter()
         .flat_map(|c| c.bytes.iter().copied())

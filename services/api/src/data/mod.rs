@@ -16,6 +16,8 @@ pub mod waste;
 pub use kopter_store::page::{Page, PageKey, PageRequest};
 pub use prices::{Price, PriceData, PriceFilter};
 
+use kopter_store::graph::packed::IncompleteHour;
+
 use crate::error::ApiError;
 
 /// Why a data call failed.
@@ -67,11 +69,45 @@ impl<T> TenantData for T where
 }
 
 /// A store error as a [`DataError`]: AWS back-pressure or an unreachable
-/// endpoint ([`kopter_runtime::aws::classify_anyhow`]) is `Unavailable`
-/// (503, worth a retry), anything else internal.
+/// endpoint ([`kopter_runtime::aws::classify_anyhow`]) and a cost hour
+/// read while it is rewritten ([`IncompleteHour`]) are `Unavailable` (503,
+/// worth a retry), anything else internal.
 pub fn store_error(e: anyhow::Error) -> DataError {
+    if let Some(hour) = e.downcast_ref::<IncompleteHour>() {
+        return DataError::Unavailable(format!(
+            "the cost of that hour is being recomputed; retry shortly ({})",
+            hour.why
+        ));
+    }
     match kopter_runtime::aws::classify_anyhow(&e) {
         Some(class) => DataError::Unavailable(format!("{} ({})", e, class.label())),
         None => DataError::Other(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cost_hour_caught_mid_rewrite_is_unavailable_not_internal() {
+        let e = anyhow::Error::new(IncompleteHour {
+            pk: "acme#111111111111#res#2026-11-30T10".into(),
+            why: "result ab12: chunks [0] of 2".into(),
+        })
+        .context("resource hours of 111111111111");
+        match store_error(e) {
+            DataError::Unavailable(m) => {
+                assert!(m.contains("being recomputed"), "{m}");
+                assert!(m.contains("chunks [0] of 2"), "{m}");
+                // The partition key (with the tenant) stays in the log.
+                assert!(!m.contains("acme#"), "{m}");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(matches!(
+            store_error(anyhow::anyhow!("a bug")),
+            DataError::Other(_)
+        ));
     }
 }
