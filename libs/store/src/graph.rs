@@ -336,7 +336,7 @@ impl GraphStore {
                 .query(&pk, &format!("{day}#"), &format!("{day}#\u{10ffff}"))
                 .await?;
             let cost: f64 = all.iter().map(|r| r.cost_usd).sum();
-            if self.daily_total_item(tenant, &day).await? == Some((cost, expires_at)) {
+            if self.daily_total_item(tenant, &day).await? == Some((cost, Some(expires_at))) {
                 return Ok(());
             }
             self.ddb
@@ -357,21 +357,10 @@ impl GraphStore {
     /// The tenant's cost of a day over every account (`None` before any
     /// hour of it is computed).
     pub async fn daily_total(&self, tenant: &TenantId, day: &str) -> anyhow::Result<Option<f64>> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("{tenant}#daily-total")))
-            .key("sk", s(day))
-            .consistent_read(true)
-            .send()
-            .await
-            .context("get the daily total")?;
-        Ok(out.item.and_then(|i| {
-            i.get("cost")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-        }))
+        Ok(self
+            .daily_total_item(tenant, day)
+            .await?
+            .map(|(cost, _)| cost))
     }
 
     /// The stored daily total's `cost` and `expires_at` as written.
@@ -379,7 +368,7 @@ impl GraphStore {
         &self,
         tenant: &TenantId,
         day: &str,
-    ) -> anyhow::Result<Option<(f64, i64)>> {
+    ) -> anyhow::Result<Option<(f64, Option<i64>)>> {
         let out = self
             .ddb
             .get_item()
@@ -391,8 +380,9 @@ impl GraphStore {
             .await
             .context("get the daily total")?;
         Ok(out.item.and_then(|i| {
-            let n = |name: &str| i.get(name)?.as_n().ok().cloned();
-            Some((n("cost")?.parse().ok()?, n("expires_at")?.parse().ok()?))
+            let n = |name: &str| i.get(name)?.as_n().ok();
+            let expires_at = n("expires_at").and_then(|e| e.parse().ok());
+            Some((n("cost")?.parse().ok()?, expires_at))
         }))
     }
 
