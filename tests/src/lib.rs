@@ -265,6 +265,30 @@ impl TestEnv {
             .messages
             .unwrap_or_default()
     }
+
+    /// The envelopes on `url`, received (and left in flight for 30 s) up
+    /// to five times until `enough` says so; panics on a body that is not
+    /// an envelope.
+    pub async fn receive_envelopes(
+        &self,
+        url: &str,
+        enough: impl Fn(&[kopter_schema::Envelope]) -> bool,
+    ) -> Vec<kopter_schema::Envelope> {
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            for m in self.receive(url, Duration::from_secs(30)).await {
+                let body = m.body.as_deref().unwrap_or_default();
+                got.push(
+                    kopter_schema::Envelope::decode(body)
+                        .unwrap_or_else(|e| panic!("not an envelope on {url}: {e:#}: {body}")),
+                );
+            }
+            if enough(&got) {
+                break;
+            }
+        }
+        got
+    }
 }
 
 /// Polls `check` every 200 ms until it returns `Some`, or panics naming

@@ -550,30 +550,20 @@ async fn an_aggregation_of_every_tenant_is_split_into_one_message_per_tenant() {
             .is_empty()
     );
     let url = w.env.queue_url(Service::Aggregator).await;
-    let mut queued = Vec::new();
-    for _ in 0..5 {
-        let out = w
-            .env
-            .sqs()
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            if let Message::AggregateHour(a) = Envelope::decode(m.body.as_deref().unwrap())
-                .unwrap()
-                .message
-            {
+    let is_hour = |e: &Envelope| matches!(e.message, Message::AggregateHour(_));
+    let mut queued: Vec<TenantId> = w
+        .env
+        .receive_envelopes(&url, |got| got.iter().filter(|e| is_hour(e)).count() >= 2)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.message {
+            Message::AggregateHour(a) => {
                 assert_eq!((a.hour, a.backfill_hours), (tick.hour, tick.backfill_hours));
-                queued.push(a.tenant.expect("a tenant's message names it"));
+                Some(a.tenant.expect("a tenant's message names it"))
             }
-        }
-        if queued.len() >= 2 {
-            break;
-        }
-    }
+            _ => None,
+        })
+        .collect();
     queued.sort();
     assert_eq!(queued, expected);
     // A tenant's message is the work: its account's hours are computed.

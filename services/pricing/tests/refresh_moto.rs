@@ -309,29 +309,19 @@ async fn full_ingest_then_unchanged_then_new_version_with_history() {
     // prices.updated went out for both versions (the aggregator's queue
     // subscribes to it).
     let url = env.queue_url(Service::Aggregator).await;
-    let mut seen = Vec::new();
-    for _ in 0..5 {
-        let out = env
-            .sqs()
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            if let Message::PricesUpdated(p) = Envelope::decode(m.body.as_deref().unwrap())
-                .unwrap()
-                .message
-            {
+    let is_update = |e: &Envelope| matches!(e.message, Message::PricesUpdated(_));
+    let mut seen: Vec<String> = env
+        .receive_envelopes(&url, |got| got.iter().filter(|e| is_update(e)).count() == 2)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.message {
+            Message::PricesUpdated(p) => {
                 assert_eq!(p.region, "us-east-1");
-                seen.push(p.version);
+                Some(p.version)
             }
-        }
-        if seen.len() == 2 {
-            break;
-        }
-    }
+            _ => None,
+        })
+        .collect();
     seen.sort();
     assert_eq!(seen, vec![V1, V2]);
 }
@@ -660,29 +650,15 @@ async fn a_spot_refresh_of_several_regions_is_split_into_one_message_per_region(
     // Nothing stored by the fan-out itself.
     assert!(ing.store.spot_cursor("us-east-1").await.unwrap().is_none());
     let url = env.queue_url(Service::Pricing).await;
-    let mut queued = Vec::new();
-    for _ in 0..5 {
-        let out = env
-            .sqs()
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            match Envelope::decode(m.body.as_deref().unwrap())
-                .unwrap()
-                .message
-            {
-                Message::PricingRefreshSpot(s) => queued.push(s.regions),
-                other => panic!("unexpected message on the pricing queue: {other:?}"),
-            }
-        }
-        if queued.len() >= 2 {
-            break;
-        }
-    }
+    let mut queued: Vec<Vec<String>> = env
+        .receive_envelopes(&url, |got| got.len() >= 2)
+        .await
+        .into_iter()
+        .map(|e| match e.message {
+            Message::PricingRefreshSpot(s) => s.regions,
+            other => panic!("unexpected message on the pricing queue: {other:?}"),
+        })
+        .collect();
     queued.sort();
     assert_eq!(
         queued,
