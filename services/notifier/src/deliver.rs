@@ -118,7 +118,8 @@ fn m() -> &'static DeliveryMetrics {
                 Opts::new(
                     "kopter_notifier_deliveries_total",
                     "Notification deliveries by channel and outcome (sent, failed, refused, \
-                     duplicate, skipped_failing, marked_failing).",
+                     duplicate, skipped_failing, marked_failing, waited_lease: one 200 ms wait \
+                     while another handler held the send).",
                 ),
                 &["channel", "outcome"],
             )
@@ -134,20 +135,53 @@ fn count(ch: Channel, outcome: &str) {
         .inc();
 }
 
-/// Per-channel "delivered" markers in the dedup table.
+/// Per-channel delivery markers in the dedup table: a lease while a
+/// handler sends, then "delivered".
+///
+/// Two handlers can hold the same dispatch at once (a duplicated event, a
+/// retried burst flush scheduled twice, SQS redelivering a message whose
+/// handler is slow). Each channel's send is therefore claimed first: a
+/// conditional write takes the marker (`lease_until`, epoch milliseconds,
+/// and a random `lease_owner`) when it does not exist or its lease has run
+/// out; a second handler waits for the first's outcome instead of sending
+/// again. A handler killed mid-send leaves a lease that runs out after
+/// `lease`, and then the message's retry sends. What no marker can cover
+/// is a crash after the receiver took the message and before "delivered"
+/// is written: that one is sent again (at-least-once).
 #[derive(Clone, Debug)]
 pub struct Markers {
     ddb: aws_sdk_dynamodb::Client,
     table: String,
     retention_days: u32,
+    lease: std::time::Duration,
+}
+
+/// What [`Markers::claim`] found for one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This handler holds the lease (its owner token): send, then
+    /// [`Markers::record`], or [`Markers::release`] on failure.
+    Mine(String),
+    /// Delivered before: do not send.
+    Delivered,
+    /// Another handler holds the lease until this time (epoch ms).
+    Busy(i64),
 }
 
 impl Markers {
-    pub fn new(ddb: aws_sdk_dynamodb::Client, names: &Names, retention_days: u32) -> Self {
+    /// `lease`: how long a claim holds off other handlers; longer than one
+    /// send may take (the webhook timeout and some).
+    pub fn new(
+        ddb: aws_sdk_dynamodb::Client,
+        names: &Names,
+        retention_days: u32,
+        lease: std::time::Duration,
+    ) -> Self {
         Self {
             ddb,
             table: names.table(Table::Dedup),
             retention_days,
+            lease,
         }
     }
 
@@ -155,44 +189,149 @@ impl Markers {
         keys::tenant_dedup(tenant, "notify-sent", &format!("{dispatch}#{}", ch.name()))
     }
 
-    pub async fn delivered(
+    fn expires(&self) -> AttributeValue {
+        let expires = Utc::now() + Duration::days(i64::from(self.retention_days));
+        AttributeValue::N(expires.timestamp().to_string())
+    }
+
+    /// Takes the channel's lease for this dispatch unless it was delivered
+    /// or another handler holds an unexpired lease. One conditional
+    /// `UpdateItem`, and a consistent `GetItem` when the condition fails.
+    pub async fn claim(
         &self,
         tenant: &TenantId,
         dispatch: &str,
         ch: Channel,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Claim> {
+        let key = Self::key(tenant, dispatch, ch);
+        let owner = format!("{:016x}", rand::random::<u64>());
+        let now = Utc::now().timestamp_millis();
+        let until = now + i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let r = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.clone()))
+            .update_expression("SET lease_until = :until, lease_owner = :owner, expires_at = :exp")
+            .condition_expression(
+                "attribute_not_exists(pk) OR \
+                 (attribute_not_exists(delivered_at) AND lease_until < :now)",
+            )
+            .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.clone()))
+            .expression_attribute_values(":exp", self.expires())
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => return Ok(Claim::Mine(owner)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("claim a delivery marker")),
+        }
         let out = self
             .ddb
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(Self::key(tenant, dispatch, ch)))
+            .key("pk", AttributeValue::S(key))
             .consistent_read(true)
             .send()
             .await
             .context("read a delivery marker")?;
-        Ok(out.item.is_some())
+        let Some(item) = out.item else {
+            // Released between the two calls: free now.
+            return Ok(Claim::Busy(now));
+        };
+        if item.contains_key("delivered_at") {
+            return Ok(Claim::Delivered);
+        }
+        let until = match item.get("lease_until") {
+            Some(AttributeValue::N(n)) => n.parse().unwrap_or(now),
+            _ => now,
+        };
+        Ok(Claim::Busy(until))
     }
 
+    /// Marks the channel delivered (replaces the lease; kept for
+    /// `retention_days`).
     pub async fn record(
         &self,
         tenant: &TenantId,
         dispatch: &str,
         ch: Channel,
     ) -> anyhow::Result<()> {
-        let expires = Utc::now() + Duration::days(i64::from(self.retention_days));
         self.ddb
             .put_item()
             .table_name(&self.table)
             .item("pk", AttributeValue::S(Self::key(tenant, dispatch, ch)))
             .item("delivered_at", AttributeValue::S(Utc::now().to_rfc3339()))
-            .item(
-                "expires_at",
-                AttributeValue::N(expires.timestamp().to_string()),
-            )
+            .item("expires_at", self.expires())
             .send()
             .await
             .context("write a delivery marker")?;
         Ok(())
+    }
+
+    /// Gives up this handler's lease after a failed send, so the retry (or
+    /// a concurrent handler) need not wait for it to run out. Does nothing
+    /// if the lease has passed to another owner.
+    pub async fn release(
+        &self,
+        tenant: &TenantId,
+        dispatch: &str,
+        ch: Channel,
+        owner: &str,
+    ) -> anyhow::Result<()> {
+        let r = self
+            .ddb
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(Self::key(tenant, dispatch, ch)))
+            .condition_expression("attribute_not_exists(delivered_at) AND lease_owner = :owner")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("release a delivery marker")),
+        }
+    }
+
+    /// [`Markers::claim`], waiting out another handler's lease (polling
+    /// every 200 ms) for at most twice the lease: `None` if the dispatch was
+    /// delivered meanwhile, the owner token once this handler holds it.
+    /// Errors (retry) if the lease is still held at the deadline.
+    pub async fn claim_or_wait(
+        &self,
+        tenant: &TenantId,
+        dispatch: &str,
+        ch: Channel,
+    ) -> Result<Option<String>, HandlerError> {
+        let deadline = tokio::time::Instant::now() + self.lease * 2;
+        loop {
+            match self.claim(tenant, dispatch, ch).await? {
+                Claim::Mine(owner) => return Ok(Some(owner)),
+                Claim::Delivered => return Ok(None),
+                Claim::Busy(until) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(HandlerError::retry(anyhow::anyhow!(
+                            "another handler is delivering {dispatch} to the {} channel of \
+                             tenant {tenant} (lease until {until} ms); retry later",
+                            ch.name()
+                        )));
+                    }
+                    count(ch, "waited_lease");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
     }
 }
 
@@ -228,12 +367,13 @@ impl Deliverer {
             if !wants(&settings, ch, d) {
                 continue;
             }
-            if self.markers.delivered(&d.tenant, &d.id, ch).await? {
+            let Some(owner) = self.markers.claim_or_wait(&d.tenant, &d.id, ch).await? else {
                 count(ch, "duplicate");
                 report.already.push(ch);
                 continue;
-            }
+            };
             if let Some(f) = settings.failing(ch) {
+                self.markers.release(&d.tenant, &d.id, ch, &owner).await?;
                 count(ch, "skipped_failing");
                 errors.push((
                     ch,
@@ -265,6 +405,7 @@ impl Deliverer {
                     report.sent.push(ch);
                 }
                 Err(e) => {
+                    self.markers.release(&d.tenant, &d.id, ch, &owner).await?;
                     count(
                         ch,
                         if e.kind == SendErrorKind::Refused {

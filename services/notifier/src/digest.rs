@@ -5,65 +5,45 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use kopter_schema::{Names, Table, TenantId};
+use kopter_schema::{Names, TenantId};
 use kopter_store::audit::{AuditQuery, AuditRow, AuditStore};
 
 use kopter_store::feed::FeedRow;
+use kopter_store::graph::GraphStore;
 
 /// Audit rows read per digest; more are reported as "N+".
 pub const MAX_AUDIT_ROWS: usize = 5000;
 /// Notable (finding-matching) audit events listed one per line.
 pub const MAX_NOTABLE_LINES: usize = 10;
 
-/// The day's cost, if the aggregator has written it.
-///
-/// Read from the price-graph table at `pk = {tenant}#daily-total`,
-/// `sk = {yyyy-mm-dd}` with `cost` (number) and `currency`; this is the
-/// notifier's side of a contract the aggregator does not write yet, so
-/// the digest says "no cost data" until it does.
+/// The day's cost over the tenant's accounts, USD, once the aggregator
+/// has computed an hour of it: [`GraphStore::daily_total`] (the sum of
+/// the day's `account` roll-ups in the price-graph table).
 #[derive(Clone, Debug)]
 pub struct CostReader {
-    ddb: aws_sdk_dynamodb::Client,
-    table: String,
+    graph: GraphStore,
 }
 
 impl CostReader {
     pub fn new(ddb: aws_sdk_dynamodb::Client, names: &Names) -> Self {
         Self {
-            ddb,
-            table: names.table(Table::PriceGraph),
+            graph: GraphStore::new(ddb, names),
         }
     }
 
+    /// `(cost, currency)`; `None` before any hour of the day is computed.
     pub async fn day_total(
         &self,
         tenant: &TenantId,
         day: NaiveDate,
     ) -> anyhow::Result<Option<(f64, String)>> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("{tenant}#daily-total")))
-            .key("sk", AttributeValue::S(day.format("%Y-%m-%d").to_string()))
-            .send()
+        let total = self
+            .graph
+            .daily_total(tenant, &day.format("%Y-%m-%d").to_string())
             .await
             .context("read the day's cost")?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let cost = item
-            .get("cost")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<f64>().ok());
-        let currency = item
-            .get("currency")
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .unwrap_or_else(|| "USD".into());
-        Ok(cost.map(|c| (c, currency)))
+        Ok(total.map(|c| (c, "USD".to_owned())))
     }
 }
 

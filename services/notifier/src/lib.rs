@@ -115,7 +115,12 @@ pub fn notifier_with_lookup(ctx: &ServiceContext, lookup: Arc<dyn Lookup>) -> No
                 lookup,
             ),
             mailer: Mailer::new(ses_client(&ctx.aws.sdk), c.email_from.clone()),
-            markers: Markers::new(ddb.clone(), &ctx.names, c.retention_days),
+            markers: Markers::new(
+                ddb.clone(),
+                &ctx.names,
+                c.retention_days,
+                c.webhook_timeout + std::time::Duration::from_secs(5),
+            ),
             max_receive_count: ctx.config.queues.max_receive_count,
         },
         audit: AuditStore::new(ddb.clone(), &ctx.names),

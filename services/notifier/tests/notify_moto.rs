@@ -21,7 +21,7 @@ use kopter_schema::messages::{DailyDigest, SecurityFinding, Severity};
 use kopter_schema::{AccountId, Message, Service, TenantId};
 use kopter_store::channels::{Channel, ChannelUpdate};
 use kopter_tests::{TestEnv, endpoint, eventually, random_account, unique};
-use notifier::deliver::SendErrorKind;
+use notifier::deliver::{Claim, Dispatch, Markers, SendErrorKind};
 use notifier::webhook::{AddressPolicy, Lookup, LookupFuture, WebhookClient, WebhookUrl};
 use notifier::{Handled, Notifier, NotifierHandler};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 struct Receiver {
     calls: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
     status: Arc<Mutex<HashMap<String, Arc<AtomicU16>>>>,
+    /// How long a path takes to answer (default: at once).
+    delay: Arc<Mutex<HashMap<String, Duration>>>,
 }
 
 impl Receiver {
@@ -55,6 +57,10 @@ impl Receiver {
             .entry(name.to_owned())
             .or_default()
             .store(status, Ordering::SeqCst);
+    }
+
+    fn slow(&self, name: &str, delay: Duration) {
+        self.delay.lock().unwrap().insert(name.to_owned(), delay);
     }
 
     fn calls(&self, name: &str) -> Vec<serde_json::Value> {
@@ -79,6 +85,10 @@ async fn receive(
 ) -> (StatusCode, [(&'static str, &'static str); 1], &'static str) {
     let value = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
     r.calls.lock().unwrap().push((name.clone(), value));
+    let delay = r.delay.lock().unwrap().get(&name).copied();
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let status = r
         .status
         .lock()
@@ -503,6 +513,109 @@ async fn a_burst_is_one_message_with_a_count() {
     assert!(bursts.iter().all(Option::is_some));
     stop.cancel();
     task.await.unwrap();
+}
+
+/// One dispatch in several handlers at once (a duplicated event, a burst
+/// flush scheduled twice, a redelivered slow message): each channel is sent
+/// once; the other handlers wait for the first's outcome and succeed.
+#[tokio::test]
+async fn one_dispatch_in_four_handlers_at_once_is_sent_once() {
+    let s = setup("ap-northeast-1", |_| {}).await;
+    s.channels("acme").await;
+    // The send takes long enough for every handler to reach it.
+    s.receiver.slow("acme", Duration::from_millis(700));
+    let d = Dispatch {
+        tenant: s.tenant("acme"),
+        id: format!("b-{}", unique("race")),
+        severity: Severity::Warning,
+        subject: "Race".into(),
+        text: "one dispatch, four handlers".into(),
+        digest: false,
+    };
+    let dl = &s.notifier.deliverer;
+    let (a, b, c, e) = tokio::join!(
+        dl.deliver(&d, 1),
+        dl.deliver(&d, 1),
+        dl.deliver(&d, 1),
+        dl.deliver(&d, 1)
+    );
+    let reports = [a.unwrap(), b.unwrap(), c.unwrap(), e.unwrap()];
+    for ch in [Channel::Webhook, Channel::Email] {
+        let sent = reports.iter().filter(|r| r.sent.contains(&ch)).count();
+        let already = reports.iter().filter(|r| r.already.contains(&ch)).count();
+        assert_eq!((sent, already), (1, 3), "{ch:?}: {reports:?}");
+    }
+    assert_eq!(s.receiver.calls("acme").len(), 1);
+    assert_eq!(s.sent().await, 1);
+    // A fifth, later: nothing sent.
+    let r = dl.deliver(&d, 2).await.unwrap();
+    assert!(r.sent.is_empty() && r.already.len() == 2, "{r:?}");
+    assert_eq!(s.receiver.calls("acme").len(), 1);
+}
+
+/// A handler killed mid-send leaves its lease: the retry waits it out,
+/// then sends; the dead handler's release (had it lived) would not undo
+/// the delivery.
+#[tokio::test]
+async fn a_killed_handlers_lease_runs_out_and_the_retry_sends() {
+    let s = setup("ap-southeast-2", |_| {}).await;
+    s.channels("acme").await;
+    let tenant = s.tenant("acme");
+    let lease = Duration::from_millis(900);
+    let markers = Markers::new(s.env.ctx.aws.dynamodb(), &s.env.ctx.names, 7, lease);
+    let mut dl = s.notifier.deliverer.clone();
+    dl.markers = markers.clone();
+    let id = format!("n-{}", unique("lease"));
+    // The killed handler: it holds both channels' leases and never returns.
+    let mut dead = Vec::new();
+    for ch in [Channel::Webhook, Channel::Email] {
+        match markers.claim(&tenant, &id, ch).await.unwrap() {
+            Claim::Mine(owner) => dead.push((ch, owner)),
+            other => panic!("a fresh marker is free: {other:?}"),
+        }
+        assert!(matches!(
+            markers.claim(&tenant, &id, ch).await.unwrap(),
+            Claim::Busy(_)
+        ));
+    }
+    let d = Dispatch {
+        tenant: tenant.clone(),
+        id: id.clone(),
+        severity: Severity::Critical,
+        subject: "Lease".into(),
+        text: "sent after the lease ran out".into(),
+        digest: false,
+    };
+    let started = std::time::Instant::now();
+    let r = dl.deliver(&d, 2).await.unwrap();
+    assert!(started.elapsed() >= lease, "{:?}", started.elapsed());
+    assert_eq!(r.sent, vec![Channel::Webhook, Channel::Email]);
+    assert_eq!(s.receiver.calls("acme").len(), 1);
+    assert_eq!(s.sent().await, 1);
+    for (ch, owner) in dead {
+        markers.release(&tenant, &id, ch, &owner).await.unwrap();
+        assert_eq!(
+            markers.claim(&tenant, &id, ch).await.unwrap(),
+            Claim::Delivered
+        );
+    }
+    // A failed send gives its lease back at once: the next try sends
+    // without waiting.
+    s.receiver.answer("acme", 503);
+    let d2 = Dispatch {
+        id: format!("n-{}", unique("lease")),
+        ..d
+    };
+    assert!(matches!(
+        dl.deliver(&d2, 1).await,
+        Err(HandlerError::Retry(_))
+    ));
+    s.receiver.answer("acme", 200);
+    let started = std::time::Instant::now();
+    let r = dl.deliver(&d2, 2).await.unwrap();
+    assert!(started.elapsed() < lease, "{:?}", started.elapsed());
+    assert_eq!(r.sent, vec![Channel::Webhook], "email went the first time");
+    assert_eq!(s.receiver.calls("acme").len(), 3);
 }
 
 #[tokio::test]
