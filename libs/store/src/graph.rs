@@ -7,7 +7,8 @@
 //! | `{tenant}#{account}#res#{yyyy-mm-ddThh}` | `{kind}#{resource id}` | [`ResourceHourRow`], one per resource: hours computed before packing (read still; a recompute replaces them by the packed item) |
 //! | `{tenant}#hour#{dimension}` | `{yyyy-mm-ddThh}#{group}#{account}` | [`RollupRow`] |
 //! | `{tenant}#day#{dimension}` | `{yyyy-mm-dd}#{group}#{account}` | [`RollupRow`] |
-//! | `{tenant}#daily-total` | `{yyyy-mm-dd}` | every account's cost of the day (`cost`, `currency`; the notifier's digest reads it) |
+//! | `{tenant}#{account}#rollups#{yyyy-mm-dd}` | `{yyyy-mm-ddThh}` | the account-hour's roll-ups, every dimension ([`rollups`]): what its day rows are summed from |
+//! | `{tenant}#daily-total` | `{yyyy-mm-dd}` | no longer written (the day's total is summed from the `account` day rows when read); rows written before expire |
 //! | `{tenant}#budget` | `config` / `crossed#{yyyy-mm}#{percent}` | [`Budget`], crossing markers |
 //! | `{tenant}#spike` | `{account}#{yyyy-mm-ddThh}` | spike markers |
 //! | `{tenant}#recomputed` | `{account}#{yyyy-mm-ddThh}` | when the latest recompute of an account-hour for a change started (`started_ms`) |
@@ -28,12 +29,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Timelike, Utc};
 use kopter_runtime::dynamo;
 use kopter_schema::{AccountId, Names, Table, TenantId};
 use serde::{Deserialize, Serialize};
 
 pub mod packed;
+pub mod rollups;
 
 /// What a resource cost in one hour.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,20 +175,9 @@ pub fn dimensions(tag_keys: &[String]) -> Vec<String> {
     d
 }
 
-/// The group of a line under a dimension.
+/// The group of a line under a dimension ([`rollups::group`]).
 pub fn group_of(line: &CostLine, account: &AccountId, dimension: &str) -> String {
-    match dimension {
-        "account" => account.to_string(),
-        "region" => line.region.to_string(),
-        "family" => line.family.to_string(),
-        d => {
-            let key = d.strip_prefix("tag:").unwrap_or(d);
-            line.tags
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| "(untagged)".into())
-        }
-    }
+    rollups::group(&rollups::Fact::from(line), account, dimension)
 }
 
 /// One point of a cost series (summed over accounts).
@@ -220,10 +211,15 @@ impl GraphStore {
         }
     }
 
-    /// Replaces one account's hour: its packed resource costs and hour
-    /// roll-ups, then the day roll-ups of that day (summed from the hour
-    /// roll-ups) and the tenant's total of the day. Writes only what
-    /// changed: a redelivered or unchanged recompute writes nothing.
+    /// Replaces one account's hour: its packed resource costs, its hour
+    /// roll-ups, its day roll-ups of that day and the hour's roll-up entry
+    /// ([`rollups`]). Writes only what changed: a redelivered or unchanged
+    /// recompute writes nothing. Reads are the account's own (the hour's
+    /// partition, the day's entries), never the tenant's other accounts'.
+    ///
+    /// Order: rows first, the hour's entry last. The entry records what
+    /// the rows are, so a crash in between leaves the old entry, and the
+    /// redelivered message puts the same rows again.
     pub async fn replace_hour(
         &self,
         tenant: &TenantId,
@@ -234,156 +230,177 @@ impl GraphStore {
         expires_at: i64,
     ) -> anyhow::Result<()> {
         let hk = hour_key(hour);
+        let day = day_key(hour);
         let res_pk = resource_hour_pk(tenant, account, hour);
         let packed = packed::pack(lines, expires_at, packed::CHUNK_BYTES)
             .with_context(|| format!("pack the cost lines of {res_pk}"))?;
-        self.replace_resource_hours(&res_pk, tenant, account, &hk, &packed, expires_at)
+        let computed_before = self
+            .replace_resource_hours(&res_pk, tenant, account, &hk, &packed, expires_at)
             .await?;
 
-        for dim in dimensions(tag_keys) {
-            let mut groups: BTreeMap<String, RollupRow> = BTreeMap::new();
-            let pk = format!("{tenant}#hour#{dim}");
-            for l in lines {
-                let g = group_of(l, account, &dim);
-                let row = groups.entry(g.clone()).or_insert_with(|| RollupRow {
-                    pk: pk.clone(),
-                    sk: format!("{hk}#{g}#{account}"),
-                    tenant: tenant.clone(),
-                    account: account.clone(),
-                    dimension: dim.clone(),
-                    period: hk.clone(),
-                    group: g,
-                    cost_usd: 0.0,
-                    reserved_usd: 0.0,
-                    price_missing: 0,
-                    price_partial: 0,
-                    resources: 0,
-                    expires_at,
-                });
-                row.resources += 1;
-                match l.cost_usd {
-                    Some(c) => row.cost_usd += c,
-                    None => row.price_missing += 1,
+        let new = rollups::Entry {
+            parts: rollups::hour_parts(lines.iter().map(rollups::Fact::from), account, tag_keys),
+            expires_at,
+        };
+        let mut entries = self.day_entries(tenant, account, &day).await?;
+        let stored = entries.get(&hk).cloned();
+        let old = match &stored {
+            Some(e) => e.clone(),
+            None if computed_before => {
+                // Computed before roll-up entries existed: its rows are
+                // found in the tenant-wide partitions (once per such hour).
+                let mut rows = Vec::new();
+                for dim in dimensions(tag_keys) {
+                    rows.extend(
+                        self.rollups(&format!("{tenant}#hour#{dim}"), &format!("{hk}#"), account)
+                            .await?,
+                    );
                 }
-                if l.cost_usd.is_some() && l.missing_part.is_some() {
-                    row.price_partial += 1;
+                rollups::Entry {
+                    parts: rollups::parts_of_rows(&rows),
+                    expires_at: rows.first().map_or(expires_at, |r| r.expires_at),
                 }
-                // Without a reserved alternative (spot, volumes…) the
-                // resource costs the same either way.
-                row.reserved_usd += l.reserved_usd.or(l.cost_usd).unwrap_or(0.0);
             }
-            let rows: Vec<RollupRow> = groups.into_values().collect();
-            let old = self.rollups(&pk, &format!("{hk}#"), account).await?;
-            self.replace_rollups(&rows, old).await?;
-            self.rebuild_day(tenant, account, &dim, hour, expires_at)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn rebuild_day(
-        &self,
-        tenant: &TenantId,
-        account: &AccountId,
-        dim: &str,
-        hour: DateTime<Utc>,
-        expires_at: i64,
-    ) -> anyhow::Result<()> {
-        let day = day_key(hour);
-        let hours: Vec<RollupRow> = self
-            .query(
-                &format!("{tenant}#hour#{dim}"),
-                &format!("{day}T00#"),
-                &format!("{day}T23#\u{10ffff}"),
-            )
-            .await?
-            .into_iter()
-            .filter(|r: &RollupRow| r.account == *account)
-            .collect();
-        let pk = format!("{tenant}#day#{dim}");
-        let mut groups: BTreeMap<String, RollupRow> = BTreeMap::new();
-        for h in hours {
-            let row = groups.entry(h.group.clone()).or_insert_with(|| RollupRow {
-                pk: pk.clone(),
-                sk: format!("{day}#{}#{account}", h.group),
-                tenant: tenant.clone(),
-                account: account.clone(),
-                dimension: dim.into(),
-                period: day.clone(),
-                group: h.group.clone(),
-                cost_usd: 0.0,
-                reserved_usd: 0.0,
-                price_missing: 0,
-                price_partial: 0,
-                resources: 0,
+            None => rollups::Entry {
+                parts: Vec::new(),
                 expires_at,
-            });
-            row.cost_usd += h.cost_usd;
-            row.reserved_usd += h.reserved_usd;
-            row.price_missing += h.price_missing;
-            row.price_partial += h.price_partial;
-            row.resources = row.resources.max(h.resources);
-        }
-        let rows: Vec<RollupRow> = groups.into_values().collect();
-        let old = self.rollups(&pk, &format!("{day}#"), account).await?;
-        self.replace_rollups(&rows, old).await?;
-        if dim == "account" {
-            // The tenant's total of the day, over every account. Compared
-            // with the stored one rather than skipped when this account's
-            // day rows did not change: a crash between those rows and this
-            // total must not leave it stale on redelivery.
-            let all: Vec<RollupRow> = self
-                .query(&pk, &format!("{day}#"), &format!("{day}#\u{10ffff}"))
-                .await?;
-            let cost: f64 = all.iter().map(|r| r.cost_usd).sum();
-            if self.daily_total_item(tenant, &day).await? == Some((cost, Some(expires_at))) {
-                return Ok(());
-            }
+            },
+        };
+        self.fill_day(tenant, account, hour, tag_keys, expires_at, &mut entries)
+            .await?;
+        entries.insert(hk.clone(), old.clone());
+        let old_day = rollups::day_rows(tenant, account, &day, &entries);
+        entries.insert(hk.clone(), new.clone());
+        let new_day = rollups::day_rows(tenant, account, &day, &entries);
+
+        let new_hour = rollups::hour_rows(tenant, account, &hk, &new.parts, expires_at);
+        let old_hour = rollups::hour_rows(tenant, account, &hk, &old.parts, old.expires_at);
+        self.replace_rollups(&new_hour, old_hour).await?;
+        self.replace_rollups(&new_day, old_day).await?;
+        if stored.as_ref() != Some(&new) {
             self.ddb
                 .put_item()
                 .table_name(&self.table)
-                .item("pk", s(format!("{tenant}#daily-total")))
-                .item("sk", s(day.clone()))
-                .item("cost", AttributeValue::N(cost.to_string()))
-                .item("currency", s("USD"))
-                .item("expires_at", AttributeValue::N(expires_at.to_string()))
+                .set_item(Some(rollups::entry_item(tenant, account, &day, &hk, &new)?))
                 .send()
                 .await
-                .context("put the tenant's daily total")?;
+                .with_context(|| format!("put the roll-up entry of {tenant} {account} {hk}"))?;
         }
         Ok(())
     }
 
-    /// The tenant's cost of a day over every account (`None` before any
-    /// hour of it is computed).
-    pub async fn daily_total(&self, tenant: &TenantId, day: &str) -> anyhow::Result<Option<f64>> {
-        Ok(self
-            .daily_total_item(tenant, day)
-            .await?
-            .map(|(cost, _)| cost))
-    }
-
-    /// The stored daily total's `cost` and `expires_at` as written.
-    async fn daily_total_item(
+    /// The roll-up entries of one account-day (hour key → entry).
+    async fn day_entries(
         &self,
         tenant: &TenantId,
+        account: &AccountId,
         day: &str,
-    ) -> anyhow::Result<Option<(f64, Option<i64>)>> {
-        let out = self
+    ) -> anyhow::Result<BTreeMap<String, rollups::Entry>> {
+        let pk = rollups::entries_pk(tenant, account, day);
+        let q = self
             .ddb
-            .get_item()
+            .query()
             .table_name(&self.table)
-            .key("pk", s(format!("{tenant}#daily-total")))
-            .key("sk", s(day))
             .consistent_read(true)
-            .send()
-            .await
-            .context("get the daily total")?;
-        Ok(out.item.and_then(|i| {
-            let n = |name: &str| i.get(name)?.as_n().ok();
-            let expires_at = n("expires_at").and_then(|e| e.parse().ok());
-            Some((n("cost")?.parse().ok()?, expires_at))
-        }))
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(&pk));
+        dynamo::query_items(q, &pk)
+            .await?
+            .iter()
+            .map(rollups::read_entry)
+            .collect()
+    }
+
+    /// On the first recompute of an account-day since roll-up entries
+    /// exist (the day has none yet): gives every other ended hour of the
+    /// day that holds costs an entry, from its stored resource costs
+    /// (grouped by `tag_keys`) — hours computed before entries existed.
+    /// At most 23 `Query`s, once per account-day; in steady state the
+    /// first recompute of a day is its first hour, and no other hour has
+    /// ended. An entry written meanwhile by another recompute is kept
+    /// (conditional put) and read back.
+    async fn fill_day(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        hour: DateTime<Utc>,
+        tag_keys: &[String],
+        expires_at: i64,
+        entries: &mut BTreeMap<String, rollups::Entry>,
+    ) -> anyhow::Result<()> {
+        if !entries.is_empty() {
+            return Ok(());
+        }
+        let day = day_key(hour);
+        let day_start = hour - Duration::hours(i64::from(hour.hour()));
+        let now = Utc::now();
+        for h in (0..24).map(|i| day_start + Duration::hours(i)) {
+            let hk = hour_key(h);
+            if h == hour || h + Duration::hours(1) > now {
+                continue;
+            }
+            let rows = self.resource_hours(tenant, account, h).await?;
+            if rows.is_empty() {
+                continue;
+            }
+            let entry = rollups::Entry {
+                parts: rollups::hour_parts(rows.iter().map(rollups::Fact::from), account, tag_keys),
+                expires_at: expires_at + (h - hour).num_seconds(),
+            };
+            let r = self
+                .ddb
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(rollups::entry_item(
+                    tenant, account, &day, &hk, &entry,
+                )?))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match r {
+                Ok(_) => {
+                    entries.insert(hk, entry);
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    let item = self
+                        .ddb
+                        .get_item()
+                        .table_name(&self.table)
+                        .key("pk", s(rollups::entries_pk(tenant, account, &day)))
+                        .key("sk", s(&hk))
+                        .consistent_read(true)
+                        .send()
+                        .await
+                        .with_context(|| format!("read the roll-up entry of {account} {hk}"))?
+                        .item
+                        .with_context(|| format!("roll-up entry of {account} {hk} vanished"))?;
+                    let (_, e) = rollups::read_entry(&item)?;
+                    entries.insert(hk, e);
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("put the roll-up entry of {account} {hk}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenant's cost of a day over every account, USD: the sum of its
+    /// accounts' day rows (`{tenant}#day#account`, one `Query` of one row
+    /// per account); `None` before any hour of the day is computed.
+    pub async fn daily_total(&self, tenant: &TenantId, day: &str) -> anyhow::Result<Option<f64>> {
+        let rows: Vec<RollupRow> = self
+            .query(
+                &format!("{tenant}#day#account"),
+                &format!("{day}#"),
+                &format!("{day}#\u{10ffff}"),
+            )
+            .await?;
+        Ok((!rows.is_empty()).then(|| rows.iter().map(|r| r.cost_usd).sum()))
     }
 
     /// Puts the `rows` that differ from the `old` row of their key (a
@@ -487,7 +504,8 @@ impl GraphStore {
     /// — unless the stored result is `packed` already (same digest, whole,
     /// nothing else in the partition): then nothing is written. New chunks
     /// go before deletes, so a reader sees the old result or the new one
-    /// ([`packed::whole`]).
+    /// ([`packed::whole`]). True if the hour had been computed before (the
+    /// partition held items).
     async fn replace_resource_hours(
         &self,
         pk: &str,
@@ -496,7 +514,7 @@ impl GraphStore {
         hour_key: &str,
         packed: &packed::PackedHour,
         expires_at: i64,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         // Reads are billed on the whole item either way; the projection
         // only keeps the chunks' bytes off the wire.
         let q = self
@@ -518,7 +536,7 @@ impl GraphStore {
                     && i.get("parts").and_then(|v| v.as_n().ok()) == Some(&new.len().to_string())
             });
         if unchanged {
-            return Ok(());
+            return Ok(true);
         }
         let mut writes = Vec::new();
         for item in packed::chunk_items(pk, tenant, account, hour_key, packed, expires_at) {
@@ -548,7 +566,8 @@ impl GraphStore {
         }
         kopter_runtime::dynamo::batch_write(&self.ddb, &self.table, deletes, 4)
             .await
-            .with_context(|| format!("delete stale cost rows of {pk}"))
+            .with_context(|| format!("delete stale cost rows of {pk}"))?;
+        Ok(!stored.is_empty())
     }
 
     /// A cost series: `granularity` `hour` or `day`, periods from `from`

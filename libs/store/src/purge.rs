@@ -4,7 +4,8 @@
 //! Which rows belong to an account, by table (keys in `DESIGN.md`):
 //! - inventory, ec2-events, ec2-snapshots: partition `{tenant}#{account}`;
 //! - price-graph: the account's resource-hour partitions
-//!   `{tenant}#{account}#res#{hour}`;
+//!   `{tenant}#{account}#res#{hour}` and roll-up entries
+//!   `{tenant}#{account}#rollups#{day}`;
 //! - audit-log and notifications: rows of the tenant's partitions whose
 //!   `account` attribute is the account.
 //!

@@ -861,7 +861,7 @@ async fn an_hour_is_one_packed_item_and_an_unchanged_recompute_writes_nothing() 
     );
 
     // The same hour computed again: neither the packed item nor any
-    // roll-up nor the day's total is written.
+    // roll-up nor the hour's roll-up entry is written.
     let day = "2025-06-02";
     let items = [
         (pk.clone(), "packed#0000".to_owned()),
@@ -877,7 +877,10 @@ async fn an_hour_is_one_packed_item_and_an_unchanged_recompute_writes_nothing() 
             format!("{}#day#account", w.tenant),
             format!("{day}#{0}#{0}", w.account),
         ),
-        (format!("{}#daily-total", w.tenant), day.to_owned()),
+        (
+            format!("{}#{}#rollups#{day}", w.tenant, w.account),
+            "2025-06-02T10".to_owned(),
+        ),
     ];
     for (pk, sk) in &items {
         mark(&w, pk, sk).await;
@@ -1025,4 +1028,269 @@ async fn hours_written_per_resource_before_packing_still_read_and_are_replaced()
         .map(|r| r.resource_id)
         .collect();
     assert_eq!(ids, vec!["i-odd", "i-web", "vol-1"]);
+}
+
+/// Records the partition of every `Query` a DynamoDB client sends.
+#[derive(Debug, Clone, Default)]
+struct QueriedPartitions(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for QueriedPartitions {
+    fn name(&self) -> &'static str {
+        "QueriedPartitions"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(q) = context
+            .input()
+            .downcast_ref::<aws_sdk_dynamodb::operation::query::QueryInput>()
+        {
+            let pk = q
+                .expression_attribute_values()
+                .and_then(|v| v.get(":pk"))
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            self.0.lock().unwrap().push(pk);
+        }
+        Ok(())
+    }
+}
+
+/// A cost line of `cost` USD for one hour (`team` tag when given).
+fn cost_line(
+    id: &str,
+    hour: DateTime<Utc>,
+    family: &str,
+    team: Option<&str>,
+    cost: Option<f64>,
+) -> kopter_store::graph::CostLine {
+    use std::sync::Arc;
+    kopter_store::graph::CostLine {
+        resource_id: Arc::from(id),
+        kind: "instance",
+        region: Arc::from("us-east-1"),
+        hour,
+        usage: 1.0,
+        unit: "Hrs",
+        cost_usd: cost,
+        reserved_usd: None,
+        missing: cost.is_none().then(|| "no price".to_owned()),
+        missing_part: None,
+        family: Arc::from(family),
+        detail: Arc::from("m5.large"),
+        lifecycle: Arc::from("on-demand"),
+        tags: Arc::new(
+            team.map(|t| BTreeMap::from([("team".to_owned(), t.to_owned())]))
+                .unwrap_or_default(),
+        ),
+        note: None,
+    }
+}
+
+/// Issue 23: an account-hour's recompute reads the account's own rows
+/// (its hour partition, its day's roll-up entries), never the tenant-wide
+/// roll-up partitions that hold every account's rows — so its cost does
+/// not grow with the tenant's accounts. Day rows, the daily total and the
+/// hour rows stay exact across accounts, recomputes and vanished groups;
+/// an hour computed before entries existed is still counted in its day.
+#[tokio::test]
+async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
+    use kopter_store::graph::{GraphStore, expiry};
+
+    let w = world().await;
+    let queried = QueriedPartitions::default();
+    let ddb = w.env.ctx.aws.dynamodb();
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        ddb.config()
+            .to_builder()
+            .interceptor(queried.clone())
+            .build(),
+    );
+    let graph = GraphStore::new(ddb, &w.env.ctx.names);
+    let tenant = &w.tenant;
+    let tags = vec!["team".to_owned()];
+    let (a, b) = (w.account.clone(), AccountId::new(random_account()).unwrap());
+    let h = |hh: u32| t(&format!("2025-06-02T{hh:02}:00:00Z"));
+    let put = |acct: &AccountId, hour: DateTime<Utc>, lines: Vec<kopter_store::graph::CostLine>| {
+        let (graph, tenant, tags, acct) = (&graph, tenant, &tags, acct.clone());
+        async move {
+            graph
+                .replace_hour(tenant, &acct, hour, &lines, tags, expiry(hour, 30))
+                .await
+                .unwrap()
+        }
+    };
+    // Another account of the tenant, two hours.
+    put(
+        &b,
+        h(9),
+        vec![cost_line("i-b", h(9), "c5", Some("data"), Some(1.0))],
+    )
+    .await;
+    put(
+        &b,
+        h(10),
+        vec![cost_line("i-b", h(10), "c5", Some("data"), Some(1.0))],
+    )
+    .await;
+    // Account a: 09 (two groups), 10, then 09 again with the web team gone
+    // and a resource without a price.
+    put(
+        &a,
+        h(9),
+        vec![
+            cost_line("i-1", h(9), "m5", Some("web"), Some(0.25)),
+            cost_line("i-2", h(9), "m5", Some("api"), Some(0.5)),
+        ],
+    )
+    .await;
+    put(
+        &a,
+        h(10),
+        vec![cost_line("i-2", h(10), "m5", Some("api"), Some(0.5))],
+    )
+    .await;
+    put(
+        &a,
+        h(9),
+        vec![
+            cost_line("i-2", h(9), "m5", Some("api"), Some(0.5)),
+            cost_line("i-3", h(9), "m5", Some("api"), None),
+        ],
+    )
+    .await;
+    let shared = |p: &String| {
+        p.starts_with(&format!("{tenant}#hour#")) || p.starts_with(&format!("{tenant}#day#"))
+    };
+    {
+        let q = queried.0.lock().unwrap();
+        assert!(!q.is_empty());
+        assert!(!q.iter().any(shared), "tenant-wide partitions read: {q:?}");
+    }
+    // Exact figures: a's day 0.5 + 0.5 (the web team's 0.25 recomputed
+    // away), one unpriced resource; b's day 2.0; the total both.
+    let day = |dim: &str| {
+        let graph = &graph;
+        let dim = dim.to_owned();
+        async move {
+            graph
+                .series(tenant, None, "day", &dim, "2025-06-02", "2025-06-02")
+                .await
+                .unwrap()
+        }
+    };
+    let acct = day("account").await;
+    let find = |pts: &[kopter_store::graph::SeriesPoint], g: &str| {
+        pts.iter()
+            .find(|p| p.group == g)
+            .cloned()
+            .unwrap_or_else(|| panic!("{g} in {pts:?}"))
+    };
+    assert_eq!(find(&acct, a.as_str()).cost_usd, 1.0);
+    assert_eq!(find(&acct, a.as_str()).price_missing, 1);
+    assert_eq!(find(&acct, a.as_str()).resources, 2);
+    assert_eq!(find(&acct, b.as_str()).cost_usd, 2.0);
+    let team = day("tag:team").await;
+    assert!(team.iter().all(|p| p.group != "web"), "{team:?}");
+    assert_eq!(find(&team, "api").cost_usd, 1.0);
+    assert_eq!(find(&team, "data").cost_usd, 2.0);
+    let hour9 = graph
+        .series(
+            tenant,
+            Some(&a),
+            "hour",
+            "tag:team",
+            "2025-06-02T09",
+            "2025-06-02T09",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        hour9.len(),
+        1,
+        "the web team's hour row is deleted: {hour9:?}"
+    );
+    assert_eq!(
+        graph.daily_total(tenant, "2025-06-02").await.unwrap(),
+        Some(3.0)
+    );
+    assert_eq!(graph.daily_total(tenant, "2025-06-03").await.unwrap(), None);
+
+    // An hour computed before roll-up entries existed: its rows are
+    // there, its entry is not (deleted here). The day's next hour counts
+    // it; recomputing it replaces its rows found the old way.
+    let c = AccountId::new(random_account()).unwrap();
+    put(
+        &c,
+        h(7),
+        vec![cost_line("i-c", h(7), "r5", Some("web"), Some(2.0))],
+    )
+    .await;
+    let table = w.env.ctx.names.table(Table::PriceGraph);
+    let entries_pk = format!("{tenant}#{c}#rollups#2025-06-02");
+    w.env
+        .ctx
+        .aws
+        .dynamodb()
+        .delete_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(entries_pk.clone()))
+        .key("sk", AttributeValue::S("2025-06-02T07".into()))
+        .send()
+        .await
+        .unwrap();
+    put(
+        &c,
+        h(8),
+        vec![cost_line("i-c", h(8), "r5", Some("web"), Some(2.0))],
+    )
+    .await;
+    assert_eq!(find(&day("account").await, c.as_str()).cost_usd, 4.0);
+    assert_eq!(
+        graph.daily_total(tenant, "2025-06-02").await.unwrap(),
+        Some(7.0)
+    );
+    // 07 again, retagged: the old web rows go (found in the tenant-wide
+    // partition, the one time an hour without an entry is recomputed).
+    w.env
+        .ctx
+        .aws
+        .dynamodb()
+        .delete_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(entries_pk))
+        .key("sk", AttributeValue::S("2025-06-02T07".into()))
+        .send()
+        .await
+        .unwrap();
+    put(
+        &c,
+        h(7),
+        vec![cost_line("i-c", h(7), "r5", Some("ml"), Some(2.0))],
+    )
+    .await;
+    let hour7 = graph
+        .series(
+            tenant,
+            Some(&c),
+            "hour",
+            "tag:team",
+            "2025-06-02T07",
+            "2025-06-02T07",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        hour7.iter().map(|p| p.group.as_str()).collect::<Vec<_>>(),
+        ["ml"]
+    );
+    let team = day("tag:team").await;
+    assert_eq!(find(&team, "ml").cost_usd, 2.0);
+    // c's web: 08 only.
+    assert_eq!(find(&team, "web").cost_usd, 2.0);
+    assert_eq!(find(&day("account").await, c.as_str()).cost_usd, 4.0);
 }

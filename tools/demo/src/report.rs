@@ -270,7 +270,7 @@ impl Report {
         for (t, c) in self.tenant_costs() {
             let _ = writeln!(
                 o,
-                "  {t:<10} {c:>10.4} USD   (aggregator's stored daily total: {:.4} USD)",
+                "  {t:<10} {c:>10.4} USD   (aggregator's day roll-ups: {:.4} USD)",
                 self.stored_daily_totals.get(&t).copied().unwrap_or(0.0)
             );
         }

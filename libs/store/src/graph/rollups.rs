@@ -1,0 +1,424 @@
+//! One account's roll-ups of one hour, every dimension, as one small item:
+//! what the account's day rows are summed from, without reading the
+//! tenant's shared roll-up partitions.
+//!
+//! | pk | sk | attributes |
+//! |---|---|---|
+//! | `{tenant}#{account}#rollups#{yyyy-mm-dd}` | `{yyyy-mm-ddThh}` | `z`: the hour's [`Part`]s as deflated JSON; `expires_at` |
+//!
+//! An account-hour recompute reads its day's entries with one `Query`
+//! (at most 24 items of ~0.5 KB), replaces the hour's entry, and derives
+//! both the hour rows it replaces (the old entry says which rows it wrote)
+//! and the account's day rows (the sum of the day's entries). Before
+//! these entries, the same two reads were `Query`s of the tenant-wide
+//! partitions `{tenant}#hour#{dimension}` and `{tenant}#day#{dimension}`,
+//! which hold every account's rows: a tenant of N accounts read N×
+//! (groups) rows per account-hour, and N²× per hour over the tenant. See
+//! `design.md` ("Roll-ups").
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+use aws_sdk_dynamodb::types::AttributeValue;
+use kopter_schema::{AccountId, TenantId};
+use serde::{Deserialize, Serialize};
+
+use super::{CostLine, ResourceHourRow, RollupRow, dimensions};
+
+/// Partition key of an account-day's roll-up entries.
+pub fn entries_pk(tenant: &TenantId, account: &AccountId, day: &str) -> String {
+    format!("{tenant}#{account}#rollups#{day}")
+}
+
+/// One group's figures in one hour (field names kept short: the entry is
+/// billed by its size).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    /// Dimension (`account`, `region`, `family`, `tag:{key}`).
+    pub d: String,
+    /// Group.
+    pub g: String,
+    /// Cost, USD.
+    pub c: f64,
+    /// Cost at reserved rates, USD.
+    pub r: f64,
+    /// Resources without a price.
+    pub m: u64,
+    /// Resources priced in part.
+    pub p: u64,
+    /// Resources.
+    pub n: u64,
+}
+
+/// The facts of one resource-hour a roll-up needs.
+pub struct Fact<'a> {
+    pub region: &'a str,
+    pub family: &'a str,
+    pub tags: &'a BTreeMap<String, String>,
+    pub cost_usd: Option<f64>,
+    pub reserved_usd: Option<f64>,
+    pub partial: bool,
+}
+
+impl<'a> From<&'a CostLine> for Fact<'a> {
+    fn from(l: &'a CostLine) -> Self {
+        Fact {
+            region: &l.region,
+            family: &l.family,
+            tags: &l.tags,
+            cost_usd: l.cost_usd,
+            reserved_usd: l.reserved_usd,
+            partial: l.missing_part.is_some(),
+        }
+    }
+}
+
+impl<'a> From<&'a ResourceHourRow> for Fact<'a> {
+    fn from(r: &'a ResourceHourRow) -> Self {
+        Fact {
+            region: &r.region,
+            family: &r.family,
+            tags: &r.tags,
+            cost_usd: r.cost_usd,
+            reserved_usd: r.reserved_usd,
+            partial: r.price_missing_part.is_some(),
+        }
+    }
+}
+
+/// The group of a resource-hour under a dimension: the account, the
+/// region, the family, or the tag's value (`(untagged)` without the tag).
+pub fn group(f: &Fact<'_>, account: &AccountId, dim: &str) -> String {
+    match dim {
+        "account" => account.to_string(),
+        "region" => f.region.to_owned(),
+        "family" => f.family.to_owned(),
+        d => {
+            let key = d.strip_prefix("tag:").unwrap_or(d);
+            f.tags
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "(untagged)".into())
+        }
+    }
+}
+
+/// An hour's parts: every dimension of `tag_keys`, groups sorted, figures
+/// summed in the order of `facts` (the order [`super::GraphStore::replace_hour`]
+/// always summed them in).
+pub fn hour_parts<'a>(
+    facts: impl IntoIterator<Item = Fact<'a>>,
+    account: &AccountId,
+    tag_keys: &[String],
+) -> Vec<Part> {
+    let dims = dimensions(tag_keys);
+    let mut out: BTreeMap<(usize, String), Part> = BTreeMap::new();
+    for f in facts {
+        for (i, dim) in dims.iter().enumerate() {
+            let g = group(&f, account, dim);
+            let p = out.entry((i, g.clone())).or_insert_with(|| Part {
+                d: dim.clone(),
+                g,
+                c: 0.0,
+                r: 0.0,
+                m: 0,
+                p: 0,
+                n: 0,
+            });
+            p.n += 1;
+            match f.cost_usd {
+                Some(c) => p.c += c,
+                None => p.m += 1,
+            }
+            if f.cost_usd.is_some() && f.partial {
+                p.p += 1;
+            }
+            // Without a reserved alternative (spot, volumes…) the resource
+            // costs the same either way.
+            p.r += f.reserved_usd.or(f.cost_usd).unwrap_or(0.0);
+        }
+    }
+    out.into_values().collect()
+}
+
+/// An hour's parts as the tenant-wide hour rows
+/// (`{tenant}#hour#{dimension}`, `{hour}#{group}#{account}`).
+pub fn hour_rows(
+    tenant: &TenantId,
+    account: &AccountId,
+    hour_key: &str,
+    parts: &[Part],
+    expires_at: i64,
+) -> Vec<RollupRow> {
+    parts
+        .iter()
+        .map(|p| RollupRow {
+            pk: format!("{tenant}#hour#{}", p.d),
+            sk: format!("{hour_key}#{}#{account}", p.g),
+            tenant: tenant.clone(),
+            account: account.clone(),
+            dimension: p.d.clone(),
+            period: hour_key.to_owned(),
+            group: p.g.clone(),
+            cost_usd: p.c,
+            reserved_usd: p.r,
+            price_missing: p.m,
+            price_partial: p.p,
+            resources: p.n,
+            expires_at,
+        })
+        .collect()
+}
+
+/// Hour rows back to parts (an hour stored before entries existed).
+pub fn parts_of_rows(rows: &[RollupRow]) -> Vec<Part> {
+    rows.iter()
+        .map(|r| Part {
+            d: r.dimension.clone(),
+            g: r.group.clone(),
+            c: r.cost_usd,
+            r: r.reserved_usd,
+            m: r.price_missing,
+            p: r.price_partial,
+            n: r.resources,
+        })
+        .collect()
+}
+
+/// One hour's entry: its parts and the expiry its hour rows carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub parts: Vec<Part>,
+    pub expires_at: i64,
+}
+
+/// The account's day rows (`{tenant}#day#{dimension}`,
+/// `{day}#{group}#{account}`) from the day's entries (hour key → entry):
+/// costs and counts of price-missing / partly-priced resources summed over
+/// the hours, resources the most in any hour, expiry the latest.
+pub fn day_rows(
+    tenant: &TenantId,
+    account: &AccountId,
+    day: &str,
+    entries: &BTreeMap<String, Entry>,
+) -> Vec<RollupRow> {
+    let mut out: BTreeMap<(String, String), RollupRow> = BTreeMap::new();
+    // Hours in order, so the sums are the same whatever order entries
+    // were written in.
+    for e in entries.values() {
+        for p in &e.parts {
+            let row = out
+                .entry((p.d.clone(), p.g.clone()))
+                .or_insert_with(|| RollupRow {
+                    pk: format!("{tenant}#day#{}", p.d),
+                    sk: format!("{day}#{}#{account}", p.g),
+                    tenant: tenant.clone(),
+                    account: account.clone(),
+                    dimension: p.d.clone(),
+                    period: day.to_owned(),
+                    group: p.g.clone(),
+                    cost_usd: 0.0,
+                    reserved_usd: 0.0,
+                    price_missing: 0,
+                    price_partial: 0,
+                    resources: 0,
+                    expires_at: e.expires_at,
+                });
+            row.cost_usd += p.c;
+            row.reserved_usd += p.r;
+            row.price_missing += p.m;
+            row.price_partial += p.p;
+            row.resources = row.resources.max(p.n);
+            row.expires_at = row.expires_at.max(e.expires_at);
+        }
+    }
+    out.into_values().collect()
+}
+
+/// The entry's item.
+pub fn entry_item(
+    tenant: &TenantId,
+    account: &AccountId,
+    day: &str,
+    hour_key: &str,
+    entry: &Entry,
+) -> anyhow::Result<HashMap<String, AttributeValue>> {
+    use std::io::Write;
+    let json = serde_json::to_vec(&entry.parts).context("encode roll-up parts")?;
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), Default::default());
+    z.write_all(&json).context("deflate roll-up parts")?;
+    let z = z.finish().context("deflate roll-up parts")?;
+    Ok(HashMap::from([
+        (
+            "pk".to_owned(),
+            AttributeValue::S(entries_pk(tenant, account, day)),
+        ),
+        ("sk".to_owned(), AttributeValue::S(hour_key.to_owned())),
+        (
+            "z".to_owned(),
+            AttributeValue::B(aws_smithy_types::Blob::new(z)),
+        ),
+        (
+            "expires_at".to_owned(),
+            AttributeValue::N(entry.expires_at.to_string()),
+        ),
+    ]))
+}
+
+/// An entry item back: `(hour key, entry)`. Errors name the item.
+pub fn read_entry(item: &HashMap<String, AttributeValue>) -> anyhow::Result<(String, Entry)> {
+    use std::io::Read;
+    let pk = item.get("pk").and_then(|v| v.as_s().ok());
+    let sk = item
+        .get("sk")
+        .and_then(|v| v.as_s().ok())
+        .with_context(|| format!("roll-up entry without sk in {pk:?}"))?;
+    let at = || format!("roll-up entry {pk:?} {sk}");
+    let z = item
+        .get("z")
+        .and_then(|v| v.as_b().ok())
+        .with_context(|| format!("{}: no `z`", at()))?;
+    let expires_at = item
+        .get("expires_at")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("{}: no `expires_at`", at()))?;
+    let mut json = Vec::new();
+    flate2::read::DeflateDecoder::new(z.as_ref())
+        .read_to_end(&mut json)
+        .with_context(|| format!("{}: inflate", at()))?;
+    let parts = serde_json::from_slice(&json).with_context(|| format!("{}: decode", at()))?;
+    Ok((sk.clone(), Entry { parts, expires_at }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn line(region: &str, family: &str, team: Option<&str>, cost: Option<f64>) -> CostLine {
+        let mut tags = BTreeMap::new();
+        if let Some(t) = team {
+            tags.insert("team".to_owned(), t.to_owned());
+        }
+        CostLine {
+            resource_id: Arc::from("i-1"),
+            kind: "instance",
+            region: Arc::from(region),
+            hour: Utc.with_ymd_and_hms(2025, 6, 2, 10, 0, 0).unwrap(),
+            usage: 1.0,
+            unit: "Hrs",
+            cost_usd: cost,
+            reserved_usd: cost.map(|c| c * 0.6),
+            missing: cost.is_none().then(|| "no price".to_owned()),
+            missing_part: None,
+            family: Arc::from(family),
+            detail: Arc::from("m5.large"),
+            lifecycle: Arc::from("on-demand"),
+            tags: Arc::new(tags),
+            note: None,
+        }
+    }
+
+    #[test]
+    fn parts_group_every_dimension_and_mark_missing_prices() {
+        let a = AccountId::new("111122223333").unwrap();
+        let lines = [
+            line("us-east-1", "m5", Some("web"), Some(0.096)),
+            line("us-east-1", "m5", None, Some(0.096)),
+            line("eu-west-1", "c5", Some("web"), None),
+        ];
+        let parts = hour_parts(lines.iter().map(Fact::from), &a, &["team".into()]);
+        let find = |d: &str, g: &str| parts.iter().find(|p| p.d == d && p.g == g).unwrap();
+        let acct = find("account", "111122223333");
+        assert_eq!((acct.n, acct.m), (3, 1));
+        assert!((acct.c - 0.192).abs() < 1e-12);
+        assert!((acct.r - 0.192 * 0.6).abs() < 1e-12);
+        assert_eq!(find("region", "eu-west-1").m, 1);
+        assert_eq!(find("tag:team", "(untagged)").n, 1);
+        assert_eq!(find("tag:team", "web").n, 2);
+        // account 1 + regions 2 + families 2 + team 2
+        assert_eq!(parts.len(), 7);
+    }
+
+    #[test]
+    fn day_rows_sum_hours_and_keep_the_largest_estate() {
+        let t = TenantId::new("acme").unwrap();
+        let a = AccountId::new("111122223333").unwrap();
+        let part = |c: f64, n: u64| Part {
+            d: "account".into(),
+            g: a.to_string(),
+            c,
+            r: c,
+            m: 0,
+            p: 0,
+            n,
+        };
+        let entries = BTreeMap::from([
+            (
+                "2025-06-02T10".to_owned(),
+                Entry {
+                    parts: vec![part(0.5, 2)],
+                    expires_at: 10,
+                },
+            ),
+            (
+                "2025-06-02T11".to_owned(),
+                Entry {
+                    parts: vec![part(0.25, 3)],
+                    expires_at: 11,
+                },
+            ),
+            (
+                "2025-06-02T12".to_owned(),
+                Entry {
+                    parts: vec![],
+                    expires_at: 12,
+                },
+            ),
+        ]);
+        let rows = day_rows(&t, &a, "2025-06-02", &entries);
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(r.pk, "acme#day#account");
+        assert_eq!(r.sk, "2025-06-02#111122223333#111122223333");
+        assert_eq!((r.cost_usd, r.resources, r.expires_at), (0.75, 3, 11));
+    }
+
+    #[test]
+    fn an_entry_round_trips_and_a_corrupt_one_names_itself() {
+        let t = TenantId::new("acme").unwrap();
+        let a = AccountId::new("111122223333").unwrap();
+        let e = Entry {
+            parts: vec![Part {
+                d: "tag:team".into(),
+                g: "web".into(),
+                c: 0.1 + 0.2,
+                r: 0.1,
+                m: 1,
+                p: 2,
+                n: 3,
+            }],
+            expires_at: 1_700_000_000,
+        };
+        let mut item = entry_item(&t, &a, "2025-06-02", "2025-06-02T10", &e).unwrap();
+        assert_eq!(
+            item["pk"].as_s().unwrap(),
+            "acme#111122223333#rollups#2025-06-02"
+        );
+        let (hk, back) = read_entry(&item).unwrap();
+        assert_eq!((hk.as_str(), &back), ("2025-06-02T10", &e));
+        item.insert(
+            "z".into(),
+            AttributeValue::B(aws_smithy_types::Blob::new(b"not deflate".to_vec())),
+        );
+        let err = format!("{:#}", read_entry(&item).unwrap_err());
+        assert!(
+            err.contains("acme#111122223333#rollups#2025-06-02") && err.contains("2025-06-02T10"),
+            "{err}"
+        );
+    }
+}
