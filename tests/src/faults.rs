@@ -376,6 +376,9 @@ pub struct SignedCall {
     /// An SQS ReceiveMessage that came back without a message (an idle
     /// long poll).
     pub empty_receive: bool,
+    /// DynamoDB calls: the table (`TableName`, or the first table of a
+    /// batch's `RequestItems` or a transaction's `TransactItems`).
+    pub table: Option<String>,
     /// DynamoDB calls: the units the answer's `ConsumedCapacity` reports
     /// (Kopter's clients ask for it, see `kopter_runtime::consumed_capacity`);
     /// `None` when the answer has none. Exact on DynamoDB Local; moto
@@ -481,6 +484,25 @@ pub fn dynamodb_units(operation: &str, request: &[u8], response: &[u8]) -> Units
         }
         _ => Units::default(),
     }
+}
+
+/// The table a DynamoDB request names: `TableName`, else the first key of
+/// `RequestItems` (batch calls), else the first action's `TableName` in
+/// `TransactItems`.
+pub fn dynamodb_table(request: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(request).ok()?;
+    if let Some(t) = v["TableName"].as_str() {
+        return Some(t.to_owned());
+    }
+    if let Some(t) = v["RequestItems"].as_object().and_then(|m| m.keys().next()) {
+        return Some(t.clone());
+    }
+    v["TransactItems"]
+        .as_array()?
+        .first()?
+        .as_object()?
+        .values()
+        .find_map(|a| a["TableName"].as_str().map(str::to_owned))
 }
 
 /// The units a DynamoDB answer reports in `ConsumedCapacity` (an object,
@@ -801,7 +823,11 @@ async fn forward(
     let empty_receive = operation.ends_with("ReceiveMessage")
         && matches!(&answer, Ok((p, b)) if p.status.is_success()
             && !b.windows(9).any(|w| w == b"MessageId"));
+    let table = (service == "dynamodb")
+        .then(|| dynamodb_table(&body_copy))
+        .flatten();
     shared.log.lock().unwrap().push(SignedCall {
+        table,
         units,
         reported,
         empty_receive,
@@ -876,6 +902,25 @@ mod tests {
             dynamodb_units("AmazonSQS.SendMessage", b"{}", b"{}"),
             Units::default()
         );
+    }
+
+    #[test]
+    fn the_table_of_a_request_single_batch_or_transaction() {
+        let t = |body: &str| dynamodb_table(body.as_bytes());
+        assert_eq!(
+            t(r#"{"TableName":"e-kopter-audit-log","Key":{}}"#).as_deref(),
+            Some("e-kopter-audit-log")
+        );
+        assert_eq!(
+            t(r#"{"RequestItems":{"e-kopter-price-graph":[]}}"#).as_deref(),
+            Some("e-kopter-price-graph")
+        );
+        assert_eq!(
+            t(r#"{"TransactItems":[{"Put":{"TableName":"e-kopter-dedup","Item":{}}}]}"#).as_deref(),
+            Some("e-kopter-dedup")
+        );
+        assert_eq!(t("not json"), None);
+        assert_eq!(t(r#"{"TransactItems":[]}"#), None);
     }
 
     #[test]

@@ -365,6 +365,14 @@ struct MessageTask<Q: Queue> {
     failures: Option<Arc<dyn FailureSink>>,
 }
 
+/// Seconds since a message was sent (SQS `SentTimestamp`, epoch ms), or
+/// -1 when SQS did not say.
+fn delivery_age_s(sent_at_ms: Option<u64>) -> f64 {
+    sent_at_ms.map_or(-1.0, |sent| {
+        (chrono::Utc::now().timestamp_millis() - sent as i64) as f64 / 1000.0
+    })
+}
+
 /// Longest wait for a failure report before the message is released anyway.
 const FAILURE_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -386,6 +394,7 @@ impl<Q: Queue> MessageTask<Q> {
             self.label.clone(),
             lease.clone(),
         );
+        let sent_at_ms = msg.sent_at_ms;
         let delivery = Delivery {
             message_id: msg.message_id.clone(),
             body: msg.body,
@@ -445,7 +454,11 @@ impl<Q: Queue> MessageTask<Q> {
         let mut reason = None;
         let next_visibility = match outcome {
             Outcome::Ok => {
-                tracing::debug!(elapsed, "handled");
+                // One line per message (the span names it and its receive
+                // count): how long it took, and how long since it was sent
+                // (queue wait, delays and earlier failed receives included).
+                let age_s = delivery_age_s(sent_at_ms);
+                tracing::info!(elapsed, age_s, "handled");
                 self.summary.lock().unwrap().succeeded += 1;
                 // The batcher outlives every message task.
                 let _ = self.ack_tx.send(receipt);

@@ -9,7 +9,9 @@
 //! from the bytes on the wire. A demo estate of `N` accounts is
 //! watched for a number of simulated hours; each hour: a tenth of the
 //! accounts stop or start an instance, every account delivers one
-//! CloudTrail file, then a describe sweep and the hour's aggregation run
+//! CloudTrail file, then a describe sweep and the aggregation of a *new*
+//! hour (the hour after the last one computed: every cost item and roll-up
+//! of it is written for the first time, as each hour in production) run
 //! and the queues settle. The daily digest runs once and counts as 1/24
 //! of a day per hour. Setup (bootstrap, onboarding, estate, price refresh,
 //! the first sweep) is not counted.
@@ -24,7 +26,9 @@
 //! `scripts/bench-requests.sh` runs it (sizes in `KOPTER_BENCH_ACCOUNTS`,
 //! default `10,40`; hours in `KOPTER_BENCH_HOURS`, default 3; resources
 //! per account in `KOPTER_BENCH_RESOURCES`, default 12: the demo estate,
-//! each instance launched ⌈N/12⌉ times). Figures in docs/benchmarks.md.
+//! each instance launched ⌈N/12⌉ times; accounts per tenant in
+//! `KOPTER_BENCH_ACCOUNTS_PER_TENANT`, default 5). Figures in
+//! docs/benchmarks.md.
 
 use std::collections::BTreeMap;
 
@@ -109,6 +113,8 @@ struct Measure {
     hours: usize,
     resources: usize,
     by_op: BTreeMap<(String, String), OpTotal>,
+    /// DynamoDB only, by table (the environment's prefix cut) and operation.
+    by_table: BTreeMap<(String, String), OpTotal>,
     idle_polls_per_hour: f64,
     depth_polls_per_hour: f64,
     floor: Floor,
@@ -201,9 +207,17 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
     opts.org = None;
     opts.env = unique("b-");
     let labels = ["prod", "staging", "prod"];
+    let per_tenant: usize = std::env::var("KOPTER_BENCH_ACCOUNTS_PER_TENANT")
+        .ok()
+        .map(|v| {
+            v.parse()
+                .expect("KOPTER_BENCH_ACCOUNTS_PER_TENANT: a number")
+        })
+        .unwrap_or(5)
+        .max(1);
     opts.accounts = (0..n)
         .map(|i| DemoAccount {
-            tenant: format!("tenant{}", i / 5),
+            tenant: format!("tenant{}", i / per_tenant),
             account: random_account(),
             label: labels[i % 3].into(),
         })
@@ -372,10 +386,11 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
         .await
         .unwrap();
         settle(&demo).await;
+        // A new hour each time (the estate's state carries on into it).
         demo.tick(
             Service::Aggregator,
             Message::AggregateHour(AggregateHour {
-                hour,
+                hour: hour + chrono::Duration::hours(h as i64 + 1),
                 backfill_hours: 0,
                 tenant: None,
             }),
@@ -400,6 +415,7 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
     let wall = started.elapsed();
 
     let mut by_op: BTreeMap<(String, String), OpTotal> = BTreeMap::new();
+    let mut by_table: BTreeMap<(String, String), OpTotal> = BTreeMap::new();
     let mut idle = 0u64;
     let mut depth_polls = 0u64;
     let mut estimated = 0u64;
@@ -439,6 +455,18 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
             t.write_units += units.write as f64 * weight;
             t.read_halves += units.read_halves as f64 * weight;
             t.usd += usd(c, units) * weight;
+            if let Some(table) = &c.table {
+                let short = table
+                    .split_once("-kopter-")
+                    .map_or(table.as_str(), |(_, t)| t);
+                let t = by_table
+                    .entry((short.to_owned(), op.to_owned()))
+                    .or_default();
+                t.calls += weight;
+                t.write_units += units.write as f64 * weight;
+                t.read_halves += units.read_halves as f64 * weight;
+                t.usd += usd(c, units) * weight;
+            }
         }
     }
     // CPU of the counted hours only (the setup's price refresh aside);
@@ -481,6 +509,7 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
         hours,
         resources,
         by_op,
+        by_table,
         idle_polls_per_hour: idle as f64 / wall.as_secs_f64() * 3600.0,
         depth_polls_per_hour: depth_polls as f64 / wall.as_secs_f64() * 3600.0,
         floor,
@@ -519,6 +548,19 @@ fn render(m: &Measure) -> String {
             s,
             "  {:<10} {:<22} {:>10.2} {:>10.2} {:>10.2} {:>14.6}",
             svc,
+            op,
+            t.calls / per,
+            t.write_units / per,
+            t.read_halves / 2.0 / per,
+            t.usd / per * HOURS_PER_MONTH
+        );
+    }
+    let _ = writeln!(s, "  DynamoDB by table (who pays):");
+    for ((table, op), t) in &m.by_table {
+        let _ = writeln!(
+            s,
+            "    {:<20} {:<20} {:>10.2} {:>10.2} {:>10.2} {:>14.6}",
+            table,
             op,
             t.calls / per,
             t.write_units / per,
