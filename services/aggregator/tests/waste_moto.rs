@@ -338,7 +338,7 @@ async fn findings_open_with_their_cost_and_resolve_once() {
 }
 
 #[tokio::test]
-async fn hourly_evaluations_extend_the_stored_accrual() {
+async fn a_stored_accrual_is_extended_once_a_day_not_every_hour() {
     let w = world().await;
     history(
         &w,
@@ -369,8 +369,9 @@ async fn hourly_evaluations_extend_the_stored_accrual() {
         Some(t("2025-06-04T06:00:00Z"))
     );
     assert!(first.finding.accrual_digest.is_some());
-    // Three more hours, each adding one to the row read back from
-    // DynamoDB: 51 h × 100 GiB × 0.08 / 720 = 408/720 USD.
+    // Three more hours: only the accrual moves, so the stored row stays
+    // as it is (kopter_store::waste::ACCRUAL_REFRESH: one write per day,
+    // not one per hourly evaluation).
     for hour in [
         "2025-06-04T06:00:00Z",
         "2025-06-04T07:00:00Z",
@@ -378,13 +379,19 @@ async fn hourly_evaluations_extend_the_stored_accrual() {
     ] {
         aggregate(&w, hour).await;
     }
+    assert_eq!(row(w.agg.waste.findings(&w.tenant).await.unwrap()), first);
+    // A day after the stored accrual, the evaluation writes it, adding
+    // every hour since to the row read back from DynamoDB: 72 h × 100 GiB
+    // × 0.08 / 720 = 576/720 USD.
+    aggregate(&w, "2025-06-05T05:00:00Z").await;
     let last = row(w.agg.waste.findings(&w.tenant).await.unwrap());
     assert_eq!(
         last.finding.accrued_through,
-        Some(t("2025-06-04T09:00:00Z"))
+        Some(t("2025-06-05T06:00:00Z"))
     );
+    assert_eq!(last.evaluated_at, t("2025-06-05T06:00:00Z"));
     assert!(
-        close(last.finding.accrued_usd, 408.0 / 720.0),
+        close(last.finding.accrued_usd, 576.0 / 720.0),
         "{:?}",
         last.finding
     );
@@ -408,7 +415,7 @@ async fn hourly_evaluations_extend_the_stored_accrual() {
         ],
     )
     .await;
-    aggregate(&fresh, "2025-06-04T08:00:00Z").await;
+    aggregate(&fresh, "2025-06-05T05:00:00Z").await;
     let full = row(fresh.agg.waste.findings(&fresh.tenant).await.unwrap());
     assert_eq!(
         full.finding.accrued_usd.to_bits(),
