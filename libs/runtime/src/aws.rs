@@ -103,11 +103,7 @@ impl AwsContext {
     /// metrics and consumed-capacity interceptors, the DynamoDB retry
     /// partition and [`DYNAMODB_INITIAL_BACKOFF`].
     pub fn dynamodb_with(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
-        let retry = sdk
-            .retry_config()
-            .cloned()
-            .unwrap_or_else(RetryConfig::standard)
-            .with_initial_backoff(DYNAMODB_INITIAL_BACKOFF);
+        let retry = retry_with_initial_backoff(sdk, DYNAMODB_INITIAL_BACKOFF);
         let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk)
             .retry_config(retry)
             .retry_partition(retry_partition("dynamodb"))
@@ -241,6 +237,26 @@ fn partition_named(name: String) -> RetryPartition {
         .clone()
 }
 
+/// First retry delay's ceiling for Kopter's own SQS queues, SNS topics
+/// and the CloudTrail objects' S3 reads (then doubling, full jitter).
+/// These services answer in milliseconds and their limits are far above
+/// Kopter's rate (SQS standard queues: nearly unlimited API calls per
+/// second; S3: 5,500 GETs per second per prefix), so a failed attempt is
+/// a blip, not a rate to back away from: the SDK's general 1 s made each
+/// fault cost ~0.5 s inside a handler (issue 19's chaos run). The retry
+/// quota ([`retry_partition`]) still stops retry storms. Customer-side
+/// APIs (EC2, STS, CloudWatch), whose limits are per customer account,
+/// keep the SDK's 1 s.
+pub const OWN_SERVICE_INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `sdk`'s retry policy with a first retry delay of at most `initial`.
+pub fn retry_with_initial_backoff(sdk: &SdkConfig, initial: std::time::Duration) -> RetryConfig {
+    sdk.retry_config()
+        .cloned()
+        .unwrap_or_else(RetryConfig::standard)
+        .with_initial_backoff(initial)
+}
+
 macro_rules! client_with_metrics {
     ($fn:ident, $krate:ident, $service:literal) => {
         /// A client from `sdk` with the metrics interceptor and the
@@ -253,9 +269,22 @@ macro_rules! client_with_metrics {
             $krate::Client::from_conf(conf)
         }
     };
+    ($fn:ident, $krate:ident, $service:literal, own) => {
+        /// A client from `sdk` with the metrics interceptor, the service's
+        /// retry partition ([`retry_partition`]) and
+        /// [`OWN_SERVICE_INITIAL_BACKOFF`].
+        pub fn $fn(sdk: &SdkConfig) -> $krate::Client {
+            let conf = $krate::config::Builder::from(sdk)
+                .retry_config(retry_with_initial_backoff(sdk, OWN_SERVICE_INITIAL_BACKOFF))
+                .retry_partition(retry_partition($service))
+                .interceptor(AwsMetrics)
+                .build();
+            $krate::Client::from_conf(conf)
+        }
+    };
 }
-client_with_metrics!(sqs_client, aws_sdk_sqs, "sqs");
-client_with_metrics!(sns_client, aws_sdk_sns, "sns");
+client_with_metrics!(sqs_client, aws_sdk_sqs, "sqs", own);
+client_with_metrics!(sns_client, aws_sdk_sns, "sns", own);
 client_with_metrics!(sts_client, aws_sdk_sts, "sts");
 client_with_metrics!(ec2_client, aws_sdk_ec2, "ec2");
 client_with_metrics!(pricing_client, aws_sdk_pricing, "pricing");

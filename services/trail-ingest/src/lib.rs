@@ -45,11 +45,16 @@ pub fn handler(ctx: &ServiceContext) -> anyhow::Result<std::sync::Arc<dyn Handle
     Ok(std::sync::Arc::new(TrailHandler(ingestor(ctx))))
 }
 
-/// An S3 client with the metrics interceptor; path-style addressing when a
-/// custom endpoint (moto, LocalStack) is configured, since bucket
-/// subdomains of `127.0.0.1` do not resolve.
+/// An S3 client with the metrics interceptor and a 100 ms first retry
+/// (`kopter_runtime::aws::OWN_SERVICE_INITIAL_BACKOFF`); path-style
+/// addressing when a custom endpoint (moto, LocalStack) is configured,
+/// since bucket subdomains of `127.0.0.1` do not resolve.
 pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .retry_config(kopter_runtime::aws::retry_with_initial_backoff(
+            sdk,
+            kopter_runtime::aws::OWN_SERVICE_INITIAL_BACKOFF,
+        ))
         .force_path_style(sdk.endpoint_url().is_some())
         .retry_partition(kopter_runtime::aws::retry_partition("s3"))
         .interceptor(kopter_runtime::aws::AwsMetrics)

@@ -235,7 +235,7 @@ async fn a_stalled_endpoint_times_out_at_the_attempt_deadline() {
 }
 
 #[tokio::test]
-async fn dynamodb_retries_start_at_fifty_milliseconds_and_keep_the_attempts() {
+async fn own_services_retry_sooner_than_customer_apis_and_keep_the_attempts() {
     with_test_credentials();
     let ctx = AwsContext::load(&test_config("http://127.0.0.1:9")).await;
     let ddb = ctx.dynamodb();
@@ -244,10 +244,20 @@ async fn dynamodb_retries_start_at_fifty_milliseconds_and_keep_the_attempts() {
     assert_eq!(retry.initial_backoff(), Duration::from_millis(50));
     // What `aws.*` says still holds for DynamoDB.
     assert_eq!(retry.max_attempts(), 2);
-    // Other clients keep the SDK's general first delay.
-    let sqs = ctx.sqs();
-    assert_eq!(
-        sqs.config().retry_config().unwrap().initial_backoff(),
-        Duration::from_secs(1)
-    );
+    // Kopter's own queues and topics: 100 ms, the same attempts.
+    for retry in [
+        ctx.sqs().config().retry_config().unwrap().clone(),
+        ctx.sns().config().retry_config().unwrap().clone(),
+    ] {
+        assert_eq!(retry.initial_backoff(), OWN_SERVICE_INITIAL_BACKOFF);
+        assert_eq!(retry.initial_backoff(), Duration::from_millis(100));
+        assert_eq!(retry.max_attempts(), 2);
+    }
+    // Customer-side APIs keep the SDK's general first delay.
+    for retry in [
+        ctx.ec2().config().retry_config().unwrap().clone(),
+        ctx.sts().config().retry_config().unwrap().clone(),
+    ] {
+        assert_eq!(retry.initial_backoff(), Duration::from_secs(1));
+    }
 }
