@@ -476,12 +476,11 @@ impl Aggregator {
             .iter()
             .map(|a| {
                 let job: Job<'_> = Box::pin(async move {
-                    let r = self
-                        .compute_account(&a.tenant_id, &a.account_id, from, to, versions)
-                        .await
-                        .map_err(|e| {
-                            e.context(format!("account {}/{}", a.tenant_id, a.account_id))
-                        });
+                    let r = retry_backpressure(|| {
+                        self.compute_account(&a.tenant_id, &a.account_id, from, to, versions)
+                    })
+                    .await
+                    .map_err(|e| e.context(format!("account {}/{}", a.tenant_id, a.account_id)));
                     (a.tenant_id.clone(), r)
                 });
                 job
@@ -492,13 +491,13 @@ impl Aggregator {
             .collect()
             .await;
         let mut reports = Vec::new();
-        let mut failed = Vec::new();
+        let mut failed: Vec<anyhow::Error> = Vec::new();
         let mut tenants = std::collections::BTreeSet::new();
         for (tenant, r) in results {
             tenants.insert(tenant);
             match r {
                 Ok(r) => reports.push(r),
-                Err(e) => failed.push(format!("{e:#}")),
+                Err(e) => failed.push(e),
             }
         }
         // Waste rules after the accounts' costs (hourly, at `hour`), as
@@ -507,20 +506,20 @@ impl Aggregator {
         // add up (seconds each under throttling).
         // Boxed like the cost jobs above: a closure returning the future
         // is not general enough over its lifetimes for the Send handler.
-        type WasteJob<'a> = futures::future::BoxFuture<'a, Option<String>>;
+        type WasteJob<'a> = futures::future::BoxFuture<'a, Option<anyhow::Error>>;
         let waste_jobs: Vec<WasteJob<'_>> = accounts
             .iter()
             .map(|a| {
                 let job: WasteJob<'_> = Box::pin(async move {
-                    self.evaluate_waste(&a.tenant_id, &a.account_id, hour)
+                    retry_backpressure(|| self.evaluate_waste(&a.tenant_id, &a.account_id, hour))
                         .await
                         .err()
-                        .map(|e| format!("waste of {}/{}: {e:#}", a.tenant_id, a.account_id))
+                        .map(|e| e.context(format!("waste of {}/{}", a.tenant_id, a.account_id)))
                 });
                 job
             })
             .collect();
-        let waste_failed: Vec<Option<String>> = futures::stream::iter(waste_jobs)
+        let waste_failed: Vec<Option<anyhow::Error>> = futures::stream::iter(waste_jobs)
             .buffer_unordered(self.config.account_concurrency)
             .collect()
             .await;
@@ -531,14 +530,52 @@ impl Aggregator {
                 .map_err(HandlerError::retry)?;
         }
         if failed.is_empty() {
-            Ok(reports)
-        } else {
-            Err(HandlerError::retry(anyhow!(
-                "{} of {} accounts failed: {}",
-                failed.len(),
-                accounts.len(),
-                failed.join("; ")
-            )))
+            return Ok(reports);
+        }
+        // The first failure keeps its chain, so the worker still sees AWS
+        // back-pressure in it (and retries in-process) when that is what
+        // it was; the others are named in the context.
+        let all = failed
+            .iter()
+            .map(|e| format!("{e:#}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let (n, total) = (failed.len(), accounts.len());
+        let first = failed.swap_remove(0);
+        Err(HandlerError::retry(
+            first.context(format!("{n} of {total} accounts failed: {all}")),
+        ))
+    }
+}
+
+/// Attempts of one account's computation (costs, or waste rules) in one
+/// message when it fails under AWS back-pressure (throttling, 5xx,
+/// timeouts, resets: `kopter_runtime::aws::classify_anyhow`), 200 ms then
+/// doubling between them. The work is idempotent (writes only what
+/// changed), and retrying the failed account alone spares the tenant's
+/// other accounts a recompute and the message a redelivery.
+pub const ACCOUNT_ATTEMPTS: u32 = 4;
+
+async fn retry_backpressure<T, F, Fut>(mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut delay = std::time::Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < ACCOUNT_ATTEMPTS => {
+                let Some(class) = kopter_runtime::aws::classify_anyhow(&e) else {
+                    return Err(e);
+                };
+                tracing::info!(error = %format!("{e:#}"), class = class.label(), attempt, retry_in = ?delay, "account hit AWS back-pressure; retrying it alone");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -588,5 +625,54 @@ impl Handler for AggregatorHandler {
                 ))),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn reset() -> anyhow::Error {
+        anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+            .context("query acme#111122223333#rollups#2025-06-02")
+    }
+
+    #[tokio::test]
+    async fn back_pressure_is_retried_alone_and_other_errors_are_not() {
+        let calls = AtomicU32::new(0);
+        let r = retry_backpressure(|| async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(reset()),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let calls = AtomicU32::new(0);
+        let r: anyhow::Result<()> = retry_backpressure(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(anyhow!("price row of m5.large is malformed"))
+        })
+        .await;
+        assert!(format!("{:#}", r.unwrap_err()).contains("malformed"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not back-pressure: once");
+
+        let calls = AtomicU32::new(0);
+        let r: anyhow::Result<()> = retry_backpressure(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(reset())
+        })
+        .await;
+        let e = r.unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), ACCOUNT_ATTEMPTS);
+        // The chain still says what it was, for the worker.
+        assert_eq!(
+            kopter_runtime::aws::classify_anyhow(&e),
+            Some(kopter_runtime::aws::ErrorClass::Connection)
+        );
     }
 }
