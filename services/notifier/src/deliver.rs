@@ -154,6 +154,7 @@ pub struct Markers {
     table: String,
     retention_days: u32,
     lease: std::time::Duration,
+    email_lease: std::time::Duration,
 }
 
 /// What [`Markers::claim`] found for one channel.
@@ -170,7 +171,8 @@ pub enum Claim {
 
 impl Markers {
     /// `lease`: how long a claim holds off other handlers; longer than one
-    /// send may take (the webhook timeout and some).
+    /// send may take (the webhook timeout and some). The email channel's
+    /// is the same unless [`Markers::with_email_lease`] sets it.
     pub fn new(
         ddb: aws_sdk_dynamodb::Client,
         names: &Names,
@@ -182,6 +184,22 @@ impl Markers {
             table: names.table(Table::Dedup),
             retention_days,
             lease,
+            email_lease: lease,
+        }
+    }
+
+    /// The email channel's lease: an SES send is one SDK operation, which
+    /// retries up to `aws.operation_timeout`, so its lease is that and some.
+    pub fn with_email_lease(mut self, lease: std::time::Duration) -> Self {
+        self.email_lease = lease;
+        self
+    }
+
+    /// The lease of a channel's claim.
+    pub fn lease(&self, ch: Channel) -> std::time::Duration {
+        match ch {
+            Channel::Webhook => self.lease,
+            Channel::Email => self.email_lease,
         }
     }
 
@@ -206,7 +224,7 @@ impl Markers {
         let key = Self::key(tenant, dispatch, ch);
         let owner = format!("{:016x}", rand::random::<u64>());
         let now = Utc::now().timestamp_millis();
-        let until = now + i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let until = now + i64::try_from(self.lease(ch).as_millis()).unwrap_or(i64::MAX / 2);
         let r = self
             .ddb
             .update_item()
@@ -314,7 +332,7 @@ impl Markers {
         dispatch: &str,
         ch: Channel,
     ) -> Result<Option<String>, HandlerError> {
-        let deadline = tokio::time::Instant::now() + self.lease * 2;
+        let deadline = tokio::time::Instant::now() + self.lease(ch) * 2;
         loop {
             match self.claim(tenant, dispatch, ch).await? {
                 Claim::Mine(owner) => return Ok(Some(owner)),
@@ -491,6 +509,23 @@ mod tests {
             ..d
         };
         assert_eq!(digest.email_subject(), "[Kopter] Daily digest 2026-03-04");
+    }
+
+    #[test]
+    fn each_channel_has_its_lease() {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .build();
+        let ddb = aws_sdk_dynamodb::Client::from_conf(conf);
+        let names = Names::new(kopter_schema::EnvName::new("test").unwrap());
+        let m = Markers::new(ddb, &names, 7, std::time::Duration::from_secs(15));
+        assert_eq!(m.lease(Channel::Email), std::time::Duration::from_secs(15));
+        let m = m.with_email_lease(std::time::Duration::from_secs(65));
+        assert_eq!(
+            m.lease(Channel::Webhook),
+            std::time::Duration::from_secs(15)
+        );
+        assert_eq!(m.lease(Channel::Email), std::time::Duration::from_secs(65));
     }
 
     #[test]

@@ -120,7 +120,8 @@ pub fn notifier_with_lookup(ctx: &ServiceContext, lookup: Arc<dyn Lookup>) -> No
                 &ctx.names,
                 c.retention_days,
                 c.webhook_timeout + std::time::Duration::from_secs(5),
-            ),
+            )
+            .with_email_lease(ctx.config.aws.operation_timeout + std::time::Duration::from_secs(5)),
             max_receive_count: ctx.config.queues.max_receive_count,
         },
         audit: AuditStore::new(ddb.clone(), &ctx.names),
