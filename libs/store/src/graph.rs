@@ -217,9 +217,11 @@ impl GraphStore {
     /// recompute writes nothing. Reads are the account's own (the hour's
     /// partition, the day's entries), never the tenant's other accounts'.
     ///
-    /// Order: rows first, the hour's entry last. The entry records what
-    /// the rows are, so a crash in between leaves the old entry, and the
-    /// redelivered message puts the same rows again.
+    /// Order and recovery (`graph/design.md`, "Roll-ups"): the entry is
+    /// marked unsure before rows change and replaced after; an unsure or
+    /// missing entry of a computed hour makes the next recompute read the
+    /// hour's rows themselves; the day's entries are read again at the end
+    /// and the day rows rewritten if another hour's recompute overlapped.
     pub async fn replace_hour(
         &self,
         tenant: &TenantId,
@@ -242,19 +244,28 @@ impl GraphStore {
             parts: rollups::hour_parts(lines.iter().map(rollups::Fact::from), account, tag_keys),
             expires_at,
         };
-        let mut entries = self.day_entries(tenant, account, &day).await?;
+        let (mut entries, unsure) = self.day_entries(tenant, account, &day).await?;
         let stored = entries.get(&hk).cloned();
-        let old = match &stored {
-            Some(e) => e.clone(),
-            None if computed_before => {
-                // Computed before roll-up entries existed: its rows are
-                // found in the tenant-wide partitions (once per such hour).
+        let trusted = stored.clone().filter(|_| !unsure.contains(&hk));
+        // Rows of this hour a recompute may have to delete beyond the old
+        // rows: an unsure entry's parts (rows a crashed or concurrent
+        // recompute may have written).
+        let mut also_old = Vec::new();
+        let old = match trusted {
+            Some(e) => e,
+            None if computed_before || stored.is_some() => {
+                // Computed before roll-up entries existed, or the entry is
+                // unsure: the hour's rows themselves, from the tenant-wide
+                // partitions (once per such hour).
                 let mut rows = Vec::new();
                 for dim in dimensions(tag_keys) {
                     rows.extend(
                         self.rollups(&format!("{tenant}#hour#{dim}"), &format!("{hk}#"), account)
                             .await?,
                     );
+                }
+                if let Some(e) = &stored {
+                    also_old.push(e.clone());
                 }
                 rollups::Entry {
                     parts: rollups::parts_of_rows(&rows),
@@ -266,18 +277,40 @@ impl GraphStore {
                 expires_at,
             },
         };
+        let sure = also_old.is_empty() && !(stored.is_none() && computed_before);
+        if stored.is_some() && stored.as_ref() != Some(&new) && !unsure.contains(&hk) {
+            // About to change the rows of an hour whose entry says what
+            // they are: mark it unsure until the new entry replaces it.
+            self.mark_unsure(tenant, account, &day, &hk).await?;
+        }
         self.fill_day(tenant, account, hour, tag_keys, expires_at, &mut entries)
             .await?;
-        entries.insert(hk.clone(), old.clone());
-        let old_day = rollups::day_rows(tenant, account, &day, &entries);
+        let mut old_days = Vec::new();
+        for e in std::iter::once(&old).chain(&also_old) {
+            entries.insert(hk.clone(), e.clone());
+            old_days.push(rollups::day_rows(tenant, account, &day, &entries));
+        }
         entries.insert(hk.clone(), new.clone());
         let new_day = rollups::day_rows(tenant, account, &day, &entries);
 
         let new_hour = rollups::hour_rows(tenant, account, &hk, &new.parts, expires_at);
-        let old_hour = rollups::hour_rows(tenant, account, &hk, &old.parts, old.expires_at);
-        self.replace_rollups(&new_hour, old_hour).await?;
-        self.replace_rollups(&new_day, old_day).await?;
-        if stored.as_ref() != Some(&new) {
+        let old_hours: Vec<Vec<RollupRow>> = std::iter::once(&old)
+            .chain(&also_old)
+            .map(|e| rollups::hour_rows(tenant, account, &hk, &e.parts, e.expires_at))
+            .collect();
+        if sure {
+            let old_hour = old_hours.into_iter().next().unwrap_or_default();
+            let old_day = old_days.into_iter().next().unwrap_or_default();
+            self.replace_rollups(&new_hour, old_hour).await?;
+            self.replace_rollups(&new_day, old_day).await?;
+        } else {
+            // What is stored is not known exactly (a crash or a concurrent
+            // recompute in the middle, or rows from before entries): put
+            // every row, delete every candidate the new result lacks.
+            self.force_rollups(&new_hour, old_hours.concat()).await?;
+            self.force_rollups(&new_day, old_days.concat()).await?;
+        }
+        if stored.as_ref() != Some(&new) || unsure.contains(&hk) {
             self.ddb
                 .put_item()
                 .table_name(&self.table)
@@ -286,7 +319,84 @@ impl GraphStore {
                 .await
                 .with_context(|| format!("put the roll-up entry of {tenant} {account} {hk}"))?;
         }
+        // Another hour of the day recomputed meanwhile wrote day rows from
+        // this hour's old entry: if the day's other entries moved under
+        // us, the day rows are written again from what is stored now
+        // (whichever of two concurrent recomputes reads last sees both).
+        let (fresh, _) = self.day_entries(tenant, account, &day).await?;
+        let others = |m: &BTreeMap<String, rollups::Entry>| {
+            m.iter()
+                .filter(|(k, _)| **k != hk)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        if others(&fresh) != others(&entries) {
+            let mut seen_by_other = fresh.clone();
+            seen_by_other.insert(hk.clone(), old.clone());
+            let mut candidates = rollups::day_rows(tenant, account, &day, &seen_by_other);
+            candidates.extend(rollups::day_rows(tenant, account, &day, &entries));
+            let fresh_day = rollups::day_rows(tenant, account, &day, &fresh);
+            self.force_rollups(&fresh_day, candidates).await?;
+        }
         Ok(())
+    }
+
+    /// Sets [`rollups::UNSURE`] on an hour's entry.
+    async fn mark_unsure(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        day: &str,
+        hk: &str,
+    ) -> anyhow::Result<()> {
+        self.ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(rollups::entries_pk(tenant, account, day)))
+            .key("sk", s(hk))
+            .update_expression("SET #u = :t")
+            .expression_attribute_names("#u", rollups::UNSURE)
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .with_context(|| format!("mark the roll-up entry of {account} {hk} unsure"))?;
+        Ok(())
+    }
+
+    /// Puts every row of `rows` and deletes the rows of `old` whose key is
+    /// not among them: for when what is stored is not known exactly.
+    async fn force_rollups(&self, rows: &[RollupRow], old: Vec<RollupRow>) -> anyhow::Result<()> {
+        let keep: HashSet<(String, String)> = rows.iter().map(|r| r.key()).collect();
+        let mut writes = Vec::new();
+        for r in rows {
+            writes.push(
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(serde_dynamo::to_item(r)?))
+                            .build()?,
+                    )
+                    .build(),
+            );
+        }
+        let gone: HashSet<(String, String)> = old
+            .into_iter()
+            .map(|r| r.key())
+            .filter(|k| !keep.contains(k))
+            .collect();
+        for (pk, sk) in gone {
+            writes.push(
+                WriteRequest::builder()
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .key("pk", s(pk))
+                            .key("sk", s(sk))
+                            .build()?,
+                    )
+                    .build(),
+            );
+        }
+        kopter_runtime::dynamo::batch_write(&self.ddb, &self.table, writes, 4).await
     }
 
     /// The roll-up entries of one account-day (hour key → entry).
@@ -295,7 +405,7 @@ impl GraphStore {
         tenant: &TenantId,
         account: &AccountId,
         day: &str,
-    ) -> anyhow::Result<BTreeMap<String, rollups::Entry>> {
+    ) -> anyhow::Result<(BTreeMap<String, rollups::Entry>, HashSet<String>)> {
         let pk = rollups::entries_pk(tenant, account, day);
         let q = self
             .ddb
@@ -304,11 +414,16 @@ impl GraphStore {
             .consistent_read(true)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(&pk));
-        dynamo::query_items(q, &pk)
-            .await?
-            .iter()
-            .map(rollups::read_entry)
-            .collect()
+        let mut entries = BTreeMap::new();
+        let mut unsure = HashSet::new();
+        for item in dynamo::query_items(q, &pk).await? {
+            let (hk, e) = rollups::read_entry(&item)?;
+            if rollups::is_unsure(&item) {
+                unsure.insert(hk.clone());
+            }
+            entries.insert(hk, e);
+        }
+        Ok((entries, unsure))
     }
 
     /// On the first recompute of an account-day since roll-up entries
@@ -336,7 +451,7 @@ impl GraphStore {
         let now = Utc::now();
         for h in (0..24).map(|i| day_start + Duration::hours(i)) {
             let hk = hour_key(h);
-            if h == hour || h + Duration::hours(1) > now {
+            if h == hour || h > now {
                 continue;
             }
             let rows = self.resource_hours(tenant, account, h).await?;
@@ -347,13 +462,15 @@ impl GraphStore {
                 parts: rollups::hour_parts(rows.iter().map(rollups::Fact::from), account, tag_keys),
                 expires_at: expires_at + (h - hour).num_seconds(),
             };
+            // Unsure: its rows may be a recompute's in flight (or of other
+            // tag keys); that hour's next recompute reads them.
+            let mut item = rollups::entry_item(tenant, account, &day, &hk, &entry)?;
+            item.insert(rollups::UNSURE.to_owned(), AttributeValue::Bool(true));
             let r = self
                 .ddb
                 .put_item()
                 .table_name(&self.table)
-                .set_item(Some(rollups::entry_item(
-                    tenant, account, &day, &hk, &entry,
-                )?))
+                .set_item(Some(item))
                 .condition_expression("attribute_not_exists(pk)")
                 .send()
                 .await;
@@ -536,7 +653,8 @@ impl GraphStore {
                     && i.get("parts").and_then(|v| v.as_n().ok()) == Some(&new.len().to_string())
             });
         if unchanged {
-            return Ok(true);
+            // Nothing stored and nothing to store: an hour without costs.
+            return Ok(!stored.is_empty());
         }
         let mut writes = Vec::new();
         for item in packed::chunk_items(pk, tenant, account, hour_key, packed, expires_at) {

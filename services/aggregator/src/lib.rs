@@ -532,16 +532,20 @@ impl Aggregator {
         if failed.is_empty() {
             return Ok(reports);
         }
-        // The first failure keeps its chain, so the worker still sees AWS
-        // back-pressure in it (and retries in-process) when that is what
-        // it was; the others are named in the context.
+        // One failure keeps its chain — a back-pressure one if any, so the
+        // worker still sees AWS back-pressure (and retries in-process) —
+        // the others are named in the context.
         let all = failed
             .iter()
             .map(|e| format!("{e:#}"))
             .collect::<Vec<_>>()
             .join("; ");
         let (n, total) = (failed.len(), accounts.len());
-        let first = failed.swap_remove(0);
+        let carrier = failed
+            .iter()
+            .position(|e| kopter_runtime::aws::classify_anyhow(e).is_some())
+            .unwrap_or(0);
+        let first = failed.swap_remove(carrier);
         Err(HandlerError::retry(
             first.context(format!("{n} of {total} accounts failed: {all}")),
         ))

@@ -1163,6 +1163,10 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
         ],
     )
     .await;
+    // An account without costs: its new hours read nothing shared either.
+    let empty = AccountId::new(random_account()).unwrap();
+    put(&empty, h(9), vec![]).await;
+    put(&empty, h(10), vec![]).await;
     let shared = |p: &String| {
         p.starts_with(&format!("{tenant}#hour#")) || p.starts_with(&format!("{tenant}#day#"))
     };
@@ -1293,4 +1297,99 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
     // c's web: 08 only.
     assert_eq!(find(&team, "web").cost_usd, 2.0);
     assert_eq!(find(&day("account").await, c.as_str()).cost_usd, 4.0);
+
+    // A recompute that died between its rows and its entry (here: a row
+    // of a group it wrote, "ghost", and its entry left unsure): the next
+    // recompute reads the hour's rows themselves and removes the ghost,
+    // from the hour and from the day.
+    let ghost = |period: &str, gran: &str| kopter_store::graph::RollupRow {
+        pk: format!("{tenant}#{gran}#tag:team"),
+        sk: format!("{period}#ghost#{c}"),
+        tenant: tenant.clone(),
+        account: c.clone(),
+        dimension: "tag:team".into(),
+        period: period.into(),
+        group: "ghost".into(),
+        cost_usd: 9.0,
+        reserved_usd: 9.0,
+        price_missing: 0,
+        price_partial: 0,
+        resources: 1,
+        expires_at: expiry(h(8), 30),
+    };
+    w.env
+        .put_row(Table::PriceGraph, &ghost("2025-06-02T08", "hour"))
+        .await;
+    w.env
+        .put_row(Table::PriceGraph, &ghost("2025-06-02", "day"))
+        .await;
+    w.env
+        .ctx
+        .aws
+        .dynamodb()
+        .update_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            AttributeValue::S(format!("{tenant}#{c}#rollups#2025-06-02")),
+        )
+        .key("sk", AttributeValue::S("2025-06-02T08".into()))
+        .update_expression("SET unsure = :t")
+        .expression_attribute_values(":t", AttributeValue::Bool(true))
+        .send()
+        .await
+        .unwrap();
+    put(
+        &c,
+        h(8),
+        vec![cost_line("i-c", h(8), "r5", Some("web"), Some(2.0))],
+    )
+    .await;
+    assert!(day("tag:team").await.iter().all(|p| p.group != "ghost"));
+    let hour8 = graph
+        .series(
+            tenant,
+            Some(&c),
+            "hour",
+            "tag:team",
+            "2025-06-02T08",
+            "2025-06-02T08",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        hour8.iter().map(|p| p.group.as_str()).collect::<Vec<_>>(),
+        ["web"]
+    );
+    assert_eq!(find(&day("account").await, c.as_str()).cost_usd, 4.0);
+
+    // Two hours of one account-day recomputed at the same moment, again
+    // and again with new costs: the day rows end as the sum of both.
+    let d = AccountId::new(random_account()).unwrap();
+    for round in 1..=4 {
+        let cost = f64::from(round);
+        tokio::join!(
+            put(
+                &d,
+                h(11),
+                vec![cost_line("i-d", h(11), "m5", Some("api"), Some(cost))]
+            ),
+            put(
+                &d,
+                h(12),
+                vec![cost_line(
+                    "i-d",
+                    h(12),
+                    "m5",
+                    Some("api"),
+                    Some(cost * 10.0)
+                )]
+            ),
+        );
+        assert_eq!(
+            find(&day("account").await, d.as_str()).cost_usd,
+            cost * 11.0,
+            "round {round}"
+        );
+    }
 }

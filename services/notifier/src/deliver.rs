@@ -118,8 +118,8 @@ fn m() -> &'static DeliveryMetrics {
                 Opts::new(
                     "kopter_notifier_deliveries_total",
                     "Notification deliveries by channel and outcome (sent, failed, refused, \
-                     duplicate, skipped_failing, marked_failing, waited_lease: one 200 ms wait \
-                     while another handler held the send).",
+                     duplicate, skipped_failing, marked_failing, waited_lease: one wait while \
+                     another handler held the send).",
                 ),
                 &["channel", "outcome"],
             )
@@ -323,8 +323,9 @@ impl Markers {
     }
 
     /// [`Markers::claim`], waiting out another handler's lease (polling
-    /// every 200 ms) for at most twice the lease: `None` if the dispatch was
-    /// delivered meanwhile, the owner token once this handler holds it.
+    /// after 200 ms, then doubling up to 2 s) for at most twice the lease:
+    /// `None` if the dispatch was delivered meanwhile, the owner token once
+    /// this handler holds it.
     /// Errors (retry) if the lease is still held at the deadline.
     pub async fn claim_or_wait(
         &self,
@@ -333,6 +334,7 @@ impl Markers {
         ch: Channel,
     ) -> Result<Option<String>, HandlerError> {
         let deadline = tokio::time::Instant::now() + self.lease(ch) * 2;
+        let mut wait = std::time::Duration::from_millis(200);
         loop {
             match self.claim(tenant, dispatch, ch).await? {
                 Claim::Mine(owner) => return Ok(Some(owner)),
@@ -346,7 +348,8 @@ impl Markers {
                         )));
                     }
                     count(ch, "waited_lease");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
                 }
             }
         }

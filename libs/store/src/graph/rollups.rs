@@ -265,6 +265,17 @@ pub fn entry_item(
     ]))
 }
 
+/// Set on an entry whose hour's stored roll-up rows may not be its parts:
+/// one filled in from the hour's resource costs, or one whose recompute
+/// has begun writing rows (cleared when it ends). The next recompute of
+/// that hour reads the rows themselves (once) instead of trusting it.
+pub const UNSURE: &str = "unsure";
+
+/// True if an entry item carries [`UNSURE`].
+pub fn is_unsure(item: &HashMap<String, AttributeValue>) -> bool {
+    item.get(UNSURE).and_then(|v| v.as_bool().ok()) == Some(&true)
+}
+
 /// An entry item back: `(hour key, entry)`. Errors name the item.
 pub fn read_entry(item: &HashMap<String, AttributeValue>) -> anyhow::Result<(String, Entry)> {
     use std::io::Read;
