@@ -157,16 +157,17 @@ impl WriteRetry {
     pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
 }
 
-/// Runs `write` — one idempotent call to the table of `limiter` — with a
-/// permit of the table's AIMD limiter, and retries it on its own when the
-/// error's chain holds back-pressure (`aws::classify`: throttling, 5xx,
-/// timeout, connection failure): a throttled attempt cuts the limiter, so
-/// every writer of the table slows down. Other errors fail at once. The
-/// last error is returned with the number of attempts made.
-pub async fn write_patiently<T, F, Fut>(
-    limiter: &Arc<AimdLimiter>,
+/// Runs `work` — idempotent — and runs it again while its error's chain
+/// holds AWS back-pressure (`aws::classify`: throttling, 5xx, timeout,
+/// connection failure), up to `retry.attempts` in all, waiting
+/// `retry.backoff` before the second, doubling (each wait jittered to
+/// 50–100 %, at most [`WriteRetry::MAX_BACKOFF`]); `on_retry` sees the
+/// class of each error retried. Other errors fail at once; the last
+/// back-pressure error is returned with the number of attempts made.
+pub async fn retry_backpressure<T, F, Fut>(
     retry: WriteRetry,
-    mut write: F,
+    mut on_retry: impl FnMut(ErrorClass),
+    mut work: F,
 ) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
@@ -183,33 +184,58 @@ where
             tokio::time::sleep(full / 2 + full.mul_f64(rand::random::<f64>() / 2.0)).await;
         }
         attempt += 1;
-        let permit = limiter.acquire().await;
-        let error = match write().await {
-            Ok(v) => {
-                permit.succeeded();
-                return Ok(v);
-            }
+        let error = match work().await {
+            Ok(v) => return Ok(v),
             Err(e) => e,
         };
         match aws::classify_anyhow(&error) {
-            Some(class) if attempt < attempts => {
-                if class == ErrorClass::Throttling {
-                    permit.throttled();
-                }
-                crate::metrics::runtime()
-                    .write_retries
-                    .with_label_values(&[limiter.name(), class.label()])
-                    .inc();
-            }
-            Some(class) => {
-                if class == ErrorClass::Throttling {
-                    permit.throttled();
-                }
-                return Err(error.context(format!("gave up after {attempt} attempts")));
-            }
+            Some(class) if attempt < attempts => on_retry(class),
+            Some(_) => return Err(error.context(format!("gave up after {attempt} attempts"))),
             None => return Err(error),
         }
     }
+}
+
+/// Runs `write` — one idempotent call to the table of `limiter` — with a
+/// permit of the table's AIMD limiter, retried on its own on back-pressure
+/// as [`retry_backpressure`] does: a throttled attempt cuts the limiter, so
+/// every writer of the table slows down; each retry is counted in
+/// `kopter_limiter_write_retries_total`.
+pub async fn write_patiently<T, F, Fut>(
+    limiter: &Arc<AimdLimiter>,
+    retry: WriteRetry,
+    write: F,
+) -> anyhow::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let write = &write;
+    retry_backpressure(
+        retry,
+        |class| {
+            crate::metrics::runtime()
+                .write_retries
+                .with_label_values(&[limiter.name(), class.label()])
+                .inc();
+        },
+        || async move {
+            let permit = limiter.acquire().await;
+            match write().await {
+                Ok(v) => {
+                    permit.succeeded();
+                    Ok(v)
+                }
+                Err(e) => {
+                    if aws::classify_anyhow(&e) == Some(ErrorClass::Throttling) {
+                        permit.throttled();
+                    }
+                    Err(e)
+                }
+            }
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

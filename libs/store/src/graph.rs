@@ -310,15 +310,19 @@ impl GraphStore {
             self.force_rollups(&new_hour, old_hours.concat()).await?;
             self.force_rollups(&new_day, old_days.concat()).await?;
         }
-        if stored.as_ref() != Some(&new) || unsure.contains(&hk) {
-            self.ddb
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(rollups::entry_item(tenant, account, &day, &hk, &new)?))
-                .send()
-                .await
-                .with_context(|| format!("put the roll-up entry of {tenant} {account} {hk}"))?;
+        let changed = stored.as_ref() != Some(&new) || unsure.contains(&hk) || !sure;
+        if !changed {
+            // Nothing written: another hour's recompute that read this
+            // hour's entry meanwhile read the one that stays.
+            return Ok(());
         }
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(rollups::entry_item(tenant, account, &day, &hk, &new)?))
+            .send()
+            .await
+            .with_context(|| format!("put the roll-up entry of {tenant} {account} {hk}"))?;
         // Another hour of the day recomputed meanwhile wrote day rows from
         // this hour's old entry: if the day's other entries moved under
         // us, the day rows are written again from what is stored now
@@ -361,42 +365,6 @@ impl GraphStore {
             .await
             .with_context(|| format!("mark the roll-up entry of {account} {hk} unsure"))?;
         Ok(())
-    }
-
-    /// Puts every row of `rows` and deletes the rows of `old` whose key is
-    /// not among them: for when what is stored is not known exactly.
-    async fn force_rollups(&self, rows: &[RollupRow], old: Vec<RollupRow>) -> anyhow::Result<()> {
-        let keep: HashSet<(String, String)> = rows.iter().map(|r| r.key()).collect();
-        let mut writes = Vec::new();
-        for r in rows {
-            writes.push(
-                WriteRequest::builder()
-                    .put_request(
-                        PutRequest::builder()
-                            .set_item(Some(serde_dynamo::to_item(r)?))
-                            .build()?,
-                    )
-                    .build(),
-            );
-        }
-        let gone: HashSet<(String, String)> = old
-            .into_iter()
-            .map(|r| r.key())
-            .filter(|k| !keep.contains(k))
-            .collect();
-        for (pk, sk) in gone {
-            writes.push(
-                WriteRequest::builder()
-                    .delete_request(
-                        DeleteRequest::builder()
-                            .key("pk", s(pk))
-                            .key("sk", s(sk))
-                            .build()?,
-                    )
-                    .build(),
-            );
-        }
-        kopter_runtime::dynamo::batch_write(&self.ddb, &self.table, writes, 4).await
     }
 
     /// The roll-up entries of one account-day (hour key → entry).
@@ -522,13 +490,32 @@ impl GraphStore {
 
     /// Puts the `rows` that differ from the `old` row of their key (a
     /// recompute of an unchanged hour writes nothing) and deletes the old
-    /// rows whose key is not among `rows`.
+    /// rows whose key is not among `rows`. [`Self::force_rollups`] when
+    /// what is stored is not known exactly.
     async fn replace_rollups(&self, rows: &[RollupRow], old: Vec<RollupRow>) -> anyhow::Result<()> {
+        self.write_rollups(rows, old, false).await
+    }
+
+    /// Puts every row of `rows` and deletes the rows of `old` (candidates:
+    /// what may be stored) whose key is not among them.
+    async fn force_rollups(&self, rows: &[RollupRow], old: Vec<RollupRow>) -> anyhow::Result<()> {
+        self.write_rollups(rows, old, true).await
+    }
+
+    async fn write_rollups(
+        &self,
+        rows: &[RollupRow],
+        old: Vec<RollupRow>,
+        every_row: bool,
+    ) -> anyhow::Result<()> {
         let new: HashSet<(String, String)> = rows.iter().map(|r| r.key()).collect();
         let old: HashMap<(String, String), RollupRow> =
             old.into_iter().map(|r| (r.key(), r)).collect();
         let mut writes = Vec::new();
-        for r in rows.iter().filter(|r| old.get(&r.key()) != Some(*r)) {
+        for r in rows
+            .iter()
+            .filter(|r| every_row || old.get(&r.key()) != Some(*r))
+        {
             writes.push(
                 WriteRequest::builder()
                     .put_request(

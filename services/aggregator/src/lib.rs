@@ -52,6 +52,9 @@ struct Metrics {
     /// `kopter_aggregator_last_computed_hour_timestamp_seconds`: start of
     /// the newest hour computed (for any account).
     last_hour: IntGauge,
+    /// `kopter_aggregator_account_retries_total{class}`: an account's costs
+    /// or waste rules run again in the message after AWS back-pressure.
+    account_retries: IntCounterVec,
 }
 
 fn metrics() -> &'static Metrics {
@@ -101,6 +104,16 @@ fn metrics() -> &'static Metrics {
                     "Budget and spike events published",
                 ),
                 &["event"],
+            )
+            .expect("metric"),
+        ),
+        account_retries: register(
+            IntCounterVec::new(
+                Opts::new(
+                    "kopter_aggregator_account_retries_total",
+                    "Accounts computed again in the same message after AWS back-pressure, by error class",
+                ),
+                &["class"],
             )
             .expect("metric"),
         ),
@@ -554,34 +567,33 @@ impl Aggregator {
 
 /// Attempts of one account's computation (costs, or waste rules) in one
 /// message when it fails under AWS back-pressure (throttling, 5xx,
-/// timeouts, resets: `kopter_runtime::aws::classify_anyhow`), 200 ms then
-/// doubling between them. The work is idempotent (writes only what
-/// changed), and retrying the failed account alone spares the tenant's
-/// other accounts a recompute and the message a redelivery.
+/// timeouts, resets), 200 ms apart, then doubling
+/// (`kopter_runtime::dynamo::retry_backpressure`). The work is idempotent
+/// (writes only what changed), and retrying the failed account alone
+/// spares the tenant's other accounts a recompute and the message a
+/// redelivery.
 pub const ACCOUNT_ATTEMPTS: u32 = 4;
 
-async fn retry_backpressure<T, F, Fut>(mut f: F) -> anyhow::Result<T>
+async fn retry_backpressure<T, F, Fut>(f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let mut delay = std::time::Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if attempt < ACCOUNT_ATTEMPTS => {
-                let Some(class) = kopter_runtime::aws::classify_anyhow(&e) else {
-                    return Err(e);
-                };
-                tracing::info!(error = %format!("{e:#}"), class = class.label(), attempt, retry_in = ?delay, "account hit AWS back-pressure; retrying it alone");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let retry = kopter_runtime::dynamo::WriteRetry {
+        attempts: ACCOUNT_ATTEMPTS,
+        backoff: std::time::Duration::from_millis(200),
+    };
+    kopter_runtime::dynamo::retry_backpressure(
+        retry,
+        |class| {
+            metrics()
+                .account_retries
+                .with_label_values(&[class.label()])
+                .inc();
+        },
+        f,
+    )
+    .await
 }
 
 /// What an `aggregate.hour` message did ([`Aggregator::handle_aggregate`]).

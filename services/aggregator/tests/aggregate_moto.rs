@@ -1236,17 +1236,21 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
     .await;
     let table = w.env.ctx.names.table(Table::PriceGraph);
     let entries_pk = format!("{tenant}#{c}#rollups#2025-06-02");
-    w.env
-        .ctx
-        .aws
-        .dynamodb()
-        .delete_item()
-        .table_name(&table)
-        .key("pk", AttributeValue::S(entries_pk.clone()))
-        .key("sk", AttributeValue::S("2025-06-02T07".into()))
-        .send()
-        .await
-        .unwrap();
+    // Forgets c's entry of 07, as if 07 had been computed before entries.
+    let forget_07 = || async {
+        w.env
+            .ctx
+            .aws
+            .dynamodb()
+            .delete_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(entries_pk.clone()))
+            .key("sk", AttributeValue::S("2025-06-02T07".into()))
+            .send()
+            .await
+            .unwrap();
+    };
+    forget_07().await;
     put(
         &c,
         h(8),
@@ -1260,17 +1264,7 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
     );
     // 07 again, retagged: the old web rows go (found in the tenant-wide
     // partition, the one time an hour without an entry is recomputed).
-    w.env
-        .ctx
-        .aws
-        .dynamodb()
-        .delete_item()
-        .table_name(&table)
-        .key("pk", AttributeValue::S(entries_pk))
-        .key("sk", AttributeValue::S("2025-06-02T07".into()))
-        .send()
-        .await
-        .unwrap();
+    forget_07().await;
     put(
         &c,
         h(7),
