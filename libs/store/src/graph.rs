@@ -836,7 +836,10 @@ impl GraphStore {
             .update_expression("SET started_ms = :s, expires_at = :e")
             .condition_expression("attribute_not_exists(started_ms) OR started_ms < :s")
             .expression_attribute_values(":s", AttributeValue::N(started_ms.to_string()))
-            .expression_attribute_values(":e", AttributeValue::N(expiry(hour, 2).to_string()))
+            .expression_attribute_values(
+                ":e",
+                AttributeValue::N(marker_expiry(hour, 2).to_string()),
+            )
             .send()
             .await;
         match out {
@@ -926,9 +929,20 @@ fn recomputed_key(tenant: &TenantId, account: &AccountId, hour: DateTime<Utc>) -
     )
 }
 
-/// TTL epoch seconds for rows of `hour` kept `days`.
+/// TTL epoch seconds for rows of `hour` kept `days` (retention by the
+/// hour the rows are about: an hour older than `days` expires at once).
 pub fn expiry(hour: DateTime<Utc>, days: u32) -> i64 {
     (hour + Duration::days(i64::from(days))).timestamp()
+}
+
+/// TTL epoch seconds for a once-only marker about `hour` (a spike or
+/// budget alert sent, a recompute done): kept `days` after `hour` or after
+/// now, whichever is later. A marker must outlive the messages that
+/// check it; one about an old hour written with [`expiry`] would already
+/// be expired, and DynamoDB's TTL sweep (and DynamoDB Local's) deletes
+/// such items at any time, so a redelivered message would alert again.
+pub fn marker_expiry(hour: DateTime<Utc>, days: u32) -> i64 {
+    (hour.max(Utc::now()) + Duration::days(i64::from(days))).timestamp()
 }
 
 /// DynamoDB's BatchGetItem limit (keys per call).
@@ -1191,5 +1205,28 @@ impl GraphStore {
             .await
             .with_context(|| format!("query a page of {pk}"))?;
         crate::page::page_of(out.items, out.last_evaluated_key, "a price-graph row")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_about_an_old_hour_outlives_now_and_rows_keep_their_hours_retention() {
+        let old: DateTime<Utc> = "2025-06-02T10:00:00Z".parse().unwrap();
+        let now = Utc::now();
+        // Rows: retention counted from their hour (already past here).
+        assert_eq!(expiry(old, 30), old.timestamp() + 30 * 86_400);
+        // Markers: counted from now for an old hour…
+        let m = marker_expiry(old, 2);
+        assert!(m >= now.timestamp() + 2 * 86_400, "{m}");
+        assert!(m <= Utc::now().timestamp() + 2 * 86_400);
+        // …and from the hour for a future one.
+        let later = now + Duration::days(10);
+        assert_eq!(
+            marker_expiry(later, 2),
+            (later + Duration::days(2)).timestamp()
+        );
     }
 }

@@ -29,7 +29,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 use crate::engine::{hour_of, price_timeline};
 use crate::load::{HistoryReader, PriceRows, VersionLists, load_book};
 use kopter_store::graph::CostLine;
-use kopter_store::graph::{GraphStore, expiry, hour_key, month_key};
+use kopter_store::graph::{GraphStore, expiry, hour_key, marker_expiry, month_key};
 
 /// Allowed skew between the queue's clock (`SentTimestamp`) and ours.
 const CLOCK_MARGIN_MS: i64 = 2_000;
@@ -336,7 +336,7 @@ impl Aggregator {
         self.publish(format!("spike:{tenant}:{account}:{}", hour_key(hour)), msg)
             .await?;
         self.graph
-            .put_marker(&pk, &sk, expiry(hour, self.config.retention_days))
+            .put_marker(&pk, &sk, marker_expiry(hour, self.config.retention_days))
             .await?;
         metrics().events.with_label_values(&["spike"]).inc();
         Ok(true)
@@ -385,7 +385,7 @@ impl Aggregator {
                     &pk,
                     &format!("crossing#{month}#{pct}"),
                     hour_of(hour) + Duration::hours(1),
-                    expiry(hour, 400),
+                    marker_expiry(hour, 400),
                 )
                 .await?;
             let msg = Message::BudgetCrossed(BudgetCrossed {
@@ -400,7 +400,9 @@ impl Aggregator {
             });
             self.publish(format!("budget:{tenant}:{month}:{pct}"), msg)
                 .await?;
-            self.graph.put_marker(&pk, &sk, expiry(hour, 400)).await?;
+            self.graph
+                .put_marker(&pk, &sk, marker_expiry(hour, 400))
+                .await?;
             metrics().events.with_label_values(&["budget"]).inc();
             crossed.push(pct);
         }

@@ -104,8 +104,15 @@ async fn history(w: &World, id: &str, states: &[(&str, Change, Resource)]) {
     w.env.put_row(Table::Inventory, &inv).await;
 }
 
+/// Days the fixtures' cost rows are kept: their hours are in 2025, so a
+/// retention counted from the hour (`expiry`) would have expired them
+/// already, and DynamoDB Local's TTL sweep deletes expired items at any
+/// moment of a test (moto never does).
+const KEEP_DAYS: u32 = 36_500;
+
 async fn world() -> World {
     let env = TestEnv::with(|c| {
+        c.aggregator.retention_days = KEEP_DAYS;
         c.aggregator.spike_min_usd = 0.01;
         c.aggregator.forecast_after = std::time::Duration::from_secs(365 * 24 * 3600);
     })
@@ -1119,7 +1126,7 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
         let (graph, tenant, tags, acct) = (&graph, tenant, &tags, acct.clone());
         async move {
             graph
-                .replace_hour(tenant, &acct, hour, &lines, tags, expiry(hour, 30))
+                .replace_hour(tenant, &acct, hour, &lines, tags, expiry(hour, KEEP_DAYS))
                 .await
                 .unwrap()
         }
@@ -1309,7 +1316,7 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
         price_missing: 0,
         price_partial: 0,
         resources: 1,
-        expires_at: expiry(h(8), 30),
+        expires_at: expiry(h(8), KEEP_DAYS),
     };
     w.env
         .put_row(Table::PriceGraph, &ghost("2025-06-02T08", "hour"))
