@@ -8,7 +8,9 @@
 # The subset: every test binary whose subject is a store — the five
 # services' moto tests (rows, conditional writes, queries, indexes, TTL
 # attributes written by the services' own code) and the accounts store
-# with the bootstrap that creates the tables (tests/tests/bootstrap_accounts.rs).
+# with the bootstrap that creates the tables (tests/tests/bootstrap_accounts.rs),
+# and the api's audit searches (audit_moto: keys-only indexes, rows fetched
+# with BatchGetItem).
 # Left out: the worker/process/monitoring/demo/kopterctl tests, whose
 # subject is SQS, processes or output, not DynamoDB, and which would
 # double the run's time for no new DynamoDB coverage.
@@ -27,4 +29,4 @@ echo "== DynamoDB Local at $DYNAMODB_ENDPOINT: the stores' moto tests"
 "$CARGO" test --workspace \
   --test describe_moto --test refresh_moto --test aggregate_moto \
   --test notify_moto --test ingest_moto --test bootstrap_accounts \
-  --test consumed_capacity "$@"
+  --test consumed_capacity --test audit_moto "$@"

@@ -67,12 +67,21 @@ async fn tables_have_the_declared_keys_indexes_and_ttl() {
             .unwrap()
             .table
             .unwrap();
+        // Each index with its projection (the audit log's are keys only:
+        // what an index copies is billed on every write).
         let gsis: BTreeSet<_> = desc
             .global_secondary_indexes()
             .iter()
-            .filter_map(|g| g.index_name().map(str::to_owned))
+            .filter_map(|g| {
+                let projection = g.projection()?.projection_type()?.as_str().to_owned();
+                Some((g.index_name()?.to_owned(), projection))
+            })
             .collect();
-        let want: BTreeSet<_> = spec.gsis.iter().map(|g| g.name.to_owned()).collect();
+        let want: BTreeSet<_> = spec
+            .gsis
+            .iter()
+            .map(|g| (g.name.to_owned(), g.projection.as_str().to_owned()))
+            .collect();
         assert_eq!(gsis, want, "{name}");
         let ttl = ddb
             .describe_time_to_live()

@@ -190,7 +190,8 @@ fn every_table_is_declared_as_the_schema_says_and_nothing_else() {
             spec.ttl_attribute,
             "{table:?} TTL"
         );
-        let gsis: Vec<(String, String, Option<String>)> = t["gsis"]
+        type Index = (String, String, Option<String>, Option<String>);
+        let gsis: Vec<Index> = t["gsis"]
             .as_array()
             .expect("gsis list")
             .iter()
@@ -199,10 +200,11 @@ fn every_table_is_declared_as_the_schema_says_and_nothing_else() {
                     g["name"].as_str().unwrap().to_owned(),
                     g["hash_key"].as_str().unwrap().to_owned(),
                     g["range_key"].as_str().map(str::to_owned),
+                    g["projection"].as_str().map(str::to_owned),
                 )
             })
             .collect();
-        let want: Vec<(String, String, Option<String>)> = spec
+        let want: Vec<Index> = spec
             .gsis
             .iter()
             .map(|g| {
@@ -210,6 +212,7 @@ fn every_table_is_declared_as_the_schema_says_and_nothing_else() {
                     g.name.to_owned(),
                     g.partition_key.to_owned(),
                     g.sort_key.map(str::to_owned),
+                    Some(g.projection.as_str().to_owned()),
                 )
             })
             .collect();
@@ -236,6 +239,11 @@ fn every_table_is_declared_as_the_schema_says_and_nothing_else() {
     }
     let gsi = block(res, "dynamic", &["global_secondary_index"]).body();
     assert_eq!(src(attr(gsi, "for_each")), "each.value.gsis");
+    let content = block(gsi, "content", &[]).body();
+    assert_eq!(
+        src(attr(content, "projection_type")),
+        "global_secondary_index.value.projection"
+    );
 }
 
 #[test]

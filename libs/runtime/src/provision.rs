@@ -389,6 +389,28 @@ async fn ensure_table(
                     "table {name} lacks indexes {missing:?} that the schema crate declares; add them (Terraform) before running this version"
                 );
             }
+            // An index that copies more than declared still serves every
+            // reader (they fetch rows by key whatever an index holds), so
+            // it is only reported; one that copies less would not.
+            for g in spec.gsis {
+                let have = desc
+                    .global_secondary_indexes()
+                    .iter()
+                    .find(|d| d.index_name() == Some(g.name))
+                    .and_then(|d| d.projection())
+                    .and_then(|p| p.projection_type())
+                    .map(|t| t.as_str().to_owned())
+                    .unwrap_or_default();
+                if have != g.projection.as_str() {
+                    if g.projection == kopter_schema::Projection::All {
+                        bail!(
+                            "index {name}.{} projects {have}, the schema crate declares ALL; recreate it (Terraform replaces it) before running this version",
+                            g.name
+                        );
+                    }
+                    tracing::warn!(table = %name, index = g.name, have = %have, want = g.projection.as_str(), "index projects more than the schema declares; recreate it (Terraform) to stop paying for the copies");
+                }
+            }
             Action::Unchanged
         }
         Err(err)
@@ -416,7 +438,7 @@ async fn ensure_table(
                         .set_key_schema(Some(key_schema(g.partition_key, g.sort_key)))
                         .projection(
                             Projection::builder()
-                                .projection_type(ProjectionType::All)
+                                .projection_type(ProjectionType::from(g.projection.as_str()))
                                 .build(),
                         )
                         .build()

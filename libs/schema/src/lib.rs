@@ -19,4 +19,4 @@ pub use ids::{AccountId, IdError, TenantId};
 pub use messages::{ContractError, Envelope, EventType, Message};
 pub use names::{EnvName, Names};
 pub use queues::{Service, Subscription};
-pub use tables::{Gsi, KeyAttr, Table, TableSpec};
+pub use tables::{Gsi, KeyAttr, Projection, Table, TableSpec};

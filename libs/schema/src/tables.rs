@@ -41,11 +41,41 @@ pub enum Table {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyAttr(pub &'static str);
 
+/// A global secondary index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gsi {
     pub name: &'static str,
     pub partition_key: &'static str,
     pub sort_key: Option<&'static str>,
+    /// What the index copies of each item.
+    pub projection: Projection,
+}
+
+/// The attributes a global secondary index copies of each item
+/// (DynamoDB's `Projection.ProjectionType`,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Projection.html>).
+/// Every write of an item is billed once more per index it has a key of,
+/// at one write unit per KB of the *projected* item
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations.Writes>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projection {
+    /// Every attribute: a query of the index returns whole items.
+    All,
+    /// The table's and the index's keys only (one write unit per copy
+    /// whatever the item's size); a reader fetches the items it needs
+    /// from the table by key.
+    KeysOnly,
+}
+
+impl Projection {
+    /// DynamoDB's (and Terraform's `projection_type`) name: `ALL`,
+    /// `KEYS_ONLY`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Projection::All => "ALL",
+            Projection::KeysOnly => "KEYS_ONLY",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +128,7 @@ impl Table {
                     name: "by-account",
                     partition_key: "account_id",
                     sort_key: None,
+                    projection: Projection::All,
                 }],
                 ttl_attribute: None,
                 tenant_owned: true,
@@ -118,6 +149,7 @@ impl Table {
                     name: "by-resource",
                     partition_key: "resource_key",
                     sort_key: Some(SK),
+                    projection: Projection::All,
                 }],
                 ttl_attribute: None,
                 tenant_owned: true,
@@ -130,6 +162,7 @@ impl Table {
                     name: "by-volume",
                     partition_key: "volume_key",
                     sort_key: Some("created_at"),
+                    projection: Projection::All,
                 }],
                 ttl_attribute: None,
                 tenant_owned: true,
@@ -154,21 +187,28 @@ impl Table {
                 suffix: "audit-log",
                 partition_key: PK,
                 sort_key: Some(SK),
+                // Keys only: a record's row (1–2 KB with its deflated
+                // raw record) would be billed 2 write units per index
+                // copy; a keys-only copy is 1. Readers fetch the rows of a
+                // page with one BatchGetItem (`kopter_store::audit`).
                 gsis: &[
                     Gsi {
                         name: "by-principal",
                         partition_key: "principal_key",
                         sort_key: Some(SK),
+                        projection: Projection::KeysOnly,
                     },
                     Gsi {
                         name: "by-event",
                         partition_key: "event_key",
                         sort_key: Some(SK),
+                        projection: Projection::KeysOnly,
                     },
                     Gsi {
                         name: "by-resource",
                         partition_key: "resource_key",
                         sort_key: Some(SK),
+                        projection: Projection::KeysOnly,
                     },
                 ],
                 ttl_attribute: Some(EXPIRES_AT),
@@ -183,6 +223,7 @@ impl Table {
                     name: "unread",
                     partition_key: "unread_key",
                     sort_key: Some(SK),
+                    projection: Projection::All,
                 }],
                 ttl_attribute: Some(EXPIRES_AT),
                 tenant_owned: true,

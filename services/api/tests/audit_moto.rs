@@ -29,9 +29,9 @@ use kopter_dev_issuer::{DevIssuer, TokenRequest};
 use kopter_runtime::CredentialCache;
 use kopter_schema::messages::{InventoryChanged, SecurityFinding, Severity};
 use kopter_schema::{AccountId, Message, TenantId};
-use kopter_store::audit::{AuditQuery, AuditRecord, AuditRow, AuditStore};
+use kopter_store::audit::{AuditQuery, AuditRecord, AuditRow, AuditStore, WriteOutcome};
 use kopter_store::feed::{FeedQuery, FeedRow, FeedStore, PutOutcome};
-use kopter_tests::TestEnv;
+use kopter_tests::{TestEnv, unique};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -794,15 +794,37 @@ async fn every_page_costs_at_most_two_dynamodb_calls() {
         caller_account: None,
         limit,
     };
+    let alice = format!("arn:aws:iam::{A1}:user/alice");
     for (q, want) in [
         (query(3, None), rows.iter().collect::<Vec<_>>()),
+        // Half of these rows are found through a reference row (SHARED is
+        // their second resource): still one BatchGetItem per page.
         (
             query(2, Some(SHARED)),
             rows.iter()
                 .filter(|r| r.resources.iter().any(|x| x == SHARED))
                 .collect(),
         ),
+        (
+            AuditQuery {
+                principal: Some(alice.clone()),
+                ..query(2, None)
+            },
+            rows.iter()
+                .filter(|r| r.principal_arn.as_deref() == Some(alice.as_str()))
+                .collect(),
+        ),
+        (
+            AuditQuery {
+                event: Some("CreateUser".into()),
+                ..query(1000, None)
+            },
+            rows.iter()
+                .filter(|r| r.event_name == "CreateUser")
+                .collect(),
+        ),
     ] {
+        assert!(!want.is_empty(), "{q:?} finds nothing: a vacuous check");
         let mut got = Vec::new();
         let mut after = None;
         let mut pages = 0;
@@ -824,8 +846,15 @@ async fn every_page_costs_at_most_two_dynamodb_calls() {
             event_ids(&want),
             "{q:?}"
         );
+        // Whole rows, raw record included, though the indexes hold keys.
+        let mut got_sorted: Vec<&AuditRow> = got.iter().collect();
+        got_sorted.sort_by(|a, b| b.sk.cmp(&a.sk));
+        let mut want_sorted = want.clone();
+        want_sorted.sort_by(|a, b| b.sk.cmp(&a.sk));
+        assert_eq!(got_sorted, want_sorted, "{q:?}");
+        assert!(got.iter().all(|r| !r.raw.is_empty()));
         // A walk over 61 day partitions, two per page.
-        if q.resource.is_none() {
+        if q.resource.is_none() && q.principal.is_none() && q.event.is_none() {
             assert!(pages >= 30, "{pages} pages");
         }
     }
@@ -916,5 +945,66 @@ fn the_openapi_document_describes_the_audit_routes() {
         "Severity",
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+}
+
+/// The indexes give keys only, and a reference row's key
+/// (`{record sk}#r{n}`) looks like the key of a record whose `eventID`
+/// ends in `#r{n}`: a search by resource finds the record through its
+/// reference row, and a search by principal finds the look-alike record
+/// itself, not the record its key would point at as a reference.
+#[tokio::test]
+async fn index_searches_tell_reference_rows_from_look_alike_records() {
+    let env = TestEnv::new().await;
+    let audit = AuditStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);
+    let t = TenantId::new(unique("looks-")).unwrap();
+    let account = AccountId::new(A1).unwrap();
+    let at = Utc::now().trunc_subsecs(3) - chrono::Duration::hours(1);
+    let with_id = |id: &str, principal: &str, resources: Vec<String>| {
+        let (mut rec, _) = record(3, at, t.as_str(), A1);
+        rec.event_id = id.to_owned();
+        rec.principal_arn = Some(principal.to_owned());
+        rec.resources = resources;
+        rec.raw = serde_json::json!({"eventID": id, "principal": principal}).to_string();
+        AuditRow::new(&t, &account, &rec, vec![], 30)
+    };
+    // "e" names two resources: its reference row's key is `…#e#r1`.
+    let e = with_id(
+        "e",
+        "arn:aws:iam::111111111111:user/carol",
+        vec!["vol-1".into(), "vol-2".into()],
+    );
+    // "e#r7": a record whose key `…#e#r7` has a reference row's shape.
+    let look_alike = with_id(
+        "e#r7",
+        "arn:aws:iam::111111111111:user/dave",
+        vec!["vol-9".into()],
+    );
+    for row in [&e, &look_alike] {
+        assert_eq!(audit.put(row).await.unwrap(), WriteOutcome::New);
+    }
+    let q = |principal: Option<&str>, resource: Option<&str>| AuditQuery {
+        tenant: t.clone(),
+        since: at - chrono::Duration::hours(1),
+        until: at + chrono::Duration::hours(1),
+        principal: principal.map(str::to_owned),
+        event: None,
+        source: None,
+        resource: resource.map(str::to_owned),
+        caller_account: None,
+        limit: 10,
+    };
+    for (query, want) in [
+        (q(None, Some("vol-2")), &e),
+        (q(None, Some("vol-1")), &e),
+        (
+            q(Some("arn:aws:iam::111111111111:user/dave"), None),
+            &look_alike,
+        ),
+        (q(None, Some("vol-9")), &look_alike),
+    ] {
+        let page = audit.page(&query, None).await.unwrap();
+        assert_eq!(page.items, vec![want.clone()], "{query:?}");
+        assert_eq!(audit.query(&query).await.unwrap(), vec![want.clone()]);
     }
 }

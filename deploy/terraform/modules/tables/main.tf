@@ -1,6 +1,10 @@
 # Every DynamoDB table of one environment, exactly as libs/schema/src/tables.rs
 # declares them (tests/tests/terraform.rs checks that the two agree). All key
-# attributes are strings; every index projects all attributes.
+# attributes are strings. The audit log's indexes project keys only (a copy
+# of a record's row would cost 2 write units per index, a keys-only copy
+# 1); changing an index's projection makes Terraform delete and recreate
+# that index (DynamoDB cannot change a projection in place): searches that
+# use it fail until it is ACTIVE again (minutes per GB of table).
 
 locals {
   tables = {
@@ -8,7 +12,7 @@ locals {
       hash_key  = "pk"
       range_key = "sk"
       gsis = [
-        { name = "by-account", hash_key = "account_id", range_key = null },
+        { name = "by-account", hash_key = "account_id", range_key = null, projection = "ALL" },
       ]
       ttl_attribute = null
     }
@@ -22,7 +26,7 @@ locals {
       hash_key  = "pk"
       range_key = "sk"
       gsis = [
-        { name = "by-resource", hash_key = "resource_key", range_key = "sk" },
+        { name = "by-resource", hash_key = "resource_key", range_key = "sk", projection = "ALL" },
       ]
       ttl_attribute = null
     }
@@ -30,7 +34,7 @@ locals {
       hash_key  = "pk"
       range_key = "sk"
       gsis = [
-        { name = "by-volume", hash_key = "volume_key", range_key = "created_at" },
+        { name = "by-volume", hash_key = "volume_key", range_key = "created_at", projection = "ALL" },
       ]
       ttl_attribute = null
     }
@@ -50,9 +54,9 @@ locals {
       hash_key  = "pk"
       range_key = "sk"
       gsis = [
-        { name = "by-principal", hash_key = "principal_key", range_key = "sk" },
-        { name = "by-event", hash_key = "event_key", range_key = "sk" },
-        { name = "by-resource", hash_key = "resource_key", range_key = "sk" },
+        { name = "by-principal", hash_key = "principal_key", range_key = "sk", projection = "KEYS_ONLY" },
+        { name = "by-event", hash_key = "event_key", range_key = "sk", projection = "KEYS_ONLY" },
+        { name = "by-resource", hash_key = "resource_key", range_key = "sk", projection = "KEYS_ONLY" },
       ]
       ttl_attribute = "expires_at"
     }
@@ -61,7 +65,7 @@ locals {
       range_key = "sk"
       gsis = [
         # Sparse: `unread_key` is set only while unread.
-        { name = "unread", hash_key = "unread_key", range_key = "sk" },
+        { name = "unread", hash_key = "unread_key", range_key = "sk", projection = "ALL" },
       ]
       ttl_attribute = "expires_at"
     }
@@ -105,7 +109,7 @@ resource "aws_dynamodb_table" "this" {
       name            = global_secondary_index.value.name
       hash_key        = global_secondary_index.value.hash_key
       range_key       = global_secondary_index.value.range_key
-      projection_type = "ALL"
+      projection_type = global_secondary_index.value.projection
     }
   }
 
