@@ -27,7 +27,8 @@
 //! default `10,40`; hours in `KOPTER_BENCH_HOURS`, default 3; resources
 //! per account in `KOPTER_BENCH_RESOURCES`, default 12: the demo estate,
 //! each instance launched ⌈N/12⌉ times; accounts per tenant in
-//! `KOPTER_BENCH_ACCOUNTS_PER_TENANT`, default 5). Figures in
+//! `KOPTER_BENCH_ACCOUNTS_PER_TENANT`, default 5; the services' binaries
+//! from `KOPTER_BENCH_BIN_DIR`, default this test build's). Figures in
 //! docs/benchmarks.md.
 
 use std::collections::BTreeMap;
@@ -259,14 +260,22 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
     // Production's long poll (the demo's is 2 s, for a snappy demo): idle
     // polls are then what a deployment pays.
     config.worker.wait_time_seconds = 20;
-    let fleet = harness::start_fleet(
-        harness::test_bin_dir(),
-        &config,
-        run_dir.path(),
-        &demo.opts.cancel,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    // `KOPTER_BENCH_BIN_DIR`: the services' binaries to run (the script's
+    // `KOPTER_BENCH_RELEASE=1` points it at a release build, for CPU
+    // figures a deployment would see); default this test build's.
+    let bin_dir = std::env::var_os("KOPTER_BENCH_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(harness::test_bin_dir);
+    println!(
+        "== services from {}",
+        bin_dir.file_name().map_or_else(
+            || bin_dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        )
+    );
+    let fleet = harness::start_fleet(bin_dir, &config, run_dir.path(), &demo.opts.cancel)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
 
     // Setup that any deployment does once: prices, spot, a first sweep.
     demo.tick(
