@@ -11,9 +11,14 @@
 //! The three indexes project keys only: an index copy of a row is billed
 //! one write unit whatever the row's size (a whole row, 1–2 KB with its
 //! raw record, would be two per copy). A search reads the index's keys,
-//! then the rows with one `BatchGetItem` per page (0.5 read unit per row,
-//! a fifth of a write unit's price). Indexes that still copy whole rows
-//! (created before) are read as they are.
+//! then the rows with one strongly consistent `BatchGetItem` per page (1
+//! read unit per row up to 4 KB — a fifth of a write unit's price — and
+//! one more for a key shaped like a reference row's, whose record is
+//! asked for with it). Strongly consistent: an index item is written
+//! after its row, and an eventually consistent read could miss a row
+//! written a moment ago, which the page would then skip for good.
+//! Indexes that still copy whole rows (created before) are read as they
+//! are.
 //!
 //! Every key part taken from record data goes through [`index_key`] /
 //! [`key_part`]: a value that would make a key too long for DynamoDB (a
@@ -35,9 +40,8 @@
 //! time-range queries skip reference rows.
 //!
 //! A row's raw record is stored deflated in the binary `raw_z` (most of a
-//! row's size, written to the table and to every index: see
-//! [`encode_row`]); rows written before hold it as the string `raw`, and
-//! both read the same.
+//! row's size: see [`encode_row`]); rows written before hold it as the
+//! string `raw`, and both read the same.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -216,7 +220,7 @@ impl AuditRow {
         }
         Self {
             pk: day_pk(tenant, day),
-            sk: sort_key(rec.event_time, &key_part(&rec.event_id)),
+            sk: record_sort_key(rec.event_time, &rec.event_id),
             tenant: tenant.clone(),
             account: account.clone(),
             event_id: rec.event_id.clone(),
@@ -255,6 +259,24 @@ pub fn sort_key(time: DateTime<Utc>, event_id: &str) -> String {
         "{}#{event_id}",
         time.to_rfc3339_opts(SecondsFormat::Millis, true)
     )
+}
+
+/// The sort key of a record's row: `{eventTime, ms}#{eventID}`, the
+/// `eventID` replaced by `sha256:<hash>` when it is longer than
+/// [`MAX_KEY_PART_BYTES`] or contains `#`. CloudTrail's own ids are UUIDs
+/// (and derived ones hex); an id with `#` could otherwise give a record
+/// the key of another record's reference row (`{record sk}#r{n}`), and
+/// the second write would be taken for a duplicate and lost. Anything
+/// that links to a row (the notifier's findings) builds its key here.
+pub fn record_sort_key(time: DateTime<Utc>, event_id: &str) -> String {
+    if event_id.contains('#') {
+        sort_key(
+            time,
+            &format!("sha256:{}", content_hash(event_id.as_bytes())),
+        )
+    } else {
+        sort_key(time, &key_part(event_id))
+    }
 }
 
 /// What a write of one record did.
@@ -1034,6 +1056,7 @@ impl AuditStore {
                     })
                     .collect(),
             ))
+            .consistent_read(true)
             .build()
             .context("build a BatchGetItem request")?;
         let out = self
@@ -1609,6 +1632,24 @@ mod key_tests {
         let t = TenantId::new("acme").expect("tenant");
         let a = AccountId::new("123456789012").expect("account");
         AuditRow::new(&t, &a, &rec, vec!["rule".into()], 1)
+    }
+
+    #[test]
+    fn record_keys_hash_event_ids_that_are_long_or_hold_a_hash_sign() {
+        let at: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().expect("time");
+        let uuid = "3fcfb182-98f8-4744-bd45-10a395ab61cb";
+        assert_eq!(
+            record_sort_key(at, uuid),
+            format!("2026-01-02T03:04:05.000Z#{uuid}")
+        );
+        for odd in ["e#r1".to_owned(), "#".to_owned(), "x".repeat(600)] {
+            let sk = record_sort_key(at, &odd);
+            let (time, id) = sk.split_once('#').expect("time#id");
+            assert_eq!(time, "2026-01-02T03:04:05.000Z");
+            assert!(id.starts_with("sha256:") && !id.contains('#'), "{sk}");
+            assert_eq!(sk, record_sort_key(at, &odd), "stable");
+        }
+        assert_ne!(record_sort_key(at, "a#b"), record_sort_key(at, "a#c"));
     }
 
     /// What an index item stands for, whichever projection the index has:

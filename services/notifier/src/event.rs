@@ -40,7 +40,7 @@ pub fn from_message(msg: &Message) -> Option<Event> {
             resource: None,
             audit: Some(AuditRef {
                 pk: format!("{}#{}", f.tenant, f.at.format("%Y-%m-%d")),
-                sk: format!("{}#{}", ts(f.at), f.event_id),
+                sk: kopter_store::audit::record_sort_key(f.at, &f.event_id),
             }),
         },
         Message::InventoryChanged(c) => {
@@ -328,6 +328,42 @@ mod tests {
             at: "2026-01-02T03:04:05Z".parse().unwrap(),
             summary: "Failed console sign-in".into(),
         })
+    }
+
+    /// A finding links to its record's row by the key the audit log gave
+    /// the row, also for an `eventID` the row's key holds hashed (longer
+    /// than a key part may be, or with `#`).
+    #[test]
+    fn findings_link_to_the_row_key_of_odd_event_ids() {
+        use kopter_store::audit::{AuditRecord, AuditRow};
+        for id in ["e1", "e#r1", &"x".repeat(600)] {
+            let link = from_message(&finding(id)).unwrap().audit.unwrap();
+            let Message::SecurityFinding(f) = finding(id) else {
+                unreachable!()
+            };
+            let rec = AuditRecord {
+                event_id: id.into(),
+                event_time: f.at,
+                event_source: "signin.amazonaws.com".into(),
+                event_name: f.event_name.clone(),
+                aws_region: f.region.clone(),
+                recipient_account: None,
+                user_account: None,
+                principal_arn: f.principal.clone(),
+                principal_type: None,
+                source_ip: None,
+                user_agent: None,
+                read_only: None,
+                error_code: None,
+                error_message: None,
+                resources: vec![],
+                raw: "{}".into(),
+                mfa_used: None,
+                console_login: None,
+            };
+            let row = AuditRow::new(&f.tenant, &f.account, &rec, vec![], 1);
+            assert_eq!((link.pk, link.sk), (row.pk, row.sk), "{id:.20}");
+        }
     }
 
     #[test]

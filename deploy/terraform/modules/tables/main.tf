@@ -121,6 +121,14 @@ resource "aws_dynamodb_table" "this" {
     }
   }
 
+  # Recreating an index (a projection change) backfills it from the whole
+  # table, one index after another; the provider's default 60 minutes can
+  # run out on a table of some GB. A timed-out apply leaves DynamoDB
+  # working: run it again and it converges.
+  timeouts {
+    update = "6h"
+  }
+
   point_in_time_recovery {
     enabled = true
   }
