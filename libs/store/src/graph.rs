@@ -246,7 +246,8 @@ impl GraphStore {
         };
         let (mut entries, unsure) = self.day_entries(tenant, account, &day).await?;
         let stored = entries.get(&hk).cloned();
-        let trusted = stored.clone().filter(|_| !unsure.contains(&hk));
+        let seen_unsure = unsure.get(&hk).cloned();
+        let trusted = stored.clone().filter(|_| seen_unsure.is_none());
         // Rows of this hour a recompute may have to delete beyond the old
         // rows: an unsure entry's parts (rows a crashed or concurrent
         // recompute may have written).
@@ -278,10 +279,16 @@ impl GraphStore {
             },
         };
         let sure = also_old.is_empty() && !(stored.is_none() && computed_before);
-        if stored.is_some() && stored.as_ref() != Some(&new) && !unsure.contains(&hk) {
+        let mut mine = None;
+        if stored.is_some() && stored.as_ref() != Some(&new) && seen_unsure.is_none() {
             // About to change the rows of an hour whose entry says what
-            // they are: mark it unsure until the new entry replaces it.
-            self.mark_unsure(tenant, account, &day, &hk).await?;
+            // they are: mark it unsure until the new entry replaces it,
+            // with a token of this recompute's, so the replacement can
+            // tell whether another recompute marked it meanwhile.
+            let token = AttributeValue::S(format!("{:032x}", rand::random::<u128>()));
+            self.mark_unsure(tenant, account, &day, &hk, token.clone())
+                .await?;
+            mine = Some(token);
         }
         self.fill_day(tenant, account, hour, tag_keys, expires_at, &mut entries)
             .await?;
@@ -310,19 +317,57 @@ impl GraphStore {
             self.force_rollups(&new_hour, old_hours.concat()).await?;
             self.force_rollups(&new_day, old_days.concat()).await?;
         }
-        let changed = stored.as_ref() != Some(&new) || unsure.contains(&hk) || !sure;
+        let changed = stored.as_ref() != Some(&new) || seen_unsure.is_some() || !sure;
         if !changed {
             // Nothing written: another hour's recompute that read this
             // hour's entry meanwhile read the one that stays.
             return Ok(());
         }
-        self.ddb
+        // The entry only if it is still as this recompute left it (its
+        // own mark, the unsure mark it found, no mark, or no entry); else
+        // another recompute of the hour overlapped this one.
+        let (condition, expected) = match (mine.or(seen_unsure), &stored) {
+            (Some(token), _) => ("#u = :mark", Some(token)),
+            (None, Some(_)) => ("attribute_exists(pk) AND attribute_not_exists(#u)", None),
+            (None, None) => ("attribute_not_exists(pk)", None),
+        };
+        let put = self
+            .ddb
             .put_item()
             .table_name(&self.table)
             .set_item(Some(rollups::entry_item(tenant, account, &day, &hk, &new)?))
+            .condition_expression(condition);
+        let put = if condition.contains("#u") {
+            put.expression_attribute_names("#u", rollups::UNSURE)
+        } else {
+            put
+        };
+        match put
+            .set_expression_attribute_values(
+                expected.map(|t| HashMap::from([(":mark".to_owned(), t)])),
+            )
             .send()
             .await
-            .with_context(|| format!("put the roll-up entry of {tenant} {account} {hk}"))?;
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                // Rows of both may be stored: leave the entry unsure (a
+                // token nobody holds) so that no recompute trusts it.
+                let token = AttributeValue::S(format!("contended-{:032x}", rand::random::<u128>()));
+                self.mark_unsure(tenant, account, &day, &hk, token).await?;
+                return Err(anyhow::Error::new(Contended {
+                    account: account.to_string(),
+                    hour: hk.clone(),
+                }));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("put the roll-up entry of {tenant} {account} {hk}")));
+            }
+        }
         // Another hour of the day recomputed meanwhile wrote day rows from
         // this hour's old entry: if the day's other entries moved under
         // us, the day rows are written again from what is stored now
@@ -352,6 +397,7 @@ impl GraphStore {
         account: &AccountId,
         day: &str,
         hk: &str,
+        token: AttributeValue,
     ) -> anyhow::Result<()> {
         self.ddb
             .update_item()
@@ -360,7 +406,7 @@ impl GraphStore {
             .key("sk", s(hk))
             .update_expression("SET #u = :t")
             .expression_attribute_names("#u", rollups::UNSURE)
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":t", token)
             .send()
             .await
             .with_context(|| format!("mark the roll-up entry of {account} {hk} unsure"))?;
@@ -373,7 +419,10 @@ impl GraphStore {
         tenant: &TenantId,
         account: &AccountId,
         day: &str,
-    ) -> anyhow::Result<(BTreeMap<String, rollups::Entry>, HashSet<String>)> {
+    ) -> anyhow::Result<(
+        BTreeMap<String, rollups::Entry>,
+        HashMap<String, AttributeValue>,
+    )> {
         let pk = rollups::entries_pk(tenant, account, day);
         let q = self
             .ddb
@@ -383,11 +432,11 @@ impl GraphStore {
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(&pk));
         let mut entries = BTreeMap::new();
-        let mut unsure = HashSet::new();
+        let mut unsure = HashMap::new();
         for item in dynamo::query_items(q, &pk).await? {
             let (hk, e) = rollups::read_entry(&item)?;
-            if rollups::is_unsure(&item) {
-                unsure.insert(hk.clone());
+            if let Some(mark) = rollups::unsure_mark(&item) {
+                unsure.insert(hk.clone(), mark);
             }
             entries.insert(hk, e);
         }
@@ -927,6 +976,20 @@ fn recomputed_key(tenant: &TenantId, account: &AccountId, hour: DateTime<Utc>) -
         format!("{tenant}#recomputed"),
         format!("{account}#{}", hour_key(hour)),
     )
+}
+
+/// A recompute of an account-hour found that another recompute of the
+/// same hour overlapped it (each marks the hour's roll-up entry with a
+/// token of its own; the entry was not as this one left it). What either
+/// wrote may be mixed, so the entry is left unsure — the next recompute
+/// reads the hour's rows themselves and deletes what its result lacks —
+/// and the caller computes the hour again from fresh inputs (the
+/// aggregator retries the account at once).
+#[derive(Debug, thiserror::Error)]
+#[error("another recompute of {account} {hour} overlapped this one; compute the hour again")]
+pub struct Contended {
+    pub account: String,
+    pub hour: String,
 }
 
 /// TTL epoch seconds for rows of `hour` kept `days` (retention by the

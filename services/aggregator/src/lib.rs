@@ -111,7 +111,7 @@ fn metrics() -> &'static Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "kopter_aggregator_account_retries_total",
-                    "Accounts computed again in the same message after AWS back-pressure, by error class",
+                    "Accounts computed again in the same message after AWS back-pressure (class throttling, server_error, timeout, connection) or an overlapping recompute of the same hour (class contended)",
                 ),
                 &["class"],
             )
@@ -205,13 +205,16 @@ impl Aggregator {
             return Ok(false);
         }
         let started_ms = Utc::now().timestamp_millis();
-        self.compute_account(
-            &change.tenant,
-            &change.account,
-            hour,
-            hour + Duration::hours(1),
-            &VersionLists::default(),
-        )
+        let versions = VersionLists::default();
+        retry_backpressure(|| {
+            self.compute_account(
+                &change.tenant,
+                &change.account,
+                hour,
+                hour + Duration::hours(1),
+                &versions,
+            )
+        })
         .await?;
         self.graph
             .mark_recomputed(&change.tenant, &change.account, hour, started_ms)
@@ -576,7 +579,13 @@ impl Aggregator {
 /// redelivery.
 pub const ACCOUNT_ATTEMPTS: u32 = 4;
 
-async fn retry_backpressure<T, F, Fut>(f: F) -> anyhow::Result<T>
+/// Runs `f` (one account's computation) again, as [`ACCOUNT_ATTEMPTS`]
+/// says, under AWS back-pressure — and also, up to [`ACCOUNT_ATTEMPTS`]
+/// times after a jittered 50–150 ms pause, when it overlapped another
+/// recompute of one of its account-hours
+/// ([`kopter_store::graph::Contended`]: the hour is left unsure and must
+/// be computed again from fresh inputs; counted as class `contended`).
+async fn retry_backpressure<T, F, Fut>(mut f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -585,17 +594,36 @@ where
         attempts: ACCOUNT_ATTEMPTS,
         backoff: std::time::Duration::from_millis(200),
     };
-    kopter_runtime::dynamo::retry_backpressure(
-        retry,
-        |class| {
-            metrics()
-                .account_retries
-                .with_label_values(&[class.label()])
-                .inc();
-        },
-        f,
-    )
-    .await
+    let mut contended = 0;
+    loop {
+        let r = kopter_runtime::dynamo::retry_backpressure(
+            retry,
+            |class| {
+                metrics()
+                    .account_retries
+                    .with_label_values(&[class.label()])
+                    .inc();
+            },
+            &mut f,
+        )
+        .await;
+        match r {
+            Err(e)
+                if contended < ACCOUNT_ATTEMPTS
+                    && e.chain().any(|c| c.is::<kopter_store::graph::Contended>()) =>
+            {
+                contended += 1;
+                metrics()
+                    .account_retries
+                    .with_label_values(&["contended"])
+                    .inc();
+                tracing::info!(error = %format!("{e:#}"), "recomputing an account-hour that another recompute overlapped");
+                let pause = 50 + rand::random::<u64>() % 100;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            r => return r,
+        }
+    }
 }
 
 /// What an `aggregate.hour` message did ([`Aggregator::handle_aggregate`]).

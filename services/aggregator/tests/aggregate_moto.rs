@@ -1125,10 +1125,7 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
     let put = |acct: &AccountId, hour: DateTime<Utc>, lines: Vec<kopter_store::graph::CostLine>| {
         let (graph, tenant, tags, acct) = (&graph, tenant, &tags, acct.clone());
         async move {
-            graph
-                .replace_hour(tenant, &acct, hour, &lines, tags, expiry(hour, KEEP_DAYS))
-                .await
-                .unwrap()
+            replace_retrying(graph, tenant, &acct, hour, &lines, tags).await;
         }
     };
     // Another account of the tenant, two hours.
@@ -1393,4 +1390,105 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
             "round {round}"
         );
     }
+}
+
+/// Two recomputes of the same account-hour at once, from different
+/// inputs (two messages of one change, a change and the hourly run):
+/// whichever entry wins, the hour's and the day's roll-up rows end as
+/// exactly its groups — no group of the loser stays behind. A recompute
+/// that finds it overlapped another fails with `Contended` (the
+/// aggregator runs the account again, from fresh inputs); here the test
+/// does, with the same lines.
+#[tokio::test]
+async fn two_recomputes_of_one_account_hour_at_once_leave_no_stale_group() {
+    use kopter_store::graph::GraphStore;
+
+    let w = world().await;
+    let graph = GraphStore::new(w.env.ctx.aws.dynamodb(), &w.env.ctx.names);
+    let tenant = &w.tenant;
+    let acct = AccountId::new(random_account()).unwrap();
+    let tags = vec!["team".to_owned()];
+    let hour = t("2025-06-02T14:00:00Z");
+    let put = |team: String, cost: f64| {
+        let (graph, tags, acct) = (&graph, &tags, acct.clone());
+        async move {
+            let lines = vec![cost_line("i-x", hour, "m5", Some(&team), Some(cost))];
+            replace_retrying(graph, tenant, &acct, hour, &lines, tags).await
+        }
+    };
+    let mut contended = 0;
+    for round in 1..=6 {
+        let (a, b) = tokio::join!(put(format!("a{round}"), 1.0), put(format!("b{round}"), 2.0));
+        contended += (a > 1) as u32 + (b > 1) as u32;
+        let hour_groups = graph
+            .series(
+                tenant,
+                Some(&acct),
+                "hour",
+                "tag:team",
+                "2025-06-02T14",
+                "2025-06-02T14",
+            )
+            .await
+            .unwrap();
+        let day_groups = graph
+            .series(
+                tenant,
+                Some(&acct),
+                "day",
+                "tag:team",
+                "2025-06-02",
+                "2025-06-02",
+            )
+            .await
+            .unwrap();
+        for (what, points) in [("hour", &hour_groups), ("day", &day_groups)] {
+            let groups: Vec<(&str, f64)> = points
+                .iter()
+                .map(|p| (p.group.as_str(), p.cost_usd))
+                .collect();
+            assert!(
+                groups == [(format!("a{round}").as_str(), 1.0)]
+                    || groups == [(format!("b{round}").as_str(), 2.0)],
+                "round {round}: {what} rows {groups:?}"
+            );
+        }
+        let total = graph.daily_total(tenant, "2025-06-02").await.unwrap();
+        assert_eq!(
+            total,
+            Some(hour_groups[0].cost_usd),
+            "round {round}: one hour, one group"
+        );
+    }
+    eprintln!("{contended} recomputes found they had overlapped another");
+}
+
+/// `GraphStore::replace_hour`, again after a jittered pause while it
+/// reports that another recompute of the hour overlapped it (as the
+/// aggregator does), at most 6 times; the attempts it took.
+async fn replace_retrying(
+    graph: &kopter_store::graph::GraphStore,
+    tenant: &TenantId,
+    acct: &AccountId,
+    hour: DateTime<Utc>,
+    lines: &[kopter_store::graph::CostLine],
+    tags: &[String],
+) -> u32 {
+    use kopter_store::graph::{Contended, expiry};
+    for attempt in 1..=6 {
+        match graph
+            .replace_hour(tenant, acct, hour, lines, tags, expiry(hour, KEEP_DAYS))
+            .await
+        {
+            Ok(()) => return attempt,
+            Err(e) if e.downcast_ref::<Contended>().is_some() => {
+                // Jittered, as the aggregator waits: two that overlapped
+                // do not start again together.
+                let pause = 20 + rand::random::<u64>() % 100;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+    panic!("{acct} {hour}: still contended after 6 attempts");
 }

@@ -266,14 +266,27 @@ pub fn entry_item(
 }
 
 /// Set on an entry whose hour's stored roll-up rows may not be its parts:
-/// one filled in from the hour's resource costs, or one whose recompute
-/// has begun writing rows (cleared when it ends). The next recompute of
+/// one filled in from the hour's resource costs (`true`), one whose
+/// recompute has begun writing rows (that recompute's token; cleared when
+/// it ends, if the token is still there), or one two recomputes overlapped
+/// on (`contended-…`). The next recompute of
 /// that hour reads the rows themselves (once) instead of trusting it.
 pub const UNSURE: &str = "unsure";
 
 /// True if an entry item carries [`UNSURE`].
 pub fn is_unsure(item: &HashMap<String, AttributeValue>) -> bool {
-    item.get(UNSURE).and_then(|v| v.as_bool().ok()) == Some(&true)
+    unsure_mark(item).is_some()
+}
+
+/// The [`UNSURE`] mark of an entry item, if it has one: `true` (an entry
+/// filled in, or marked before marks were tokens) or the token of the
+/// recompute that marked it.
+pub fn unsure_mark(item: &HashMap<String, AttributeValue>) -> Option<AttributeValue> {
+    match item.get(UNSURE)? {
+        v @ AttributeValue::Bool(true) => Some(v.clone()),
+        AttributeValue::S(t) if !t.is_empty() => Some(AttributeValue::S(t.clone())),
+        _ => None,
+    }
 }
 
 /// An entry item back: `(hour key, entry)`. Errors name the item.
