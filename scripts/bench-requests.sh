@@ -13,7 +13,7 @@
 #                          demo estate; larger ones repeat its instances)
 #   KOPTER_BENCH_DYNAMODB  `local` (default) or `moto` (units estimated
 #                          from the bytes on the wire)
-#   KOPTER_BENCH_RELEASE   1: build the five services in release (the
+#   KOPTER_BENCH_RELEASE   1: build the services and the api in release (the
 #                          profile their images ship) and run those, so
 #                          CPU per account-hour is a deployment's (the
 #                          requests and units do not depend on it)
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 [[ -n ${MOTO_ENDPOINT:-} ]] || exec scripts/with-moto.sh "$0" "$@"
 if [[ ${KOPTER_BENCH_RELEASE:-0} == 1 && -z ${KOPTER_BENCH_BIN_DIR:-} ]]; then
   cargo build --release --bin describer --bin pricing --bin aggregator \
-    --bin trail-ingest --bin notifier
+    --bin trail-ingest --bin notifier --bin api
   dir="${CARGO_TARGET_DIR:-target}"
   [[ $dir == /* ]] || dir="$PWD/$dir"
   export KOPTER_BENCH_BIN_DIR="$dir/release"
