@@ -218,10 +218,14 @@ impl GraphStore {
     /// partition, the day's entries), never the tenant's other accounts'.
     ///
     /// Order and recovery (`graph/design.md`, "Roll-ups"): the entry is
-    /// marked unsure before rows change and replaced after; an unsure or
+    /// claimed (a lease, conditional on the entry as read) before rows
+    /// change and replaced after (conditional on the lease); an unsure or
     /// missing entry of a computed hour makes the next recompute read the
     /// hour's rows themselves; the day's entries are read again at the end
     /// and the day rows rewritten if another hour's recompute overlapped.
+    ///
+    /// Errors: [`Contended`] when another recompute of the same hour holds
+    /// or overlapped it (compute again); DynamoDB's, with context.
     pub async fn replace_hour(
         &self,
         tenant: &TenantId,
@@ -244,7 +248,7 @@ impl GraphStore {
             parts: rollups::hour_parts(lines.iter().map(rollups::Fact::from), account, tag_keys),
             expires_at,
         };
-        let (mut entries, unsure) = self.day_entries(tenant, account, &day).await?;
+        let (mut entries, unsure, stored_z) = self.day_entries(tenant, account, &day).await?;
         let stored = entries.get(&hk).cloned();
         let seen_unsure = unsure.get(&hk).cloned();
         let trusted = stored.clone().filter(|_| seen_unsure.is_none());
@@ -280,15 +284,55 @@ impl GraphStore {
         };
         let sure = also_old.is_empty() && !(stored.is_none() && computed_before);
         let mut mine = None;
-        if stored.is_some() && stored.as_ref() != Some(&new) && seen_unsure.is_none() {
-            // About to change the rows of an hour whose entry says what
-            // they are: mark it unsure until the new entry replaces it,
-            // with a token of this recompute's, so the replacement can
-            // tell whether another recompute marked it meanwhile.
-            let token = AttributeValue::S(format!("{:032x}", rand::random::<u128>()));
-            self.mark_unsure(tenant, account, &day, &hk, token.clone())
-                .await?;
-            mine = Some(token);
+        if stored.is_some() && (stored.as_ref() != Some(&new) || seen_unsure.is_some()) {
+            // About to write rows of an hour that has an entry: claim it
+            // first (`rollups::UNSURE` set to this recompute's lease), and
+            // only if it is as read — the same `z` and no mark, or the
+            // same mark. A mark that is another recompute's live lease, or
+            // a claim that finds the entry changed, means another
+            // recompute of the hour is at work or was: nothing is written
+            // and the caller computes again ([`Contended`]).
+            let contended = || {
+                anyhow::Error::new(Contended {
+                    account: account.to_string(),
+                    hour: hk.clone(),
+                })
+            };
+            if seen_unsure.as_ref().is_some_and(rollups::is_live_lease) {
+                return Err(contended());
+            }
+            let lease = rollups::new_lease();
+            let claimed = match (&seen_unsure, stored_z.get(&hk)) {
+                (Some(mark), _) => {
+                    self.claim(
+                        tenant,
+                        account,
+                        &day,
+                        &hk,
+                        &lease,
+                        "#u = :seen",
+                        mark.clone(),
+                    )
+                    .await?
+                }
+                (None, Some(z)) => {
+                    self.claim(
+                        tenant,
+                        account,
+                        &day,
+                        &hk,
+                        &lease,
+                        "attribute_not_exists(#u) AND z = :seen",
+                        z.clone(),
+                    )
+                    .await?
+                }
+                (None, None) => false,
+            };
+            if !claimed {
+                return Err(contended());
+            }
+            mine = Some(lease);
         }
         self.fill_day(tenant, account, hour, tag_keys, expires_at, &mut entries)
             .await?;
@@ -324,12 +368,12 @@ impl GraphStore {
             return Ok(());
         }
         // The entry only if it is still as this recompute left it (its
-        // own mark, the unsure mark it found, no mark, or no entry); else
-        // another recompute of the hour overlapped this one.
-        let (condition, expected) = match (mine.or(seen_unsure), &stored) {
-            (Some(token), _) => ("#u = :mark", Some(token)),
-            (None, Some(_)) => ("attribute_exists(pk) AND attribute_not_exists(#u)", None),
-            (None, None) => ("attribute_not_exists(pk)", None),
+        // own lease, or no entry); else another recompute of the hour
+        // overlapped this one (took over a lease that looked abandoned,
+        // or computed a new hour at the same time).
+        let (condition, expected) = match mine {
+            Some(lease) => ("#u = :mark", Some(lease)),
+            None => ("attribute_not_exists(pk)", None),
         };
         let put = self
             .ddb
@@ -355,9 +399,8 @@ impl GraphStore {
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
                 // Rows of both may be stored: leave the entry unsure (a
-                // token nobody holds) so that no recompute trusts it.
-                let token = AttributeValue::S(format!("contended-{:032x}", rand::random::<u128>()));
-                self.mark_unsure(tenant, account, &day, &hk, token).await?;
+                // mark nobody holds) so that no recompute trusts it.
+                self.mark_contended(tenant, account, &day, &hk).await?;
                 return Err(anyhow::Error::new(Contended {
                     account: account.to_string(),
                     hour: hk.clone(),
@@ -372,7 +415,7 @@ impl GraphStore {
         // this hour's old entry: if the day's other entries moved under
         // us, the day rows are written again from what is stored now
         // (whichever of two concurrent recomputes reads last sees both).
-        let (fresh, _) = self.day_entries(tenant, account, &day).await?;
+        let (fresh, _, _) = self.day_entries(tenant, account, &day).await?;
         let others = |m: &BTreeMap<String, rollups::Entry>| {
             m.iter()
                 .filter(|(k, _)| **k != hk)
@@ -390,30 +433,102 @@ impl GraphStore {
         Ok(())
     }
 
-    /// Sets [`rollups::UNSURE`] on an hour's entry.
-    async fn mark_unsure(
+    /// Sets [`rollups::UNSURE`] of an hour's entry to `lease` if
+    /// `condition` (on `#u`, the mark, and `:seen`) holds; false if it
+    /// does not (or the entry is gone).
+    #[allow(clippy::too_many_arguments)]
+    async fn claim(
         &self,
         tenant: &TenantId,
         account: &AccountId,
         day: &str,
         hk: &str,
-        token: AttributeValue,
-    ) -> anyhow::Result<()> {
-        self.ddb
+        lease: &AttributeValue,
+        condition: &str,
+        seen: AttributeValue,
+    ) -> anyhow::Result<bool> {
+        let out = self
+            .ddb
             .update_item()
             .table_name(&self.table)
             .key("pk", s(rollups::entries_pk(tenant, account, day)))
             .key("sk", s(hk))
-            .update_expression("SET #u = :t")
+            .update_expression("SET #u = :lease")
+            .condition_expression(format!("attribute_exists(pk) AND {condition}"))
             .expression_attribute_names("#u", rollups::UNSURE)
-            .expression_attribute_values(":t", token)
+            .expression_attribute_values(":lease", lease.clone())
+            .expression_attribute_values(":seen", seen)
             .send()
-            .await
-            .with_context(|| format!("mark the roll-up entry of {account} {hk} unsure"))?;
-        Ok(())
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => {
+                Err(anyhow::Error::new(e)
+                    .context(format!("claim the roll-up entry of {account} {hk}")))
+            }
+        }
     }
 
-    /// The roll-up entries of one account-day (hour key → entry).
+    /// Marks an hour's entry unsure with a mark nobody holds
+    /// (`contended-…`), if the entry exists (one gone meanwhile — TTL —
+    /// is left gone: an item of the mark alone would not read). Tried up
+    /// to 4 times under AWS back-pressure: the mark is what makes the next
+    /// recompute distrust the entry.
+    async fn mark_contended(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        day: &str,
+        hk: &str,
+    ) -> anyhow::Result<()> {
+        let retry = dynamo::WriteRetry {
+            attempts: 4,
+            backoff: std::time::Duration::from_millis(100),
+        };
+        dynamo::retry_backpressure(
+            retry,
+            |_| {},
+            || async {
+                let out = self
+                    .ddb
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(rollups::entries_pk(tenant, account, day)))
+                    .key("sk", s(hk))
+                    .update_expression("SET #u = :t")
+                    .condition_expression("attribute_exists(pk)")
+                    .expression_attribute_names("#u", rollups::UNSURE)
+                    .expression_attribute_values(
+                        ":t",
+                        AttributeValue::S(format!("contended-{:032x}", rand::random::<u128>())),
+                    )
+                    .send()
+                    .await;
+                match out {
+                    Ok(_) => Ok(()),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(anyhow::Error::new(e).context(format!(
+                        "mark the roll-up entry of {account} {hk} contended"
+                    ))),
+                }
+            },
+        )
+        .await
+    }
+
+    /// The roll-up entries of one account-day (hour key → entry), their
+    /// unsure marks and their stored `z` (hour key → attribute).
     async fn day_entries(
         &self,
         tenant: &TenantId,
@@ -421,6 +536,7 @@ impl GraphStore {
         day: &str,
     ) -> anyhow::Result<(
         BTreeMap<String, rollups::Entry>,
+        HashMap<String, AttributeValue>,
         HashMap<String, AttributeValue>,
     )> {
         let pk = rollups::entries_pk(tenant, account, day);
@@ -433,14 +549,18 @@ impl GraphStore {
             .expression_attribute_values(":pk", s(&pk));
         let mut entries = BTreeMap::new();
         let mut unsure = HashMap::new();
+        let mut zs = HashMap::new();
         for item in dynamo::query_items(q, &pk).await? {
             let (hk, e) = rollups::read_entry(&item)?;
             if let Some(mark) = rollups::unsure_mark(&item) {
                 unsure.insert(hk.clone(), mark);
             }
+            if let Some(z) = item.get("z") {
+                zs.insert(hk.clone(), z.clone());
+            }
             entries.insert(hk, e);
         }
-        Ok((entries, unsure))
+        Ok((entries, unsure, zs))
     }
 
     /// On the first recompute of an account-day since roll-up entries
@@ -978,13 +1098,16 @@ fn recomputed_key(tenant: &TenantId, account: &AccountId, hour: DateTime<Utc>) -
     )
 }
 
-/// A recompute of an account-hour found that another recompute of the
-/// same hour overlapped it (each marks the hour's roll-up entry with a
-/// token of its own; the entry was not as this one left it). What either
-/// wrote may be mixed, so the entry is left unsure — the next recompute
-/// reads the hour's rows themselves and deletes what its result lacks —
-/// and the caller computes the hour again from fresh inputs (the
-/// aggregator retries the account at once).
+/// A recompute of an account-hour met another recompute of the same
+/// hour: the hour's roll-up entry holds another's live lease, or changed
+/// between this one's read and its claim (then nothing was written but
+/// the hour's packed costs), or this one's lease was taken over — or, for
+/// an hour without an entry, another put its entry first — before its
+/// final put (then what both wrote may be mixed, and the entry is left
+/// unsure: the next recompute reads the hour's rows themselves and
+/// deletes what its result lacks). Either way the caller computes the
+/// hour again from fresh inputs; the aggregator does, after a short
+/// pause.
 #[derive(Debug, thiserror::Error)]
 #[error("another recompute of {account} {hour} overlapped this one; compute the hour again")]
 pub struct Contended {

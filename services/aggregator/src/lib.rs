@@ -579,12 +579,14 @@ impl Aggregator {
 /// redelivery.
 pub const ACCOUNT_ATTEMPTS: u32 = 4;
 
-/// Runs `f` (one account's computation) again, as [`ACCOUNT_ATTEMPTS`]
-/// says, under AWS back-pressure — and also, up to [`ACCOUNT_ATTEMPTS`]
-/// times after a jittered 50–150 ms pause, when it overlapped another
-/// recompute of one of its account-hours
-/// ([`kopter_store::graph::Contended`]: the hour is left unsure and must
-/// be computed again from fresh inputs; counted as class `contended`).
+/// Runs `f` (one account's computation) again under AWS back-pressure,
+/// up to [`ACCOUNT_ATTEMPTS`] attempts — and, on top of those, up to
+/// [`ACCOUNT_ATTEMPTS`] more rounds when it met another recompute of one
+/// of its account-hours ([`kopter_store::graph::Contended`]: that one
+/// holds the hour, or overlapped it; the hour is computed again from
+/// fresh inputs), after a pause of 200 ms doubling, jittered to 50–100 %
+/// (≈ 3 s in all, time for the other to finish); counted as class
+/// `contended`. Other errors return at once.
 async fn retry_backpressure<T, F, Fut>(mut f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
@@ -618,7 +620,8 @@ where
                     .with_label_values(&["contended"])
                     .inc();
                 tracing::info!(error = %format!("{e:#}"), "recomputing an account-hour that another recompute overlapped");
-                let pause = 50 + rand::random::<u64>() % 100;
+                let full = 200u64 << (contended - 1);
+                let pause = full / 2 + rand::random::<u64>() % (full / 2);
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
             r => return r,

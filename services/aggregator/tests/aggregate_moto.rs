@@ -1461,11 +1461,87 @@ async fn two_recomputes_of_one_account_hour_at_once_leave_no_stale_group() {
         );
     }
     eprintln!("{contended} recomputes found they had overlapped another");
+
+    // Another recompute's live lease keeps this one off (nothing written);
+    // an expired one (its holder died) is taken over.
+    let set_mark = |mark: String| {
+        let ddb = w.env.ctx.aws.dynamodb();
+        let table = w.env.ctx.names.table(Table::PriceGraph);
+        let pk = format!("{tenant}#{acct}#rollups#2025-06-02");
+        async move {
+            ddb.update_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::S("2025-06-02T14".into()))
+                .update_expression("SET unsure = :m")
+                .expression_attribute_values(":m", AttributeValue::S(mark))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let now_ms = Utc::now().timestamp_millis();
+    set_mark(format!("{now_ms}.{:032x}", 7)).await;
+    let lines = vec![cost_line("i-x", hour, "m5", Some("c"), Some(3.0))];
+    let err = graph
+        .replace_hour(
+            tenant,
+            &acct,
+            hour,
+            &lines,
+            &tags,
+            kopter_store::graph::expiry(hour, KEEP_DAYS),
+        )
+        .await
+        .expect_err("a live lease of another recompute");
+    assert!(
+        err.downcast_ref::<kopter_store::graph::Contended>()
+            .is_some(),
+        "{err:#}"
+    );
+    let before = graph
+        .series(
+            tenant,
+            Some(&acct),
+            "hour",
+            "tag:team",
+            "2025-06-02T14",
+            "2025-06-02T14",
+        )
+        .await
+        .unwrap();
+    assert!(
+        before.iter().all(|p| p.group != "c"),
+        "nothing written: {before:?}"
+    );
+    set_mark(format!("{}.{:032x}", now_ms - 3 * 60 * 1000, 7)).await;
+    assert_eq!(
+        replace_retrying(&graph, tenant, &acct, hour, &lines, &tags).await,
+        1
+    );
+    let after = graph
+        .series(
+            tenant,
+            Some(&acct),
+            "hour",
+            "tag:team",
+            "2025-06-02T14",
+            "2025-06-02T14",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        after
+            .iter()
+            .map(|p| (p.group.as_str(), p.cost_usd))
+            .collect::<Vec<_>>(),
+        [("c", 3.0)]
+    );
 }
 
 /// `GraphStore::replace_hour`, again after a jittered pause while it
-/// reports that another recompute of the hour overlapped it (as the
-/// aggregator does), at most 6 times; the attempts it took.
+/// reports that another recompute of the hour holds or overlapped it (as
+/// the aggregator does), at most 10 times; the attempts it took.
 async fn replace_retrying(
     graph: &kopter_store::graph::GraphStore,
     tenant: &TenantId,
@@ -1475,7 +1551,7 @@ async fn replace_retrying(
     tags: &[String],
 ) -> u32 {
     use kopter_store::graph::{Contended, expiry};
-    for attempt in 1..=6 {
+    for attempt in 1..=10 {
         match graph
             .replace_hour(tenant, acct, hour, lines, tags, expiry(hour, KEEP_DAYS))
             .await
@@ -1484,11 +1560,11 @@ async fn replace_retrying(
             Err(e) if e.downcast_ref::<Contended>().is_some() => {
                 // Jittered, as the aggregator waits: two that overlapped
                 // do not start again together.
-                let pause = 20 + rand::random::<u64>() % 100;
+                let pause = 50 + rand::random::<u64>() % 100;
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
             Err(e) => panic!("{e:#}"),
         }
     }
-    panic!("{acct} {hour}: still contended after 6 attempts");
+    panic!("{acct} {hour}: still contended after 10 attempts");
 }

@@ -266,16 +266,47 @@ pub fn entry_item(
 }
 
 /// Set on an entry whose hour's stored roll-up rows may not be its parts:
-/// one filled in from the hour's resource costs (`true`), one whose
-/// recompute has begun writing rows (that recompute's token; cleared when
-/// it ends, if the token is still there), or one two recomputes overlapped
-/// on (`contended-…`). The next recompute of
+/// one filled in from the hour's resource costs (`true`), one a recompute
+/// has claimed to write rows (its lease, [`new_lease`]; cleared by its
+/// final put of the entry), or one two recomputes overlapped on
+/// (`contended-…`). The next recompute of
 /// that hour reads the rows themselves (once) instead of trusting it.
 pub const UNSURE: &str = "unsure";
 
 /// True if an entry item carries [`UNSURE`].
 pub fn is_unsure(item: &HashMap<String, AttributeValue>) -> bool {
     unsure_mark(item).is_some()
+}
+
+/// How long a recompute's claim on an hour's entry (its lease in
+/// [`UNSURE`]) keeps other recomputes of the hour off. A recompute takes
+/// well under a second to a few seconds; one whose lease is older is
+/// taken for dead (its entry is then recomputed from the rows
+/// themselves, and if it was only slow its own final put fails).
+pub const CLAIM_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A fresh lease for [`UNSURE`]: `"{unix ms}.{random hex}"`.
+pub fn new_lease() -> AttributeValue {
+    AttributeValue::S(format!(
+        "{}.{:032x}",
+        chrono::Utc::now().timestamp_millis(),
+        rand::random::<u128>()
+    ))
+}
+
+/// True if `mark` is a lease taken less than [`CLAIM_LEASE`] ago (not
+/// `true`, not `contended-…`: those nobody holds).
+pub fn is_live_lease(mark: &AttributeValue) -> bool {
+    let Some(ms) = mark
+        .as_s()
+        .ok()
+        .and_then(|t| t.split_once('.'))
+        .and_then(|(ms, _)| ms.parse::<i64>().ok())
+    else {
+        return false;
+    };
+    let age = chrono::Utc::now().timestamp_millis() - ms;
+    age < CLAIM_LEASE.as_millis() as i64
 }
 
 /// The [`UNSURE`] mark of an entry item, if it has one: `true` (an entry
