@@ -251,6 +251,17 @@ impl GraphStore {
         let (mut entries, unsure, stored_z) = self.day_entries(tenant, account, &day).await?;
         let stored = entries.get(&hk).cloned();
         let seen_unsure = unsure.get(&hk).cloned();
+        let contended = || {
+            anyhow::Error::new(Contended {
+                account: account.to_string(),
+                hour: hk.clone(),
+            })
+        };
+        if seen_unsure.as_ref().is_some_and(rollups::is_live_lease) {
+            // Another recompute of the hour is at work (its lease is
+            // younger than `CLAIM_LEASE`): nothing read or written more.
+            return Err(contended());
+        }
         let trusted = stored.clone().filter(|_| seen_unsure.is_none());
         // Rows of this hour a recompute may have to delete beyond the old
         // rows: an unsure entry's parts (rows a crashed or concurrent
@@ -288,19 +299,9 @@ impl GraphStore {
             // About to write rows of an hour that has an entry: claim it
             // first (`rollups::UNSURE` set to this recompute's lease), and
             // only if it is as read — the same `z` and no mark, or the
-            // same mark. A mark that is another recompute's live lease, or
-            // a claim that finds the entry changed, means another
-            // recompute of the hour is at work or was: nothing is written
-            // and the caller computes again ([`Contended`]).
-            let contended = || {
-                anyhow::Error::new(Contended {
-                    account: account.to_string(),
-                    hour: hk.clone(),
-                })
-            };
-            if seen_unsure.as_ref().is_some_and(rollups::is_live_lease) {
-                return Err(contended());
-            }
+            // same mark. A claim that finds the entry changed means
+            // another recompute of the hour is at work or was: nothing is
+            // written and the caller computes again ([`Contended`]).
             let lease = rollups::new_lease();
             let claimed = match (&seen_unsure, stored_z.get(&hk)) {
                 (Some(mark), _) => {
@@ -334,103 +335,155 @@ impl GraphStore {
             }
             mine = Some(lease);
         }
-        self.fill_day(tenant, account, hour, tag_keys, expires_at, &mut entries)
-            .await?;
-        let mut old_days = Vec::new();
-        for e in std::iter::once(&old).chain(&also_old) {
-            entries.insert(hk.clone(), e.clone());
-            old_days.push(rollups::day_rows(tenant, account, &day, &entries));
-        }
-        entries.insert(hk.clone(), new.clone());
-        let new_day = rollups::day_rows(tenant, account, &day, &entries);
+        // From here on this recompute may hold the entry's lease: any error
+        // gives it back as a `contended-…` mark (the entry stays unsure, and
+        // the next attempt claims it at once instead of waiting out the
+        // lease).
+        let work: anyhow::Result<()> = async {
+            self.fill_day(tenant, account, hour, tag_keys, expires_at, &mut entries)
+                .await?;
+            let mut old_days = Vec::new();
+            for e in std::iter::once(&old).chain(&also_old) {
+                entries.insert(hk.clone(), e.clone());
+                old_days.push(rollups::day_rows(tenant, account, &day, &entries));
+            }
+            entries.insert(hk.clone(), new.clone());
+            let new_day = rollups::day_rows(tenant, account, &day, &entries);
 
-        let new_hour = rollups::hour_rows(tenant, account, &hk, &new.parts, expires_at);
-        let old_hours: Vec<Vec<RollupRow>> = std::iter::once(&old)
-            .chain(&also_old)
-            .map(|e| rollups::hour_rows(tenant, account, &hk, &e.parts, e.expires_at))
-            .collect();
-        if sure {
-            let old_hour = old_hours.into_iter().next().unwrap_or_default();
-            let old_day = old_days.into_iter().next().unwrap_or_default();
-            self.replace_rollups(&new_hour, old_hour).await?;
-            self.replace_rollups(&new_day, old_day).await?;
-        } else {
-            // What is stored is not known exactly (a crash or a concurrent
-            // recompute in the middle, or rows from before entries): put
-            // every row, delete every candidate the new result lacks.
-            self.force_rollups(&new_hour, old_hours.concat()).await?;
-            self.force_rollups(&new_day, old_days.concat()).await?;
+            let new_hour = rollups::hour_rows(tenant, account, &hk, &new.parts, expires_at);
+            let old_hours: Vec<Vec<RollupRow>> = std::iter::once(&old)
+                .chain(&also_old)
+                .map(|e| rollups::hour_rows(tenant, account, &hk, &e.parts, e.expires_at))
+                .collect();
+            if sure {
+                let old_hour = old_hours.into_iter().next().unwrap_or_default();
+                let old_day = old_days.into_iter().next().unwrap_or_default();
+                self.replace_rollups(&new_hour, old_hour).await?;
+                self.replace_rollups(&new_day, old_day).await?;
+            } else {
+                // What is stored is not known exactly (a crash or a
+                // concurrent recompute in the middle, or rows from before
+                // entries): put every row, delete every candidate the new
+                // result lacks.
+                self.force_rollups(&new_hour, old_hours.concat()).await?;
+                self.force_rollups(&new_day, old_days.concat()).await?;
+            }
+            let changed = stored.as_ref() != Some(&new) || seen_unsure.is_some() || !sure;
+            if !changed {
+                // Nothing written: another hour's recompute that read this
+                // hour's entry meanwhile read the one that stays.
+                return Ok(());
+            }
+            // The entry, still under a lease (this recompute's, or a new
+            // one for an hour without an entry) until the day rows are
+            // checked below; only if it is as this recompute left it (its
+            // lease, or no entry), else another recompute of the hour
+            // overlapped this one (took over a lease that looked
+            // abandoned, or computed a new hour at the same time).
+            let lease = mine.clone().unwrap_or_else(rollups::new_lease);
+            let mut item = rollups::entry_item(tenant, account, &day, &hk, &new)?;
+            item.insert(rollups::UNSURE.to_owned(), lease.clone());
+            let put = self
+                .ddb
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item));
+            let put = match &mine {
+                Some(held) => put
+                    .condition_expression("#u = :mark")
+                    .expression_attribute_names("#u", rollups::UNSURE)
+                    .expression_attribute_values(":mark", held.clone()),
+                None => put.condition_expression("attribute_not_exists(pk)"),
+            };
+            match put.send().await {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    // Rows of both may be stored: leave the entry unsure (a
+                    // mark nobody holds) so that no recompute trusts it.
+                    self.mark_contended(tenant, account, &day, &hk, None)
+                        .await?;
+                    return Err(contended());
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("put the roll-up entry of {tenant} {account} {hk}")));
+                }
+            }
+            mine = Some(lease.clone());
+            // Another hour of the day recomputed meanwhile may have written
+            // day rows from this hour's old entry, or this recompute's from
+            // another hour's old one: read the day's entries again and, while
+            // they differ from what the day rows were last written from,
+            // write them again from what is stored now. Each writer checks
+            // after its own write, so the last one to write sees every entry.
+            let mut basis = entries.clone();
+            let mut settled = false;
+            for _ in 0..DAY_ROW_CHECKS {
+                let (fresh, _, _) = self.day_entries(tenant, account, &day).await?;
+                if fresh == basis {
+                    settled = true;
+                    break;
+                }
+                let mut seen_by_other = fresh.clone();
+                seen_by_other.insert(hk.clone(), old.clone());
+                let mut candidates = rollups::day_rows(tenant, account, &day, &seen_by_other);
+                candidates.extend(rollups::day_rows(tenant, account, &day, &basis));
+                let fresh_day = rollups::day_rows(tenant, account, &day, &fresh);
+                self.force_rollups(&fresh_day, candidates).await?;
+                basis = fresh;
+            }
+            if !settled {
+                anyhow::bail!(
+                    "the day rows of {account} {day} kept moving under {DAY_ROW_CHECKS} checks"
+                );
+            }
+            // Done: the lease goes (unless it was taken over meanwhile).
+            let released = self
+                .ddb
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(rollups::entries_pk(tenant, account, &day)))
+                .key("sk", s(&hk))
+                .update_expression("REMOVE #u")
+                .condition_expression("#u = :mark")
+                .expression_attribute_names("#u", rollups::UNSURE)
+                .expression_attribute_values(":mark", lease)
+                .send()
+                .await;
+            match released {
+                Ok(_) => {
+                    mine = None;
+                    Ok(())
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    mine = None;
+                    self.mark_contended(tenant, account, &day, &hk, None)
+                        .await?;
+                    Err(contended())
+                }
+                Err(e) => Err(anyhow::Error::new(e)
+                    .context(format!("release the roll-up entry of {account} {hk}"))),
+            }
         }
-        let changed = stored.as_ref() != Some(&new) || seen_unsure.is_some() || !sure;
-        if !changed {
-            // Nothing written: another hour's recompute that read this
-            // hour's entry meanwhile read the one that stays.
-            return Ok(());
-        }
-        // The entry only if it is still as this recompute left it (its
-        // own lease, or no entry); else another recompute of the hour
-        // overlapped this one (took over a lease that looked abandoned,
-        // or computed a new hour at the same time).
-        let (condition, expected) = match mine {
-            Some(lease) => ("#u = :mark", Some(lease)),
-            None => ("attribute_not_exists(pk)", None),
-        };
-        let put = self
-            .ddb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(rollups::entry_item(tenant, account, &day, &hk, &new)?))
-            .condition_expression(condition);
-        let put = if condition.contains("#u") {
-            put.expression_attribute_names("#u", rollups::UNSURE)
-        } else {
-            put
-        };
-        match put
-            .set_expression_attribute_values(
-                expected.map(|t| HashMap::from([(":mark".to_owned(), t)])),
-            )
-            .send()
-            .await
+        .await;
+        if let (Err(e), Some(lease)) = (&work, &mine)
+            && e.downcast_ref::<Contended>().is_none()
         {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            // Best effort: if this fails too, the lease runs out.
+            if let Err(release) = self
+                .mark_contended(tenant, account, &day, &hk, Some(lease.clone()))
+                .await
             {
-                // Rows of both may be stored: leave the entry unsure (a
-                // mark nobody holds) so that no recompute trusts it.
-                self.mark_contended(tenant, account, &day, &hk).await?;
-                return Err(anyhow::Error::new(Contended {
-                    account: account.to_string(),
-                    hour: hk.clone(),
-                }));
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("put the roll-up entry of {tenant} {account} {hk}")));
+                tracing::warn!(%account, hour = %hk, error = %format!("{release:#}"), "roll-up entry lease not given back");
             }
         }
-        // Another hour of the day recomputed meanwhile wrote day rows from
-        // this hour's old entry: if the day's other entries moved under
-        // us, the day rows are written again from what is stored now
-        // (whichever of two concurrent recomputes reads last sees both).
-        let (fresh, _, _) = self.day_entries(tenant, account, &day).await?;
-        let others = |m: &BTreeMap<String, rollups::Entry>| {
-            m.iter()
-                .filter(|(k, _)| **k != hk)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<BTreeMap<_, _>>()
-        };
-        if others(&fresh) != others(&entries) {
-            let mut seen_by_other = fresh.clone();
-            seen_by_other.insert(hk.clone(), old.clone());
-            let mut candidates = rollups::day_rows(tenant, account, &day, &seen_by_other);
-            candidates.extend(rollups::day_rows(tenant, account, &day, &entries));
-            let fresh_day = rollups::day_rows(tenant, account, &day, &fresh);
-            self.force_rollups(&fresh_day, candidates).await?;
-        }
-        Ok(())
+        work
     }
 
     /// Sets [`rollups::UNSURE`] of an hour's entry to `lease` if
@@ -477,15 +530,17 @@ impl GraphStore {
 
     /// Marks an hour's entry unsure with a mark nobody holds
     /// (`contended-…`), if the entry exists (one gone meanwhile — TTL —
-    /// is left gone: an item of the mark alone would not read). Tried up
-    /// to 4 times under AWS back-pressure: the mark is what makes the next
-    /// recompute distrust the entry.
+    /// is left gone: an item of the mark alone would not read) and, with
+    /// `only_over`, only if that lease is still its mark (giving back a
+    /// lease). Tried up to 4 times under AWS back-pressure: the mark is
+    /// what makes the next recompute distrust the entry.
     async fn mark_contended(
         &self,
         tenant: &TenantId,
         account: &AccountId,
         day: &str,
         hk: &str,
+        only_over: Option<AttributeValue>,
     ) -> anyhow::Result<()> {
         let retry = dynamo::WriteRetry {
             attempts: 4,
@@ -495,6 +550,17 @@ impl GraphStore {
             retry,
             |_| {},
             || async {
+                let mut values = HashMap::from([(
+                    ":t".to_owned(),
+                    AttributeValue::S(format!("contended-{:032x}", rand::random::<u128>())),
+                )]);
+                let condition = match &only_over {
+                    Some(lease) => {
+                        values.insert(":lease".to_owned(), lease.clone());
+                        "attribute_exists(pk) AND #u = :lease"
+                    }
+                    None => "attribute_exists(pk)",
+                };
                 let out = self
                     .ddb
                     .update_item()
@@ -502,12 +568,9 @@ impl GraphStore {
                     .key("pk", s(rollups::entries_pk(tenant, account, day)))
                     .key("sk", s(hk))
                     .update_expression("SET #u = :t")
-                    .condition_expression("attribute_exists(pk)")
+                    .condition_expression(condition)
                     .expression_attribute_names("#u", rollups::UNSURE)
-                    .expression_attribute_values(
-                        ":t",
-                        AttributeValue::S(format!("contended-{:032x}", rand::random::<u128>())),
-                    )
+                    .set_expression_attribute_values(Some(values))
                     .send()
                     .await;
                 match out {
@@ -1114,6 +1177,11 @@ pub struct Contended {
     pub account: String,
     pub hour: String,
 }
+
+/// Times a recompute reads its day's entries again after writing its
+/// day rows, rewriting them while the entries moved (another hour of the
+/// account-day recomputed meanwhile); then it fails (the caller retries).
+const DAY_ROW_CHECKS: usize = 4;
 
 /// TTL epoch seconds for rows of `hour` kept `days` (retention by the
 /// hour the rows are about: an hour older than `days` expires at once).

@@ -585,7 +585,7 @@ pub const ACCOUNT_ATTEMPTS: u32 = 4;
 /// of its account-hours ([`kopter_store::graph::Contended`]: that one
 /// holds the hour, or overlapped it; the hour is computed again from
 /// fresh inputs), after a pause of 200 ms doubling, jittered to 50–100 %
-/// (≈ 3 s in all, time for the other to finish); counted as class
+/// (1.5–3 s in all, time for the other to finish); counted as class
 /// `contended`. Other errors return at once.
 async fn retry_backpressure<T, F, Fut>(mut f: F) -> anyhow::Result<T>
 where

@@ -1568,3 +1568,92 @@ async fn replace_retrying(
     }
     panic!("{acct} {hour}: still contended after 10 attempts");
 }
+
+/// Fails the `n`th `BatchWriteItem` a DynamoDB client sends after it is
+/// armed with `n` (0: disarmed).
+#[derive(Debug, Clone, Default)]
+struct FailNthBatchWrite(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for FailNthBatchWrite {
+    fn name(&self) -> &'static str {
+        "FailNthBatchWrite"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let batch = context
+            .input()
+            .downcast_ref::<aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput>()
+            .is_some();
+        if batch
+            && self
+                .0
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok_and(|n| n == 1)
+        {
+            return Err("injected: the roll-up rows' write failed".into());
+        }
+        Ok(())
+    }
+}
+
+/// A recompute that fails after claiming its hour (here: its roll-up
+/// rows' write) gives the claim back: the next attempt runs at once — it
+/// is not refused for the lease's two minutes — and ends exact.
+#[tokio::test]
+async fn a_recompute_that_fails_after_its_claim_gives_the_hour_back() {
+    use kopter_store::graph::{Contended, GraphStore, expiry};
+
+    let w = world().await;
+    let fail = FailNthBatchWrite::default();
+    let ddb = w.env.ctx.aws.dynamodb();
+    let failing = GraphStore::new(
+        aws_sdk_dynamodb::Client::from_conf(
+            ddb.config().to_builder().interceptor(fail.clone()).build(),
+        ),
+        &w.env.ctx.names,
+    );
+    let graph = GraphStore::new(ddb, &w.env.ctx.names);
+    let (tenant, acct) = (&w.tenant, AccountId::new(random_account()).unwrap());
+    let tags = vec!["team".to_owned()];
+    let hour = t("2025-06-02T16:00:00Z");
+    let line = |team: &str, cost: f64| vec![cost_line("i-y", hour, "m5", Some(team), Some(cost))];
+    let keep = expiry(hour, KEEP_DAYS);
+    graph
+        .replace_hour(tenant, &acct, hour, &line("old", 1.0), &tags, keep)
+        .await
+        .unwrap();
+    // A changed hour: its packed costs written (the first BatchWriteItem),
+    // the entry claimed, then the roll-up rows' write fails.
+    fail.0.store(2, std::sync::atomic::Ordering::SeqCst);
+    let err = failing
+        .replace_hour(tenant, &acct, hour, &line("new", 2.0), &tags, keep)
+        .await
+        .expect_err("the injected failure");
+    assert!(err.downcast_ref::<Contended>().is_none(), "{err:#}");
+    assert!(format!("{err:#}").contains("injected"), "{err:#}");
+    // At once, not after the lease: the claim was given back.
+    graph
+        .replace_hour(tenant, &acct, hour, &line("new", 2.0), &tags, keep)
+        .await
+        .unwrap_or_else(|e| panic!("refused after a failed recompute: {e:#}"));
+    for gran in ["hour", "day"] {
+        let (from, to) = if gran == "hour" {
+            ("2025-06-02T16", "2025-06-02T16")
+        } else {
+            ("2025-06-02", "2025-06-02")
+        };
+        let groups: Vec<(String, f64)> = graph
+            .series(tenant, Some(&acct), gran, "tag:team", from, to)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.group, p.cost_usd))
+            .collect();
+        assert_eq!(groups, [("new".to_owned(), 2.0)], "{gran}");
+    }
+}

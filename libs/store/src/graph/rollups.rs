@@ -267,9 +267,12 @@ pub fn entry_item(
 
 /// Set on an entry whose hour's stored roll-up rows may not be its parts:
 /// one filled in from the hour's resource costs (`true`), one a recompute
-/// has claimed to write rows (its lease, [`new_lease`]; cleared by its
-/// final put of the entry), or one two recomputes overlapped on
-/// (`contended-…`). The next recompute of
+/// has claimed to write rows (its lease, [`new_lease`]; removed when it is
+/// done), or one two recomputes overlapped on, or whose recompute failed
+/// after its claim (`contended-…`). A recompute of the hour that finds a
+/// live lease stops ([`is_live_lease`]); one that finds any other mark
+/// claims it and reads the hour's rows themselves instead of trusting the
+/// entry. The next recompute of
 /// that hour reads the rows themselves (once) instead of trusting it.
 pub const UNSURE: &str = "unsure";
 
@@ -310,8 +313,8 @@ pub fn is_live_lease(mark: &AttributeValue) -> bool {
 }
 
 /// The [`UNSURE`] mark of an entry item, if it has one: `true` (an entry
-/// filled in, or marked before marks were tokens) or the token of the
-/// recompute that marked it.
+/// filled in, or marked before marks were leases), a recompute's lease
+/// (`{unix ms}.{hex}`) or `contended-{hex}`.
 pub fn unsure_mark(item: &HashMap<String, AttributeValue>) -> Option<AttributeValue> {
     match item.get(UNSURE)? {
         v @ AttributeValue::Bool(true) => Some(v.clone()),
