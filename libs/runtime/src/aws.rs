@@ -370,16 +370,32 @@ pub enum ErrorClass {
     Timeout,
     /// The connection failed or was reset before a response.
     Connection,
+    /// Not AWS: another Kopter worker holds what this one needs (a
+    /// recompute's lease on an account-hour, [`Busy`]); try again shortly.
+    Busy,
+}
+
+/// An error meaning "another Kopter worker holds this; try again
+/// shortly" — classified as [`ErrorClass::Busy`], so the worker retries
+/// the message in-process (without spending a receive) and per-item retry
+/// loops back off, as for AWS back-pressure. Put it in an error's chain
+/// (as a `#[source]`). `what`: what is held, for the log.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("busy: {what} is held by another worker")]
+pub struct Busy {
+    pub what: String,
 }
 
 impl ErrorClass {
-    /// Metric label: `throttling`, `server_error`, `timeout`, `connection`.
+    /// Metric label: `throttling`, `server_error`, `timeout`, `connection`,
+    /// `busy`.
     pub fn label(self) -> &'static str {
         match self {
             Self::Throttling => "throttling",
             Self::ServerError => "server_error",
             Self::Timeout => "timeout",
             Self::Connection => "connection",
+            Self::Busy => "busy",
         }
     }
 
@@ -428,6 +444,9 @@ fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
     use aws_sdk_sqs::types::error as sqs;
     if let Some(meta) = e.downcast_ref::<ErrorMetadata>() {
         return meta.code().and_then(ErrorClass::of_code);
+    }
+    if e.is::<Busy>() {
+        return Some(ErrorClass::Busy);
     }
     if e.is::<ddb::ProvisionedThroughputExceededException>()
         || e.is::<ddb::ThrottlingException>()

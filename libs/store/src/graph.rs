@@ -255,6 +255,9 @@ impl GraphStore {
             anyhow::Error::new(Contended {
                 account: account.to_string(),
                 hour: hk.clone(),
+                busy: kopter_runtime::aws::Busy {
+                    what: format!("the roll-up entry of {tenant} {account} {hk}"),
+                },
             })
         };
         if seen_unsure.as_ref().is_some_and(rollups::is_live_lease) {
@@ -1169,13 +1172,16 @@ fn recomputed_key(tenant: &TenantId, account: &AccountId, hour: DateTime<Utc>) -
 /// final put (then what both wrote may be mixed, and the entry is left
 /// unsure: the next recompute reads the hour's rows themselves and
 /// deletes what its result lacks). Either way the caller computes the
-/// hour again from fresh inputs; the aggregator does, after a short
-/// pause.
+/// hour again from fresh inputs, after a pause: its chain holds
+/// [`kopter_runtime::aws::Busy`], which retry loops and the worker treat
+/// as back-pressure (class `busy`).
 #[derive(Debug, thiserror::Error)]
 #[error("another recompute of {account} {hour} overlapped this one; compute the hour again")]
 pub struct Contended {
     pub account: String,
     pub hour: String,
+    #[source]
+    pub busy: kopter_runtime::aws::Busy,
 }
 
 /// Times a recompute reads its day's entries again after writing its

@@ -111,7 +111,7 @@ fn metrics() -> &'static Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "kopter_aggregator_account_retries_total",
-                    "Accounts computed again in the same message after AWS back-pressure (class throttling, server_error, timeout, connection) or an overlapping recompute of the same hour (class contended)",
+                    "Accounts computed again in the same message after AWS back-pressure (class throttling, server_error, timeout, connection) or another recompute of the same account-hour at work (class busy)",
                 ),
                 &["class"],
             )
@@ -579,15 +579,15 @@ impl Aggregator {
 /// redelivery.
 pub const ACCOUNT_ATTEMPTS: u32 = 4;
 
-/// Runs `f` (one account's computation) again under AWS back-pressure,
-/// up to [`ACCOUNT_ATTEMPTS`] attempts — and, on top of those, up to
-/// [`ACCOUNT_ATTEMPTS`] more rounds when it met another recompute of one
-/// of its account-hours ([`kopter_store::graph::Contended`]: that one
-/// holds the hour, or overlapped it; the hour is computed again from
-/// fresh inputs), after a pause of 200 ms doubling, jittered to 50–100 %
-/// (1.5–3 s in all, time for the other to finish); counted as class
-/// `contended`. Other errors return at once.
-async fn retry_backpressure<T, F, Fut>(mut f: F) -> anyhow::Result<T>
+/// Runs `f` (one account's computation) again under back-pressure, up to
+/// [`ACCOUNT_ATTEMPTS`] attempts, 200 ms apart then doubling: AWS's
+/// (throttling, 5xx, timeouts, resets), and another recompute of one of
+/// its account-hours at work ([`kopter_store::graph::Contended`], class
+/// `busy`: the hour is computed again from fresh inputs once the other is
+/// done). Counted by class; other errors return at once. When the attempts
+/// run out the message fails with the same back-pressure, which the worker
+/// retries in-process.
+async fn retry_backpressure<T, F, Fut>(f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -596,37 +596,17 @@ where
         attempts: ACCOUNT_ATTEMPTS,
         backoff: std::time::Duration::from_millis(200),
     };
-    let mut contended = 0;
-    loop {
-        let r = kopter_runtime::dynamo::retry_backpressure(
-            retry,
-            |class| {
-                metrics()
-                    .account_retries
-                    .with_label_values(&[class.label()])
-                    .inc();
-            },
-            &mut f,
-        )
-        .await;
-        match r {
-            Err(e)
-                if contended < ACCOUNT_ATTEMPTS
-                    && e.chain().any(|c| c.is::<kopter_store::graph::Contended>()) =>
-            {
-                contended += 1;
-                metrics()
-                    .account_retries
-                    .with_label_values(&["contended"])
-                    .inc();
-                tracing::info!(error = %format!("{e:#}"), "recomputing an account-hour that another recompute overlapped");
-                let full = 200u64 << (contended - 1);
-                let pause = full / 2 + rand::random::<u64>() % (full / 2);
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-            }
-            r => return r,
-        }
-    }
+    kopter_runtime::dynamo::retry_backpressure(
+        retry,
+        |class| {
+            metrics()
+                .account_retries
+                .with_label_values(&[class.label()])
+                .inc();
+        },
+        f,
+    )
+    .await
 }
 
 /// What an `aggregate.hour` message did ([`Aggregator::handle_aggregate`]).

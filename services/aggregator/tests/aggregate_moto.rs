@@ -1560,7 +1560,10 @@ async fn replace_retrying(
             Err(e) if e.downcast_ref::<Contended>().is_some() => {
                 // Jittered, as the aggregator waits: two that overlapped
                 // do not start again together.
-                let pause = 50 + rand::random::<u64>() % 100;
+                let jitter = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::from(d.subsec_nanos()) % 100);
+                let pause = 50 + jitter;
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
             Err(e) => panic!("{e:#}"),

@@ -261,3 +261,28 @@ async fn own_services_retry_sooner_than_customer_apis_and_keep_the_attempts() {
         assert_eq!(retry.initial_backoff(), Duration::from_secs(1));
     }
 }
+
+/// Another worker holding what a handler needs is back-pressure of its
+/// own class, found anywhere in the chain (as `#[source]` of a store's
+/// error, under context).
+#[test]
+fn busy_is_back_pressure_of_its_own_class() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("held")]
+    struct Held {
+        #[source]
+        busy: Busy,
+    }
+    let e = anyhow::Error::new(Held {
+        busy: Busy {
+            what: "the roll-up entry of acme 123456789012 2026-01-01T00".into(),
+        },
+    })
+    .context("account acme/123456789012");
+    assert_eq!(classify_anyhow(&e), Some(ErrorClass::Busy));
+    assert_eq!(ErrorClass::Busy.label(), "busy");
+    assert!(
+        format!("{e:#}").contains("is held by another worker"),
+        "{e:#}"
+    );
+}
