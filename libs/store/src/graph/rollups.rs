@@ -283,10 +283,14 @@ pub fn is_unsure(item: &HashMap<String, AttributeValue>) -> bool {
 
 /// How long a recompute's claim on an hour's entry (its lease in
 /// [`UNSURE`]) keeps other recomputes of the hour off. A recompute takes
-/// well under a second to a few seconds; one whose lease is older is
-/// taken for dead (its entry is then recomputed from the rows
-/// themselves, and if it was only slow its own final put fails).
-pub const CLAIM_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
+/// well under a second, a few seconds under throttling; one whose lease is
+/// older is taken for dead, and the hour is recomputed from its rows
+/// themselves (if the holder was only slow, its own final put fails and it
+/// computes again: a short lease costs work, never correctness). Short,
+/// because every change message of the hour waits out a dead holder's
+/// lease: at 2 minutes, the chaos test's SIGKILLs (every few seconds)
+/// caught waiting messages on every receive and dead-lettered 7 of them.
+pub const CLAIM_LEASE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A fresh lease for [`UNSURE`]: `"{unix ms}.{random hex}"`.
 pub fn new_lease() -> AttributeValue {
