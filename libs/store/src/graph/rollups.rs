@@ -276,11 +276,6 @@ pub fn entry_item(
 /// that hour reads the rows themselves (once) instead of trusting it.
 pub const UNSURE: &str = "unsure";
 
-/// True if an entry item carries [`UNSURE`].
-pub fn is_unsure(item: &HashMap<String, AttributeValue>) -> bool {
-    unsure_mark(item).is_some()
-}
-
 /// How long a recompute's claim on an hour's entry (its lease in
 /// [`UNSURE`]) keeps other recomputes of the hour off. A recompute takes
 /// well under a second, a few seconds under throttling; one whose lease is
