@@ -389,6 +389,14 @@ async fn ensure_table(
                     "table {name} lacks indexes {missing:?} that the schema crate declares; add them (Terraform) before running this version"
                 );
             }
+            // An index this version does not read (the audit log's of
+            // before segments) costs a write per copied item: reported.
+            for extra in have
+                .iter()
+                .filter(|h| !spec.gsis.iter().any(|g| g.name == **h))
+            {
+                tracing::warn!(table = %name, index = %extra, "index not declared by the schema crate (no reader uses it); remove it (Terraform does) to stop paying for its copies");
+            }
             // An index that copies more than declared still serves every
             // reader (they fetch rows by key whatever an index holds), so
             // it is only reported; one that copies less would not.

@@ -187,30 +187,12 @@ impl Table {
                 suffix: "audit-log",
                 partition_key: PK,
                 sort_key: Some(SK),
-                // Keys only: a record's row (1–2 KB with its deflated
-                // raw record) would be billed 2 write units per index
-                // copy; a keys-only copy is 1. Readers fetch the rows of a
-                // page with one BatchGetItem (`kopter_store::audit`).
-                gsis: &[
-                    Gsi {
-                        name: "by-principal",
-                        partition_key: "principal_key",
-                        sort_key: Some(SK),
-                        projection: Projection::KeysOnly,
-                    },
-                    Gsi {
-                        name: "by-event",
-                        partition_key: "event_key",
-                        sort_key: Some(SK),
-                        projection: Projection::KeysOnly,
-                    },
-                    Gsi {
-                        name: "by-resource",
-                        partition_key: "resource_key",
-                        sort_key: Some(SK),
-                        projection: Projection::KeysOnly,
-                    },
-                ],
+                // No indexes: records are packed in segments, and a
+                // search by principal, event or resource reads the
+                // segments' summaries (`kopter_store::audit`, its
+                // design.md). Three per-record index copies were most of
+                // Kopter's DynamoDB bill (issue 23).
+                gsis: &[],
                 ttl_attribute: Some(EXPIRES_AT),
                 tenant_owned: true,
             },
@@ -261,10 +243,8 @@ mod tests {
 
     #[test]
     fn key_attributes_cover_indexes() {
-        let attrs = Table::AuditLog.spec().key_attributes();
-        assert_eq!(
-            attrs,
-            vec!["event_key", "pk", "principal_key", "resource_key", "sk"]
-        );
+        let attrs = Table::Notifications.spec().key_attributes();
+        assert_eq!(attrs, vec!["pk", "sk", "unread_key"]);
+        assert_eq!(Table::AuditLog.spec().key_attributes(), vec!["pk", "sk"]);
     }
 }

@@ -29,7 +29,7 @@ use kopter_dev_issuer::{DevIssuer, TokenRequest};
 use kopter_runtime::CredentialCache;
 use kopter_schema::messages::{InventoryChanged, SecurityFinding, Severity};
 use kopter_schema::{AccountId, Message, TenantId};
-use kopter_store::audit::{AuditQuery, AuditRecord, AuditRow, AuditStore, WriteOutcome};
+use kopter_store::audit::{AuditQuery, AuditRecord, AuditRow, AuditStore};
 use kopter_store::feed::{FeedQuery, FeedRow, FeedStore, PutOutcome};
 use kopter_tests::{TestEnv, unique};
 use serde_json::Value;
@@ -761,8 +761,8 @@ impl Intercept for CallCounter {
 }
 
 /// The issue's bound: a page costs at most two DynamoDB calls — also for a
-/// walk over weeks of empty day partitions, and a by-resource page whose
-/// rows are reference rows.
+/// walk over weeks of empty day partitions, and a search (summaries, then
+/// their segments).
 #[tokio::test]
 async fn every_page_costs_at_most_two_dynamodb_calls() {
     let env = TestEnv::new().await;
@@ -797,8 +797,8 @@ async fn every_page_costs_at_most_two_dynamodb_calls() {
     let alice = format!("arn:aws:iam::{A1}:user/alice");
     for (q, want) in [
         (query(3, None), rows.iter().collect::<Vec<_>>()),
-        // Half of these rows are found through a reference row (SHARED is
-        // their second resource): still one BatchGetItem per page.
+        // SHARED is the first resource of some of these records, the
+        // second of others: found through the summaries alike.
         (
             query(2, Some(SHARED)),
             rows.iter()
@@ -846,7 +846,7 @@ async fn every_page_costs_at_most_two_dynamodb_calls() {
             event_ids(&want),
             "{q:?}"
         );
-        // Whole rows, raw record included, though the indexes hold keys.
+        // Whole rows, raw record included.
         let mut got_sorted: Vec<&AuditRow> = got.iter().collect();
         got_sorted.sort_by(|a, b| b.sk.cmp(&a.sk));
         let mut want_sorted = want.clone();
@@ -948,67 +948,309 @@ fn the_openapi_document_describes_the_audit_routes() {
     }
 }
 
-/// The indexes give keys only, and a reference row's key
-/// (`{record sk}#r{n}`) looks like the key of a record whose `eventID`
-/// ends in `#r{n}`: a search by resource finds the record through its
-/// reference row, and a search by principal finds the look-alike record
-/// itself, not the record its key would point at as a reference.
-#[tokio::test]
-async fn index_searches_tell_reference_rows_from_look_alike_records() {
-    let env = TestEnv::new().await;
-    let audit = AuditStore::new(env.ctx.aws.dynamodb(), &env.ctx.names);
-    let t = TenantId::new(unique("looks-")).unwrap();
-    let account = AccountId::new(A1).unwrap();
-    let at = Utc::now().trunc_subsecs(3) - chrono::Duration::hours(1);
-    let with_id = |id: &str, principal: &str, resources: Vec<String>| {
-        let (mut rec, _) = record(3, at, t.as_str(), A1);
-        rec.event_id = id.to_owned();
-        rec.principal_arn = Some(principal.to_owned());
-        rec.resources = resources;
-        rec.raw = serde_json::json!({"eventID": id, "principal": principal}).to_string();
-        AuditRow::new(&t, &account, &rec, vec![], 30)
-    };
-    // "e" names two resources: its reference row's key is `…#e#r1`.
-    let e = with_id(
-        "e",
-        "arn:aws:iam::111111111111:user/carol",
-        vec!["vol-1".into(), "vol-2".into()],
-    );
-    // "e#r7": a record whose key `…#e#r7` has a reference row's shape.
-    // Ids with `#` are keyed by their hash now (`record_sort_key`); rows
-    // written before keep such a key, as here.
-    let mut look_alike = with_id(
-        "e#r7",
-        "arn:aws:iam::111111111111:user/dave",
-        vec!["vol-9".into()],
-    );
-    assert!(look_alike.sk.contains("sha256:"), "{}", look_alike.sk);
-    look_alike.sk = format!("{}#r7", e.sk);
-    for row in [&e, &look_alike] {
-        assert_eq!(audit.put(row).await.unwrap(), WriteOutcome::New);
+/// A small deterministic generator (xorshift64*), so a failing case
+/// repeats.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
     }
-    let q = |principal: Option<&str>, resource: Option<&str>| AuditQuery {
+}
+
+/// Issue 23's segments against the truth: records of two accounts over
+/// three days, in files whose times overlap (as CloudTrail's files of
+/// several regions do), some records in two files, some sharing a
+/// millisecond. Every walk and search, paged with small and large
+/// limits, gives each matching record exactly once, newest first, in at
+/// most two DynamoDB calls a page.
+#[tokio::test]
+async fn pages_give_every_record_once_in_order_whatever_the_segments() {
+    use kopter_store::audit::{Segment, SegmentBuilder};
+    let env = TestEnv::new().await;
+    let counter = CallCounter::default();
+    let conf = env
+        .ctx
+        .aws
+        .dynamodb()
+        .config()
+        .to_builder()
+        .interceptor(counter.clone())
+        .build();
+    let audit = AuditStore::new(aws_sdk_dynamodb::Client::from_conf(conf), &env.ctx.names);
+    let t = TenantId::new(unique("merge-")).unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let start = Utc::now().trunc_subsecs(0) - chrono::Duration::days(3);
+    let principals = ["alice", "bob", "carol"];
+    let events = ["RunInstances", "CreateUser", "ConsoleLogin"];
+    let mut rows: Vec<AuditRow> = Vec::new();
+    for k in 0..400u64 {
+        let account = if k % 3 == 0 { A2 } else { A1 };
+        // Seconds over three days; every 10th shares the previous one's ms.
+        let at = match rows.last() {
+            Some(prev) if k % 10 == 0 => prev.event_time,
+            _ => start + chrono::Duration::milliseconds(rng.below(3 * 86_400_000) as i64),
+        };
+        let (mut rec, _) = record(k as usize, at, t.as_str(), account);
+        rec.event_id = format!("{k:04}-{}", rng.below(1000));
+        rec.principal_arn = Some(format!(
+            "arn:aws:iam::{account}:user/{}",
+            principals[rng.below(3) as usize]
+        ));
+        rec.event_name = events[rng.below(3) as usize].into();
+        rec.resources = (0..rng.below(3))
+            .map(|_| format!("i-{:04}", rng.below(20)))
+            .collect();
+        rec.resources.sort();
+        rec.resources.dedup();
+        rec.raw = serde_json::json!({"eventID": rec.event_id, "n": k}).to_string();
+        rows.push(AuditRow::new(
+            &t,
+            &AccountId::new(account).unwrap(),
+            &rec,
+            vec![],
+            30,
+        ));
+    }
+    // Files: each account's records in a shuffled order, cut into runs
+    // of 1–40; every 7th record also goes into the next file.
+    let mut files: Vec<Vec<AuditRow>> = Vec::new();
+    for account in [A1, A2] {
+        let mut mine: Vec<AuditRow> = rows
+            .iter()
+            .filter(|r| r.account.as_str() == account)
+            .cloned()
+            .collect();
+        for i in (1..mine.len()).rev() {
+            mine.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let mut i = 0;
+        while i < mine.len() {
+            let n = 1 + rng.below(40) as usize;
+            let mut file: Vec<AuditRow> = mine[i..(i + n).min(mine.len())].to_vec();
+            if let Some(extra) = mine.get(i + n).filter(|_| i % 7 == 0) {
+                file.push(extra.clone());
+            }
+            files.push(file);
+            i += n;
+        }
+    }
+    let mut segments = 0;
+    for file in files {
+        let account = file[0].account.clone();
+        let mut b = SegmentBuilder::<()>::default();
+        let mut cuts = Vec::new();
+        for row in file {
+            cuts.extend(b.push(row, ()));
+        }
+        cuts.extend(b.finish());
+        for cut in cuts {
+            let seg =
+                Segment::new(&t, &account, cut.into_iter().map(|(r, ())| r).collect()).unwrap();
+            audit.put_segment(&seg).await.unwrap();
+            segments += 1;
+        }
+    }
+    assert!(segments > 40, "{segments} segments: overlapping files");
+
+    let all = AuditQuery {
         tenant: t.clone(),
-        since: at - chrono::Duration::hours(1),
-        until: at + chrono::Duration::hours(1),
-        principal: principal.map(str::to_owned),
+        since: start - chrono::Duration::hours(1),
+        until: Utc::now(),
+        principal: None,
         event: None,
         source: None,
-        resource: resource.map(str::to_owned),
+        resource: None,
         caller_account: None,
-        limit: 10,
+        limit: 1000,
     };
-    for (query, want) in [
-        (q(None, Some("vol-2")), &e),
-        (q(None, Some("vol-1")), &e),
-        (
-            q(Some("arn:aws:iam::111111111111:user/dave"), None),
-            &look_alike,
-        ),
-        (q(None, Some("vol-9")), &look_alike),
-    ] {
-        let page = audit.page(&query, None).await.unwrap();
-        assert_eq!(page.items, vec![want.clone()], "{query:?}");
-        assert_eq!(audit.query(&query).await.unwrap(), vec![want.clone()]);
+    let alice = format!("arn:aws:iam::{A1}:user/alice");
+    let queries = [
+        all.clone(),
+        AuditQuery {
+            principal: Some(alice.clone()),
+            ..all.clone()
+        },
+        AuditQuery {
+            event: Some("CreateUser".into()),
+            ..all.clone()
+        },
+        AuditQuery {
+            resource: Some("i-0007".into()),
+            ..all.clone()
+        },
+        AuditQuery {
+            principal: Some(alice),
+            event: Some("ConsoleLogin".into()),
+            ..all.clone()
+        },
+        // A window inside the range: its edges cut segments.
+        AuditQuery {
+            since: start + chrono::Duration::hours(20),
+            until: start + chrono::Duration::hours(50),
+            ..all.clone()
+        },
+        AuditQuery {
+            since: start + chrono::Duration::hours(20),
+            until: start + chrono::Duration::hours(50),
+            resource: Some("i-0003".into()),
+            ..all.clone()
+        },
+    ];
+    for q in queries {
+        let mut want: Vec<&AuditRow> = rows.iter().filter(|r| q.matches(r)).collect();
+        want.sort_by(|a, b| b.sk.cmp(&a.sk));
+        want.dedup_by(|a, b| a.sk == b.sk);
+        assert!(
+            want.len() >= 5,
+            "{q:?} finds {}: too few to tell",
+            want.len()
+        );
+        for limit in [1, 3, 7, 1000] {
+            let q = AuditQuery { limit, ..q.clone() };
+            let mut got = Vec::new();
+            let mut after = None;
+            let mut pages = 0;
+            loop {
+                let before = counter.0.load(Ordering::SeqCst);
+                let page = audit.page(&q, after.as_ref()).await.unwrap();
+                let calls = counter.0.load(Ordering::SeqCst) - before;
+                assert!((1..=2).contains(&calls), "page {pages}: {calls} calls");
+                assert!(page.items.len() <= limit);
+                got.extend(page.items);
+                pages += 1;
+                assert!(pages < 2000, "{q:?}: the pages do not end");
+                match page.next {
+                    Some(k) => after = Some(k),
+                    None => break,
+                }
+            }
+            let got_keys: Vec<&str> = got.iter().map(|r| r.sk.as_str()).collect();
+            let want_keys: Vec<&str> = want.iter().map(|r| r.sk.as_str()).collect();
+            assert_eq!(got_keys, want_keys, "limit {limit}, {q:?}");
+            assert_eq!(got.iter().collect::<Vec<_>>(), want, "whole records");
+        }
+        // query() is the pages to the end.
+        let got = audit.query(&q).await.unwrap();
+        assert_eq!(got.len(), want.len());
     }
+    // Any record by its key.
+    for r in rows.iter().step_by(37) {
+        assert_eq!(audit.get(&t, &r.sk).await.unwrap().as_ref(), Some(r));
+    }
+    let other = TenantId::new(unique("other-")).unwrap();
+    assert_eq!(audit.get(&other, &rows[0].sk).await.unwrap(), None);
+}
+
+/// Rows written before segments (one item per record, reference rows for
+/// further resources) are read by time walks as they are; searches find
+/// them once `repack_day` rewrote them as segments, which it does once.
+#[tokio::test]
+async fn rows_of_before_segments_are_walked_then_repacked_for_searches() {
+    let env = TestEnv::new().await;
+    let ddb = env.ctx.aws.dynamodb();
+    let audit = AuditStore::new(ddb.clone(), &env.ctx.names);
+    let table = env.ctx.names.table(kopter_schema::Table::AuditLog);
+    let t = TenantId::new(unique("before-")).unwrap();
+    let now = Utc::now().trunc_subsecs(3);
+    let day = now.date_naive();
+    let midnight = day.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let mut old = Vec::new();
+    for k in 0..12usize {
+        let at = midnight + (now - midnight) * k as i32 / 12;
+        let account = if k % 2 == 0 { A1 } else { A2 };
+        let (rec, _) = record(k, at, t.as_str(), account);
+        let row = AuditRow::new(&t, &AccountId::new(account).unwrap(), &rec, vec![], 30);
+        // The item as Kopter wrote it before segments: the row's fields,
+        // its index keys, and a reference row per further resource.
+        let mut item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            serde_dynamo::to_item(&row).unwrap();
+        use aws_sdk_dynamodb::types::AttributeValue as V;
+        item.insert("event_key".into(), V::S(format!("{t}#{}", row.event_name)));
+        ddb.put_item()
+            .table_name(&table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+        for n in 1..row.resources.len() {
+            ddb.put_item()
+                .table_name(&table)
+                .item("pk", V::S(row.pk.clone()))
+                .item("sk", V::S(format!("{}#r{n}", row.sk)))
+                .item("ref", V::Bool(true))
+                .item("resource_key", V::S(format!("{t}#{}", row.resources[n])))
+                .send()
+                .await
+                .unwrap();
+        }
+        old.push(row);
+    }
+    old.sort_by(|a, b| b.sk.cmp(&a.sk));
+    let walk = AuditQuery {
+        tenant: t.clone(),
+        since: midnight,
+        until: now,
+        principal: None,
+        event: None,
+        source: None,
+        resource: None,
+        caller_account: None,
+        limit: 5,
+    };
+    assert_eq!(
+        audit
+            .query(&AuditQuery {
+                limit: 100,
+                ..walk.clone()
+            })
+            .await
+            .unwrap(),
+        old
+    );
+    let search = AuditQuery {
+        resource: Some(SHARED.into()),
+        limit: 100,
+        ..walk.clone()
+    };
+    let want: Vec<AuditRow> = old
+        .iter()
+        .filter(|r| r.resources.iter().any(|x| x == SHARED))
+        .cloned()
+        .collect();
+    assert!(want.len() >= 4);
+    assert!(
+        audit.query(&search).await.unwrap().is_empty(),
+        "no summaries yet"
+    );
+
+    let done = audit.repack_day(&t, day).await.unwrap();
+    let refs: usize = old
+        .iter()
+        .map(|r| r.resources.len().saturating_sub(1))
+        .sum();
+    assert_eq!(done.records, 12);
+    assert_eq!(done.deleted, 12 + refs);
+    // Two accounts, one hour each at most per segment.
+    assert!(done.segments >= 2, "{done:?}");
+    assert_eq!(audit.query(&search).await.unwrap(), want);
+    assert_eq!(
+        audit
+            .query(&AuditQuery {
+                limit: 100,
+                ..walk.clone()
+            })
+            .await
+            .unwrap(),
+        old
+    );
+    for r in &old {
+        assert_eq!(audit.get(&t, &r.sk).await.unwrap().as_ref(), Some(r));
+    }
+    // Nothing of before is left; a second run finds nothing to do.
+    let again = audit.repack_day(&t, day).await.unwrap();
+    assert_eq!(again, kopter_store::audit::Repacked::default());
 }

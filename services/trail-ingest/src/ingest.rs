@@ -13,11 +13,14 @@
 //!    grow with the file;
 //! 4. every record must name the key's account as `recipientAccountId`;
 //!    others are rejected, counted and logged, never written;
-//! 5. rows are written idempotently (conditional put on a key derived from
-//!    `eventID`), so a redelivered or overlapping file writes nothing twice
-//!    and a row already there costs one conditional check; a row DynamoDB
-//!    pushes back on is retried on its own (`dynamo::write_patiently`)
-//!    while the file goes on;
+//! 5. records are packed into **segments** as they come (the file's
+//!    records of one UTC hour, at most
+//!    `kopter_store::audit::SEGMENT_RAW_BYTES` of raw JSON each;
+//!    `SegmentBuilder` cuts a file the same way every time), and each
+//!    segment is one idempotent write (its key is a hash of its records,
+//!    so a redelivered file's segments are duplicates costing a failed
+//!    conditional check); a segment DynamoDB pushes back on is retried on
+//!    its own (`dynamo::write_patiently`) while the file goes on;
 //! 6. after the file: one `describe.targeted` per region with the EC2
 //!    resources that changed, and one `security.finding` per rule match,
 //!    published to `kopter-events` — for the rows that were written, even
@@ -27,16 +30,19 @@
 //!    notifier deduplicates by event id and rule.
 //!
 //! One bad record never blocks the rest of its file: a record over
-//! `trail.max_record_bytes`, one that does not normalise, or one DynamoDB
-//! refuses as such is **quarantined** (kept with its reason, bucket, key,
+//! `trail.max_record_bytes`, one that does not normalise, or the records of
+//! a segment DynamoDB refuses as such is **quarantined** (kept with its reason, bucket, key,
 //! index and offset in the tenant's quarantine, counted in
 //! `kopter_trail_records_quarantined_total{reason}`), and the rest of the
 //! file is filed. A record without `eventID` gets one derived from its
 //! content; one without `recipientAccountId` takes the key's account.
 //!
 //! A file that cannot be read to the end (truncated gzip, invalid JSON
-//! between records) keeps the rows written before the error and fails the
-//! message, which is retried and then lands in the DLQ.
+//! between records) keeps the records read before the error (their
+//! segments are written) and fails the message, which is retried and then
+//! lands in the DLQ. A retry that reads the whole file writes whole
+//! segments, which differ from the partial ones: those records are then
+//! stored twice and shown once (readers keep one copy per record key).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -60,8 +66,8 @@ use crate::notification::{Notification, TrailObject, parse_notification};
 use crate::records::{RecordError, gzip_records};
 use crate::rules::evaluate_enabled;
 use kopter_store::audit::{
-    AuditRow, AuditSettings, AuditStore, QuarantinedRecord, WriteOutcome, is_unwritable,
-    quarantine_reason,
+    AuditRow, AuditSettings, AuditStore, QuarantinedRecord, Segment, SegmentBuilder, WriteOutcome,
+    is_unwritable, quarantine_reason,
 };
 
 struct TrailMetrics {
@@ -79,7 +85,7 @@ fn m() -> &'static TrailMetrics {
             IntCounterVec::new(
                 Opts::new(
                     "kopter_trail_records_total",
-                    "CloudTrail records by outcome (new, duplicate, conflict, rejected, quarantined, failed).",
+                    "CloudTrail records by outcome (new, duplicate, rejected, quarantined, failed).",
                 ),
                 &["outcome"],
             )
@@ -173,10 +179,15 @@ pub enum IngestError {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct FileReport {
     pub records: u64,
+    /// Records in segments written now.
     pub new: u64,
+    /// Records in segments that were there already (a redelivered or
+    /// replayed file).
     pub duplicates: u64,
-    /// Records whose key was taken by a different record (first kept).
-    pub conflicts: u64,
+    /// Audit segments the records went into (one per hour of `eventTime`
+    /// the file covers, more for a file over
+    /// `kopter_store::audit::SEGMENT_RAW_BYTES`).
+    pub segments: u64,
     pub rejected: u64,
     pub quarantined: u64,
     /// Each rejected or quarantined record and why (at most
@@ -283,7 +294,7 @@ impl Ingestor {
                 Ok(FileOutcome::Ingested(r)) => {
                     tracing::info!(
                         bucket = %obj.bucket, key = %obj.key, records = r.records, new = r.new,
-                        duplicates = r.duplicates, conflicts = r.conflicts, rejected = r.rejected,
+                        duplicates = r.duplicates, segments = r.segments, rejected = r.rejected,
                         quarantined = r.quarantined, findings = r.findings.len(),
                         "log file ingested"
                     );
@@ -533,15 +544,18 @@ impl Ingestor {
                     )
                 })
             };
-        let mut writes = tokio_stream_of(rx)
-            .map(|p| {
-                let store = store.clone();
-                let tenant = tenant.clone();
-                let account = account.clone();
-                let limiter = limiter.clone();
-                let settings = settings.clone();
-                async move {
-                    match p {
+        // Records are packed into segments (a file's records of one hour,
+        // `kopter_store::audit::SegmentBuilder`) as they are parsed; each
+        // closed segment is one write. Bad records go on one by one.
+        let builder = Arc::new(std::sync::Mutex::new(SegmentBuilder::<Tag>::default()));
+        let closing = builder.clone();
+        let jobs = {
+            let tenant = tenant.clone();
+            let account = account.clone();
+            let settings = settings.clone();
+            tokio_stream_of(rx)
+                .flat_map(move |p| {
+                    let jobs = match p {
                         Parsed::Record(rec, index, offset) => {
                             let findings = evaluate_enabled(&rec, &settings.disabled_rules);
                             let row = AuditRow::new(
@@ -551,46 +565,98 @@ impl Ingestor {
                                 findings.iter().map(|f| f.rule.to_owned()).collect(),
                                 retention,
                             );
-                            let outcome = if dry_run {
-                                WriteOutcome::New
-                            } else {
-                                // A row that DynamoDB pushes back on is
-                                // retried on its own; the file goes on.
-                                match dynamo::write_patiently(&limiter, retry, || store.put(&row))
-                                    .await
-                                {
-                                    Ok(o) => o,
-                                    // DynamoDB refuses the row as such:
-                                    // quarantined, never retried.
-                                    Err(e) if is_unwritable(&e) => {
-                                        return Ok(Written::Quarantine(Bad {
-                                            index,
-                                            offset,
-                                            reason: quarantine_reason::UNWRITABLE,
-                                            detail: format!("event {}: {e:#}", rec.event_id),
-                                            raw: Some(rec.raw.into_bytes()),
-                                        }));
-                                    }
-                                    Err(e) => return Err(e),
-                                }
+                            let tag = Tag {
+                                rec,
+                                findings,
+                                index,
+                                offset,
                             };
-                            Ok::<_, anyhow::Error>(Written::Record(rec, findings, outcome))
+                            builder
+                                .lock()
+                                .expect("segment builder")
+                                .push(row, tag)
+                                .into_iter()
+                                .map(Job::Segment)
+                                .collect()
                         }
-                        Parsed::Rejected(index, why) => Ok(Written::Rejected(index, why)),
-                        Parsed::Quarantine(bad) => Ok(Written::Quarantine(bad)),
-                    }
+                        Parsed::Rejected(index, why) => vec![Job::Rejected(index, why)],
+                        Parsed::Quarantine(bad) => vec![Job::Quarantine(bad)],
+                    };
+                    futures::stream::iter(jobs)
+                })
+                .chain(
+                    futures::stream::once(async move {
+                        let rest = std::mem::take(&mut *closing.lock().expect("segment builder"));
+                        futures::stream::iter(rest.finish().into_iter().map(Job::Segment))
+                    })
+                    .flatten(),
+                )
+        };
+        let writes = jobs
+            .map(|job| {
+                let store = store.clone();
+                let tenant = tenant.clone();
+                let account = account.clone();
+                let limiter = limiter.clone();
+                async move {
+                    let rows = match job {
+                        Job::Segment(rows) => rows,
+                        Job::Rejected(index, why) => return Ok(Written::Rejected(index, why)),
+                        Job::Quarantine(bad) => return Ok(Written::Quarantine(vec![bad])),
+                    };
+                    let n = rows.len() as u64;
+                    let segment = Segment::new(
+                        &tenant,
+                        &account,
+                        rows.iter().map(|(row, _)| row.clone()).collect(),
+                    )
+                    .map_err(|e| (n, e))?;
+                    let tags = rows.into_iter().map(|(_, tag)| tag).collect::<Vec<_>>();
+                    let outcome = if dry_run {
+                        WriteOutcome::New
+                    } else {
+                        // A segment that DynamoDB pushes back on is
+                        // retried on its own; the file goes on.
+                        match dynamo::write_patiently(&limiter, retry, || {
+                            store.put_segment(&segment)
+                        })
+                        .await
+                        {
+                            Ok(o) => o,
+                            // DynamoDB refuses the segment as such: its
+                            // records are quarantined, never retried.
+                            Err(e) if is_unwritable(&e) => {
+                                let detail = format!("{e:#}");
+                                return Ok(Written::Quarantine(
+                                    tags.into_iter()
+                                        .map(|t| Bad {
+                                            index: t.index,
+                                            offset: t.offset,
+                                            reason: quarantine_reason::UNWRITABLE,
+                                            detail: format!("event {}: {detail}", t.rec.event_id),
+                                            raw: Some(t.rec.raw.into_bytes()),
+                                        })
+                                        .collect(),
+                                ));
+                            }
+                            Err(e) => return Err((n, e)),
+                        }
+                    };
+                    Ok::<_, (u64, anyhow::Error)>(Written::Segment(tags, outcome))
                 }
             })
             .buffer_unordered(self.config.write_concurrency);
+        // Boxed: the stream holds the parser's channel, dropped below.
+        let mut writes = Box::pin(writes);
 
         let mut write_error = None;
         let mut failed = 0u64;
         while let Some(w) = writes.next().await {
             match w {
-                Err(e) => {
-                    failed += 1;
-                    m().records.with_label_values(&["failed"]).inc();
-                    tracing::warn!(%tenant, %account, error = format!("{e:#}"), "record not written");
+                Err((n, e)) => {
+                    failed += n;
+                    m().records.with_label_values(&["failed"]).inc_by(n);
+                    tracing::warn!(%tenant, %account, records = n, error = format!("{e:#}"), "records not written");
                     write_error.get_or_insert(e);
                 }
                 Ok(Written::Rejected(index, why)) => {
@@ -600,100 +666,92 @@ impl Ingestor {
                     tracing::warn!(%tenant, %account, record = index, %why, "record rejected");
                     report.problem(format!("record {index} rejected: {why}"));
                 }
-                Ok(Written::Quarantine(bad)) => {
-                    report.records += 1;
-                    let item = quarantine(
-                        bad.index,
-                        bad.offset,
-                        bad.reason,
-                        bad.detail.clone(),
-                        bad.raw.as_deref(),
-                    );
-                    if let (Some(item), false) = (item, dry_run) {
-                        // Kept before it is counted: a failure here fails
-                        // the file like a row that could not be written.
-                        if let Err(e) =
-                            dynamo::write_patiently(&limiter, retry, || store.quarantine(&item))
-                                .await
-                        {
-                            failed += 1;
-                            m().records.with_label_values(&["failed"]).inc();
-                            tracing::warn!(%tenant, %account, error = format!("{e:#}"), "record not quarantined");
-                            write_error.get_or_insert(e);
-                            continue;
+                Ok(Written::Quarantine(bads)) => {
+                    for bad in bads {
+                        report.records += 1;
+                        let item = quarantine(
+                            bad.index,
+                            bad.offset,
+                            bad.reason,
+                            bad.detail.clone(),
+                            bad.raw.as_deref(),
+                        );
+                        if let (Some(item), false) = (item, dry_run) {
+                            // Kept before it is counted: a failure here fails
+                            // the file like a row that could not be written.
+                            if let Err(e) =
+                                dynamo::write_patiently(&limiter, retry, || store.quarantine(&item))
+                                    .await
+                            {
+                                failed += 1;
+                                m().records.with_label_values(&["failed"]).inc();
+                                tracing::warn!(%tenant, %account, error = format!("{e:#}"), "record not quarantined");
+                                write_error.get_or_insert(e);
+                                continue;
+                            }
                         }
+                        report.quarantined += 1;
+                        m().records.with_label_values(&["quarantined"]).inc();
+                        m().quarantined.with_label_values(&[bad.reason]).inc();
+                        let bucket = origin.map_or("", |o| o.bucket.as_str());
+                        let key = origin.map_or("", |o| o.key.as_str());
+                        tracing::warn!(
+                            %tenant, %account, bucket, key, record = bad.index, offset = bad.offset,
+                            reason = bad.reason, detail = %bad.detail, "record quarantined"
+                        );
+                        report.problem(format!(
+                            "record {} at byte {} quarantined ({}): {}",
+                            bad.index, bad.offset, bad.reason, bad.detail
+                        ));
                     }
-                    report.quarantined += 1;
-                    m().records.with_label_values(&["quarantined"]).inc();
-                    m().quarantined.with_label_values(&[bad.reason]).inc();
-                    let bucket = origin.map_or("", |o| o.bucket.as_str());
-                    let key = origin.map_or("", |o| o.key.as_str());
-                    tracing::warn!(
-                        %tenant, %account, bucket, key, record = bad.index, offset = bad.offset,
-                        reason = bad.reason, detail = %bad.detail, "record quarantined"
-                    );
-                    report.problem(format!(
-                        "record {} at byte {} quarantined ({}): {}",
-                        bad.index, bad.offset, bad.reason, bad.detail
-                    ));
                 }
-                Ok(Written::Record(rec, findings, outcome)) => {
-                    report.records += 1;
-                    let label = match outcome {
-                        WriteOutcome::New => {
-                            report.new += 1;
-                            "new"
+                Ok(Written::Segment(tags, outcome)) => {
+                    report.segments += 1;
+                    for Tag { rec, findings, .. } in tags {
+                        report.records += 1;
+                        let label = match outcome {
+                            WriteOutcome::New => {
+                                report.new += 1;
+                                "new"
+                            }
+                            WriteOutcome::Duplicate => {
+                                report.duplicates += 1;
+                                "duplicate"
+                            }
+                        };
+                        m().records.with_label_values(&[label]).inc();
+                        m().newest_event
+                            .set(m().newest_event.get().max(rec.event_time.timestamp()));
+                        for f in findings {
+                            m().rule_matches.with_label_values(&[f.rule]).inc();
+                            report.findings.push(SecurityFinding {
+                                tenant: tenant.clone(),
+                                account: account.clone(),
+                                region: rec.aws_region.clone(),
+                                rule: f.rule.to_owned(),
+                                severity: f.severity,
+                                event_id: rec.event_id.clone(),
+                                event_name: rec.event_name.clone(),
+                                principal: rec.principal_arn.clone(),
+                                at: rec.event_time,
+                                summary: f.summary,
+                            });
                         }
-                        WriteOutcome::Duplicate => {
-                            report.duplicates += 1;
-                            "duplicate"
-                        }
-                        WriteOutcome::Conflict => {
-                            report.conflicts += 1;
-                            tracing::warn!(
-                                %tenant, %account, event_id = %rec.event_id, event_time = %rec.event_time,
-                                "conflict: a different record with this event id and time is stored; the first one is kept"
-                            );
-                            "conflict"
-                        }
-                    };
-                    m().records.with_label_values(&[label]).inc();
-                    if outcome == WriteOutcome::Conflict {
-                        // Not filed: its findings and targets are not ours to tell.
-                        continue;
-                    }
-                    m().newest_event
-                        .set(m().newest_event.get().max(rec.event_time.timestamp()));
-                    for f in findings {
-                        m().rule_matches.with_label_values(&[f.rule]).inc();
-                        report.findings.push(SecurityFinding {
-                            tenant: tenant.clone(),
-                            account: account.clone(),
-                            region: rec.aws_region.clone(),
-                            rule: f.rule.to_owned(),
-                            severity: f.severity,
-                            event_id: rec.event_id.clone(),
-                            event_name: rec.event_name.clone(),
-                            principal: rec.principal_arn.clone(),
-                            at: rec.event_time,
-                            summary: f.summary,
-                        });
-                    }
-                    if let Some(t) = ec2_targets(&rec) {
-                        let entry =
-                            targets
-                                .entry(t.region.clone())
-                                .or_insert_with(|| TargetedDescribe {
+                        if let Some(t) = ec2_targets(&rec) {
+                            let entry = targets.entry(t.region.clone()).or_insert_with(|| {
+                                TargetedDescribe {
                                     tenant: tenant.clone(),
                                     account: account.clone(),
                                     region: t.region.clone(),
                                     instance_ids: vec![],
                                     volume_ids: vec![],
                                     snapshot_ids: vec![],
-                                });
-                        entry.instance_ids.extend(t.instance_ids);
-                        entry.volume_ids.extend(t.volume_ids);
-                        entry.snapshot_ids.extend(t.snapshot_ids);
+                                }
+                            });
+                            entry.instance_ids.extend(t.instance_ids);
+                            entry.volume_ids.extend(t.volume_ids);
+                            entry.snapshot_ids.extend(t.snapshot_ids);
+                        }
                     }
                 }
             }
@@ -807,10 +865,26 @@ enum Parsed {
     Quarantine(Bad),
 }
 
-enum Written {
-    Record(Box<AuditRecord>, Vec<crate::rules::Finding>, WriteOutcome),
+/// What a record in a segment carries until its segment is written: what
+/// the report and the derived events need.
+struct Tag {
+    rec: Box<AuditRecord>,
+    findings: Vec<crate::rules::Finding>,
+    index: usize,
+    offset: u64,
+}
+
+enum Job {
+    Segment(Vec<(AuditRow, Tag)>),
     Rejected(usize, String),
     Quarantine(Bad),
+}
+
+enum Written {
+    /// A segment's records and what its write did.
+    Segment(Vec<Tag>, WriteOutcome),
+    Rejected(usize, String),
+    Quarantine(Vec<Bad>),
 }
 
 /// Runs on a blocking thread: gunzip, then each record parsed where it

@@ -165,11 +165,11 @@ async fn replay(
                     );
                 }
                 println!(
-                    "{shown}: records {} new {} duplicates {} conflicts {} rejected {} unfiled {} findings {} ({:.0} records/s)",
+                    "{shown}: records {} new {} duplicates {} segments {} rejected {} unfiled {} findings {} ({:.0} records/s)",
                     r.records,
                     r.new,
                     r.duplicates,
-                    r.conflicts,
+                    r.segments,
                     r.rejected,
                     r.quarantined,
                     r.findings.len(),

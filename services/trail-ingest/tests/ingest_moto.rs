@@ -510,15 +510,26 @@ async fn bad_files_keep_earlier_rows_and_fail_with_a_clear_error() {
         written > 0 && written < 200,
         "{written} rows after a truncated file"
     );
-    // The retry of the whole file completes it without duplicates.
+    // The retry of the whole file completes it: its one segment is new
+    // (the partial file's was another), and the log shows each record once.
+    let report = ingestor
+        .ingest_reader(&tenant, &account, std::io::Cursor::new(full.clone()), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.new, report.duplicates, report.segments),
+        (200, 0, 1)
+    );
+    let rows = ingestor.store.query(&all_time("acme")).await.unwrap();
+    let mut keys: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+    keys.sort();
+    assert_eq!(keys, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    // Again: the same segment, a duplicate.
     let report = ingestor
         .ingest_reader(&tenant, &account, std::io::Cursor::new(full), false)
         .await
         .unwrap();
-    assert_eq!(
-        (report.new as usize, report.duplicates as usize),
-        (200 - written, written)
-    );
+    assert_eq!((report.new, report.duplicates), (0, 200));
 
     // Not gzip at all.
     let err = ingestor
@@ -544,7 +555,9 @@ async fn bad_files_keep_earlier_rows_and_fail_with_a_clear_error() {
         )
         .await
         .unwrap();
-    assert_eq!((report.quarantined, report.duplicates), (1, 199));
+    // The other 199 make a segment of their own (new: not the same
+    // records as the whole file's), shown once each.
+    assert_eq!((report.quarantined, report.new), (1, 199));
     assert!(
         report.problems[0].starts_with("record 0 at byte 12 quarantined (invalid_json)"),
         "{:?}",
@@ -916,22 +929,20 @@ async fn every_identity_is_searchable_by_principal_and_caller_account() {
         rows[0].principal_arn.as_deref(),
         Some("account:444455556666/AIDAOTHER")
     );
-    // The long ARN's key is a hash; the row keeps the whole ARN.
+    // The long ARN is searched by its hash; the row keeps the whole ARN.
     let mut q = all_time("acme");
     q.principal = Some(long_arn.clone());
-    let row = &ingestor.store.query(&q).await.unwrap()[0];
-    assert!(
-        row.principal_key
-            .as_ref()
-            .unwrap()
-            .starts_with("acme#sha256:")
-    );
+    let rows = ingestor.store.query(&q).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].principal_arn.as_ref(), Some(&long_arn));
 }
 
-/// Issue 18 item 7: the same event id and time with other content is a
-/// conflict (counted, first write kept), not a duplicate.
+/// Issue 18 item 7: the same event id and time with other content does
+/// not replace the stored record: the log shows the first written. (With
+/// segments, issue 23, the second file's segment is stored too — new
+/// content is a new segment — and readers keep the first written copy.)
 #[tokio::test]
-async fn a_different_record_under_a_stored_key_is_a_conflict() {
+async fn a_different_record_under_a_stored_key_leaves_the_first_shown() {
     let s = setup().await;
     let tenant = TenantId::new("acme").unwrap();
     let account = kopter_schema::AccountId::new(s.ours.clone()).unwrap();
@@ -942,7 +953,7 @@ async fn a_different_record_under_a_stored_key_is_a_conflict() {
         "StopInstances",
         serde_json::json!({}),
     );
-    // With a resource, so the write goes through the transaction path too.
+    // With resources, so each is searchable by either.
     let with_refs = |name: &str| {
         record(
             &s.ours,
@@ -978,7 +989,7 @@ async fn a_different_record_under_a_stored_key_is_a_conflict() {
         )
         .await
         .unwrap();
-    assert_eq!((r.duplicates, r.conflicts), (2, 0));
+    assert_eq!((r.new, r.duplicates, r.segments), (0, 2, 1));
     let mut other = first.clone();
     other["eventName"] = "TerminateInstances".into();
     let r = ingestor
@@ -990,8 +1001,8 @@ async fn a_different_record_under_a_stored_key_is_a_conflict() {
         )
         .await
         .unwrap();
-    assert_eq!((r.new, r.duplicates, r.conflicts), (0, 0, 2));
-    let names: std::collections::BTreeSet<String> = ingestor
+    assert_eq!((r.new, r.duplicates), (2, 0), "another segment");
+    let names: Vec<String> = ingestor
         .store
         .query(&all_time("acme"))
         .await
@@ -999,11 +1010,26 @@ async fn a_different_record_under_a_stored_key_is_a_conflict() {
         .into_iter()
         .map(|r| r.event_name)
         .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
     assert_eq!(
-        names,
-        ["GetObject".to_owned(), "StopInstances".to_owned()].into(),
-        "first kept"
+        sorted,
+        ["GetObject".to_owned(), "StopInstances".to_owned()],
+        "each key once, the first written shown"
     );
+    // A search by the second resource finds the first record only.
+    let mut q = all_time("acme");
+    q.resource = Some("arn:aws:s3:::b".into());
+    let found = ingestor.store.query(&q).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].event_name, "GetObject");
+    let got = ingestor
+        .store
+        .get(&tenant, &found[0].sk)
+        .await
+        .unwrap()
+        .expect("by key");
+    assert_eq!(got.event_name, "GetObject");
 }
 
 /// Issue 18 item 6: a tenant turns a rule off; its matches are no longer
@@ -1336,6 +1362,8 @@ async fn rows_that_keep_failing_fail_the_message_after_the_filed_rows_are_told()
     let id = |n: u32| format!("aaaaaaaa-0000-4000-8000-{n:012}");
     let (user, access_key, stop, run, describe) = (id(1), id(2), id(3), id(4), id(5));
     let iam = serde_json::json!({"eventSource": "iam.amazonaws.com", "awsRegion": "us-east-1"});
+    // Two of the records are of the next hour: a segment of their own,
+    // whose key starts with the newest one's time.
     let records = vec![
         record(a, &user, "CreateUser", iam.clone()),
         record(a, &access_key, "CreateAccessKey", iam),
@@ -1343,14 +1371,14 @@ async fn rows_that_keep_failing_fail_the_message_after_the_filed_rows_are_told()
             a,
             &stop,
             "StopLogging",
-            serde_json::json!({"eventSource": "cloudtrail.amazonaws.com"}),
+            serde_json::json!({"eventSource": "cloudtrail.amazonaws.com", "eventTime": "2022-11-10T18:05:00Z"}),
         ),
-        // Two instances: a row with a reference row, one transaction.
+        // Two instances: searchable by either.
         record(
             a,
             &run,
             "RunInstances",
-            serde_json::json!({"responseElements": {"instancesSet": {"items": [
+            serde_json::json!({"eventTime": "2022-11-10T18:04:00Z", "responseElements": {"instancesSet": {"items": [
                 {"instanceId": "i-0aaaaaaaaaaaaaaa1"}, {"instanceId": "i-0aaaaaaaaaaaaaaa2"}
             ]}}}),
         ),
@@ -1413,7 +1441,7 @@ async fn rows_that_keep_failing_fail_the_message_after_the_filed_rows_are_told()
         ids
     };
 
-    proxy.throttle_matching(&[&stop, &run]);
+    proxy.throttle_matching(&["2022-11-10T18:05:00.000Z#seg:"]);
     let err = ingestor.handle(&delivery).await.unwrap_err();
     assert!(!err.is_permanent());
     assert_eq!(err.backpressure(), Some(ErrorClass::Throttling), "{err}");
@@ -1423,8 +1451,9 @@ async fn rows_that_keep_failing_fail_the_message_after_the_filed_rows_are_told()
         text.contains(&key) && text.contains("gave up after 3 attempts"),
         "{text}"
     );
-    // Each refused row: three attempts, each one call.
-    assert_eq!(proxy.counts().of(Fault::Throttle, "dynamodb"), 6);
+    // The refused segment: three attempts, each one call (its summary's
+    // put, which goes first).
+    assert_eq!(proxy.counts().of(Fault::Throttle, "dynamodb"), 3);
     let store = trail_ingest::ingestor(&s.env.ctx).store;
     assert_eq!(
         event_ids(store.query(&all_time("acme")).await.unwrap()),
@@ -1455,8 +1484,8 @@ async fn rows_that_keep_failing_fail_the_message_after_the_filed_rows_are_told()
     ingestor.handle(&delivery).await.unwrap();
     assert_eq!(
         calls(&proxy) - before,
-        5,
-        "one call per record: three failed conditional checks, one put, one transaction"
+        4,
+        "two per segment: its summary, its conditional put (one fails: the segment is there)"
     );
     assert_eq!(
         event_ids(store.query(&all_time("acme")).await.unwrap()),
@@ -1468,7 +1497,7 @@ async fn rows_that_keep_failing_fail_the_message_after_the_filed_rows_are_told()
             describe
         ]
     );
-    // The transaction wrote the reference row with the row.
+    // Searchable by its second resource.
     let mut by_second = all_time("acme");
     by_second.resource = Some("i-0aaaaaaaaaaaaaaa2".into());
     assert_eq!(event_ids(store.query(&by_second).await.unwrap()), vec![run]);
@@ -1481,8 +1510,9 @@ async fn rows_that_keep_failing_fail_the_message_after_the_filed_rows_are_told()
     assert!(told_again.contains(&(a.to_owned(), stop, "cloudtrail-stopped".to_owned())));
     assert_eq!(messages(&s, Service::Describer).await.len(), 1);
 
-    // A third delivery writes nothing: five conditional checks.
+    // A third delivery writes no segment: two summaries (idempotent) and
+    // two failed conditional checks.
     let before = calls(&proxy);
     ingestor.handle(&delivery).await.unwrap();
-    assert_eq!(calls(&proxy) - before, 5);
+    assert_eq!(calls(&proxy) - before, 4);
 }

@@ -2,9 +2,14 @@
 //! list|disable|enable`: what trail-ingest could not file, and which
 //! security rules a tenant turned off.
 //!
+//! `kopterctl audit repack`: rows written before segments (issue 23) into
+//! segments, so that searches find them.
+//!
 //! Replay does not re-parse anything here: it asks trail-ingest to read
 //! each quarantined record's log file again (a `kopterReplay` notice on the
-//! trail-ingest queue). Rows already filed cost one conditional check each;
+//! trail-ingest queue). The file's segments that come out the same cost a
+//! conditional check each (one whose quarantined record now files is a new
+//! segment; its other records are then stored twice and shown once);
 //! the quarantined records are filed if they now can be (after a fix or a
 //! raised `trail.max_record_bytes`), or quarantined again; only once the
 //! file was read to the end does trail-ingest release its older items, so a
@@ -31,6 +36,16 @@ pub enum AuditAction {
     Rules {
         #[command(subcommand)]
         action: RulesAction,
+    },
+    /// Rewrite a tenant's audit rows of before segments (one item per
+    /// record, Kopter before issue 23) as segments, so that searches by
+    /// principal, event and resource find them; idempotent, resumable.
+    Repack {
+        #[arg(long)]
+        tenant: String,
+        /// Days back from today (UTC) to repack, today included.
+        #[arg(long, default_value_t = kopter_store::audit::MAX_WALK_DAYS)]
+        days: i64,
     },
 }
 
@@ -158,6 +173,37 @@ pub async fn run(aws: &AwsContext, names: &Names, action: AuditAction) -> anyhow
             println!(
                 "{} file(s) queued; records that still cannot be filed stay quarantined (`kopterctl audit quarantine list --tenant {t}`)",
                 files.len()
+            );
+        }
+        AuditAction::Repack { tenant: t, days } => {
+            let t = match tenant(&t) {
+                Ok(t) => t,
+                Err(e) => return Ok(crate::refuse(e)),
+            };
+            if !(1..=kopter_store::audit::MAX_WALK_DAYS).contains(&days) {
+                return Ok(crate::refuse(format!(
+                    "--days must be 1..={}",
+                    kopter_store::audit::MAX_WALK_DAYS
+                )));
+            }
+            let today = chrono::Utc::now().date_naive();
+            let mut total = kopter_store::audit::Repacked::default();
+            for back in 0..days {
+                let day = today - chrono::Duration::days(back);
+                let r = store.repack_day(&t, day).await?;
+                if r.records > 0 || r.deleted > 0 {
+                    println!(
+                        "{day}: {} record(s) → {} segment(s), {} item(s) deleted",
+                        r.records, r.segments, r.deleted
+                    );
+                }
+                total.records += r.records;
+                total.segments += r.segments;
+                total.deleted += r.deleted;
+            }
+            println!(
+                "tenant {t}: {} record(s) of {days} day(s) repacked into {} segment(s); {} item(s) of before deleted",
+                total.records, total.segments, total.deleted
             );
         }
         AuditAction::Rules { action } => {

@@ -53,11 +53,9 @@ locals {
     "audit-log" = {
       hash_key  = "pk"
       range_key = "sk"
-      gsis = [
-        { name = "by-principal", hash_key = "principal_key", range_key = "sk", projection = "KEYS_ONLY" },
-        { name = "by-event", hash_key = "event_key", range_key = "sk", projection = "KEYS_ONLY" },
-        { name = "by-resource", hash_key = "resource_key", range_key = "sk", projection = "KEYS_ONLY" },
-      ]
+      # No indexes: searches read the segments' summaries
+      # (libs/store/src/audit/design.md).
+      gsis          = []
       ttl_attribute = "expires_at"
     }
     "notifications" = {
