@@ -243,14 +243,16 @@ pub struct TrailConfig {
     pub retention_days: u32,
     /// A CloudTrail record larger than this is rejected. Default 8 MiB.
     pub max_record_bytes: usize,
-    /// Audit rows written at once per log file. Default 32.
+    /// Audit segments (a file's records of one hour,
+    /// `kopter_store::audit::Segment`) written at once per log file.
+    /// Default 32.
     pub write_concurrency: usize,
-    /// Attempts at one audit row (each up to `aws.max_attempts` SDK
+    /// Attempts at one audit segment (each up to `aws.max_attempts` SDK
     /// attempts) when DynamoDB pushes back (throttling, 5xx, timeouts,
-    /// resets), before the row — not the file — counts as failed.
+    /// resets), before its records — not the file — count as failed.
     /// Default 8.
     pub record_write_attempts: u32,
-    /// Wait before a row's second attempt; doubles per attempt up to 8 s,
+    /// Wait before a segment's second attempt; doubles per attempt up to 8 s,
     /// jittered. Default 250 ms.
     #[serde(with = "humantime_serde")]
     pub record_retry_backoff: Duration,

@@ -982,7 +982,9 @@ impl GraphStore {
                 &format!("{m}-31#\u{10ffff}"),
             )
             .await?;
-        Ok(rows.iter().map(|r| r.cost_usd).sum())
+        // An empty f64 sum is -0.0, shown as "-0.00": nothing spent is 0.
+        let spent: f64 = rows.iter().map(|r| r.cost_usd).sum();
+        Ok(if spent == 0.0 { 0.0 } else { spent })
     }
 
     pub async fn put_budget(&self, budget: &Budget) -> anyhow::Result<()> {

@@ -1105,7 +1105,7 @@ async fn pages_give_every_record_once_in_order_whatever_the_segments() {
         want.sort_by(|a, b| b.sk.cmp(&a.sk));
         want.dedup_by(|a, b| a.sk == b.sk);
         assert!(
-            want.len() >= 5,
+            want.len() >= 3,
             "{q:?} finds {}: too few to tell",
             want.len()
         );

@@ -1042,7 +1042,24 @@ async fn budgets_read_by_viewers_written_by_admins() {
     assert_eq!(v["monthly_usd"], 250.5);
     assert_eq!(v["thresholds"], json!([50, 80, 100]));
     assert_eq!(v["month"], Utc::now().format("%Y-%m").to_string());
-    assert!(v["month_to_date_usd"].as_f64().unwrap() > 0.0, "{v}");
+    // acme's cost is 0.695 USD an hour (0.1 + 0.01 + 0.085 in a1, 0.2 +
+    // 0.3 in a2) over the last three complete hours: those of this month
+    // count (none in the first hour of a month), and "nothing" is 0, not
+    // -0 (an empty f64 sum).
+    let month = Utc::now().format("%Y-%m").to_string();
+    let in_month = (0..3)
+        .filter(|b| {
+            (w.last_hour - chrono::Duration::hours(*b))
+                .format("%Y-%m")
+                .to_string()
+                == month
+        })
+        .count();
+    let mtd = v["month_to_date_usd"].as_f64().unwrap();
+    assert!(
+        (mtd - 0.695 * in_month as f64).abs() < 1e-9 && mtd.is_sign_positive(),
+        "{v}, {in_month} hours of this month"
+    );
     // The other tenant has none.
     w.problem(
         &w.call(Method::GET, "/v1/budgets", &w.token(&w.globex, false), None)

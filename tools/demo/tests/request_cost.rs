@@ -119,6 +119,9 @@ struct Measure {
     idle_polls_per_hour: f64,
     depth_polls_per_hour: f64,
     floor: Floor,
+    /// CloudTrail records and files sent per account-hour.
+    records_per_hour: f64,
+    files_per_hour: f64,
     cpu_and_rss: Vec<(String, f64, u64)>,
     /// Where DynamoDB's units come from: `Some(n)` on DynamoDB Local (its
     /// `ConsumedCapacity`; `n` calls had none and were estimated), `None`
@@ -133,6 +136,8 @@ struct Floor {
     ec2: f64,
     sts: f64,
     dynamodb_writes: f64,
+    audit_writes: f64,
+    audit_wru: f64,
     dynamodb_reads: f64,
     sqs: f64,
     s3_get: f64,
@@ -140,10 +145,16 @@ struct Floor {
 
 impl Floor {
     fn requests(&self) -> f64 {
-        self.ec2 + self.sts + self.dynamodb_writes + self.dynamodb_reads + self.sqs + self.s3_get
+        self.ec2
+            + self.sts
+            + self.dynamodb_writes
+            + self.audit_writes
+            + self.dynamodb_reads
+            + self.sqs
+            + self.s3_get
     }
     fn usd(&self) -> f64 {
-        self.dynamodb_writes * PRICES.dynamodb_wru
+        (self.dynamodb_writes + self.audit_wru) * PRICES.dynamodb_wru
             + self.dynamodb_reads / 2.0 * PRICES.dynamodb_rru
             + self.sqs * PRICES.sqs_request
             + self.s3_get * PRICES.s3_get
@@ -325,6 +336,9 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
     let mut changes = 0usize;
     let mut unique_records = 0usize;
     let mut files = 0usize;
+    // Write units of the files' records stored as compactly as CloudTrail
+    // ships them (gzip), a KB each: what any store of them pays.
+    let mut file_units = 0usize;
     for h in 0..hours {
         // A tenth of the accounts stop or start one instance.
         for (i, rec) in demo.records.iter().enumerate() {
@@ -378,10 +392,12 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
                 now,
                 &format!("H{h}S{salt:08X}"),
             );
+            let gz = trail::gzip(&records).unwrap();
+            file_units += gz.len().div_ceil(1024);
             s3.put_object()
                 .bucket(&demo.bucket)
                 .key(&key)
-                .body(trail::gzip(&records).unwrap().into())
+                .body(gz.into())
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
@@ -501,10 +517,15 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
         // Role credentials last an hour.
         sts: 1.0,
         // One packed cost item per account-hour (every resource's line in
-        // it: libs/store/src/graph/design.md), one audit row per record, an
-        // inventory and a history row per change, one roll-up per
-        // account-hour.
-        dynamodb_writes: 1.0 + unique_records as f64 / per + 2.0 * changes as f64 / per + 1.0,
+        // it: libs/store/src/graph/design.md), an inventory and a history
+        // row per change, one roll-up per account-hour.
+        dynamodb_writes: 1.0 + 2.0 * changes as f64 / per + 1.0,
+        // The audit log: one write per CloudTrail file, of the file's
+        // records at gzip's size (libs/store/src/audit/design.md packs a
+        // file's records per hour; per-record items were the floor
+        // before issue 23's segments).
+        audit_writes: files as f64 / per,
+        audit_wru: file_units as f64 / per,
         // The account's inventory read once per hour by the aggregator,
         // once by the describer to diff (half units each).
         dynamodb_reads: 2.0 * 2.0,
@@ -522,6 +543,8 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
         idle_polls_per_hour: idle as f64 / wall.as_secs_f64() * 3600.0,
         depth_polls_per_hour: depth_polls as f64 / wall.as_secs_f64() * 3600.0,
         floor,
+        records_per_hour: unique_records as f64 / per,
+        files_per_hour: files as f64 / per,
         cpu_and_rss,
         exact_units: exact_units.then_some(estimated),
     }
@@ -580,6 +603,11 @@ fn render(m: &Measure) -> String {
     let (usd, calls) = total(m);
     let month = usd / per * HOURS_PER_MONTH;
     let floor_month = m.floor.usd() * HOURS_PER_MONTH;
+    let _ = writeln!(
+        s,
+        "  CloudTrail: {:.2} records in {:.2} files per account-hour",
+        m.records_per_hour, m.files_per_hour
+    );
     let _ = writeln!(
         s,
         "  total: {:.1} requests per account-hour, {:.6} USD per watched account per month",

@@ -319,8 +319,12 @@ fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
 /// the same segments. Each row carries a tag `T` of the caller's (what it
 /// needs once the segment is written).
 pub struct SegmentBuilder<T> {
-    open: BTreeMap<DateTime<Utc>, (Vec<(AuditRow, T)>, usize)>,
+    /// By hour: the rows so far and their size in bytes, about.
+    open: BTreeMap<DateTime<Utc>, Open<T>>,
 }
+
+/// The rows of one open segment and their size, about (bytes).
+type Open<T> = (Vec<(AuditRow, T)>, usize);
 
 impl<T> Default for SegmentBuilder<T> {
     fn default() -> Self {
