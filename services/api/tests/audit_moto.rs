@@ -41,7 +41,7 @@ const A1: &str = "111111111111";
 const A2: &str = "222222222222";
 const G1: &str = "333333333333";
 /// Touched by several of acme's records (first resource of some, a further
-/// one — a reference row — of others) and by one of globex's.
+/// one of others) and by one of globex's.
 const SHARED: &str = "i-0123456789abcdef0";
 
 struct Setup {
@@ -397,8 +397,8 @@ async fn the_audit_log_lists_pages_filters_and_isolates_tenants() {
     let (items, _) = s.all_pages("/v1/audit/aws?", "acme", 3).await;
     assert_eq!(ids(&items, "event_id"), event_ids(&all[..10]));
 
-    // Each filter, paged: by index (principal, event, resource with
-    // reference rows) and on the rows read (source, account).
+    // Each filter, paged: through the summaries (principal, event,
+    // resource, first or further) and on the rows read (source, account).
     let alice = format!("arn:aws:iam::{A1}:user/alice");
     let cases: Vec<(String, Vec<&AuditRow>)> = vec![
         (
@@ -454,7 +454,7 @@ async fn the_audit_log_lists_pages_filters_and_isolates_tenants() {
         let (items, _) = s.all_pages(&format!("{window}&{filter}"), "acme", 4).await;
         assert_eq!(ids(&items, "event_id"), event_ids(&want), "{filter}");
     }
-    // A resource that appears only as a further resource (a reference row).
+    // A resource that appears only as a further resource of its records.
     let further = s.acme[0].resources[1].clone();
     let (items, _) = s
         .all_pages(&format!("{window}&resource={further}"), "acme", 4)
@@ -1253,4 +1253,124 @@ async fn rows_of_before_segments_are_walked_then_repacked_for_searches() {
     // Nothing of before is left; a second run finds nothing to do.
     let again = audit.repack_day(&t, day).await.unwrap();
     assert_eq!(again, kopter_store::audit::Repacked::default());
+}
+
+/// A crowded hour: 40 accounts' files covering the same five minutes (an
+/// organization's trail), and 40 rows of before with the same second.
+/// Every page moves on and the pages give each record once, in order,
+/// whatever the limit — a page that waited for all overlapping items to
+/// fit in its reads would stall here for good.
+#[tokio::test]
+async fn crowded_hours_page_to_the_end() {
+    use kopter_store::audit::Segment;
+    let env = TestEnv::new().await;
+    let ddb = env.ctx.aws.dynamodb();
+    let audit = AuditStore::new(ddb.clone(), &env.ctx.names);
+    let table = env.ctx.names.table(kopter_schema::Table::AuditLog);
+    let t = TenantId::new(unique("crowd-")).unwrap();
+    let ten = Utc::now().trunc_subsecs(0) - chrono::Duration::hours(2);
+    let ten = ten - chrono::Duration::minutes(ten.format("%M").to_string().parse().unwrap());
+    let mut all = Vec::new();
+    for a in 0..40u64 {
+        let account = format!("{:012}", 100_000_000_000 + a);
+        let rows: Vec<AuditRow> = (0..6)
+            .map(|k| {
+                let at = ten + chrono::Duration::seconds((k * 53 + a as i64 * 7) % 300);
+                let (mut rec, _) = record(k as usize, at, t.as_str(), &account);
+                rec.event_id = format!("{a:02}-{k}");
+                AuditRow::new(
+                    &t,
+                    &AccountId::new(account.clone()).unwrap(),
+                    &rec,
+                    vec![],
+                    30,
+                )
+            })
+            .collect();
+        all.extend(rows.clone());
+        let seg = Segment::new(&t, &AccountId::new(account).unwrap(), rows).unwrap();
+        audit.put_segment(&seg).await.unwrap();
+    }
+    // Rows of before, all at one second of the same hour.
+    let second = ten + chrono::Duration::minutes(2);
+    for k in 0..40usize {
+        let (mut rec, _) = record(k, second, t.as_str(), A1);
+        rec.event_id = format!("old-{k:02}");
+        let row = AuditRow::new(&t, &AccountId::new(A1).unwrap(), &rec, vec![], 30);
+        let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            serde_dynamo::to_item(&row).unwrap();
+        ddb.put_item()
+            .table_name(&table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+        all.push(row);
+    }
+    all.sort_by(|a, b| b.sk.cmp(&a.sk));
+    let base = AuditQuery {
+        tenant: t.clone(),
+        since: ten - chrono::Duration::hours(1),
+        until: Utc::now(),
+        principal: None,
+        event: None,
+        source: None,
+        resource: None,
+        caller_account: None,
+        limit: 1,
+    };
+    // Accounts 100000000000 + a; alice makes the even-numbered records.
+    let alice_a1 = format!("arn:aws:iam::{:012}:user/alice", 100_000_000_003u64);
+    for q in [
+        base.clone(),
+        AuditQuery {
+            event: Some("RunInstances".into()),
+            ..base.clone()
+        },
+        AuditQuery {
+            principal: Some(alice_a1),
+            ..base.clone()
+        },
+    ] {
+        // Searches read summaries: rows of before have none (until
+        // `repack_day`); walks list them.
+        let search = !q.tokens().is_empty();
+        let want: Vec<&str> = all
+            .iter()
+            .filter(|r| q.matches(r) && !(search && r.event_id.starts_with("old-")))
+            .map(|r| r.sk.as_str())
+            .collect();
+        assert!(want.len() >= 3, "{q:?}: {}", want.len());
+        for limit in [1, 7, 1000] {
+            let q = AuditQuery { limit, ..q.clone() };
+            let mut got = Vec::new();
+            let mut after = None;
+            let mut pages = 0;
+            loop {
+                let page = audit.page(&q, after.as_ref()).await.unwrap();
+                pages += 1;
+                assert!(pages <= want.len() + 10, "{q:?}: the pages do not end");
+                if page.next.is_some() {
+                    assert_ne!(page.next, after, "a page that does not move on");
+                }
+                got.extend(page.items.into_iter().map(|r| r.sk));
+                match page.next {
+                    Some(k) => after = Some(k),
+                    None => break,
+                }
+            }
+            assert_eq!(got, want, "limit {limit}, {q:?}");
+        }
+        assert_eq!(
+            audit
+                .query(&AuditQuery {
+                    limit: 10_000,
+                    ..q.clone()
+                })
+                .await
+                .unwrap()
+                .len(),
+            want.len()
+        );
+    }
 }

@@ -565,8 +565,16 @@ impl Ingestor {
                                 findings.iter().map(|f| f.rule.to_owned()).collect(),
                                 retention,
                             );
+                            // What the report needs once the segment is
+                            // written; the record itself (its raw JSON up
+                            // to `max_record_bytes`) is not kept.
                             let tag = Tag {
-                                rec,
+                                targets: ec2_targets(&rec),
+                                event_id: rec.event_id,
+                                event_time: rec.event_time,
+                                region: rec.aws_region,
+                                event_name: rec.event_name,
+                                principal: rec.principal_arn,
                                 findings,
                                 index,
                                 offset,
@@ -602,47 +610,62 @@ impl Ingestor {
                     let rows = match job {
                         Job::Segment(rows) => rows,
                         Job::Rejected(index, why) => return Ok(Written::Rejected(index, why)),
-                        Job::Quarantine(bad) => return Ok(Written::Quarantine(vec![bad])),
+                        Job::Quarantine(bad) => return Ok(Written::Quarantine(bad)),
                     };
                     let n = rows.len() as u64;
-                    let segment = Segment::new(
-                        &tenant,
-                        &account,
-                        rows.iter().map(|(row, _)| row.clone()).collect(),
-                    )
-                    .map_err(|e| (n, e))?;
-                    let tags = rows.into_iter().map(|(_, tag)| tag).collect::<Vec<_>>();
-                    let outcome = if dry_run {
-                        WriteOutcome::New
-                    } else {
-                        // A segment that DynamoDB pushes back on is
-                        // retried on its own; the file goes on.
-                        match dynamo::write_patiently(&limiter, retry, || {
-                            store.put_segment(&segment)
-                        })
-                        .await
-                        {
-                            Ok(o) => o,
-                            // DynamoDB refuses the segment as such: its
-                            // records are quarantined, never retried.
-                            Err(e) if is_unwritable(&e) => {
-                                let detail = format!("{e:#}");
-                                return Ok(Written::Quarantine(
-                                    tags.into_iter()
-                                        .map(|t| Bad {
-                                            index: t.index,
-                                            offset: t.offset,
-                                            reason: quarantine_reason::UNWRITABLE,
-                                            detail: format!("event {}: {detail}", t.rec.event_id),
-                                            raw: Some(t.rec.raw.into_bytes()),
-                                        })
-                                        .collect(),
-                                ));
-                            }
-                            Err(e) => return Err((n, e)),
+                    if dry_run {
+                        let filed = rows
+                            .into_iter()
+                            .map(|(_, tag)| (tag, WriteOutcome::New))
+                            .collect();
+                        return Ok(Written::Segment(filed, Vec::new()));
+                    }
+                    // A segment that DynamoDB pushes back on is retried on
+                    // its own; the file goes on.
+                    let write = |rows: Vec<AuditRow>| {
+                        let store = store.clone();
+                        let limiter = limiter.clone();
+                        let (tenant, account) = (tenant.clone(), account.clone());
+                        async move {
+                            let segment = Segment::new(&tenant, &account, rows)?;
+                            dynamo::write_patiently(&limiter, retry, || {
+                                store.put_segment(&segment)
+                            })
+                            .await
                         }
                     };
-                    Ok::<_, (u64, anyhow::Error)>(Written::Segment(tags, outcome))
+                    match write(rows.iter().map(|(row, _)| row.clone()).collect()).await {
+                        Ok(outcome) => Ok(Written::Segment(
+                            rows.into_iter().map(|(_, tag)| (tag, outcome)).collect(),
+                            Vec::new(),
+                        )),
+                        // DynamoDB refuses the segment as such (too large,
+                        // a value it cannot take): each record is tried as
+                        // a segment of its own, the same way every time, so
+                        // only the records that cannot be filed at all are
+                        // quarantined.
+                        Err(e) if is_unwritable(&e) => {
+                            tracing::warn!(%tenant, %account, records = n, error = format!("{e:#}"), "segment refused; filing its records one by one");
+                            let mut filed = Vec::new();
+                            let mut bad = Vec::new();
+                            for (row, tag) in rows {
+                                let raw = row.raw.clone().into_bytes();
+                                match write(vec![row]).await {
+                                    Ok(outcome) => filed.push((tag, outcome)),
+                                    Err(e) if is_unwritable(&e) => bad.push(Bad {
+                                        index: tag.index,
+                                        offset: tag.offset,
+                                        reason: quarantine_reason::UNWRITABLE,
+                                        detail: format!("event {}: {e:#}", tag.event_id),
+                                        raw: Some(raw),
+                                    }),
+                                    Err(e) => return Err((n, e)),
+                                }
+                            }
+                            Ok(Written::Segment(filed, bad))
+                        }
+                        Err(e) => Err((n, e)),
+                    }
                 }
             })
             .buffer_unordered(self.config.write_concurrency);
@@ -651,6 +674,8 @@ impl Ingestor {
 
         let mut write_error = None;
         let mut failed = 0u64;
+        // Records to quarantine: bad ones, and those DynamoDB refused.
+        let mut bads: Vec<Bad> = Vec::new();
         while let Some(w) = writes.next().await {
             match w {
                 Err((n, e)) => {
@@ -666,48 +691,21 @@ impl Ingestor {
                     tracing::warn!(%tenant, %account, record = index, %why, "record rejected");
                     report.problem(format!("record {index} rejected: {why}"));
                 }
-                Ok(Written::Quarantine(bads)) => {
-                    for bad in bads {
-                        report.records += 1;
-                        let item = quarantine(
-                            bad.index,
-                            bad.offset,
-                            bad.reason,
-                            bad.detail.clone(),
-                            bad.raw.as_deref(),
-                        );
-                        if let (Some(item), false) = (item, dry_run) {
-                            // Kept before it is counted: a failure here fails
-                            // the file like a row that could not be written.
-                            if let Err(e) =
-                                dynamo::write_patiently(&limiter, retry, || store.quarantine(&item))
-                                    .await
-                            {
-                                failed += 1;
-                                m().records.with_label_values(&["failed"]).inc();
-                                tracing::warn!(%tenant, %account, error = format!("{e:#}"), "record not quarantined");
-                                write_error.get_or_insert(e);
-                                continue;
-                            }
-                        }
-                        report.quarantined += 1;
-                        m().records.with_label_values(&["quarantined"]).inc();
-                        m().quarantined.with_label_values(&[bad.reason]).inc();
-                        let bucket = origin.map_or("", |o| o.bucket.as_str());
-                        let key = origin.map_or("", |o| o.key.as_str());
-                        tracing::warn!(
-                            %tenant, %account, bucket, key, record = bad.index, offset = bad.offset,
-                            reason = bad.reason, detail = %bad.detail, "record quarantined"
-                        );
-                        report.problem(format!(
-                            "record {} at byte {} quarantined ({}): {}",
-                            bad.index, bad.offset, bad.reason, bad.detail
-                        ));
-                    }
-                }
-                Ok(Written::Segment(tags, outcome)) => {
+                Ok(Written::Quarantine(bad)) => bads.push(bad),
+                Ok(Written::Segment(filed, refused)) => {
                     report.segments += 1;
-                    for Tag { rec, findings, .. } in tags {
+                    bads.extend(refused);
+                    for (tag, outcome) in filed {
+                        let Tag {
+                            event_id,
+                            event_time,
+                            region,
+                            event_name,
+                            principal,
+                            findings,
+                            targets: ec2,
+                            ..
+                        } = tag;
                         report.records += 1;
                         let label = match outcome {
                             WriteOutcome::New => {
@@ -721,23 +719,23 @@ impl Ingestor {
                         };
                         m().records.with_label_values(&[label]).inc();
                         m().newest_event
-                            .set(m().newest_event.get().max(rec.event_time.timestamp()));
+                            .set(m().newest_event.get().max(event_time.timestamp()));
                         for f in findings {
                             m().rule_matches.with_label_values(&[f.rule]).inc();
                             report.findings.push(SecurityFinding {
                                 tenant: tenant.clone(),
                                 account: account.clone(),
-                                region: rec.aws_region.clone(),
+                                region: region.clone(),
                                 rule: f.rule.to_owned(),
                                 severity: f.severity,
-                                event_id: rec.event_id.clone(),
-                                event_name: rec.event_name.clone(),
-                                principal: rec.principal_arn.clone(),
-                                at: rec.event_time,
+                                event_id: event_id.clone(),
+                                event_name: event_name.clone(),
+                                principal: principal.clone(),
+                                at: event_time,
                                 summary: f.summary,
                             });
                         }
-                        if let Some(t) = ec2_targets(&rec) {
+                        if let Some(t) = ec2 {
                             let entry = targets.entry(t.region.clone()).or_insert_with(|| {
                                 TargetedDescribe {
                                     tenant: tenant.clone(),
@@ -754,6 +752,42 @@ impl Ingestor {
                         }
                     }
                 }
+            }
+            for bad in bads.drain(..) {
+                report.records += 1;
+                let item = quarantine(
+                    bad.index,
+                    bad.offset,
+                    bad.reason,
+                    bad.detail.clone(),
+                    bad.raw.as_deref(),
+                );
+                if let (Some(item), false) = (item, dry_run) {
+                    // Kept before it is counted: a failure here fails
+                    // the file like a row that could not be written.
+                    if let Err(e) =
+                        dynamo::write_patiently(&limiter, retry, || store.quarantine(&item)).await
+                    {
+                        failed += 1;
+                        m().records.with_label_values(&["failed"]).inc();
+                        tracing::warn!(%tenant, %account, error = format!("{e:#}"), "record not quarantined");
+                        write_error.get_or_insert(e);
+                        continue;
+                    }
+                }
+                report.quarantined += 1;
+                m().records.with_label_values(&["quarantined"]).inc();
+                m().quarantined.with_label_values(&[bad.reason]).inc();
+                let bucket = origin.map_or("", |o| o.bucket.as_str());
+                let key = origin.map_or("", |o| o.key.as_str());
+                tracing::warn!(
+                    %tenant, %account, bucket, key, record = bad.index, offset = bad.offset,
+                    reason = bad.reason, detail = %bad.detail, "record quarantined"
+                );
+                report.problem(format!(
+                    "record {} at byte {} quarantined ({}): {}",
+                    bad.index, bad.offset, bad.reason, bad.detail
+                ));
             }
         }
         drop(writes);
@@ -868,8 +902,13 @@ enum Parsed {
 /// What a record in a segment carries until its segment is written: what
 /// the report and the derived events need.
 struct Tag {
-    rec: Box<AuditRecord>,
+    event_id: String,
+    event_time: chrono::DateTime<chrono::Utc>,
+    region: String,
+    event_name: String,
+    principal: Option<String>,
     findings: Vec<crate::rules::Finding>,
+    targets: Option<crate::normalise::Ec2Targets>,
     index: usize,
     offset: u64,
 }
@@ -881,10 +920,11 @@ enum Job {
 }
 
 enum Written {
-    /// A segment's records and what its write did.
-    Segment(Vec<Tag>, WriteOutcome),
+    /// A segment's records and what their write did, and those of its
+    /// records DynamoDB refused even alone (quarantined).
+    Segment(Vec<(Tag, WriteOutcome)>, Vec<Bad>),
     Rejected(usize, String),
-    Quarantine(Vec<Bad>),
+    Quarantine(Bad),
 }
 
 /// Runs on a blocking thread: gunzip, then each record parsed where it

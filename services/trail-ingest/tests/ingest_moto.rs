@@ -400,7 +400,7 @@ async fn queries_by_principal_event_and_resource() {
         assert_eq!(found.len(), 1, "{id}");
         assert_eq!(found[0].event_id, "dddddddd-0000-4000-8000-000000000001");
     }
-    // The reference row does not show up as an event of its own.
+    // A record naming several resources is one event, found by each.
     let everything = ingestor.store.query(&all_time("acme")).await.unwrap();
     assert_eq!(everything.len(), all.len() + 1);
 
@@ -1515,4 +1515,97 @@ async fn rows_that_keep_failing_fail_the_message_after_the_filed_rows_are_told()
     let before = calls(&proxy);
     ingestor.handle(&delivery).await.unwrap();
     assert_eq!(calls(&proxy) - before, 4);
+}
+
+/// Issue 23: a record that makes its segment too large for DynamoDB (here
+/// 400 KB of incompressible resource ARNs, which are stored whole) does
+/// not take its segment's other records with it: the segment is filed
+/// record by record, and only that record is quarantined (`unwritable`).
+/// A redelivery does the same, writing nothing twice.
+#[tokio::test]
+async fn a_record_too_large_to_store_is_quarantined_and_the_rest_of_its_segment_filed() {
+    let s = setup().await;
+    let tenant = TenantId::new("acme").unwrap();
+    let ingestor = trail_ingest::ingestor(&s.env.ctx);
+    // Pseudo-random base64: deflate cannot shrink it below ~3/4.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut noise = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                alphabet[(x % 64) as usize] as char
+            })
+            .collect()
+    };
+    let arns: Vec<serde_json::Value> = (0..100)
+        .map(|_| serde_json::json!({"ARN": format!("arn:aws:s3:::{}", noise(4000))}))
+        .collect();
+    let id = |n: u32| format!("cccccccc-0000-4000-8000-{n:012}");
+    let mut records: Vec<serde_json::Value> = (1..=5)
+        .map(|n| record(&s.ours, &id(n), "DescribeInstances", serde_json::json!({})))
+        .collect();
+    records.insert(
+        2,
+        record(
+            &s.ours,
+            &id(9),
+            "PutBucketPolicy",
+            serde_json::json!({"eventSource": "s3.amazonaws.com", "resources": arns}),
+        ),
+    );
+    let file = gzip(
+        serde_json::json!({ "Records": records })
+            .to_string()
+            .as_bytes(),
+    );
+    let (key, r) = ingest_via_s3(&s, &ingestor, file.clone()).await;
+    assert_eq!(
+        (r.records, r.new, r.quarantined),
+        (6, 5, 1),
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        r.problems[0].starts_with("record 2 at byte") && r.problems[0].contains("unwritable"),
+        "{:?}",
+        r.problems
+    );
+    let mut filed: Vec<String> = ingestor
+        .store
+        .query(&all_time("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event_id)
+        .collect();
+    filed.sort();
+    assert_eq!(filed, (1..=5).map(id).collect::<Vec<_>>());
+    let q = ingestor.store.quarantined(&tenant, None).await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!((q[0].key.as_str(), q[0].index), (key.as_str(), 2));
+    assert_eq!(q[0].reason, "unwritable");
+
+    // Again: the one-record segments are there (duplicates), the big one
+    // is quarantined again (the same item).
+    let obj = trail_ingest::notification::TrailObject {
+        bucket: s.bucket.clone(),
+        key: key.clone(),
+    };
+    let again = match ingestor.ingest_object(&obj).await.unwrap() {
+        trail_ingest::ingest::FileOutcome::Ingested(r) => r,
+        other => panic!("not ingested: {other:?}"),
+    };
+    assert_eq!((again.new, again.duplicates, again.quarantined), (0, 5, 1));
+    assert_eq!(
+        ingestor
+            .store
+            .quarantined(&tenant, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

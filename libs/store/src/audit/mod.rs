@@ -45,7 +45,7 @@
 mod segment;
 
 pub use segment::{
-    Repacked, SEGMENT_RAW_BYTES, SEGMENT_TOKENS, Segment, SegmentBuilder, search_token,
+    Repacked, SEGMENT_RAW_BYTES, SEGMENT_TOKENS, Segment, SegmentBuilder, Unwritable, search_token,
 };
 
 use std::collections::HashMap;
@@ -678,13 +678,17 @@ impl AuditStore {
     }
 }
 
-/// Whether a failed write was DynamoDB refusing the row itself (a
-/// `ValidationException`: item or key too large, …) rather than a
-/// transient failure: writing the same row again cannot succeed.
+/// Whether a failed write was DynamoDB refusing the segment itself (a
+/// `ValidationException`: item or key too large, …, or a segment too large
+/// to encode, [`segment::Unwritable`]) rather than a transient failure:
+/// writing the same segment again cannot succeed.
 pub fn is_unwritable(error: &anyhow::Error) -> bool {
     use aws_sdk_dynamodb::error::ProvideErrorMetadata;
     use aws_sdk_dynamodb::operation::put_item::PutItemError;
     error.chain().any(|e| {
+        if e.downcast_ref::<segment::Unwritable>().is_some() {
+            return true;
+        }
         let code = if let Some(e) = e.downcast_ref::<PutItemError>() {
             e.code()
         } else if let Some(e) =

@@ -47,13 +47,14 @@ const RECORD_OVERHEAD: usize = 256;
 /// JSON can be 6× its raw records; the writer refuses more.
 const MAX_INFLATED: u64 = (SEGMENT_RAW_BYTES + MAX_RAW_BYTES) as u64 * 6;
 
-/// Items a walk reads per `Query`, and segments a search fetches per
-/// `BatchGetItem`.
-const READ_ITEMS: i32 = 16;
+/// Keys of one `BatchGetItem` (DynamoDB's limit,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html>).
+const BATCH_GET_KEYS: usize = 100;
 
-/// DynamoDB calls one page makes at most (the api's bound): a walk reads
-/// two `Query` pages (of one day, or across days); a search one `Query` of
-/// summaries and one `BatchGetItem` of their segments.
+/// DynamoDB calls after which a page stops at the next hour's end (the
+/// api's bound of two calls a page, but for hours of more than 1 MB of
+/// items): a walk's two `Query`s (1 MB each), a search's `Query` of
+/// summaries and `BatchGetItem` of their segments.
 const PAGE_CALLS: usize = 2;
 
 /// Times [`AuditStore::batch_segments`] asks again for keys DynamoDB left
@@ -222,17 +223,26 @@ impl Segment {
             })
             .collect();
         let json = serde_json::to_vec(&packed).context("encode a segment's records")?;
-        anyhow::ensure!(
-            json.len() as u64 <= MAX_INFLATED,
-            "a segment's records encode to {} bytes, more than {MAX_INFLATED}",
-            json.len()
-        );
+        if json.len() as u64 > MAX_INFLATED {
+            return Err(Unwritable(format!(
+                "its records encode to {} bytes, more than {MAX_INFLATED}",
+                json.len()
+            ))
+            .into());
+        }
         let mut z = flate2::write::DeflateEncoder::new(
             Vec::with_capacity(json.len() / 4),
             flate2::Compression::default(),
         );
         z.write_all(&json).context("deflate a segment")?;
         let z = z.finish().context("deflate a segment")?;
+        if z.len() > MAX_ITEM_Z_BYTES {
+            return Err(Unwritable(format!(
+                "its records deflate to {} bytes, more than an item holds ({MAX_ITEM_Z_BYTES})",
+                z.len()
+            ))
+            .into());
+        }
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let n = |v: i64| AttributeValue::N(v.to_string());
         let oldest = self
@@ -280,6 +290,23 @@ impl Segment {
         Ok((segment, summary))
     }
 }
+
+/// A segment DynamoDB could not take (too large once encoded): writing
+/// the same records again cannot succeed ([`super::is_unwritable`]).
+#[derive(Debug)]
+pub struct Unwritable(pub String);
+
+impl std::fmt::Display for Unwritable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "segment not writable: {}", self.0)
+    }
+}
+
+impl std::error::Error for Unwritable {}
+
+/// Deflated bytes a segment item may hold: DynamoDB's 400 KB item limit
+/// less room for its key and other attributes.
+const MAX_ITEM_Z_BYTES: usize = 390 * 1024;
 
 /// The partition of a month's summaries: `{tenant}#{yyyy-mm}#tok`. By
 /// month, not day: a search over weeks is then a few `Query`s, not one
@@ -341,8 +368,7 @@ impl<T> SegmentBuilder<T> {
     pub fn push(&mut self, row: AuditRow, tag: T) -> Vec<Vec<(AuditRow, T)>> {
         let mut done = Vec::new();
         let hour = hour_of(row.event_time);
-        let size =
-            row.raw.len() + row.resources.iter().map(String::len).sum::<usize>() + RECORD_OVERHEAD;
+        let size = row_bytes(&row);
         if let Some((rows, bytes)) = self.open.get_mut(&hour)
             && *bytes + size > SEGMENT_RAW_BYTES
             && !rows.is_empty()
@@ -354,7 +380,12 @@ impl<T> SegmentBuilder<T> {
         rows.push((row, tag));
         *bytes += size;
         while self.open.len() > OPEN_HOURS {
-            if let Some((_, (rows, _))) = self.open.pop_first() {
+            // The oldest hour but the row's own (a file whose records
+            // jump between hours would otherwise close each new one).
+            let Some(oldest) = self.open.keys().find(|h| **h != hour).copied() else {
+                break;
+            };
+            if let Some((rows, _)) = self.open.remove(&oldest) {
                 done.push(rows);
             }
         }
@@ -370,6 +401,22 @@ impl<T> SegmentBuilder<T> {
             .filter(|rows| !rows.is_empty())
             .collect()
     }
+}
+
+/// A row's size in a segment, about (bytes): its raw JSON (cut at
+/// [`MAX_RAW_BYTES`]) and the fields taken from it, which are not cut.
+fn row_bytes(row: &AuditRow) -> usize {
+    let opt = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+    row.raw.len()
+        + row.resources.iter().map(String::len).sum::<usize>()
+        + opt(&row.principal_arn)
+        + opt(&row.user_agent)
+        + opt(&row.error_code)
+        + opt(&row.source_ip)
+        + row.event_id.len()
+        + row.event_name.len()
+        + row.event_source.len()
+        + RECORD_OVERHEAD
 }
 
 /// The records of one item of a day partition: a segment's, a row's of
@@ -464,98 +511,6 @@ struct PagePosition {
     after: Option<String>,
 }
 
-/// Records read but not given out yet, by record key (newest last), with
-/// the sort key of the item each came from and when that was written;
-/// and the page being filled.
-struct Merge<'q> {
-    q: &'q AuditQuery,
-    limit: usize,
-    after: Option<String>,
-    buffer: BTreeMap<String, Buffered>,
-    out: Vec<AuditRow>,
-}
-
-struct Buffered {
-    row: AuditRow,
-    from: String,
-    written: i64,
-}
-
-impl Merge<'_> {
-    fn full(&self) -> bool {
-        self.out.len() >= self.limit
-    }
-
-    /// An item's records: those the query wants and not given out yet.
-    /// Of two copies of a record key (the same record in two files, or a
-    /// different record under a taken key) the first written is kept: both
-    /// are read before either is given out, since both items' sort keys
-    /// are at least the record's time.
-    fn add(&mut self, item_sk: &str, written: i64, rows: Vec<AuditRow>) {
-        for row in rows {
-            let older = self.after.as_ref().is_none_or(|a| &row.sk < a);
-            if !older || !self.q.matches(&row) {
-                continue;
-            }
-            let from = match self.buffer.get(&row.sk) {
-                Some(kept) if kept.written <= written => continue,
-                // The earlier copy keeps the newer source: a page must
-                // resume from the first item with anything buffered.
-                Some(kept) => kept.from.clone().max(item_sk.to_owned()),
-                None => item_sk.to_owned(),
-            };
-            self.buffer
-                .insert(row.sk.clone(), Buffered { row, from, written });
-        }
-    }
-
-    /// Gives out, newest first, the records with keys above `bound` (all
-    /// when `None`) until the page is full.
-    fn release(&mut self, bound: Option<&str>) {
-        while !self.full() {
-            let Some(entry) = self.buffer.last_entry() else {
-                return;
-            };
-            if bound.is_some_and(|b| entry.key().as_str() <= b) {
-                return;
-            }
-            let row = entry.remove().row;
-            self.after = Some(row.sk.clone());
-            self.out.push(row);
-        }
-    }
-
-    /// After an item with sort key `item_sk` (newest record at its time):
-    /// every record newer than that time is known.
-    fn release_newer_than(&mut self, item_sk: &str) {
-        if let Some(t) = time_of_sort_key(item_sk) {
-            let bound = sort_key(t, "\u{10ffff}");
-            self.release(Some(&bound));
-        }
-    }
-
-    /// Where a page that stops here resumes in `day`: from the newest item
-    /// with records still buffered, else from `read_to` (the last item
-    /// read, inclusive, when the day has more).
-    fn resume(&self, day: NaiveDate, read_to: Option<String>) -> Option<PagePosition> {
-        let buffered = self.buffer.values().map(|b| &b.from).max().cloned();
-        let upper = buffered.or(read_to)?;
-        Some(PagePosition {
-            day,
-            upper: Some(upper),
-            after: self.after.clone(),
-        })
-    }
-}
-
-/// One read of a day partition: items newest first (sort key, when
-/// written, records), and where the partition goes on (`Some(sk)`: from
-/// that item, inclusive).
-struct Batch {
-    items: Vec<(String, (i64, Vec<AuditRow>))>,
-    more: Option<String>,
-}
-
 impl AuditStore {
     /// Writes a segment once: its summary (idempotent), then the segment
     /// itself on condition that it is not there — a redelivered file's
@@ -612,23 +567,100 @@ impl AuditStore {
         self.put_segment(&Segment::new(&row.tenant, &row.account, vec![row.clone()])?)
             .await
     }
+}
 
+/// The items of one UTC hour of a partition, read whole: each with its
+/// sort key, when it was written and its records. Every record of the
+/// hour is in an item of the hour, and no other.
+struct Hour {
+    hour: DateTime<Utc>,
+    items: Vec<(String, i64, Vec<AuditRow>)>,
+}
+
+impl Hour {
+    /// The hour's records the query wants, newest first by record key,
+    /// each key once: of two copies the one written first (ties: the
+    /// item with the greater sort key, as [`AuditStore::get`] picks).
+    fn records(self, q: &AuditQuery) -> Vec<AuditRow> {
+        let mut by_key: BTreeMap<String, (i64, String, AuditRow)> = BTreeMap::new();
+        for (sk, written, rows) in self.items {
+            for row in rows {
+                if !q.matches(&row) {
+                    continue;
+                }
+                let better = by_key
+                    .get(&row.sk)
+                    .is_none_or(|(w, s, _)| written < *w || (written == *w && sk > *s));
+                if better {
+                    by_key.insert(row.sk.clone(), (written, sk.clone(), row));
+                }
+            }
+        }
+        by_key.into_values().rev().map(|(_, _, row)| row).collect()
+    }
+}
+
+/// What one read of a partition gave: whole hours, newest first, and
+/// where the partition goes on (`Some(upper)`: read from that sort key
+/// down, inclusive; `None`: the partition is done); and the calls made.
+struct PartitionRead {
+    hours: Vec<Hour>,
+    resume: Option<String>,
+    calls: usize,
+}
+
+/// Groups items (newest first) by the UTC hour of their sort key's time.
+fn by_hour(items: Vec<(String, i64, Vec<AuditRow>)>) -> Vec<Hour> {
+    let mut hours: Vec<Hour> = Vec::new();
+    for item in items {
+        let Some(t) = time_of_sort_key(&item.0) else {
+            continue;
+        };
+        let hour = hour_of(t);
+        match hours.last_mut() {
+            Some(h) if h.hour == hour => h.items.push(item),
+            _ => hours.push(Hour {
+                hour,
+                items: vec![item],
+            }),
+        }
+    }
+    hours
+}
+
+/// The sort key just above every item of `hour`: a read from it down
+/// starts with that hour.
+fn hour_top(hour: DateTime<Utc>) -> String {
+    sort_key(hour + Duration::hours(1), "")
+}
+
+impl AuditStore {
     /// One page of `q`, newest first (ties by `eventID`): at most
     /// `q.limit` (1–1000) records after `after` (a previous page's
-    /// `next`), in at most [`PAGE_CALLS`] DynamoDB calls.
+    /// `next`).
     ///
-    /// - Without a principal, event or resource filter: two `Query`s of
-    ///   day partitions' segments ([`READ_ITEMS`] each).
-    /// - With: one `Query` of a day's summaries (filtered in DynamoDB to
-    ///   those holding every token, [`AuditQuery::tokens`]) and one
-    ///   `BatchGetItem` of up to [`READ_ITEMS`] of their segments.
+    /// A page reads whole UTC hours — every record of an hour is in an
+    /// item of that hour, so an hour read whole is in exact order once
+    /// sorted — newest first:
+    /// - without a principal, event or resource filter, `Query`s of a day
+    ///   partition's items (1 MB each);
+    /// - with any, `Query`s of a month's summaries, filtered in DynamoDB to
+    ///   those holding every token ([`AuditQuery::tokens`]), and one
+    ///   strongly consistent `BatchGetItem` per 100 of their segments.
     ///
+    /// A page stops at `q.limit` records, or at an hour's end once it made
+    /// [`PAGE_CALLS`] calls; an hour larger than 1 MB of items (of
+    /// summaries, for a search) takes the calls it needs (its records
+    /// cannot be ordered before it is read whole). A page that fills up
+    /// inside an hour resumes at that hour's top, skipping what it gave.
     /// The other filters apply to the records read, and a walk may cross
     /// days without records, so a page can hold fewer records than
     /// `q.limit` — even none — while `next` is set; only `next: None` ends
-    /// the list. The position (day, sort key to read down from, last
-    /// record given) is no offset, and a forged one can only move the read
-    /// inside the tenant's own partitions of the query's days.
+    /// the list. Every page moves on (gives a record or passes an hour or
+    /// a partition), so following `next` ends. The position (partition,
+    /// sort key to read down from, last record given) is no offset, and a
+    /// forged one can only move the read inside the tenant's own
+    /// partitions of the query's days.
     pub async fn page(
         &self,
         q: &AuditQuery,
@@ -636,6 +668,8 @@ impl AuditStore {
     ) -> anyhow::Result<Page<AuditRow>> {
         let ((since, until), _) = q.searched_range();
         let (first_day, last_day) = (since.date_naive(), until.date_naive());
+        let tokens = q.tokens();
+        let search = !tokens.is_empty();
         let position: PagePosition = match after {
             Some(k) => serde_json::from_value(k.0.clone()).context("decode an audit page key")?,
             None => PagePosition {
@@ -644,8 +678,6 @@ impl AuditStore {
                 after: None,
             },
         };
-        let tokens = q.tokens();
-        let search = !tokens.is_empty();
         // `day`: the first day of the partition being read.
         let mut day = partition_start(position.day, search);
         let (first, last) = (
@@ -667,164 +699,242 @@ impl AuditStore {
             sort_key(midnight.min(hour_of(until) + Duration::hours(1)), "")
         };
         let mut upper = position.upper.map_or_else(|| top(day), |u| u.min(top(day)));
-        let mut merge = Merge {
-            q,
-            limit: q.limit.clamp(1, 1000),
-            after: position.after,
-            buffer: BTreeMap::new(),
-            out: Vec::new(),
-        };
-        // Where the walk goes once the partition is read to its end.
-        let next_day = |day: NaiveDate, after: Option<String>| {
-            day.pred_opt()
-                .map(|d| partition_start(d, search))
-                .filter(|d| *d >= first)
-                .map(|d| PagePosition {
-                    day: d,
-                    upper: None,
-                    after,
-                })
-        };
-        let reads = if search { PAGE_CALLS / 2 } else { PAGE_CALLS };
-        for _ in 0..reads {
-            let batch = if search {
-                self.search(&q.tenant, day, &tokens, &lower, &upper).await?
+        let limit = q.limit.clamp(1, 1000);
+        let mut after = position.after;
+        let mut out = Vec::new();
+        let mut calls = 0;
+        loop {
+            let read = if upper < lower {
+                PartitionRead {
+                    hours: Vec::new(),
+                    resume: None,
+                    calls: 0,
+                }
+            } else if search {
+                self.read_summaries(&q.tenant, day, &tokens, &lower, &upper)
+                    .await?
             } else {
-                self.segments(&day_pk(&q.tenant, day), &lower, &upper)
+                self.read_segments(&day_pk(&q.tenant, day), &lower, &upper)
                     .await?
             };
-            let count = batch.items.len();
-            for (i, (sk, (written, rows))) in batch.items.into_iter().enumerate() {
-                merge.add(&sk, written, rows);
-                merge.release_newer_than(&sk);
-                if merge.full() {
-                    // Stopped inside the day: it goes on from here, or
-                    // the day before when this was its last item.
-                    let more = i + 1 < count || batch.more.is_some();
-                    let next = merge
-                        .resume(day, more.then_some(sk))
-                        .or_else(|| next_day(day, merge.after.clone()));
-                    return page_of(merge.out, next);
-                }
-            }
-            match batch.more {
-                Some(from) => upper = from,
-                None => {
-                    // The day is read: everything buffered is final.
-                    merge.release(None);
-                    if let Some(next) = merge.resume(day, None) {
-                        return page_of(merge.out, Some(next));
+            calls += read.calls;
+            for hour in read.hours {
+                let h = hour.hour;
+                for row in hour.records(q) {
+                    if after.as_ref().is_some_and(|a| &row.sk >= a) {
+                        continue;
                     }
-                    let next = next_day(day, merge.after.clone());
-                    match next {
-                        Some(next) if !merge.full() => {
-                            day = next.day;
+                    after = Some(row.sk.clone());
+                    out.push(row);
+                    if out.len() >= limit {
+                        // Full inside (or at the end of) hour `h`: the
+                        // next page reads it again, after the last given.
+                        return page_of(
+                            out,
+                            Some(PagePosition {
+                                day,
+                                upper: Some(hour_top(h)),
+                                after,
+                            }),
+                        );
+                    }
+                }
+                // Hour `h` is given whole: read below it.
+                upper = sort_key(h, "");
+            }
+            match read.resume {
+                Some(from) => upper = from.min(upper),
+                None => {
+                    let prev = day
+                        .pred_opt()
+                        .map(|d| partition_start(d, search))
+                        .filter(|d| *d >= first);
+                    match prev {
+                        Some(d) => {
+                            day = d;
                             upper = top(day);
                         }
-                        next => return page_of(merge.out, next),
+                        None => return page_of(out, None),
                     }
                 }
             }
+            // A walk's read is a `Query`; a search's a `Query` and a
+            // `BatchGetItem`: one per page.
+            if calls >= PAGE_CALLS || (search && calls > 0) {
+                return page_of(
+                    out,
+                    Some(PagePosition {
+                        day,
+                        upper: Some(upper),
+                        after,
+                    }),
+                );
+            }
         }
-        let next = merge.resume(day, Some(upper));
-        page_of(merge.out, next)
     }
 
-    /// Up to [`READ_ITEMS`] items of a day partition with sort keys in
-    /// `lower..=upper`, newest first, decoded.
-    async fn segments(&self, pk: &str, lower: &str, upper: &str) -> anyhow::Result<Batch> {
-        if upper < lower {
-            return Ok(Batch {
-                items: Vec::new(),
-                more: None,
-            });
-        }
-        let resp = self
-            .ddb
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
-            .expression_attribute_values(":lo", AttributeValue::S(lower.to_owned()))
-            .expression_attribute_values(":hi", AttributeValue::S(upper.to_owned()))
-            .scan_index_forward(false)
-            .limit(READ_ITEMS)
-            .send()
-            .await
-            .with_context(|| format!("query the audit log ({pk})"))?;
-        let more = last_sk(resp.last_evaluated_key.as_ref());
+    /// Whole hours of a day partition's items with sort keys in
+    /// `lower..=upper`, newest first: one `Query` (1 MB), and more while
+    /// its first hour is not read to its end. The last hour of a response
+    /// that stops inside it is left for the next read.
+    async fn read_segments(
+        &self,
+        pk: &str,
+        lower: &str,
+        upper: &str,
+    ) -> anyhow::Result<PartitionRead> {
         let mut items = Vec::new();
-        for item in resp.items.unwrap_or_default() {
-            let sk = item
-                .get("sk")
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default();
-            items.push((sk, decode_item(item)?));
+        let mut start = None;
+        let mut calls = 0;
+        loop {
+            let resp = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+                .expression_attribute_values(":lo", AttributeValue::S(lower.to_owned()))
+                .expression_attribute_values(":hi", AttributeValue::S(upper.to_owned()))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .with_context(|| format!("query the audit log ({pk})"))?;
+            calls += 1;
+            for item in resp.items.unwrap_or_default() {
+                let sk = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                let (written, rows) = decode_item(item)?;
+                items.push((sk, written, rows));
+            }
+            let Some(lek) = resp.last_evaluated_key.filter(|k| !k.is_empty()) else {
+                return Ok(PartitionRead {
+                    hours: by_hour(items),
+                    resume: None,
+                    calls,
+                });
+            };
+            let mut hours = by_hour(items);
+            if hours.len() > 1 {
+                // The last hour may go on past this response.
+                let open = hours.pop().expect("two hours");
+                return Ok(PartitionRead {
+                    hours,
+                    resume: Some(hour_top(open.hour)),
+                    calls,
+                });
+            }
+            items = hours.pop().map(|h| h.items).unwrap_or_default();
+            start = Some(lek);
         }
-        // The last item read is where the partition goes on; it is read
-        // again then (its records are older than nothing given out yet).
-        Ok(Batch { items, more })
     }
 
-    /// A search's read of the month starting at `month`: summaries with
-    /// sort keys in `lower..=upper` holding every token (or marked `any`),
-    /// newest first, up to [`READ_ITEMS`] of them, and their segments (one
-    /// `BatchGetItem`; a segment's day is its sort key's). A summary whose
-    /// segment is not there (its write failed after the summary's) is
-    /// skipped.
-    async fn search(
+    /// A search's whole hours of the month starting at `month`: summaries
+    /// with sort keys in `lower..=upper` holding every token (or marked
+    /// `any`), newest first — one `Query` (1 MB evaluated), more while its
+    /// first matching hour is not evaluated to its end — then their
+    /// segments (strongly consistent `BatchGetItem`s of 100; a segment's
+    /// day is its sort key's). A summary whose segment is not there (its
+    /// write failed after the summary's) is skipped.
+    async fn read_summaries(
         &self,
         tenant: &TenantId,
         month: NaiveDate,
         tokens: &[String],
         lower: &str,
         upper: &str,
-    ) -> anyhow::Result<Batch> {
-        if upper < lower {
-            return Ok(Batch {
-                items: Vec::new(),
-                more: None,
-            });
-        }
+    ) -> anyhow::Result<PartitionRead> {
         let pk = summary_pk(tenant, month);
-        let mut filter = Vec::new();
-        let mut query = self
-            .ddb
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-            .expression_attribute_values(":lo", AttributeValue::S(lower.to_owned()))
-            .expression_attribute_values(":hi", AttributeValue::S(upper.to_owned()))
-            .expression_attribute_names("#tok", "tok")
-            .expression_attribute_names("#any", "any")
-            .projection_expression("sk")
-            .scan_index_forward(false);
-        for (i, t) in tokens.iter().enumerate() {
-            filter.push(format!("contains(#tok, :t{i})"));
-            query =
-                query.expression_attribute_values(format!(":t{i}"), AttributeValue::S(t.clone()));
-        }
-        let resp = query
-            .filter_expression(format!(
-                "({}) OR attribute_exists(#any)",
-                filter.join(" AND ")
-            ))
-            .send()
-            .await
-            .with_context(|| format!("query the audit log's summaries ({pk})"))?;
-        let mut sks: Vec<String> = resp
-            .items
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned())
-            .collect();
-        let mut more = last_sk(resp.last_evaluated_key.as_ref());
-        if sks.len() > READ_ITEMS as usize {
-            // Go on from the first summary not taken.
-            more = Some(sks[READ_ITEMS as usize].clone());
-            sks.truncate(READ_ITEMS as usize);
+        let mut sks: Vec<String> = Vec::new();
+        let mut start = None;
+        let mut calls = 0;
+        let resume = loop {
+            let mut filter = Vec::new();
+            let mut query = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .expression_attribute_values(":lo", AttributeValue::S(lower.to_owned()))
+                .expression_attribute_values(":hi", AttributeValue::S(upper.to_owned()))
+                .expression_attribute_names("#tok", "tok")
+                .expression_attribute_names("#any", "any")
+                .projection_expression("sk")
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start);
+            for (i, t) in tokens.iter().enumerate() {
+                filter.push(format!("contains(#tok, :t{i})"));
+                query = query
+                    .expression_attribute_values(format!(":t{i}"), AttributeValue::S(t.clone()));
+            }
+            let resp = query
+                .filter_expression(format!(
+                    "({}) OR attribute_exists(#any)",
+                    filter.join(" AND ")
+                ))
+                .send()
+                .await
+                .with_context(|| format!("query the audit log's summaries ({pk})"))?;
+            calls += 1;
+            sks.extend(
+                resp.items
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned()),
+            );
+            let Some(lek) = resp.last_evaluated_key.filter(|k| !k.is_empty()) else {
+                break None;
+            };
+            let lek_hour = last_sk(Some(&lek))
+                .as_deref()
+                .and_then(time_of_sort_key)
+                .map(hour_of);
+            let Some(lek_hour) = lek_hour else {
+                anyhow::bail!("a LastEvaluatedKey of {pk} has no time in its sort key");
+            };
+            // Hours above the last evaluated one are complete; the last
+            // evaluated hour is read again from its top.
+            let resume_at = hour_top(lek_hour);
+            let complete = sks
+                .iter()
+                .take_while(|sk| time_of_sort_key(sk).is_some_and(|t| hour_of(t) > lek_hour))
+                .count();
+            let moved_on = resume_at.as_str() < upper;
+            if complete > 0 || (sks.is_empty() && moved_on && calls >= PAGE_CALLS) {
+                sks.truncate(complete);
+                break Some(resume_at);
+            }
+            // Matches only in an hour not evaluated to its end, or nothing
+            // yet: that hour must be read whole before anything of it.
+            start = Some(lek);
+        };
+        // One `BatchGetItem` (100 keys) of whole hours; the first hour
+        // whole whatever its size.
+        let mut resume = resume;
+        if sks.len() > BATCH_GET_KEYS {
+            let hour = |sk: &String| time_of_sort_key(sk).map(hour_of);
+            let mut cut = sks
+                .iter()
+                .position(|sk| hour(sk) != hour(&sks[0]))
+                .unwrap_or(sks.len());
+            while let Some(next) = sks[cut..].first() {
+                let end = sks[cut..]
+                    .iter()
+                    .position(|sk| hour(sk) != hour(next))
+                    .map_or(sks.len(), |n| cut + n);
+                if end > BATCH_GET_KEYS {
+                    break;
+                }
+                cut = end;
+            }
+            if let Some(Some(dropped)) = sks.get(cut).map(hour) {
+                resume = Some(hour_top(dropped));
+            }
+            sks.truncate(cut);
         }
         let keys: Vec<(String, String)> = sks
             .iter()
@@ -835,18 +945,29 @@ impl AuditStore {
                 ))
             })
             .collect();
-        let mut found = self.batch_segments(&keys).await?;
+        let mut found = BTreeMap::new();
+        for chunk in keys.chunks(BATCH_GET_KEYS) {
+            found.extend(self.batch_segments(chunk).await?);
+            calls += 1;
+        }
         let items = sks
             .into_iter()
-            .filter_map(|sk| found.remove(&sk).map(|rows| (sk, rows)))
+            .filter_map(|sk| found.remove(&sk).map(|(w, rows)| (sk, w, rows)))
             .collect();
-        Ok(Batch { items, more })
+        Ok(PartitionRead {
+            hours: by_hour(items),
+            resume,
+            calls,
+        })
     }
 
     /// The segments at `keys` (`(pk, sk)`, at most 100), decoded, by sort
-    /// key; one `BatchGetItem`, and again for keys DynamoDB leaves
-    /// unprocessed (up to [`BATCH_ATTEMPTS`] times, the pause doubling
-    /// from 50 ms), then an error classified as throttling.
+    /// key; one strongly consistent `BatchGetItem` (a summary is written
+    /// before its segment: an eventually consistent read could miss a
+    /// segment just written, and the page would pass it for good), and
+    /// again for keys DynamoDB leaves unprocessed (up to
+    /// [`BATCH_ATTEMPTS`] times, the pause doubling from 50 ms), then an
+    /// error classified as throttling.
     async fn batch_segments(
         &self,
         keys: &[(String, String)],
@@ -869,6 +990,7 @@ impl AuditStore {
                         })
                         .collect(),
                 ))
+                .consistent_read(true)
                 .build()
                 .context("build a BatchGetItem request")?;
             let resp = self
@@ -955,7 +1077,7 @@ impl AuditStore {
         let lower = sort_key(time, "");
         let upper = sort_key(hour_of(time) + Duration::hours(1), "");
         let mut start = None;
-        let mut found: Option<(i64, AuditRow)> = None;
+        let mut found: Option<(i64, String, AuditRow)> = None;
         loop {
             let resp = self
                 .ddb
@@ -976,17 +1098,24 @@ impl AuditStore {
                 .await
                 .context("read an audit record")?;
             for item in resp.items.unwrap_or_default() {
+                let item_sk = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
                 let (written, rows) = decode_item(item)?;
                 if let Some(row) = rows.into_iter().find(|r| r.sk == sk && r.tenant == *tenant)
-                    && found.as_ref().is_none_or(|(w, _)| written < *w)
+                    && found
+                        .as_ref()
+                        .is_none_or(|(w, s, _)| written < *w || (written == *w && item_sk > *s))
                 {
                     // Of two copies, the first written (as pages show).
-                    found = Some((written, row));
+                    found = Some((written, item_sk, row));
                 }
             }
             match resp.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(found.map(|(_, row)| row)),
+                _ => return Ok(found.map(|(_, _, row)| row)),
             }
         }
     }

@@ -1,5 +1,5 @@
-//! The audit log (`AuditStore`: day partitions and the by-resource,
-//! by-principal and by-event indexes) and the notification feed
+//! The audit log (`AuditStore`: segments in day partitions, searched
+//! through month summaries of their tokens) and the notification feed
 //! (`FeedStore`: one partition per tenant, the sparse `unread` index) on
 //! DynamoDB. Findings are the feed's `security.finding` rows: the notifier
 //! writes one per matched rule with its severity and a key of the audit
