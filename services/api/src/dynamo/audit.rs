@@ -6,9 +6,11 @@
 //! row, which the audit row's own rule list does not carry.
 //!
 //! Paging: an audit page key pins the query's window (a defaulted "last
-//! 24 h" must not slide between pages) and holds the store's position (day
-//! partition and `LastEvaluatedKey`); a feed page key is the store's
-//! `LastEvaluatedKey`. Every page is at most two DynamoDB calls.
+//! 24 h" must not slide between pages) and holds the store's position
+//! (partition, sort key to read from, last record given:
+//! `AuditStore::page`); a feed page key is the store's `LastEvaluatedKey`.
+//! A page is at most two DynamoDB calls, but for an audit hour of more
+//! than 1 MB of a tenant's segments (read whole).
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
