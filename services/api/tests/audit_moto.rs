@@ -1374,3 +1374,74 @@ async fn crowded_hours_page_to_the_end() {
         );
     }
 }
+
+/// One damaged segment (its records do not inflate) is left out, logged,
+/// and does not stop the pages of its hour: the other segments' records
+/// are listed, searched and read by key.
+#[tokio::test]
+async fn a_damaged_segment_does_not_hide_its_hour() {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    use kopter_store::audit::Segment;
+    let env = TestEnv::new().await;
+    let ddb = env.ctx.aws.dynamodb();
+    let audit = AuditStore::new(ddb.clone(), &env.ctx.names);
+    let table = env.ctx.names.table(kopter_schema::Table::AuditLog);
+    let t = TenantId::new(unique("damaged-")).unwrap();
+    let at = Utc::now().trunc_subsecs(3) - chrono::Duration::hours(1);
+    let account = AccountId::new(A1).unwrap();
+    let seg = |k: usize| {
+        let (rec, _) = record(
+            k,
+            at + chrono::Duration::milliseconds(k as i64),
+            t.as_str(),
+            A1,
+        );
+        Segment::new(
+            &t,
+            &account,
+            vec![AuditRow::new(&t, &account, &rec, vec![], 30)],
+        )
+        .unwrap()
+    };
+    let (good, bad) = (seg(0), seg(1));
+    audit.put_segment(&good).await.unwrap();
+    audit.put_segment(&bad).await.unwrap();
+    ddb.update_item()
+        .table_name(&table)
+        .key("pk", V::S(bad.pk.clone()))
+        .key("sk", V::S(bad.sk.clone()))
+        .update_expression("SET z = :z")
+        .expression_attribute_values(
+            ":z",
+            V::B(aws_smithy_types::Blob::new(b"not deflate".to_vec())),
+        )
+        .send()
+        .await
+        .unwrap();
+    let q = AuditQuery {
+        tenant: t.clone(),
+        since: at - chrono::Duration::hours(1),
+        until: Utc::now(),
+        principal: None,
+        event: None,
+        source: None,
+        resource: None,
+        caller_account: None,
+        limit: 10,
+    };
+    let principal = good.rows[0].principal_arn.clone();
+    for q in [
+        q.clone(),
+        AuditQuery {
+            principal,
+            ..q.clone()
+        },
+    ] {
+        assert_eq!(audit.query(&q).await.unwrap(), good.rows, "{q:?}");
+    }
+    assert_eq!(
+        audit.get(&t, &good.rows[0].sk).await.unwrap().as_ref(),
+        Some(&good.rows[0])
+    );
+    assert_eq!(audit.get(&t, &bad.rows[0].sk).await.unwrap(), None);
+}

@@ -618,7 +618,7 @@ impl Ingestor {
                             .into_iter()
                             .map(|(_, tag)| (tag, WriteOutcome::New))
                             .collect();
-                        return Ok(Written::Segment(filed, Vec::new()));
+                        return Ok(Written::Segment(filed, Vec::new(), None));
                     }
                     // A segment that DynamoDB pushes back on is retried on
                     // its own; the file goes on.
@@ -638,6 +638,7 @@ impl Ingestor {
                         Ok(outcome) => Ok(Written::Segment(
                             rows.into_iter().map(|(_, tag)| (tag, outcome)).collect(),
                             Vec::new(),
+                            None,
                         )),
                         // DynamoDB refuses the segment as such (too large,
                         // a value it cannot take): each record is tried as
@@ -648,6 +649,7 @@ impl Ingestor {
                             tracing::warn!(%tenant, %account, records = n, error = format!("{e:#}"), "segment refused; filing its records one by one");
                             let mut filed = Vec::new();
                             let mut bad = Vec::new();
+                            let mut left = rows.len() as u64;
                             for (row, tag) in rows {
                                 let raw = row.raw.clone().into_bytes();
                                 match write(vec![row]).await {
@@ -659,10 +661,16 @@ impl Ingestor {
                                         detail: format!("event {}: {e:#}", tag.event_id),
                                         raw: Some(raw),
                                     }),
-                                    Err(e) => return Err((n, e)),
+                                    // Back-pressure that outlasted the
+                                    // retries: what was filed is told, the
+                                    // rest fails the file (it is retried).
+                                    Err(e) => {
+                                        return Ok(Written::Segment(filed, bad, Some((left, e))));
+                                    }
                                 }
+                                left -= 1;
                             }
-                            Ok(Written::Segment(filed, bad))
+                            Ok(Written::Segment(filed, bad, None))
                         }
                         Err(e) => Err((n, e)),
                     }
@@ -692,9 +700,15 @@ impl Ingestor {
                     report.problem(format!("record {index} rejected: {why}"));
                 }
                 Ok(Written::Quarantine(bad)) => bads.push(bad),
-                Ok(Written::Segment(filed, refused)) => {
+                Ok(Written::Segment(filed, refused, failure)) => {
                     report.segments += 1;
                     bads.extend(refused);
+                    if let Some((n, e)) = failure {
+                        failed += n;
+                        m().records.with_label_values(&["failed"]).inc_by(n);
+                        tracing::warn!(%tenant, %account, records = n, error = format!("{e:#}"), "records not written");
+                        write_error.get_or_insert(e);
+                    }
                     for (tag, outcome) in filed {
                         let Tag {
                             event_id,
@@ -920,9 +934,15 @@ enum Job {
 }
 
 enum Written {
-    /// A segment's records and what their write did, and those of its
-    /// records DynamoDB refused even alone (quarantined).
-    Segment(Vec<(Tag, WriteOutcome)>, Vec<Bad>),
+    /// A segment's records and what their write did, those of its records
+    /// DynamoDB refused even alone (quarantined), and — when it was written
+    /// record by record and back-pressure outlasted the retries — how many
+    /// were not written, and why.
+    Segment(
+        Vec<(Tag, WriteOutcome)>,
+        Vec<Bad>,
+        Option<(u64, anyhow::Error)>,
+    ),
     Rejected(usize, String),
     Quarantine(Bad),
 }

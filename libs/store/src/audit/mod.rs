@@ -991,6 +991,59 @@ mod key_tests {
     }
 
     #[test]
+    fn the_builder_closes_the_oldest_other_hour_when_too_many_are_open() {
+        let mut b = SegmentBuilder::<usize>::default();
+        let at = |h: usize| format!("2026-11-{:02}T{:02}:00:00Z", 1 + h / 24, h % 24);
+        // 24 hours open, one record each.
+        for h in 0..24 {
+            assert!(
+                b.push(run_instances(&format!("e{h}"), &at(h), "i-1"), h)
+                    .is_empty()
+            );
+        }
+        // A 25th hour closes the oldest (hour 0), not itself.
+        let closed = b.push(run_instances("e24", &at(24), "i-1"), 24);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0][0].1, 0);
+        // The oldest hour coming back is the row's own: it stays open, and
+        // the oldest other (hour 1) closes.
+        let closed = b.push(run_instances("e0b", &at(0), "i-1"), 25);
+        assert_eq!(closed.iter().map(|c| c[0].1).collect::<Vec<_>>(), vec![1]);
+        let rest = b.finish();
+        assert_eq!(rest.iter().map(Vec::len).sum::<usize>(), 24);
+    }
+
+    #[test]
+    fn a_segment_too_large_for_an_item_is_unwritable() {
+        let t = TenantId::new("acme").expect("tenant");
+        let a = AccountId::new("123456789012").expect("account");
+        // 880 KB of random letters (≈ 4.7 bits each): ≈ 520 KB deflated.
+        let mut x: u64 = 88172645463325252;
+        let mut row = run_instances("e1", "2026-11-30T10:00:00Z", "i-1");
+        row.resources = (0..220)
+            .map(|_| {
+                (0..4000)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        char::from(b'A' + (x % 26) as u8)
+                    })
+                    .collect()
+            })
+            .collect();
+        let Err(err) = Segment::new(&t, &a, vec![row]).expect("segment").items() else {
+            panic!("a segment of 880 KB of random letters fits an item");
+        };
+        assert!(
+            format!("{err:#}").contains("more than an item holds"),
+            "{err:#}"
+        );
+        assert!(is_unwritable(&err));
+        assert!(!is_unwritable(&anyhow::anyhow!("a timeout")));
+    }
+
+    #[test]
     fn rows_of_before_segments_read_as_one_record_each() {
         let row = run_instances("e1", "2026-11-30T10:00:00Z", "i-1");
         let item = row_of_before(&row);

@@ -582,12 +582,11 @@ impl Hour {
     /// each key once: of two copies the one written first (ties: the
     /// item with the greater sort key, as [`AuditStore::get`] picks).
     fn records(self, q: &AuditQuery) -> Vec<AuditRow> {
+        // The copy to show is chosen among all copies, then filtered: a
+        // filter must not pick a later copy the unfiltered list hides.
         let mut by_key: BTreeMap<String, (i64, String, AuditRow)> = BTreeMap::new();
         for (sk, written, rows) in self.items {
             for row in rows {
-                if !q.matches(&row) {
-                    continue;
-                }
                 let better = by_key
                     .get(&row.sk)
                     .is_none_or(|(w, s, _)| written < *w || (written == *w && sk > *s));
@@ -596,7 +595,12 @@ impl Hour {
                 }
             }
         }
-        by_key.into_values().rev().map(|(_, _, row)| row).collect()
+        by_key
+            .into_values()
+            .rev()
+            .map(|(_, _, row)| row)
+            .filter(|row| q.matches(row))
+            .collect()
     }
 }
 
@@ -807,8 +811,14 @@ impl AuditStore {
                     .and_then(|v| v.as_s().ok())
                     .cloned()
                     .unwrap_or_default();
-                let (written, rows) = decode_item(item)?;
-                items.push((sk, written, rows));
+                // A damaged item must not hide the rest of its hour for
+                // good: logged (naming it) and passed.
+                match decode_item(item) {
+                    Ok((written, rows)) => items.push((sk, written, rows)),
+                    Err(e) => {
+                        tracing::error!(error = format!("{e:#}"), "audit item unreadable; left out")
+                    }
+                }
             }
             let Some(lek) = resp.last_evaluated_key.filter(|k| !k.is_empty()) else {
                 return Ok(PartitionRead {
@@ -903,13 +913,14 @@ impl AuditStore {
                 .iter()
                 .take_while(|sk| time_of_sort_key(sk).is_some_and(|t| hour_of(t) > lek_hour))
                 .count();
+            // Stop with what is complete, or with nothing but a lower place
+            // to go on from (the next page); only an hour whose summaries
+            // alone pass 1 MB is read on here, as it must be whole.
             let moved_on = resume_at.as_str() < upper;
-            if complete > 0 || (sks.is_empty() && moved_on && calls >= PAGE_CALLS) {
+            if complete > 0 || moved_on {
                 sks.truncate(complete);
                 break Some(resume_at);
             }
-            // Matches only in an hour not evaluated to its end, or nothing
-            // yet: that hour must be read whole before anything of it.
             start = Some(lek);
         };
         // One `BatchGetItem` (100 keys) of whole hours; the first hour
@@ -1011,7 +1022,15 @@ impl AuditStore {
                     .and_then(|v| v.as_s().ok())
                     .cloned()
                     .context("BatchGetItem returned an audit item without sk")?;
-                out.insert(sk, decode_item(item)?);
+                match decode_item(item) {
+                    Ok(decoded) => {
+                        out.insert(sk, decoded);
+                    }
+                    Err(e) => tracing::error!(
+                        error = format!("{e:#}"),
+                        "audit segment unreadable; left out"
+                    ),
+                }
             }
             left = resp
                 .unprocessed_keys
@@ -1103,7 +1122,16 @@ impl AuditStore {
                     .and_then(|v| v.as_s().ok())
                     .cloned()
                     .unwrap_or_default();
-                let (written, rows) = decode_item(item)?;
+                let (written, rows) = match decode_item(item) {
+                    Ok(decoded) => decoded,
+                    Err(e) => {
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            "audit item unreadable; left out"
+                        );
+                        continue;
+                    }
+                };
                 if let Some(row) = rows.into_iter().find(|r| r.sk == sk && r.tenant == *tenant)
                     && found
                         .as_ref()
