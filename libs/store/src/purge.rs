@@ -138,9 +138,10 @@ async fn delete_partition(
     }
 }
 
-/// One `BatchWriteItem` of deletes; unprocessed items are retried with a
-/// growing pause (throttling), and an error after ten rounds says so.
-async fn delete_batch(
+/// One `BatchWriteItem` of deletes (at most 25 keys); unprocessed items
+/// are retried with a growing pause (throttling), and an error after ten
+/// rounds says so. Also the audit log's repack (`audit::AuditStore::repack_day`).
+pub(crate) async fn delete_batch(
     ddb: &aws_sdk_dynamodb::Client,
     table: &str,
     keys: Vec<HashMap<String, AttributeValue>>,

@@ -1429,6 +1429,14 @@ async fn a_damaged_segment_does_not_hide_its_hour() {
         caller_account: None,
         limit: 10,
     };
+    let unreadable = || {
+        kopter_runtime::metrics::render()
+            .lines()
+            .find(|l| l.starts_with("kopter_audit_items_unreadable_total "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = unreadable();
     let principal = good.rows[0].principal_arn.clone();
     for q in [
         q.clone(),
@@ -1444,4 +1452,7 @@ async fn a_damaged_segment_does_not_hide_its_hour() {
         Some(&good.rows[0])
     );
     assert_eq!(audit.get(&t, &bad.rows[0].sk).await.unwrap(), None);
+    // Counted for operators: the walk and the get met it (the search for
+    // the good record's principal passes its summary by).
+    assert!(unreadable() >= before + 2.0, "{before} → {}", unreadable());
 }

@@ -308,6 +308,22 @@ impl std::error::Error for Unwritable {}
 /// less room for its key and other attributes.
 const MAX_ITEM_Z_BYTES: usize = 390 * 1024;
 
+/// `kopter_audit_items_unreadable_total`: audit items a reader left out
+/// because they do not inflate or decode (each also logged, naming it).
+fn unreadable(e: &anyhow::Error) {
+    static C: std::sync::LazyLock<prometheus::IntCounter> = std::sync::LazyLock::new(|| {
+        kopter_runtime::metrics::register(
+            prometheus::IntCounter::new(
+                "kopter_audit_items_unreadable_total",
+                "Audit-log items (segments, rows of before) left out of a read because they do not inflate or decode.",
+            )
+            .expect("valid metric"),
+        )
+    });
+    C.inc();
+    tracing::error!(error = format!("{e:#}"), "audit item unreadable; left out");
+}
+
 /// The partition of a month's summaries: `{tenant}#{yyyy-mm}#tok`. By
 /// month, not day: a search over weeks is then a few `Query`s, not one
 /// per day.
@@ -815,9 +831,7 @@ impl AuditStore {
                 // good: logged (naming it) and passed.
                 match decode_item(item) {
                     Ok((written, rows)) => items.push((sk, written, rows)),
-                    Err(e) => {
-                        tracing::error!(error = format!("{e:#}"), "audit item unreadable; left out")
-                    }
+                    Err(e) => unreadable(&e),
                 }
             }
             let Some(lek) = resp.last_evaluated_key.filter(|k| !k.is_empty()) else {
@@ -1026,10 +1040,7 @@ impl AuditStore {
                     Ok(decoded) => {
                         out.insert(sk, decoded);
                     }
-                    Err(e) => tracing::error!(
-                        error = format!("{e:#}"),
-                        "audit segment unreadable; left out"
-                    ),
+                    Err(e) => unreadable(&e),
                 }
             }
             left = resp
@@ -1125,10 +1136,7 @@ impl AuditStore {
                 let (written, rows) = match decode_item(item) {
                     Ok(decoded) => decoded,
                     Err(e) => {
-                        tracing::error!(
-                            error = format!("{e:#}"),
-                            "audit item unreadable; left out"
-                        );
+                        unreadable(&e);
                         continue;
                     }
                 };
@@ -1247,49 +1255,18 @@ impl AuditStore {
             done.segments += 1;
         }
         for chunk in old.chunks(BATCH_WRITE) {
-            let mut requests: Vec<aws_sdk_dynamodb::types::WriteRequest> = chunk
+            let keys = chunk
                 .iter()
                 .map(|sk| {
-                    let key = Item::from([
+                    Item::from([
                         ("pk".to_owned(), AttributeValue::S(pk.clone())),
                         ("sk".to_owned(), AttributeValue::S(sk.clone())),
-                    ]);
-                    aws_sdk_dynamodb::types::DeleteRequest::builder()
-                        .set_key(Some(key))
-                        .build()
-                        .map(|d| {
-                            aws_sdk_dynamodb::types::WriteRequest::builder()
-                                .delete_request(d)
-                                .build()
-                        })
-                        .context("build a delete request")
+                    ])
                 })
-                .collect::<anyhow::Result<_>>()?;
-            let mut pause = std::time::Duration::from_millis(50);
-            for attempt in 1..=BATCH_ATTEMPTS {
-                let resp = self
-                    .ddb
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .with_context(|| format!("delete repacked rows of {pk}"))?;
-                requests = resp
-                    .unprocessed_items
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                anyhow::ensure!(
-                    attempt < BATCH_ATTEMPTS,
-                    "{} repacked rows of {pk} left undeleted after {BATCH_ATTEMPTS} attempts; run again",
-                    requests.len()
-                );
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
+                .collect();
+            crate::purge::delete_batch(&self.ddb, &self.table, keys)
+                .await
+                .with_context(|| format!("delete repacked rows of {pk}"))?;
             done.deleted += chunk.len();
         }
         Ok(done)
