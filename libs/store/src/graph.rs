@@ -5,21 +5,22 @@
 //! |---|---|---|
 //! | `{tenant}#{account}#res#{yyyy-mm-ddThh}` | `packed#{nnnn}` | the account-hour's resource costs, packed ([`packed`]: every line in one deflated JSON array, split in chunks of ≤ 100 KiB; one item up to ~1,000 resources); read back as [`ResourceHourRow`]s |
 //! | `{tenant}#{account}#res#{yyyy-mm-ddThh}` | `{kind}#{resource id}` | [`ResourceHourRow`], one per resource: hours computed before packing (read still; a recompute replaces them by the packed item) |
-//! | `{tenant}#hour#{dimension}` | `{yyyy-mm-ddThh}#{group}#{account}` | [`RollupRow`] |
-//! | `{tenant}#day#{dimension}` | `{yyyy-mm-dd}#{group}#{account}` | [`RollupRow`] |
+//! | `{tenant}#hour#{dimension}` | `{yyyy-mm-ddThh}#{account}` | an account's groups of the hour in the dimension, packed ([`rollups::packed_item`]: read back as [`RollupRow`]s) |
+//! | `{tenant}#day#{dimension}` | `{yyyy-mm-dd}#{account}` | the same for the day |
+//! | `{tenant}#{hour\|day}#{dimension}` | `{period}#{group}#{account}` | [`RollupRow`], one per group: periods computed before packing (read where the account's period has no packed item, [`rollups::resolve`]) |
 //! | `{tenant}#{account}#rollups#{yyyy-mm-dd}` | `{yyyy-mm-ddThh}` | the account-hour's roll-ups, every dimension ([`rollups`]): what its day rows are summed from |
 //! | `{tenant}#daily-total` | `{yyyy-mm-dd}` | no longer written (the day's total is summed from the `account` day rows when read); rows written before expire |
 //! | `{tenant}#budget` | `config` / `crossed#{yyyy-mm}#{percent}` | [`Budget`], crossing markers |
 //! | `{tenant}#spike` | `{account}#{yyyy-mm-ddThh}` | spike markers |
 //! | `{tenant}#recomputed` | `{account}#{yyyy-mm-ddThh}` | when the latest recompute of an account-hour for a change started (`started_ms`) |
 //!
-//! Dimensions: `account`, `region`, `family`, `tag:{key}`. Roll-up rows
+//! Dimensions: `account`, `region`, `family`, `tag:{key}`. Roll-up items
 //! keep the account in their key, so recomputing one account's hour
-//! replaces exactly that account's rows ([`GraphStore::replace_hour`]):
-//! rows of the new result that differ from the stored ones are put, rows
-//! of the old one that the new one lacks are deleted, and an unchanged
-//! recompute writes nothing (DynamoDB bills a write unit per item
-//! however small). Tenant-wide series sum the accounts when read. Every
+//! replaces exactly that account's items ([`GraphStore::replace_hour`]):
+//! an item whose groups differ from the stored ones is put whole (empty
+//! where the account's groups vanished), and an unchanged recompute
+//! writes nothing (DynamoDB bills a write unit per item however small:
+//! one item per dimension instead of one per group, `graph/design.md`). Tenant-wide series sum the accounts when read. Every
 //! partition key starts with the tenant. Why the resource costs are
 //! packed, and how a reader never mixes two results: `graph/design.md`.
 
@@ -713,8 +714,8 @@ impl GraphStore {
     /// accounts' day rows (`{tenant}#day#account`, one `Query` of one row
     /// per account); `None` before any hour of the day is computed.
     pub async fn daily_total(&self, tenant: &TenantId, day: &str) -> anyhow::Result<Option<f64>> {
-        let rows: Vec<RollupRow> = self
-            .query(
+        let rows = self
+            .query_rollups(
                 &format!("{tenant}#day#account"),
                 &format!("{day}#"),
                 &format!("{day}#\u{10ffff}"),
@@ -743,37 +744,63 @@ impl GraphStore {
         old: Vec<RollupRow>,
         every_row: bool,
     ) -> anyhow::Result<()> {
-        let new: HashSet<(String, String)> = rows.iter().map(|r| r.key()).collect();
-        let old: HashMap<(String, String), RollupRow> =
-            old.into_iter().map(|r| (r.key(), r)).collect();
+        // One packed item per partition, period and account: its groups
+        // of `rows`, put where they differ from `old`'s (or always, with
+        // `every_row`), and put empty where `old` has groups and `rows`
+        // none (an empty item also hides rows of before packing).
+        type Key = (String, String, AccountId);
+        let key = |r: &RollupRow| (r.pk.clone(), r.period.clone(), r.account.clone());
+        let mut new: BTreeMap<Key, BTreeMap<&str, &RollupRow>> = BTreeMap::new();
+        for r in rows {
+            new.entry(key(r)).or_default().insert(&r.group, r);
+        }
+        let mut before: BTreeMap<Key, BTreeMap<String, RollupRow>> = BTreeMap::new();
+        for r in old {
+            before
+                .entry(key(&r))
+                .or_default()
+                .insert(r.group.clone(), r);
+        }
+        let keys: std::collections::BTreeSet<&Key> = new.keys().chain(before.keys()).collect();
         let mut writes = Vec::new();
-        for r in rows
-            .iter()
-            .filter(|r| every_row || old.get(&r.key()) != Some(*r))
-        {
+        for k in keys {
+            let now: Vec<&RollupRow> = new
+                .get(k)
+                .map(|g| g.values().copied().collect())
+                .unwrap_or_default();
+            let was = before.get(k);
+            let same = was.is_some_and(|was| {
+                was.len() == now.len() && now.iter().all(|r| was.get(&r.group) == Some(*r))
+            });
+            if same && !every_row {
+                continue;
+            }
+            let was_rows: Vec<&RollupRow> = was.map(|w| w.values().collect()).unwrap_or_default();
+            let Some(any) = now.first().or(was_rows.first()) else {
+                continue;
+            };
+            // An empty item lives as long as the rows it replaces.
+            let expires_at = if now.is_empty() {
+                was_rows.iter().map(|r| r.expires_at).max()
+            } else {
+                now.iter().map(|r| r.expires_at).max()
+            }
+            .unwrap_or(any.expires_at);
+            let (pk, period, account) = k;
+            let item = rollups::packed_item(
+                &any.tenant,
+                account,
+                pk,
+                &any.dimension,
+                period,
+                &now,
+                expires_at,
+            )?;
             writes.push(
                 WriteRequest::builder()
-                    .put_request(
-                        PutRequest::builder()
-                            .set_item(Some(serde_dynamo::to_item(r)?))
-                            .build()?,
-                    )
+                    .put_request(PutRequest::builder().set_item(Some(item)).build()?)
                     .build(),
             );
-        }
-        for (pk, sk) in old.into_keys() {
-            if !new.contains(&(pk.clone(), sk.clone())) {
-                writes.push(
-                    WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .key("pk", s(pk))
-                                .key("sk", s(sk))
-                                .build()?,
-                        )
-                        .build(),
-                );
-            }
         }
         kopter_runtime::dynamo::batch_write(&self.ddb, &self.table, writes, 4).await
     }
@@ -794,16 +821,20 @@ impl GraphStore {
             .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":p", s(prefix));
-        let rows: Vec<RollupRow> = dynamo::query_all(q, &format!("{pk} {prefix}")).await?;
-        Ok(rows.into_iter().filter(|r| r.account == *account).collect())
+        let mut stored = Vec::new();
+        for item in dynamo::query_items(q, &format!("{pk} {prefix}")).await? {
+            let item = rollups::read_stored(item)?;
+            if item.account == *account {
+                stored.push(item);
+            }
+        }
+        Ok(rollups::resolve(stored))
     }
 
-    async fn query<T: serde::de::DeserializeOwned>(
-        &self,
-        pk: &str,
-        lo: &str,
-        hi: &str,
-    ) -> anyhow::Result<Vec<T>> {
+    /// The roll-up rows of partition `pk` with sort keys from `lo` to `hi`
+    /// (inclusive): packed items' rows, and rows of before packing where
+    /// their account's period has no packed item ([`rollups::resolve`]).
+    async fn query_rollups(&self, pk: &str, lo: &str, hi: &str) -> anyhow::Result<Vec<RollupRow>> {
         let q = self
             .ddb
             .query()
@@ -813,7 +844,13 @@ impl GraphStore {
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":lo", s(lo))
             .expression_attribute_values(":hi", s(hi));
-        dynamo::query_all(q, &format!("{pk} {lo}..{hi}")).await
+        let items = dynamo::query_items(q, &format!("{pk} {lo}..{hi}")).await?;
+        Ok(rollups::resolve(
+            items
+                .into_iter()
+                .map(rollups::read_stored)
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        ))
     }
 
     /// Resource rows of one account's hour, sorted by `sk`: the packed
@@ -922,8 +959,8 @@ impl GraphStore {
         from: &str,
         to: &str,
     ) -> anyhow::Result<Vec<SeriesPoint>> {
-        let rows: Vec<RollupRow> = self
-            .query(
+        let rows = self
+            .query_rollups(
                 &format!("{tenant}#{granularity}#{dimension}"),
                 &format!("{from}#"),
                 &format!("{to}#\u{10ffff}"),
@@ -958,14 +995,19 @@ impl GraphStore {
         hour: DateTime<Utc>,
     ) -> anyhow::Result<Option<f64>> {
         let hk = hour_key(hour);
-        let rows: Vec<RollupRow> = self
-            .query(
+        // The packed item (`{hk}#{account}`) or, for an hour computed
+        // before packing, the row (`{hk}#{account}#{account}`).
+        let rows = self
+            .query_rollups(
                 &format!("{tenant}#hour#account"),
-                &format!("{hk}#{account}#{account}"),
+                &rollups::packed_sk(&hk, account),
                 &format!("{hk}#{account}#{account}"),
             )
             .await?;
-        Ok(rows.first().map(|r| r.cost_usd))
+        Ok(rows
+            .iter()
+            .find(|r| r.account == *account && r.group == account.as_str())
+            .map(|r| r.cost_usd))
     }
 
     /// Month-to-date cost of a tenant (every account), from day roll-ups.
@@ -975,8 +1017,8 @@ impl GraphStore {
         month_start: DateTime<Utc>,
     ) -> anyhow::Result<f64> {
         let m = month_key(month_start);
-        let rows: Vec<RollupRow> = self
-            .query(
+        let rows = self
+            .query_rollups(
                 &format!("{tenant}#day#account"),
                 &format!("{m}-01#"),
                 &format!("{m}-31#\u{10ffff}"),
@@ -1385,20 +1427,91 @@ impl GraphStore {
         Ok(out)
     }
 
-    /// One page (one `Query`) of roll-up rows of `{tenant}#{granularity}#{dimension}`
-    /// with sort keys from `sk.0` to `sk.1` (inclusive), after `start`, at
-    /// most `limit` rows.
-    pub async fn rollup_page(
+    /// One page of a cost series of `{tenant}#{granularity}#{dimension}`:
+    /// points (one per period and group, each the rows of the accounts
+    /// that have the group then), periods from `from` to `to` (keys,
+    /// inclusive), in period then group order, after `after` (the period
+    /// and group of the last point of the page before), at most `limit`
+    /// (1–1000) points; and where the next page starts (the last point's
+    /// period and group), `None` after the last.
+    ///
+    /// A period is read whole: one packed item per account (plus rows of
+    /// before packing, [`rollups::resolve`]), in `Query`s of at most
+    /// `2 × limit + 1` items; a page that ends inside a period reads it
+    /// again from its start. `after` outside `from..=to` is clamped to it.
+    pub async fn series_page(
         &self,
         tenant: &TenantId,
         granularity: &str,
         dimension: &str,
-        (lo, hi): (&str, &str),
-        start: Option<&crate::page::PageKey>,
+        (from, to): (&str, &str),
+        after: Option<(&str, &str)>,
         limit: u32,
-    ) -> anyhow::Result<crate::page::Page<RollupRow>> {
+    ) -> anyhow::Result<(Vec<Vec<RollupRow>>, Option<(String, String)>)> {
         let pk = format!("{tenant}#{granularity}#{dimension}");
-        self.page(&pk, lo, hi, start, limit).await
+        let limit = limit.clamp(1, 1000) as usize;
+        let after = after.filter(|(period, _)| *period >= from);
+        let lo = format!("{}#", after.map_or(from, |(period, _)| period));
+        let hi = format!("{to}#\u{10ffff}");
+        let mut points: Vec<Vec<RollupRow>> = Vec::new();
+        let flush = |items: Vec<rollups::StoredRollup>, points: &mut Vec<Vec<RollupRow>>| {
+            let mut groups: BTreeMap<String, Vec<RollupRow>> = BTreeMap::new();
+            for r in rollups::resolve(items) {
+                let skip = after
+                    .is_some_and(|(period, group)| r.period == period && r.group.as_str() <= group);
+                if !skip {
+                    groups.entry(r.group.clone()).or_default().push(r);
+                }
+            }
+            points.extend(groups.into_values());
+        };
+        let mut period: Vec<rollups::StoredRollup> = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        let mut more = false;
+        'read: loop {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":lo", s(&lo))
+                .expression_attribute_values(":hi", s(&hi))
+                .set_exclusive_start_key(start.take())
+                .limit((2 * limit + 1).min(1000) as i32)
+                .send()
+                .await
+                .with_context(|| format!("query a page of {pk}"))?;
+            for item in out.items.unwrap_or_default() {
+                let item = rollups::read_stored(item)?;
+                if period.first().is_some_and(|p| p.period != item.period) {
+                    flush(std::mem::take(&mut period), &mut points);
+                    if points.len() >= limit {
+                        // A later period is in hand: there is more.
+                        more = true;
+                        break 'read;
+                    }
+                }
+                period.push(item);
+            }
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                flush(std::mem::take(&mut period), &mut points);
+                break;
+            }
+        }
+        if points.len() > limit {
+            points.truncate(limit);
+            more = true;
+        }
+        let next = more
+            .then(|| {
+                points
+                    .last()
+                    .map(|p| (p[0].period.clone(), p[0].group.clone()))
+            })
+            .flatten();
+        Ok((points, next))
     }
 
     /// One page of an account's resource rows of an hour, sorted by `sk`,
@@ -1436,37 +1549,6 @@ impl GraphStore {
             _ => None,
         };
         Ok(crate::page::Page { items, next })
-    }
-
-    async fn page<T: serde::de::DeserializeOwned>(
-        &self,
-        pk: &str,
-        lo: &str,
-        hi: &str,
-        start: Option<&crate::page::PageKey>,
-        limit: u32,
-    ) -> anyhow::Result<crate::page::Page<T>> {
-        let mut q = self
-            .ddb
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":lo", s(lo))
-            .expression_attribute_values(":hi", s(hi))
-            .limit(limit.clamp(1, 1000) as i32);
-        if let Some(start) = start {
-            q = q.set_exclusive_start_key(Some(crate::page::start_key(
-                start,
-                &["pk", "sk"],
-                ("pk", pk),
-            )?));
-        }
-        let out = q
-            .send()
-            .await
-            .with_context(|| format!("query a page of {pk}"))?;
-        crate::page::page_of(out.items, out.last_evaluated_key, "a price-graph row")
     }
 }
 

@@ -872,17 +872,18 @@ async fn an_hour_is_one_packed_item_and_an_unchanged_recompute_writes_nothing() 
     let day = "2025-06-02";
     let items = [
         (pk.clone(), "packed#0000".to_owned()),
+        // Roll-ups: one packed item per dimension, period and account.
         (
             format!("{}#hour#account", w.tenant),
-            format!("2025-06-02T10#{0}#{0}", w.account),
+            format!("2025-06-02T10#{}", w.account),
         ),
         (
             format!("{}#hour#family", w.tenant),
-            format!("2025-06-02T10#m5#{}", w.account),
+            format!("2025-06-02T10#{}", w.account),
         ),
         (
             format!("{}#day#account", w.tenant),
-            format!("{day}#{0}#{0}", w.account),
+            format!("{day}#{}", w.account),
         ),
         (
             format!("{}#{}#rollups#{day}", w.tenant, w.account),
@@ -1315,12 +1316,33 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
         resources: 1,
         expires_at: expiry(h(8), KEEP_DAYS),
     };
-    w.env
-        .put_row(Table::PriceGraph, &ghost("2025-06-02T08", "hour"))
-        .await;
-    w.env
-        .put_row(Table::PriceGraph, &ghost("2025-06-02", "day"))
-        .await;
+    // Rows of before packing, and the packed items as the dead recompute
+    // left them (the ghost among their groups).
+    for (period, gran) in [("2025-06-02T08", "hour"), ("2025-06-02", "day")] {
+        let row = ghost(period, gran);
+        w.env.put_row(Table::PriceGraph, &row).await;
+        let item = kopter_store::graph::rollups::packed_item(
+            tenant,
+            &c,
+            &row.pk,
+            "tag:team",
+            period,
+            &[&row],
+            row.expires_at,
+        )
+        .unwrap();
+        w.env
+            .ctx
+            .aws
+            .dynamodb()
+            .put_item()
+            .table_name(&table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(day("tag:team").await.iter().any(|p| p.group == "ghost"));
     w.env
         .ctx
         .aws

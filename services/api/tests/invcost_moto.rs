@@ -43,6 +43,9 @@ struct World {
     a2: AccountId,
     g1: AccountId,
     last_hour: DateTime<Utc>,
+    ddb: aws_sdk_dynamodb::Client,
+    names: kopter_schema::Names,
+    data: Arc<DynamoData>,
 }
 
 fn hour(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -464,6 +467,7 @@ async fn world() -> World {
     ));
     let db = TenantDb::new(env.ctx.aws.clone(), env.ctx.credentials.clone(), None, 16);
     let data = Arc::new(DynamoData::new(db, env.ctx.names.clone()));
+    let (ddb, names) = (env.ctx.aws.dynamodb(), env.ctx.names.clone());
     let state = ApiState::new(ApiParts {
         verifier: Verifier::new(
             vec![issuer],
@@ -477,7 +481,7 @@ async fn world() -> World {
         ),
         limiter: TenantLimiter::new(10_000, 10_000),
         cursors: CursorCodec::new(&[3; 32]),
-        data,
+        data: data.clone(),
         dev_issuer: None,
         max_query_bytes: 4096,
     });
@@ -490,6 +494,9 @@ async fn world() -> World {
         a2,
         g1,
         last_hour,
+        ddb,
+        names,
+        data,
     }
 }
 
@@ -1260,4 +1267,139 @@ async fn waste_findings_open_by_default_paged_exported_and_isolated() {
         let p = w.problem(&w.get(uri, &w.acme).await, StatusCode::BAD_REQUEST);
         assert!(p.to_string().contains(name), "{uri}: {p}");
     }
+}
+
+/// Roll-ups written before packing (one row per period, group and
+/// account) are read beside packed items: an account's packed item of a
+/// period, even an empty one, hides its rows of before there, and other
+/// accounts' rows still count. Every page size gives the same points; a
+/// cursor made before packing (the key of the last row sent) resumes after
+/// its point, and a position before the series' start is clamped to it.
+#[tokio::test]
+async fn cost_series_read_rows_of_before_packing_beside_packed_items() {
+    use api::data::cost::{CostData, Granularity, GroupBy, SeriesQuery};
+    use kopter_schema::Table;
+    use kopter_store::graph::{RollupRow, rollups};
+
+    let w = world().await;
+    let (t, a1, a2) = (&w.acme, &w.a1, &w.a2);
+    let (h10, h11) = ("2026-01-10T10", "2026-01-10T11");
+    let pk = format!("{t}#hour#region");
+    let expires_at = 4_102_444_800;
+    let row = |account: &AccountId, period: &str, region: &str, cost: f64| RollupRow {
+        pk: pk.clone(),
+        sk: format!("{period}#{region}#{account}"),
+        tenant: t.clone(),
+        account: account.clone(),
+        dimension: "region".into(),
+        period: period.into(),
+        group: region.into(),
+        cost_usd: cost,
+        reserved_usd: cost,
+        price_missing: 0,
+        price_partial: 0,
+        resources: 1,
+        expires_at,
+    };
+    let table = w.names.table(Table::PriceGraph);
+    let put = |item| {
+        w.ddb
+            .put_item()
+            .table_name(&table)
+            .set_item(Some(item))
+            .send()
+    };
+    for r in [
+        row(a1, h10, "eu-west-1", 1.0),
+        row(a1, h10, "us-east-1", 2.0),
+        row(a2, h10, "eu-west-1", 4.0),
+        // Replaced by a1's packed item of 11:00.
+        row(a1, h11, "eu-west-1", 8.0),
+        // Replaced by a2's empty packed item of 11:00.
+        row(a2, h11, "us-east-1", 16.0),
+    ] {
+        put(serde_dynamo::to_item(&r).unwrap()).await.unwrap();
+    }
+    let now = [
+        row(a1, h11, "eu-west-1", 0.5),
+        row(a1, h11, "us-east-1", 0.25),
+    ];
+    let now: Vec<&RollupRow> = now.iter().collect();
+    put(rollups::packed_item(t, a1, &pk, "region", h11, &now, expires_at).unwrap())
+        .await
+        .unwrap();
+    put(rollups::packed_item(t, a2, &pk, "region", h11, &[], expires_at).unwrap())
+        .await
+        .unwrap();
+
+    let want = vec![
+        (
+            "2026-01-10T10:00:00Z".to_owned(),
+            "eu-west-1".to_owned(),
+            5.0,
+        ),
+        ("2026-01-10T10:00:00Z".into(), "us-east-1".into(), 2.0),
+        ("2026-01-10T11:00:00Z".into(), "eu-west-1".into(), 0.5),
+        ("2026-01-10T11:00:00Z".into(), "us-east-1".into(), 0.25),
+    ];
+    let got = |pts: &[Value]| -> Vec<(String, String, f64)> {
+        pts.iter()
+            .map(|p| {
+                (
+                    p["period"].as_str().unwrap().to_owned(),
+                    p["group"].as_str().unwrap().to_owned(),
+                    p["cost_usd"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    for limit in [1, 2, 3, 1000] {
+        let (pts, pages) = w
+            .pages(
+                &format!(
+                    "/v1/cost?from=2026-01-10T10:00:00Z&to=2026-01-10T12:00:00Z\
+                     &granularity=hour&by=region&limit={limit}"
+                ),
+                t,
+            )
+            .await;
+        assert_eq!(got(&pts), want, "limit {limit}");
+        assert!(pages <= 4 / limit + 1, "limit {limit}: {pages} pages");
+    }
+
+    let query = SeriesQuery {
+        granularity: Granularity::Hour,
+        by: GroupBy::Dimension("region".into()),
+        first: "2026-01-10T10:00:00Z".parse().unwrap(),
+        last: "2026-01-10T11:00:00Z".parse().unwrap(),
+    };
+    let from = |after: Value| {
+        let data = w.data.clone();
+        let query = &query;
+        async move {
+            let page = data
+                .cost_series(
+                    t,
+                    query,
+                    api::data::PageRequest {
+                        after: Some(api::data::PageKey(after)),
+                        limit: 10,
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(page.next.is_none());
+            page.items
+                .iter()
+                .map(|p| (p.period.clone(), p.group.clone(), p.cost_usd.unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    // A cursor of before packing: after the last row of (10:00, eu-west-1).
+    let old = json!({ "pk": pk, "sk": format!("{h10}#eu-west-1#{a2}") });
+    assert_eq!(from(old).await, want[1..].to_vec());
+    // A position before the series (a cursor of another query's range)
+    // does not reach before `from`.
+    let early = json!({ "period": "2026-01-01T00", "group": "zzz" });
+    assert_eq!(from(early).await, want);
 }

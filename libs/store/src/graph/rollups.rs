@@ -243,11 +243,7 @@ pub fn entry_item(
     hour_key: &str,
     entry: &Entry,
 ) -> anyhow::Result<HashMap<String, AttributeValue>> {
-    use std::io::Write;
-    let json = serde_json::to_vec(&entry.parts).context("encode roll-up parts")?;
-    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), Default::default());
-    z.write_all(&json).context("deflate roll-up parts")?;
-    let z = z.finish().context("deflate roll-up parts")?;
+    let z = deflate_parts(&entry.parts)?;
     Ok(HashMap::from([
         (
             "pk".to_owned(),
@@ -324,7 +320,6 @@ pub fn unsure_mark(item: &HashMap<String, AttributeValue>) -> Option<AttributeVa
 
 /// An entry item back: `(hour key, entry)`. Errors name the item.
 pub fn read_entry(item: &HashMap<String, AttributeValue>) -> anyhow::Result<(String, Entry)> {
-    use std::io::Read;
     let pk = item.get("pk").and_then(|v| v.as_s().ok());
     let sk = item
         .get("sk")
@@ -340,12 +335,190 @@ pub fn read_entry(item: &HashMap<String, AttributeValue>) -> anyhow::Result<(Str
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("{}: no `expires_at`", at()))?;
-    let mut json = Vec::new();
-    flate2::read::DeflateDecoder::new(z.as_ref())
-        .read_to_end(&mut json)
-        .with_context(|| format!("{}: inflate", at()))?;
-    let parts = serde_json::from_slice(&json).with_context(|| format!("{}: decode", at()))?;
+    let parts = inflate_parts(z.as_ref(), &at())?;
     Ok((sk.clone(), Entry { parts, expires_at }))
+}
+
+/// Sort key of an account's packed roll-up item of a period in a
+/// `{tenant}#{hour|day}#{dimension}` partition: `{period}#{account}`.
+/// Rows written before packing have `{period}#{group}#{account}` in the
+/// same partition; the attributes tell them apart (a packed item has `z`).
+pub fn packed_sk(period: &str, account: &AccountId) -> String {
+    format!("{period}#{account}")
+}
+
+/// Most bytes a roll-up's parts inflate to (entries and packed items): a
+/// damaged or hostile item cannot make a reader allocate without end. An
+/// account's groups of a period are a few hundred bytes each; 16 MiB is
+/// ~100,000 groups, far past DynamoDB's 400 KB item of deflated ones.
+pub const MAX_PARTS_BYTES: u64 = 16 * 1024 * 1024;
+
+/// `parts` as deflated JSON (the `z` of entries and packed items).
+pub fn deflate_parts(parts: &[Part]) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    let json = serde_json::to_vec(parts).context("encode roll-up parts")?;
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), Default::default());
+    z.write_all(&json).context("deflate roll-up parts")?;
+    z.finish().context("deflate roll-up parts")
+}
+
+/// [`deflate_parts`] back; errors name `at`.
+pub fn inflate_parts(z: &[u8], at: &str) -> anyhow::Result<Vec<Part>> {
+    use std::io::Read;
+    let mut json = Vec::new();
+    flate2::read::DeflateDecoder::new(z)
+        .take(MAX_PARTS_BYTES + 1)
+        .read_to_end(&mut json)
+        .with_context(|| format!("{at}: inflate"))?;
+    anyhow::ensure!(
+        json.len() as u64 <= MAX_PARTS_BYTES,
+        "{at}: inflates to more than {MAX_PARTS_BYTES} bytes"
+    );
+    serde_json::from_slice(&json).with_context(|| format!("{at}: decode"))
+}
+
+/// One stored item of a roll-up partition (`{tenant}#{hour|day}#{dimension}`):
+/// an account's **packed** groups of a period (one item; `rows` may be
+/// empty: the account had rows of that period and has none now), or one
+/// row written before packing (`packed` false, one row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRollup {
+    pub pk: String,
+    pub sk: String,
+    /// Hour or day key.
+    pub period: String,
+    pub account: AccountId,
+    pub packed: bool,
+    /// The groups, sorted by group. Rows of a packed item carry the item's
+    /// `pk`, the sort key a row of before would have
+    /// (`{period}#{group}#{account}`) and the item's `expires_at`.
+    pub rows: Vec<RollupRow>,
+}
+
+/// The packed item of one account's groups of one period in one
+/// dimension: `rows` all of partition `pk`, period `period` and account
+/// `account` (possibly none: an empty item replaces rows of before and
+/// says the account has no cost there). Attributes: `pk`, `sk`
+/// ([`packed_sk`]), `tenant`, `account`, `dimension`, `period`, `z` (the
+/// groups as deflated JSON [`Part`]s, sorted by group), `expires_at`.
+pub fn packed_item(
+    tenant: &TenantId,
+    account: &AccountId,
+    pk: &str,
+    dimension: &str,
+    period: &str,
+    rows: &[&RollupRow],
+    expires_at: i64,
+) -> anyhow::Result<HashMap<String, AttributeValue>> {
+    let mut parts: Vec<Part> = rows
+        .iter()
+        .map(|r| Part {
+            d: r.dimension.clone(),
+            g: r.group.clone(),
+            c: r.cost_usd,
+            r: r.reserved_usd,
+            m: r.price_missing,
+            p: r.price_partial,
+            n: r.resources,
+        })
+        .collect();
+    parts.sort_by(|a, b| a.g.cmp(&b.g));
+    let z = deflate_parts(&parts)?;
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    Ok(HashMap::from([
+        ("pk".to_owned(), s(pk)),
+        ("sk".to_owned(), s(&packed_sk(period, account))),
+        ("tenant".to_owned(), s(tenant.as_str())),
+        ("account".to_owned(), s(account.as_str())),
+        ("dimension".to_owned(), s(dimension)),
+        ("period".to_owned(), s(period)),
+        (
+            "z".to_owned(),
+            AttributeValue::B(aws_smithy_types::Blob::new(z)),
+        ),
+        (
+            "expires_at".to_owned(),
+            AttributeValue::N(expires_at.to_string()),
+        ),
+    ]))
+}
+
+/// A roll-up partition's item back: packed (has `z`) or a row of before.
+/// Errors name the item.
+pub fn read_stored(item: HashMap<String, AttributeValue>) -> anyhow::Result<StoredRollup> {
+    let str_of = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let pk = str_of("pk").context("roll-up item without pk")?;
+    let sk = str_of("sk").with_context(|| format!("roll-up item of {pk} without sk"))?;
+    let at = format!("roll-up item {pk} {sk}");
+    let Some(z) = item.get("z") else {
+        let row: RollupRow =
+            serde_dynamo::from_item(item).with_context(|| format!("{at}: decode"))?;
+        return Ok(StoredRollup {
+            pk,
+            sk,
+            period: row.period.clone(),
+            account: row.account.clone(),
+            packed: false,
+            rows: vec![row],
+        });
+    };
+    let z = z
+        .as_b()
+        .map_err(|_| anyhow::anyhow!("{at}: `z` is not binary"))?;
+    let field = |k: &str| str_of(k).with_context(|| format!("{at}: no `{k}`"));
+    let tenant = TenantId::new(&field("tenant")?).with_context(|| format!("{at}: tenant"))?;
+    let account = AccountId::new(&field("account")?).with_context(|| format!("{at}: account"))?;
+    let dimension = field("dimension")?;
+    let period = field("period")?;
+    let expires_at = item
+        .get("expires_at")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("{at}: no `expires_at`"))?;
+    let rows = inflate_parts(z.as_ref(), &at)?
+        .into_iter()
+        .map(|p| RollupRow {
+            pk: pk.clone(),
+            sk: format!("{period}#{}#{account}", p.g),
+            tenant: tenant.clone(),
+            account: account.clone(),
+            dimension: dimension.clone(),
+            period: period.clone(),
+            group: p.g,
+            cost_usd: p.c,
+            reserved_usd: p.r,
+            price_missing: p.m,
+            price_partial: p.p,
+            resources: p.n,
+            expires_at,
+        })
+        .collect();
+    Ok(StoredRollup {
+        pk,
+        sk,
+        period,
+        account,
+        packed: true,
+        rows,
+    })
+}
+
+/// The rows `items` stand for: where an account's period has a packed
+/// item (in the same partition), its rows of before are left out (they
+/// are what it replaced; they expire with their TTL).
+pub fn resolve(items: Vec<StoredRollup>) -> Vec<RollupRow> {
+    let packed: std::collections::HashSet<(String, String, AccountId)> = items
+        .iter()
+        .filter(|i| i.packed)
+        .map(|i| (i.pk.clone(), i.period.clone(), i.account.clone()))
+        .collect();
+    items
+        .into_iter()
+        .filter(|i| {
+            i.packed || !packed.contains(&(i.pk.clone(), i.period.clone(), i.account.clone()))
+        })
+        .flat_map(|i| i.rows)
+        .collect()
 }
 
 #[cfg(test)]
@@ -378,6 +551,126 @@ mod tests {
             tags: Arc::new(tags),
             note: None,
         }
+    }
+
+    fn region_row(account: &AccountId, period: &str, region: &str, cost: f64) -> RollupRow {
+        RollupRow {
+            pk: "acme#hour#region".into(),
+            sk: format!("{period}#{region}#{account}"),
+            tenant: TenantId::new("acme").unwrap(),
+            account: account.clone(),
+            dimension: "region".into(),
+            period: period.into(),
+            group: region.into(),
+            cost_usd: cost,
+            reserved_usd: cost / 2.0,
+            price_missing: 1,
+            price_partial: 2,
+            resources: 3,
+            expires_at: 1_700_000_000,
+        }
+    }
+
+    fn stored_row(r: &RollupRow) -> StoredRollup {
+        read_stored(serde_dynamo::to_item(r).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_packed_item_round_trips_to_the_rows_it_was_made_of() {
+        let t = TenantId::new("acme").unwrap();
+        let a = AccountId::new("111122223333").unwrap();
+        let rows = [
+            region_row(&a, "2025-06-02T10", "us-east-1", 0.25),
+            region_row(&a, "2025-06-02T10", "eu-west-1", 0.5),
+        ];
+        let item = packed_item(
+            &t,
+            &a,
+            "acme#hour#region",
+            "region",
+            "2025-06-02T10",
+            &rows.iter().collect::<Vec<_>>(),
+            1_700_000_000,
+        )
+        .unwrap();
+        assert_eq!(item["sk"].as_s().unwrap(), "2025-06-02T10#111122223333");
+        let back = read_stored(item).unwrap();
+        assert!(back.packed);
+        assert_eq!((back.period.as_str(), &back.account), ("2025-06-02T10", &a));
+        // Sorted by group, each row as it was (its key the one a row of
+        // before would have).
+        assert_eq!(back.rows, vec![rows[1].clone(), rows[0].clone()]);
+        // A row of before reads as itself, not packed.
+        let old = stored_row(&rows[0]);
+        assert!(!old.packed);
+        assert_eq!(old.rows, vec![rows[0].clone()]);
+    }
+
+    #[test]
+    fn a_packed_item_hides_its_accounts_rows_of_before_and_no_other() {
+        let t = TenantId::new("acme").unwrap();
+        let a = AccountId::new("111122223333").unwrap();
+        let b = AccountId::new("444455556666").unwrap();
+        let packed = |account: &AccountId, period: &str, rows: &[RollupRow]| {
+            read_stored(
+                packed_item(
+                    &t,
+                    account,
+                    "acme#hour#region",
+                    "region",
+                    period,
+                    &rows.iter().collect::<Vec<_>>(),
+                    1_700_000_000,
+                )
+                .unwrap(),
+            )
+            .unwrap()
+        };
+        let items = vec![
+            // a, 10:00: rows of before only.
+            stored_row(&region_row(&a, "2025-06-02T10", "eu-west-1", 1.0)),
+            // a, 11:00: a row of before and the packed item that replaced it.
+            stored_row(&region_row(&a, "2025-06-02T11", "eu-west-1", 8.0)),
+            packed(
+                &a,
+                "2025-06-02T11",
+                &[region_row(&a, "2025-06-02T11", "eu-west-1", 0.5)],
+            ),
+            // b, 11:00: a row of before and an empty packed item.
+            stored_row(&region_row(&b, "2025-06-02T11", "us-east-1", 16.0)),
+            packed(&b, "2025-06-02T11", &[]),
+            // b, 10:00: a row of before only.
+            stored_row(&region_row(&b, "2025-06-02T10", "us-east-1", 2.0)),
+        ];
+        let costs: Vec<(String, String, f64)> = resolve(items)
+            .into_iter()
+            .map(|r| (r.period, r.account.to_string(), r.cost_usd))
+            .collect();
+        assert_eq!(
+            costs,
+            vec![
+                ("2025-06-02T10".into(), a.to_string(), 1.0),
+                ("2025-06-02T11".into(), a.to_string(), 0.5),
+                ("2025-06-02T10".into(), b.to_string(), 2.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_damaged_packed_item_names_itself() {
+        let t = TenantId::new("acme").unwrap();
+        let a = AccountId::new("111122223333").unwrap();
+        let mut item =
+            packed_item(&t, &a, "acme#day#family", "family", "2025-06-02", &[], 1).unwrap();
+        item.insert(
+            "z".into(),
+            AttributeValue::B(aws_smithy_types::Blob::new(b"not deflate".to_vec())),
+        );
+        let err = format!("{:#}", read_stored(item).unwrap_err());
+        assert!(
+            err.contains("acme#day#family") && err.contains("2025-06-02#111122223333"),
+            "{err}"
+        );
     }
 
     #[test]

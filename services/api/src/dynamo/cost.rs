@@ -2,13 +2,14 @@
 //! graph (see `kopter_store::graph` for its rows).
 //!
 //! Series by a roll-up dimension read `{tenant}#{hour|day}#{dimension}`,
-//! whose rows (`{period}#{group}#{account}`) are summed over accounts into
-//! points. A page is one `Query` of at most `2 × limit + 1` rows (1000 at
-//! most); the rows of the last point may continue past the page, so that
-//! point is held back and the cursor resumes after the last row of the
-//! last point sent (DynamoDB's key of that row). Only when one point has
-//! more rows than a query returned (more than ~1000 accounts in one group)
-//! does a page read on.
+//! one packed item per account and period (`{period}#{account}`, every
+//! group of the account; rows of before packing are
+//! `{period}#{group}#{account}`), summed over accounts into points, one
+//! per period and group ([`GraphStore::series_page`]). Periods are read
+//! whole, in `Query`s of at most `2 × limit + 1` items (1000 at most); the
+//! cursor is the period and group of the last point sent. Cursors made
+//! before packing (`{pk, sk}` of the last row sent) still resume: their
+//! sort key names the period and group.
 //!
 //! `by=resource` (hourly) walks the resource rows,
 //! `{tenant}#{account}#res#{hour}`, hour by hour and account by account:
@@ -21,7 +22,7 @@
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use futures::future::BoxFuture;
 use kopter_schema::{AccountId, TenantId};
-use kopter_store::graph::{self, Budget, GraphStore, RollupRow};
+use kopter_store::graph::{self, Budget, GraphStore};
 use kopter_store::inventory::InventoryStore;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,49 @@ struct ResourceSeriesPosition {
     account: AccountId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key: Option<PageKey>,
+}
+
+/// Where a series page by a roll-up dimension resumes: after the point of
+/// `period` (hour or day key) and `group`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointPosition {
+    period: String,
+    group: String,
+}
+
+/// A series cursor made before roll-ups were packed: the key of the last
+/// row sent, `{period}#{group}#{account}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RowPosition {
+    #[allow(dead_code)]
+    pk: String,
+    sk: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SeriesPosition {
+    Point(PointPosition),
+    Row(RowPosition),
+}
+
+impl SeriesPosition {
+    fn point(self) -> Result<PointPosition, DataError> {
+        match self {
+            SeriesPosition::Point(p) => Ok(p),
+            SeriesPosition::Row(RowPosition { sk, .. }) => {
+                let bad = || DataError::Other(anyhow::anyhow!("page position: row key {sk:?}"));
+                let (period, rest) = sk.split_once('#').ok_or_else(bad)?;
+                let (group, _account) = rest.rsplit_once('#').ok_or_else(bad)?;
+                Ok(PointPosition {
+                    period: period.to_owned(),
+                    group: group.to_owned(),
+                })
+            }
+        }
+    }
 }
 
 /// Where a resource's cost page resumes: the next hour to read.
@@ -165,52 +209,35 @@ impl DynamoData {
     ) -> Result<Page<CostPoint>, DataError> {
         let graph = GraphStore::new(self.ddb(tenant).await?, &self.names);
         let g = query.granularity;
-        let lo = format!("{}#", period_key(query.first, g));
-        let hi = format!("{}#\u{10ffff}", period_key(query.last, g));
-        let limit = page.limit.clamp(1, 1000) as usize;
-        let read = (2 * limit + 1).min(1000) as u32;
-        let mut start = page.after;
-        let mut rows: Vec<RollupRow> = Vec::new();
-        let more = loop {
-            let p = graph
-                .rollup_page(
-                    tenant,
-                    g.as_str(),
-                    dimension,
-                    (&lo, &hi),
-                    start.as_ref(),
-                    read,
-                )
-                .await
-                .map_err(store_error)?;
-            rows.extend(p.items);
-            // Without more rows every point is whole; with more, one
-            // whole point (the last may continue) is enough for a page.
-            if p.next.is_none() || runs(&rows).len() > 1 {
-                break p.next.is_some();
-            }
-            start = p.next;
-        };
-        let mut runs = runs(&rows);
-        if more {
-            runs.pop();
+        let after = position::<SeriesPosition>(page.after)?
+            .map(SeriesPosition::point)
+            .transpose()?;
+        let (points, next) = graph
+            .series_page(
+                tenant,
+                g.as_str(),
+                dimension,
+                (&period_key(query.first, g), &period_key(query.last, g)),
+                after
+                    .as_ref()
+                    .map(|p| (p.period.as_str(), p.group.as_str())),
+                page.limit,
+            )
+            .await
+            .map_err(store_error)?;
+        let mut items = Vec::with_capacity(points.len());
+        for rows in &points {
+            items.push(CostPoint::of_rollups(
+                parse_period(&rows[0].period, g)?,
+                rows,
+            ));
         }
-        let cut = runs.len() > limit;
-        runs.truncate(limit);
-        let mut items = Vec::with_capacity(runs.len());
-        for run in &runs {
-            let r = &rows[run.clone()];
-            items.push(CostPoint::of_rollups(parse_period(&r[0].period, g)?, r));
-        }
-        let next = if more || cut {
-            runs.last().map(|run| {
-                let last = &rows[run.end - 1];
-                PageKey(serde_json::json!({ "pk": last.pk, "sk": last.sk }))
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page {
+            items,
+            next: next.map(|(period, group)| {
+                PageKey(serde_json::to_value(PointPosition { period, group }).expect("serialises"))
+            }),
+        })
     }
 
     async fn resource_series(
@@ -261,20 +288,6 @@ impl DynamoData {
             }),
         })
     }
-}
-
-/// Index ranges of consecutive rows of one (period, group).
-fn runs(rows: &[RollupRow]) -> Vec<std::ops::Range<usize>> {
-    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        match out.last_mut() {
-            Some(run) if rows[run.start].period == r.period && rows[run.start].group == r.group => {
-                run.end = i + 1
-            }
-            _ => out.push(i..i + 1),
-        }
-    }
-    out
 }
 
 async fn view(
