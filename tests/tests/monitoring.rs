@@ -435,7 +435,7 @@ async fn dashboards_and_alerts_work_against_the_running_fleet() {
             ));
         }
     }
-    assert_eq!(alerts.len(), 12, "{alerts:?}");
+    assert_eq!(alerts.len(), 13, "{alerts:?}");
     for (name, query) in &alerts {
         // Alert expressions are empty when healthy, by construction.
         let got = prom.query(query).await;

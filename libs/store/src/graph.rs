@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `{tenant}#{account}#res#{yyyy-mm-ddThh}` | `packed#{nnnn}` | the account-hour's resource costs, packed ([`packed`]: every line in one deflated JSON array, split in chunks of ≤ 100 KiB; one item up to ~1,000 resources); read back as [`ResourceHourRow`]s |
 //! | `{tenant}#{account}#res#{yyyy-mm-ddThh}` | `{kind}#{resource id}` | [`ResourceHourRow`], one per resource: hours computed before packing (read still; a recompute replaces them by the packed item) |
-//! | `{tenant}#hour#{dimension}` | `{yyyy-mm-ddThh}#{account}` | an account's groups of the hour in the dimension, packed ([`rollups::packed_item`]: read back as [`RollupRow`]s) |
+//! | `{tenant}#hour#{dimension}` | `{yyyy-mm-ddThh}#{account}` | an account's groups of the hour in the dimension, packed ([`rollups::packed_items`]: one item up to ~2,500 groups, then chunks `{yyyy-mm-ddThh}#{account}#{nnnn}`; read back as [`RollupRow`]s) |
 //! | `{tenant}#day#{dimension}` | `{yyyy-mm-dd}#{account}` | the same for the day |
 //! | `{tenant}#{hour\|day}#{dimension}` | `{period}#{group}#{account}` | [`RollupRow`], one per group: periods computed before packing (read where the account's period has no packed item, [`rollups::resolve`]) |
 //! | `{tenant}#{account}#rollups#{yyyy-mm-dd}` | `{yyyy-mm-ddThh}` | the account-hour's roll-ups, every dimension ([`rollups`]): what its day rows are summed from |
@@ -724,16 +724,18 @@ impl GraphStore {
         Ok((!rows.is_empty()).then(|| rows.iter().map(|r| r.cost_usd).sum()))
     }
 
-    /// Puts the `rows` that differ from the `old` row of their key (a
-    /// recompute of an unchanged hour writes nothing) and deletes the old
-    /// rows whose key is not among `rows`. [`Self::force_rollups`] when
-    /// what is stored is not known exactly.
+    /// Puts the packed items (one per partition, period and account) whose
+    /// groups in `rows` differ from those in `old` (a recompute of an
+    /// unchanged hour writes nothing), empty where `old` has groups and
+    /// `rows` none. [`Self::force_rollups`] when what is stored is not
+    /// known exactly.
     async fn replace_rollups(&self, rows: &[RollupRow], old: Vec<RollupRow>) -> anyhow::Result<()> {
         self.write_rollups(rows, old, false).await
     }
 
-    /// Puts every row of `rows` and deletes the rows of `old` (candidates:
-    /// what may be stored) whose key is not among them.
+    /// Puts the packed item of every partition, period and account of
+    /// `rows` or `old` (candidates: what may be stored), whatever is
+    /// stored.
     async fn force_rollups(&self, rows: &[RollupRow], old: Vec<RollupRow>) -> anyhow::Result<()> {
         self.write_rollups(rows, old, true).await
     }
@@ -779,28 +781,46 @@ impl GraphStore {
             let Some(any) = now.first().or(was_rows.first()) else {
                 continue;
             };
-            // An empty item lives as long as the rows it replaces.
-            let expires_at = if now.is_empty() {
-                was_rows.iter().map(|r| r.expires_at).max()
-            } else {
-                now.iter().map(|r| r.expires_at).max()
-            }
-            .unwrap_or(any.expires_at);
+            // At least as long as the rows it replaces: a packed item
+            // hides rows of before only while it is there.
+            let expires_at = now
+                .iter()
+                .chain(&was_rows)
+                .map(|r| r.expires_at)
+                .max()
+                .unwrap_or(any.expires_at);
             let (pk, period, account) = k;
-            let item = rollups::packed_item(
+            let items = rollups::packed_items(
                 &any.tenant,
                 account,
                 pk,
                 &any.dimension,
                 period,
-                &now,
+                now.iter().copied(),
                 expires_at,
             )?;
-            writes.push(
-                WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(item)).build()?)
-                    .build(),
-            );
+            // Chunks of a longer result before (past ~2,500 groups) go;
+            // readers ignore them meanwhile (the first chunk's count).
+            let stale = rollups::chunk_parts(was_rows.iter().copied()).len();
+            for chunk in items.len()..stale {
+                writes.push(
+                    WriteRequest::builder()
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .key("pk", s(pk))
+                                .key("sk", s(rollups::chunk_sk(period, account, chunk)))
+                                .build()?,
+                        )
+                        .build(),
+                );
+            }
+            for item in items {
+                writes.push(
+                    WriteRequest::builder()
+                        .put_request(PutRequest::builder().set_item(Some(item)).build()?)
+                        .build(),
+                );
+            }
         }
         kopter_runtime::dynamo::batch_write(&self.ddb, &self.table, writes, 4).await
     }
@@ -1438,7 +1458,9 @@ impl GraphStore {
     /// A period is read whole: one packed item per account (plus rows of
     /// before packing, [`rollups::resolve`]), in `Query`s of at most
     /// `2 × limit + 1` items; a page that ends inside a period reads it
-    /// again from its start. `after` outside `from..=to` is clamped to it.
+    /// again from its start (a period of more groups than `limit` is read
+    /// once per page). `after` before `from` starts at `from`; after `to`
+    /// is the end.
     pub async fn series_page(
         &self,
         tenant: &TenantId,
@@ -1450,6 +1472,9 @@ impl GraphStore {
     ) -> anyhow::Result<(Vec<Vec<RollupRow>>, Option<(String, String)>)> {
         let pk = format!("{tenant}#{granularity}#{dimension}");
         let limit = limit.clamp(1, 1000) as usize;
+        if after.is_some_and(|(period, _)| period > to) {
+            return Ok((Vec::new(), None));
+        }
         let after = after.filter(|(period, _)| *period >= from);
         let lo = format!("{}#", after.map_or(from, |(period, _)| period));
         let hi = format!("{to}#\u{10ffff}");

@@ -1321,16 +1321,17 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
     for (period, gran) in [("2025-06-02T08", "hour"), ("2025-06-02", "day")] {
         let row = ghost(period, gran);
         w.env.put_row(Table::PriceGraph, &row).await;
-        let item = kopter_store::graph::rollups::packed_item(
+        let item = kopter_store::graph::rollups::packed_items(
             tenant,
             &c,
             &row.pk,
             "tag:team",
             period,
-            &[&row],
+            [&row],
             row.expires_at,
         )
-        .unwrap();
+        .unwrap()
+        .remove(0);
         w.env
             .ctx
             .aws

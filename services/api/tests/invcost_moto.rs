@@ -1324,13 +1324,12 @@ async fn cost_series_read_rows_of_before_packing_beside_packed_items() {
         row(a1, h11, "eu-west-1", 0.5),
         row(a1, h11, "us-east-1", 0.25),
     ];
-    let now: Vec<&RollupRow> = now.iter().collect();
-    put(rollups::packed_item(t, a1, &pk, "region", h11, &now, expires_at).unwrap())
-        .await
-        .unwrap();
-    put(rollups::packed_item(t, a2, &pk, "region", h11, &[], expires_at).unwrap())
-        .await
-        .unwrap();
+    for (account, rows) in [(a1, &now[..]), (a2, &[])] {
+        for item in rollups::packed_items(t, account, &pk, "region", h11, rows, expires_at).unwrap()
+        {
+            put(item).await.unwrap();
+        }
+    }
 
     let want = vec![
         (
@@ -1402,4 +1401,7 @@ async fn cost_series_read_rows_of_before_packing_beside_packed_items() {
     // does not reach before `from`.
     let early = json!({ "period": "2026-01-01T00", "group": "zzz" });
     assert_eq!(from(early).await, want);
+    // One after the series' end is its end.
+    let late = json!({ "period": "2026-02-01T00", "group": "" });
+    assert_eq!(from(late).await, vec![]);
 }

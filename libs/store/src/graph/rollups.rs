@@ -340,11 +340,59 @@ pub fn read_entry(item: &HashMap<String, AttributeValue>) -> anyhow::Result<(Str
 }
 
 /// Sort key of an account's packed roll-up item of a period in a
-/// `{tenant}#{hour|day}#{dimension}` partition: `{period}#{account}`.
+/// `{tenant}#{hour|day}#{dimension}` partition: `{period}#{account}`, and
+/// `{period}#{account}#{nnnn}` for its chunk `nnnn` ≥ 1 ([`chunk_parts`]).
 /// Rows written before packing have `{period}#{group}#{account}` in the
 /// same partition; the attributes tell them apart (a packed item has `z`).
 pub fn packed_sk(period: &str, account: &AccountId) -> String {
-    format!("{period}#{account}")
+    chunk_sk(period, account, 0)
+}
+
+/// Sort key of chunk `chunk` of an account's packed roll-up of a period.
+pub fn chunk_sk(period: &str, account: &AccountId, chunk: usize) -> String {
+    match chunk {
+        0 => format!("{period}#{account}"),
+        n => format!("{period}#{account}#{n:04}"),
+    }
+}
+
+/// JSON bytes of one packed roll-up chunk's groups at most. Deflate adds
+/// at most a few bytes per 16 KB block to data it cannot shrink, so a
+/// chunk's `z` stays far under DynamoDB's 400 KB item. One chunk holds
+/// ~2,500 groups; only a tag dimension with more values than that in one
+/// account-day (a `Name` tag of an autoscaling fleet) needs a second.
+pub const CHUNK_JSON_BYTES: usize = 256 * 1024;
+
+/// `rows` (one partition, period and account) as [`Part`]s sorted by
+/// group, cut in order into chunks of at most [`CHUNK_JSON_BYTES`] of
+/// JSON; always at least one chunk (empty for no rows). The same rows
+/// always cut the same way.
+pub fn chunk_parts<'a>(rows: impl IntoIterator<Item = &'a RollupRow>) -> Vec<Vec<Part>> {
+    let mut parts: Vec<Part> = rows
+        .into_iter()
+        .map(|r| Part {
+            d: r.dimension.clone(),
+            g: r.group.clone(),
+            c: r.cost_usd,
+            r: r.reserved_usd,
+            m: r.price_missing,
+            p: r.price_partial,
+            n: r.resources,
+        })
+        .collect();
+    parts.sort_by(|a, b| a.g.cmp(&b.g));
+    let mut chunks: Vec<Vec<Part>> = vec![Vec::new()];
+    let mut bytes = 2;
+    for part in parts {
+        let len = serde_json::to_vec(&part).map_or(0, |j| j.len()) + 1;
+        if bytes + len > CHUNK_JSON_BYTES && !chunks.last().is_some_and(Vec::is_empty) {
+            chunks.push(Vec::new());
+            bytes = 2;
+        }
+        bytes += len;
+        chunks.last_mut().expect("one chunk at least").push(part);
+    }
+    chunks
 }
 
 /// Most bytes a roll-up's parts inflate to (entries and packed items): a
@@ -378,9 +426,9 @@ pub fn inflate_parts(z: &[u8], at: &str) -> anyhow::Result<Vec<Part>> {
 }
 
 /// One stored item of a roll-up partition (`{tenant}#{hour|day}#{dimension}`):
-/// an account's **packed** groups of a period (one item; `rows` may be
-/// empty: the account had rows of that period and has none now), or one
-/// row written before packing (`packed` false, one row).
+/// a chunk of an account's **packed** groups of a period (usually the only
+/// one; `rows` may be empty: the account had rows of that period and has
+/// none now), or one row written before packing (`packed` false, one row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRollup {
     pub pk: String,
@@ -389,58 +437,59 @@ pub struct StoredRollup {
     pub period: String,
     pub account: AccountId,
     pub packed: bool,
+    /// Which chunk of how many (0 of 1 for rows of before).
+    pub chunk: usize,
+    pub chunks: usize,
     /// The groups, sorted by group. Rows of a packed item carry the item's
     /// `pk`, the sort key a row of before would have
     /// (`{period}#{group}#{account}`) and the item's `expires_at`.
     pub rows: Vec<RollupRow>,
 }
 
-/// The packed item of one account's groups of one period in one
+/// The packed items of one account's groups of one period in one
 /// dimension: `rows` all of partition `pk`, period `period` and account
-/// `account` (possibly none: an empty item replaces rows of before and
-/// says the account has no cost there). Attributes: `pk`, `sk`
-/// ([`packed_sk`]), `tenant`, `account`, `dimension`, `period`, `z` (the
-/// groups as deflated JSON [`Part`]s, sorted by group), `expires_at`.
-pub fn packed_item(
+/// `account` (possibly none: one empty item then, which replaces rows of
+/// before and says the account has no cost there), cut by
+/// [`chunk_parts`]. Attributes: `pk`, `sk` ([`chunk_sk`]), `tenant`,
+/// `account`, `dimension`, `period`, `chunk` and `chunks` (index, count),
+/// `z` (the chunk's groups as deflated JSON [`Part`]s), `expires_at`.
+pub fn packed_items<'a>(
     tenant: &TenantId,
     account: &AccountId,
     pk: &str,
     dimension: &str,
     period: &str,
-    rows: &[&RollupRow],
+    rows: impl IntoIterator<Item = &'a RollupRow>,
     expires_at: i64,
-) -> anyhow::Result<HashMap<String, AttributeValue>> {
-    let mut parts: Vec<Part> = rows
-        .iter()
-        .map(|r| Part {
-            d: r.dimension.clone(),
-            g: r.group.clone(),
-            c: r.cost_usd,
-            r: r.reserved_usd,
-            m: r.price_missing,
-            p: r.price_partial,
-            n: r.resources,
-        })
-        .collect();
-    parts.sort_by(|a, b| a.g.cmp(&b.g));
-    let z = deflate_parts(&parts)?;
+) -> anyhow::Result<Vec<HashMap<String, AttributeValue>>> {
+    let chunks = chunk_parts(rows);
+    let n = chunks.len();
     let s = |v: &str| AttributeValue::S(v.to_owned());
-    Ok(HashMap::from([
-        ("pk".to_owned(), s(pk)),
-        ("sk".to_owned(), s(&packed_sk(period, account))),
-        ("tenant".to_owned(), s(tenant.as_str())),
-        ("account".to_owned(), s(account.as_str())),
-        ("dimension".to_owned(), s(dimension)),
-        ("period".to_owned(), s(period)),
-        (
-            "z".to_owned(),
-            AttributeValue::B(aws_smithy_types::Blob::new(z)),
-        ),
-        (
-            "expires_at".to_owned(),
-            AttributeValue::N(expires_at.to_string()),
-        ),
-    ]))
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, parts)| {
+            let z = deflate_parts(parts)?;
+            Ok(HashMap::from([
+                ("pk".to_owned(), s(pk)),
+                ("sk".to_owned(), s(&chunk_sk(period, account, i))),
+                ("tenant".to_owned(), s(tenant.as_str())),
+                ("account".to_owned(), s(account.as_str())),
+                ("dimension".to_owned(), s(dimension)),
+                ("period".to_owned(), s(period)),
+                ("chunk".to_owned(), AttributeValue::N(i.to_string())),
+                ("chunks".to_owned(), AttributeValue::N(n.to_string())),
+                (
+                    "z".to_owned(),
+                    AttributeValue::B(aws_smithy_types::Blob::new(z)),
+                ),
+                (
+                    "expires_at".to_owned(),
+                    AttributeValue::N(expires_at.to_string()),
+                ),
+            ]))
+        })
+        .collect()
 }
 
 /// A roll-up partition's item back: packed (has `z`) or a row of before.
@@ -459,6 +508,8 @@ pub fn read_stored(item: HashMap<String, AttributeValue>) -> anyhow::Result<Stor
             period: row.period.clone(),
             account: row.account.clone(),
             packed: false,
+            chunk: 0,
+            chunks: 1,
             rows: vec![row],
         });
     };
@@ -466,15 +517,19 @@ pub fn read_stored(item: HashMap<String, AttributeValue>) -> anyhow::Result<Stor
         .as_b()
         .map_err(|_| anyhow::anyhow!("{at}: `z` is not binary"))?;
     let field = |k: &str| str_of(k).with_context(|| format!("{at}: no `{k}`"));
-    let tenant = TenantId::new(&field("tenant")?).with_context(|| format!("{at}: tenant"))?;
-    let account = AccountId::new(&field("account")?).with_context(|| format!("{at}: account"))?;
+    let number = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .with_context(|| format!("{at}: no `{k}`"))
+    };
+    let tenant = TenantId::new(field("tenant")?).with_context(|| format!("{at}: tenant"))?;
+    let account = AccountId::new(field("account")?).with_context(|| format!("{at}: account"))?;
     let dimension = field("dimension")?;
     let period = field("period")?;
-    let expires_at = item
-        .get("expires_at")
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("{at}: no `expires_at`"))?;
+    let expires_at = number("expires_at")?;
+    let chunk = usize::try_from(number("chunk")?).with_context(|| format!("{at}: chunk"))?;
+    let chunks = usize::try_from(number("chunks")?).with_context(|| format!("{at}: chunks"))?;
     let rows = inflate_parts(z.as_ref(), &at)?
         .into_iter()
         .map(|p| RollupRow {
@@ -499,23 +554,31 @@ pub fn read_stored(item: HashMap<String, AttributeValue>) -> anyhow::Result<Stor
         period,
         account,
         packed: true,
+        chunk,
+        chunks,
         rows,
     })
 }
 
 /// The rows `items` stand for: where an account's period has a packed
 /// item (in the same partition), its rows of before are left out (they
-/// are what it replaced; they expire with their TTL).
+/// are what it replaced; they expire with their TTL), and so are chunks
+/// past the count its first chunk gives (left by a longer result whose
+/// extra chunks are being deleted).
 pub fn resolve(items: Vec<StoredRollup>) -> Vec<RollupRow> {
-    let packed: std::collections::HashSet<(String, String, AccountId)> = items
-        .iter()
-        .filter(|i| i.packed)
-        .map(|i| (i.pk.clone(), i.period.clone(), i.account.clone()))
-        .collect();
+    let key = |i: &StoredRollup| (i.pk.clone(), i.period.clone(), i.account.clone());
+    let mut packed: HashMap<(String, String, AccountId), Option<usize>> = HashMap::new();
+    for i in items.iter().filter(|i| i.packed) {
+        let n = packed.entry(key(i)).or_default();
+        if i.chunk == 0 {
+            *n = Some(i.chunks);
+        }
+    }
     items
         .into_iter()
-        .filter(|i| {
-            i.packed || !packed.contains(&(i.pk.clone(), i.period.clone(), i.account.clone()))
+        .filter(|i| match packed.get(&key(i)) {
+            None => true,
+            Some(n) => i.packed && n.is_none_or(|n| i.chunk < n),
         })
         .flat_map(|i| i.rows)
         .collect()
@@ -583,16 +646,18 @@ mod tests {
             region_row(&a, "2025-06-02T10", "us-east-1", 0.25),
             region_row(&a, "2025-06-02T10", "eu-west-1", 0.5),
         ];
-        let item = packed_item(
+        let mut items = packed_items(
             &t,
             &a,
             "acme#hour#region",
             "region",
             "2025-06-02T10",
-            &rows.iter().collect::<Vec<_>>(),
+            &rows,
             1_700_000_000,
         )
         .unwrap();
+        assert_eq!(items.len(), 1);
+        let item = items.remove(0);
         assert_eq!(item["sk"].as_s().unwrap(), "2025-06-02T10#111122223333");
         let back = read_stored(item).unwrap();
         assert!(back.packed);
@@ -612,19 +677,17 @@ mod tests {
         let a = AccountId::new("111122223333").unwrap();
         let b = AccountId::new("444455556666").unwrap();
         let packed = |account: &AccountId, period: &str, rows: &[RollupRow]| {
-            read_stored(
-                packed_item(
-                    &t,
-                    account,
-                    "acme#hour#region",
-                    "region",
-                    period,
-                    &rows.iter().collect::<Vec<_>>(),
-                    1_700_000_000,
-                )
-                .unwrap(),
+            let mut items = packed_items(
+                &t,
+                account,
+                "acme#hour#region",
+                "region",
+                period,
+                rows,
+                1_700_000_000,
             )
-            .unwrap()
+            .unwrap();
+            read_stored(items.remove(0)).unwrap()
         };
         let items = vec![
             // a, 10:00: rows of before only.
@@ -657,11 +720,104 @@ mod tests {
     }
 
     #[test]
+    fn many_groups_are_cut_into_chunks_and_read_back_whole() {
+        let t = TenantId::new("acme").unwrap();
+        let a = AccountId::new("111122223333").unwrap();
+        let period = "2025-06-02";
+        // 6,000 tag values in one account-day: more than one chunk holds.
+        let rows: Vec<RollupRow> = (0..6000)
+            .map(|i| RollupRow {
+                dimension: "tag:Name".into(),
+                ..region_row(
+                    &a,
+                    period,
+                    &format!("web-{i:05}-{:x}", i * 7919),
+                    0.1 * f64::from(i),
+                )
+            })
+            .collect();
+        let items =
+            packed_items(&t, &a, "acme#day#tag:Name", "tag:Name", period, &rows, 1).unwrap();
+        assert!(items.len() >= 2, "{} chunks", items.len());
+        for (i, item) in items.iter().enumerate() {
+            let z = item["z"].as_b().unwrap().as_ref().len();
+            assert!(z < 300 * 1024, "chunk {i}: {z} bytes");
+        }
+        assert_eq!(items[0]["sk"].as_s().unwrap(), "2025-06-02#111122223333");
+        assert_eq!(
+            items[1]["sk"].as_s().unwrap(),
+            "2025-06-02#111122223333#0001"
+        );
+        let stored: Vec<StoredRollup> =
+            items.into_iter().map(|i| read_stored(i).unwrap()).collect();
+        let mut back = resolve(stored.clone());
+        back.sort_by(|x, y| x.group.cmp(&y.group));
+        let mut want = rows.clone();
+        want.sort_by(|x, y| x.group.cmp(&y.group));
+        assert_eq!(back.len(), 6000);
+        assert!(
+            back.iter()
+                .zip(&want)
+                .all(|(b, w)| b.group == w.group && b.cost_usd == w.cost_usd)
+        );
+        // A shorter result's first chunk says how many count: a chunk of
+        // the longer result before, not yet deleted, is left out.
+        let short = packed_items(
+            &t,
+            &a,
+            "acme#day#tag:Name",
+            "tag:Name",
+            period,
+            &rows[..10],
+            1,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|i| read_stored(i).unwrap());
+        let mixed: Vec<StoredRollup> = short.chain(stored.into_iter().skip(1)).collect();
+        assert_eq!(resolve(mixed).len(), 10);
+    }
+
+    #[test]
+    fn stored_figures_read_back_to_the_same_bits() {
+        // An unchanged recompute writes nothing only if what it reads back
+        // equals what it computes to the bit: serde_json parses floats
+        // exactly only with its `float_roundtrip` feature (the workspace
+        // turns it on).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let parts: Vec<Part> = (0..20_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let c = (x >> 11) as f64 / (1u64 << 53) as f64 * 1000.0;
+                Part {
+                    d: "account".into(),
+                    g: "g".into(),
+                    c: c + 0.1,
+                    r: c * 0.6,
+                    m: 0,
+                    p: 0,
+                    n: 1,
+                }
+            })
+            .collect();
+        let back = inflate_parts(&deflate_parts(&parts).unwrap(), "test").unwrap();
+        let off = parts
+            .iter()
+            .zip(&back)
+            .filter(|(a, b)| a.c.to_bits() != b.c.to_bits() || a.r.to_bits() != b.r.to_bits())
+            .count();
+        assert_eq!(off, 0, "{off} of {} figures changed", parts.len());
+    }
+
+    #[test]
     fn a_damaged_packed_item_names_itself() {
         let t = TenantId::new("acme").unwrap();
         let a = AccountId::new("111122223333").unwrap();
-        let mut item =
-            packed_item(&t, &a, "acme#day#family", "family", "2025-06-02", &[], 1).unwrap();
+        let mut item = packed_items(&t, &a, "acme#day#family", "family", "2025-06-02", [], 1)
+            .unwrap()
+            .remove(0);
         item.insert(
             "z".into(),
             AttributeValue::B(aws_smithy_types::Blob::new(b"not deflate".to_vec())),
