@@ -379,6 +379,9 @@ pub struct SignedCall {
     /// DynamoDB calls: the table (`TableName`, or the first table of a
     /// batch's `RequestItems` or a transaction's `TransactItems`).
     pub table: Option<String>,
+    /// DynamoDB calls: the kind of the first item the request names
+    /// ([`dynamodb_key_kind`]), e.g. `waste-idle` or `hour#region`.
+    pub key_kind: Option<String>,
     /// DynamoDB calls: the units the answer's `ConsumedCapacity` reports
     /// (Kopter's clients ask for it, see `kopter_runtime::consumed_capacity`);
     /// `None` when the answer has none. Exact on DynamoDB Local; moto
@@ -503,6 +506,63 @@ pub fn dynamodb_table(request: &[u8]) -> Option<String> {
         .as_object()?
         .values()
         .find_map(|a| a["TableName"].as_str().map(str::to_owned))
+}
+
+/// The kind of item a DynamoDB request is about, from the partition key
+/// (`pk`) of its first item — a write's `Item` or `Key`, a batch's first
+/// request, a transaction's first action, a query's `:pk` — with the
+/// tenant (its first `#` segment) left out and ids and periods as
+/// placeholders: `{tenant}#1234…#rollups#2025-06-02` →
+/// `{account}#rollups#{period}`. What the request-cost benchmark splits
+/// "who pays" by; `None` where no `pk` is named.
+pub fn dynamodb_key_kind(request: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(request).ok()?;
+    let of_item = |w: &serde_json::Value| {
+        ["Item", "Key"]
+            .iter()
+            .find_map(|k| w[*k]["pk"]["S"].as_str().map(str::to_owned))
+    };
+    let pk = of_item(&v)
+        .or_else(|| {
+            let first = v["RequestItems"].as_object()?.values().next()?;
+            let first = first.as_array()?.first()?;
+            ["PutRequest", "DeleteRequest"]
+                .iter()
+                .find_map(|k| of_item(&first[*k]))
+        })
+        .or_else(|| {
+            let first = v["TransactItems"].as_array()?.first()?.as_object()?;
+            first.values().find_map(of_item)
+        })
+        .or_else(|| {
+            v["ExpressionAttributeValues"][":pk"]["S"]
+                .as_str()
+                .map(str::to_owned)
+        })?;
+    let kind: Vec<String> = pk
+        .split('#')
+        .skip(1)
+        .map(|seg| {
+            let digits = seg.bytes().all(|b| b.is_ascii_digit());
+            if seg.len() == 12 && digits {
+                "{account}".to_owned()
+            } else if seg.len() >= 7
+                && seg.as_bytes()[4] == b'-'
+                && seg[..4].bytes().all(|b| b.is_ascii_digit())
+            {
+                "{period}".to_owned()
+            } else if seg.len() >= 16 && seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+                "{id}".to_owned()
+            } else {
+                seg.to_owned()
+            }
+        })
+        .collect();
+    Some(if kind.is_empty() {
+        "-".to_owned()
+    } else {
+        kind.join("#")
+    })
 }
 
 /// The units a DynamoDB answer reports in `ConsumedCapacity` (an object,
@@ -826,8 +886,12 @@ async fn forward(
     let table = (service == "dynamodb")
         .then(|| dynamodb_table(&body_copy))
         .flatten();
+    let key_kind = (service == "dynamodb")
+        .then(|| dynamodb_key_kind(&body_copy))
+        .flatten();
     shared.log.lock().unwrap().push(SignedCall {
         table,
+        key_kind,
         units,
         reported,
         empty_receive,
@@ -902,6 +966,24 @@ mod tests {
             dynamodb_units("AmazonSQS.SendMessage", b"{}", b"{}"),
             Units::default()
         );
+    }
+
+    #[test]
+    fn the_key_kind_of_a_request_leaves_out_tenant_ids_and_periods() {
+        let k = |body: &str| dynamodb_key_kind(body.as_bytes());
+        assert_eq!(
+            k(r#"{"TableName":"t","Item":{"pk":{"S":"acme#111122223333#rollups#2025-06-02"},"sk":{"S":"x"}}}"#).as_deref(),
+            Some("{account}#rollups#{period}")
+        );
+        assert_eq!(
+            k(r#"{"RequestItems":{"t":[{"PutRequest":{"Item":{"pk":{"S":"acme#hour#region"}}}}]}}"#).as_deref(),
+            Some("hour#region")
+        );
+        assert_eq!(
+            k(r#"{"TableName":"t","KeyConditionExpression":"pk = :pk","ExpressionAttributeValues":{":pk":{"S":"acme#waste-idle"}}}"#).as_deref(),
+            Some("waste-idle")
+        );
+        assert_eq!(k(r#"{"TableName":"t","Key":{"id":{"S":"x"}}}"#), None);
     }
 
     #[test]

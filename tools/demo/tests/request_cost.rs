@@ -116,6 +116,8 @@ struct Measure {
     by_op: BTreeMap<(String, String), OpTotal>,
     /// DynamoDB only, by table (the environment's prefix cut) and operation.
     by_table: BTreeMap<(String, String), OpTotal>,
+    /// DynamoDB writes by table and item kind (`dynamodb_key_kind`).
+    by_kind: BTreeMap<(String, String), OpTotal>,
     idle_polls_per_hour: f64,
     depth_polls_per_hour: f64,
     floor: Floor,
@@ -441,6 +443,7 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
 
     let mut by_op: BTreeMap<(String, String), OpTotal> = BTreeMap::new();
     let mut by_table: BTreeMap<(String, String), OpTotal> = BTreeMap::new();
+    let mut by_kind: BTreeMap<(String, String), OpTotal> = BTreeMap::new();
     let mut idle = 0u64;
     let mut depth_polls = 0u64;
     let mut estimated = 0u64;
@@ -491,6 +494,13 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
                 t.write_units += units.write as f64 * weight;
                 t.read_halves += units.read_halves as f64 * weight;
                 t.usd += usd(c, units) * weight;
+                if units.write > 0 {
+                    let kind = c.key_kind.clone().unwrap_or_else(|| "-".to_owned());
+                    let t = by_kind.entry((short.to_owned(), kind)).or_default();
+                    t.calls += weight;
+                    t.write_units += units.write as f64 * weight;
+                    t.usd += usd(c, units) * weight;
+                }
             }
         }
     }
@@ -540,6 +550,7 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
         resources,
         by_op,
         by_table,
+        by_kind,
         idle_polls_per_hour: idle as f64 / wall.as_secs_f64() * 3600.0,
         depth_polls_per_hour: depth_polls as f64 / wall.as_secs_f64() * 3600.0,
         floor,
@@ -597,6 +608,23 @@ fn render(m: &Measure) -> String {
             t.calls / per,
             t.write_units / per,
             t.read_halves / 2.0 / per,
+            t.usd / per * HOURS_PER_MONTH
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  DynamoDB writes by item kind (partition key without tenant and ids):"
+    );
+    let mut kinds: Vec<_> = m.by_kind.iter().collect();
+    kinds.sort_by(|a, b| b.1.write_units.total_cmp(&a.1.write_units));
+    for ((table, kind), t) in kinds {
+        let _ = writeln!(
+            s,
+            "    {:<20} {:<34} {:>8.2} calls {:>8.2} WRU {:>12.6}",
+            table,
+            kind,
+            t.calls / per,
+            t.write_units / per,
             t.usd / per * HOURS_PER_MONTH
         );
     }
