@@ -551,7 +551,18 @@ pub fn dynamodb_key_kind(request: &[u8]) -> Option<String> {
                 && seg[..4].bytes().all(|b| b.is_ascii_digit())
             {
                 "{period}".to_owned()
-            } else if seg.len() >= 16 && seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            } else if let Some((prefix, _)) = seg
+                .rsplit_once('-')
+                .filter(|(_, id)| id.len() >= 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                // `n-01c7…`: a short prefix and a hex id.
+                let prefix = if prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+                    ""
+                } else {
+                    prefix
+                };
+                format!("{prefix}{}{{id}}", if prefix.is_empty() { "" } else { "-" })
+            } else if seg.len() >= 16 && seg.bytes().all(|b| b.is_ascii_hexdigit()) {
                 "{id}".to_owned()
             } else {
                 seg.to_owned()
@@ -984,6 +995,10 @@ mod tests {
             Some("waste-idle")
         );
         assert_eq!(k(r#"{"TableName":"t","Key":{"id":{"S":"x"}}}"#), None);
+        assert_eq!(
+            k(r#"{"TableName":"t","Item":{"pk":{"S":"notifier#notify-sent#n-01c7814d9d382d1aa9812959a30c6b30#webhook"}}}"#).as_deref(),
+            Some("notify-sent#n-{id}#webhook")
+        );
     }
 
     #[test]
