@@ -800,9 +800,21 @@ impl GraphStore {
                 expires_at,
             )?;
             // Chunks of a longer result before (past ~2,500 groups) go;
-            // readers ignore them meanwhile (the first chunk's count).
-            let stale = rollups::chunk_parts(was_rows.iter().copied()).len();
-            for chunk in items.len()..stale {
+            // readers ignore them meanwhile (the first chunk's count). Which
+            // are stored is read where either result is cut in chunks or
+            // `old` is only candidates (merged, they may cut differently
+            // from what was written): one `Query` of the key's chunks.
+            let was_chunks = rollups::chunk_parts(was_rows.iter().copied()).len();
+            let stale: Vec<usize> = if every_row || items.len() > 1 || was_chunks > 1 {
+                self.stored_chunks(pk, period, account)
+                    .await?
+                    .into_iter()
+                    .filter(|c| *c >= items.len())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for chunk in stale {
                 writes.push(
                     WriteRequest::builder()
                         .delete_request(
@@ -825,6 +837,38 @@ impl GraphStore {
         kopter_runtime::dynamo::batch_write(&self.ddb, &self.table, writes, 4).await
     }
 
+    /// The chunk numbers stored beyond the first of an account's packed
+    /// roll-up of a period (`{period}#{account}#{nnnn}`), keys only.
+    async fn stored_chunks(
+        &self,
+        pk: &str,
+        period: &str,
+        account: &AccountId,
+    ) -> anyhow::Result<Vec<usize>> {
+        let prefix = format!("{}#", rollups::packed_sk(period, account));
+        let q = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+            .projection_expression("sk")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":p", s(&prefix));
+        let items = dynamo::query_items(q, &format!("{pk} {prefix}")).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| {
+                i.get("sk")?
+                    .as_s()
+                    .ok()?
+                    .strip_prefix(&prefix)?
+                    .parse()
+                    .ok()
+            })
+            .collect())
+    }
+
     /// One account's roll-up rows of partition `pk` whose sort key
     /// begins with `prefix` (the partition holds every account's).
     async fn rollups(
@@ -843,10 +887,12 @@ impl GraphStore {
             .expression_attribute_values(":p", s(prefix));
         let mut stored = Vec::new();
         for item in dynamo::query_items(q, &format!("{pk} {prefix}")).await? {
-            let item = rollups::read_stored(item)?;
-            if item.account == *account {
-                stored.push(item);
+            // Other accounts' items are not decoded (nor can a damaged one
+            // fail this account's recompute).
+            if item.get("account").and_then(|v| v.as_s().ok()) != Some(&account.to_string()) {
+                continue;
             }
+            stored.push(rollups::read_stored(item)?);
         }
         Ok(rollups::resolve(stored))
     }

@@ -1683,3 +1683,72 @@ async fn a_recompute_that_fails_after_its_claim_gives_the_hour_back() {
         assert_eq!(groups, [("new".to_owned(), 2.0)], "{gran}");
     }
 }
+
+/// An hour of more groups than one item holds (a roll-up tag of 3,000
+/// values) is cut in chunks and reads back whole, hour and day; a smaller
+/// result after it deletes the chunks it no longer needs.
+#[tokio::test]
+async fn a_roll_up_of_thousands_of_groups_is_chunked_and_shrinks_cleanly() {
+    use kopter_store::graph::GraphStore;
+
+    let w = world().await;
+    let graph = GraphStore::new(w.env.ctx.aws.dynamodb(), &w.env.ctx.names);
+    let tenant = &w.tenant;
+    let tags = vec!["team".to_owned()];
+    let h9 = t("2025-06-02T09:00:00Z");
+    let pad = "x".repeat(40);
+    let many: Vec<_> = (0..3000)
+        .map(|i| {
+            cost_line(
+                &format!("i-{i:05}"),
+                h9,
+                "m5",
+                Some(&format!("team-{i:05}-{pad}")),
+                Some(0.001),
+            )
+        })
+        .collect();
+    replace_retrying(&graph, tenant, &w.account, h9, &many, &tags).await;
+    let (hour_pk, day_pk) = (
+        format!("{tenant}#hour#tag:team"),
+        format!("{tenant}#day#tag:team"),
+    );
+    for pk in [&hour_pk, &day_pk] {
+        let sks = partition_sks(&w, pk).await;
+        assert!(sks.len() >= 2, "{pk}: {sks:?}");
+    }
+    let series = |gran: &'static str, period: &'static str| {
+        let graph = &graph;
+        async move {
+            graph
+                .series(tenant, None, gran, "tag:team", period, period)
+                .await
+                .unwrap()
+        }
+    };
+    for points in [
+        series("hour", "2025-06-02T09").await,
+        series("day", "2025-06-02").await,
+    ] {
+        assert_eq!(points.len(), 3000);
+        let total: f64 = points.iter().map(|p| p.cost_usd).sum();
+        assert!((total - 3.0).abs() < 1e-9, "{total}");
+    }
+
+    // Ten resources now: one item each for the hour and the day.
+    replace_retrying(&graph, tenant, &w.account, h9, &many[..10], &tags).await;
+    assert_eq!(
+        partition_sks(&w, &hour_pk).await,
+        vec![format!("2025-06-02T09#{}", w.account)]
+    );
+    assert_eq!(
+        partition_sks(&w, &day_pk).await,
+        vec![format!("2025-06-02#{}", w.account)]
+    );
+    for points in [
+        series("hour", "2025-06-02T09").await,
+        series("day", "2025-06-02").await,
+    ] {
+        assert_eq!(points.len(), 10);
+    }
+}

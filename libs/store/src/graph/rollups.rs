@@ -528,8 +528,15 @@ pub fn read_stored(item: HashMap<String, AttributeValue>) -> anyhow::Result<Stor
     let dimension = field("dimension")?;
     let period = field("period")?;
     let expires_at = number("expires_at")?;
-    let chunk = usize::try_from(number("chunk")?).with_context(|| format!("{at}: chunk"))?;
-    let chunks = usize::try_from(number("chunks")?).with_context(|| format!("{at}: chunks"))?;
+    // Items packed before chunks existed have neither: one chunk of one.
+    let chunk = match item.get("chunk") {
+        None => 0,
+        Some(_) => usize::try_from(number("chunk")?).with_context(|| format!("{at}: chunk"))?,
+    };
+    let chunks = match item.get("chunks") {
+        None => 1,
+        Some(_) => usize::try_from(number("chunks")?).with_context(|| format!("{at}: chunks"))?,
+    };
     let rows = inflate_parts(z.as_ref(), &at)?
         .into_iter()
         .map(|p| RollupRow {
@@ -560,25 +567,25 @@ pub fn read_stored(item: HashMap<String, AttributeValue>) -> anyhow::Result<Stor
     })
 }
 
-/// The rows `items` stand for: where an account's period has a packed
-/// item (in the same partition), its rows of before are left out (they
-/// are what it replaced; they expire with their TTL), and so are chunks
-/// past the count its first chunk gives (left by a longer result whose
-/// extra chunks are being deleted).
+/// The rows `items` stand for. An account's period is packed when its
+/// first chunk is there (in the same partition): then its rows of before
+/// are left out (they are what it replaced; they expire with their TTL),
+/// and so are chunks past the count the first chunk gives (left by a
+/// longer result). Chunks without a first chunk (put before it on a first
+/// write, or outliving it under TTL) are left out, and the rows of before
+/// stand.
 pub fn resolve(items: Vec<StoredRollup>) -> Vec<RollupRow> {
     let key = |i: &StoredRollup| (i.pk.clone(), i.period.clone(), i.account.clone());
-    let mut packed: HashMap<(String, String, AccountId), Option<usize>> = HashMap::new();
-    for i in items.iter().filter(|i| i.packed) {
-        let n = packed.entry(key(i)).or_default();
-        if i.chunk == 0 {
-            *n = Some(i.chunks);
-        }
-    }
+    let packed: HashMap<(String, String, AccountId), usize> = items
+        .iter()
+        .filter(|i| i.packed && i.chunk == 0)
+        .map(|i| (key(i), i.chunks))
+        .collect();
     items
         .into_iter()
         .filter(|i| match packed.get(&key(i)) {
-            None => true,
-            Some(n) => i.packed && n.is_none_or(|n| i.chunk < n),
+            None => !i.packed,
+            Some(n) => i.packed && i.chunk < *n,
         })
         .flat_map(|i| i.rows)
         .collect()
@@ -774,8 +781,23 @@ mod tests {
         .unwrap()
         .into_iter()
         .map(|i| read_stored(i).unwrap());
-        let mixed: Vec<StoredRollup> = short.chain(stored.into_iter().skip(1)).collect();
+        let mixed: Vec<StoredRollup> = short.chain(stored.iter().skip(1).cloned()).collect();
         assert_eq!(resolve(mixed).len(), 10);
+        // Chunks without their first (put first on a first write, or
+        // outliving it): left out, and a row of before of the key stands.
+        let old = stored_row(&RollupRow {
+            pk: "acme#day#tag:Name".into(),
+            dimension: "tag:Name".into(),
+            ..region_row(&a, period, "web-old", 7.0)
+        });
+        let orphans: Vec<StoredRollup> = stored
+            .into_iter()
+            .skip(1)
+            .chain(std::iter::once(old))
+            .collect();
+        let left = resolve(orphans);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].group, "web-old");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Series by a roll-up dimension read `{tenant}#{hour|day}#{dimension}`,
 //! one packed item per account and period (`{period}#{account}`, every
-//! group of the account; rows of before packing are
+//! group of the account; chunks `{period}#{account}#{nnnn}` past ~2,500
+//! groups; rows of before packing are
 //! `{period}#{group}#{account}`), summed over accounts into points, one
 //! per period and group ([`GraphStore::series_page`]). Periods are read
 //! whole, in `Query`s of at most `2 × limit + 1` items (1000 at most); the
