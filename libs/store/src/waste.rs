@@ -327,7 +327,8 @@ pub const RESOLVED_KEEP_DAYS: i64 = 90;
 /// Every hourly evaluation rewrote every open finding before (one write
 /// unit each: at 100 resources per account ≈ 50 writes per account-hour,
 /// ≈ 0.02 USD per account-month); now a finding is written when it opens,
-/// changes (rule text, monthly saving, publication, status) or resolves,
+/// changes (rule text, monthly saving by more than a part in a billion,
+/// publication, status) or resolves,
 /// and otherwise once a day. The accrual stays exact as of the row's
 /// `accrued_through`: the next write adds the hours in between.
 pub const ACCRUAL_REFRESH: chrono::Duration = chrono::Duration::hours(24);
