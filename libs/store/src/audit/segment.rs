@@ -687,6 +687,11 @@ impl AuditStore {
         after: Option<&PageKey>,
     ) -> anyhow::Result<Page<AuditRow>> {
         let ((since, until), _) = q.searched_range();
+        if since > until {
+            // Nothing can match (the api refuses such a filter; a cursor
+            // carries the range it was made for).
+            return Ok(Page::empty());
+        }
         let (first_day, last_day) = (since.date_naive(), until.date_naive());
         let tokens = q.tokens();
         let search = !tokens.is_empty();
