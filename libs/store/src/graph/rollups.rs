@@ -172,8 +172,12 @@ pub fn hour_rows(
 
 /// Hour rows back to parts (an hour stored before entries existed).
 pub fn parts_of_rows(rows: &[RollupRow]) -> Vec<Part> {
-    rows.iter()
-        .map(|r| Part {
+    rows.iter().map(Part::from).collect()
+}
+
+impl From<&RollupRow> for Part {
+    fn from(r: &RollupRow) -> Self {
+        Part {
             d: r.dimension.clone(),
             g: r.group.clone(),
             c: r.cost_usd,
@@ -181,8 +185,8 @@ pub fn parts_of_rows(rows: &[RollupRow]) -> Vec<Part> {
             m: r.price_missing,
             p: r.price_partial,
             n: r.resources,
-        })
-        .collect()
+        }
+    }
 }
 
 /// One hour's entry: its parts and the expiry its hour rows carry.
@@ -368,18 +372,7 @@ pub const CHUNK_JSON_BYTES: usize = 256 * 1024;
 /// JSON; always at least one chunk (empty for no rows). The same rows
 /// always cut the same way.
 pub fn chunk_parts<'a>(rows: impl IntoIterator<Item = &'a RollupRow>) -> Vec<Vec<Part>> {
-    let mut parts: Vec<Part> = rows
-        .into_iter()
-        .map(|r| Part {
-            d: r.dimension.clone(),
-            g: r.group.clone(),
-            c: r.cost_usd,
-            r: r.reserved_usd,
-            m: r.price_missing,
-            p: r.price_partial,
-            n: r.resources,
-        })
-        .collect();
+    let mut parts: Vec<Part> = rows.into_iter().map(Part::from).collect();
     parts.sort_by(|a, b| a.g.cmp(&b.g));
     let mut chunks: Vec<Vec<Part>> = vec![Vec::new()];
     let mut bytes = 2;
