@@ -27,7 +27,7 @@ use kopter_store::prices::PriceStore;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
 use crate::engine::{hour_of, price_timeline};
-use crate::load::{HistoryReader, PriceRows, VersionLists, load_book};
+use crate::load::{AccountHistory, HistoryReader, PriceRows, VersionLists, load_book};
 use kopter_store::graph::CostLine;
 use kopter_store::graph::{GraphStore, expiry, hour_key, marker_expiry, month_key};
 
@@ -233,11 +233,27 @@ impl Aggregator {
         to: DateTime<Utc>,
         versions: &VersionLists,
     ) -> anyhow::Result<AccountReport> {
+        let from = hour_of(from);
+        let history = self.history.history(tenant, account, from).await?;
+        self.compute_history(&history, from, to, versions).await
+    }
+
+    /// [`Aggregator::compute_account`] of an account's read history
+    /// (`history.since` at or before `from`): the aggregate message reads
+    /// it once for the account's costs and its waste rules.
+    pub async fn compute_history(
+        &self,
+        history: &AccountHistory,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        versions: &VersionLists,
+    ) -> anyhow::Result<AccountReport> {
+        let (tenant, account) = (&history.tenant, &history.account);
         let (from, to) = (
             hour_of(from),
             hour_of(to - Duration::seconds(1)) + Duration::hours(1),
         );
-        let timelines = self.history.timelines(tenant, account, from, to).await?;
+        let timelines = self.history.timelines_of(history, from, to).await?;
         let book = load_book(
             &self.prices,
             &self.price_rows,
@@ -489,59 +505,66 @@ impl Aggregator {
             .map_err(HandlerError::retry)?;
         let versions = VersionLists::default();
         let versions = &versions;
-        type Job<'a> = futures::future::BoxFuture<'a, (TenantId, anyhow::Result<AccountReport>)>;
+        // Boxed: a closure returning the future is not general enough over
+        // its lifetimes for the Send handler.
+        type Job<'a> = futures::future::BoxFuture<'a, AccountOutcome>;
+        // One job per account: its costs, then its waste rules (hourly, at
+        // `hour`) from the same read of its inventory and history (the
+        // waste rules' window holds the costs'), as many accounts at once
+        // as `account_concurrency`: each is a chain of sequential reads, so
+        // one after another the tenant's accounts add up (seconds each
+        // under throttling). The waste rules run whether the costs failed
+        // or not. A retried attempt reads the history again: back-pressure
+        // of another recompute (`Contended`) means fresher inputs.
+        let since = from.min(self.waste_since(hour));
         let jobs: Vec<Job<'_>> = accounts
             .iter()
             .map(|a| {
                 let job: Job<'_> = Box::pin(async move {
-                    let r = retry_backpressure(|| {
-                        self.compute_account(&a.tenant_id, &a.account_id, from, to, versions)
+                    let (t, acct) = (&a.tenant_id, &a.account_id);
+                    let cost = retry_backpressure(|| async move {
+                        let history = self.history.history(t, acct, since).await?;
+                        let report = self.compute_history(&history, from, to, versions).await?;
+                        Ok((history, report))
                     })
                     .await
-                    .map_err(|e| e.context(format!("account {}/{}", a.tenant_id, a.account_id)));
-                    (a.tenant_id.clone(), r)
+                    .map_err(|e| e.context(format!("account {t}/{acct}")));
+                    let (mut shared, cost) = match cost {
+                        Ok((history, report)) => (Some(history), Ok(report)),
+                        Err(e) => (None, Err(e)),
+                    };
+                    let waste = retry_backpressure(|| {
+                        let history = shared.take();
+                        async move {
+                            match history {
+                                Some(h) => self.evaluate_waste_of(&h, hour).await,
+                                None => self.evaluate_waste(t, acct, hour).await,
+                            }
+                        }
+                    })
+                    .await
+                    .err()
+                    .map(|e| e.context(format!("waste of {t}/{acct}")));
+                    (t.clone(), cost, waste)
                 });
                 job
             })
             .collect();
-        let results: Vec<(TenantId, anyhow::Result<AccountReport>)> = futures::stream::iter(jobs)
+        let results: Vec<AccountOutcome> = futures::stream::iter(jobs)
             .buffer_unordered(self.config.account_concurrency)
             .collect()
             .await;
         let mut reports = Vec::new();
         let mut failed: Vec<anyhow::Error> = Vec::new();
         let mut tenants = std::collections::BTreeSet::new();
-        for (tenant, r) in results {
+        for (tenant, r, waste) in results {
             tenants.insert(tenant);
             match r {
                 Ok(r) => reports.push(r),
                 Err(e) => failed.push(e),
             }
+            failed.extend(waste);
         }
-        // Waste rules after the accounts' costs (hourly, at `hour`), as
-        // many accounts at once as the costs: each is a chain of
-        // sequential reads, so one after another the tenant's accounts
-        // add up (seconds each under throttling).
-        // Boxed like the cost jobs above: a closure returning the future
-        // is not general enough over its lifetimes for the Send handler.
-        type WasteJob<'a> = futures::future::BoxFuture<'a, Option<anyhow::Error>>;
-        let waste_jobs: Vec<WasteJob<'_>> = accounts
-            .iter()
-            .map(|a| {
-                let job: WasteJob<'_> = Box::pin(async move {
-                    retry_backpressure(|| self.evaluate_waste(&a.tenant_id, &a.account_id, hour))
-                        .await
-                        .err()
-                        .map(|e| e.context(format!("waste of {}/{}", a.tenant_id, a.account_id)))
-                });
-                job
-            })
-            .collect();
-        let waste_failed: Vec<Option<anyhow::Error>> = futures::stream::iter(waste_jobs)
-            .buffer_unordered(self.config.account_concurrency)
-            .collect()
-            .await;
-        failed.extend(waste_failed.into_iter().flatten());
         for t in &tenants {
             self.check_budget(t, hour)
                 .await
@@ -569,6 +592,14 @@ impl Aggregator {
         ))
     }
 }
+
+/// One account's part of an aggregate message: its tenant, its costs'
+/// report, and its waste rules' error if they failed.
+type AccountOutcome = (
+    TenantId,
+    anyhow::Result<AccountReport>,
+    Option<anyhow::Error>,
+);
 
 /// Attempts of one account's computation (costs, or waste rules) in one
 /// message when it fails under AWS back-pressure (throttling, 5xx,

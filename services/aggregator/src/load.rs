@@ -4,9 +4,11 @@
 //! Timelines for `[from, to)` of one account take a bounded number of
 //! reads whatever the account's age: its inventory (current state of
 //! every resource, with `last_change_at`), its history rows since `from`,
-//! and — only for resources that changed since `from` — the one history
-//! row in force at `from` (index `by-resource`). A resource unchanged
-//! since before `from` was in its inventory state the whole window.
+//! and — only for resources that changed since `from`, and were not first
+//! seen since — the one history row in force at `from` (index
+//! `by-resource`). A resource unchanged since before `from` was in its
+//! inventory state the whole window. [`AccountHistory`] holds the first
+//! two reads, so an aggregate message's costs and waste rules share them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use kopter_runtime::dynamo;
 use kopter_schema::items::keys;
 use kopter_schema::{AccountId, Names, Table, TenantId};
-use kopter_store::inventory::{EventRow, Resource, fixed_time};
+use kopter_store::inventory::{Change, EventRow, InventoryRow, Resource, fixed_time};
 use kopter_store::platform;
 use kopter_store::prices::{EbsPriceItem, InstancePrices, PriceStore, VersionRecord};
 
@@ -53,11 +55,65 @@ impl HistoryReader {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> anyhow::Result<Vec<Timeline>> {
+        let history = self.history(tenant, account, from).await?;
+        self.timelines_of(&history, from, to).await
+    }
+
+    /// The account's inventory and its history rows since `since`: two
+    /// strongly consistent reads, from which [`HistoryReader::timelines_of`]
+    /// builds the timelines of any window starting at or after `since`.
+    /// An aggregate message reads it once per account for its costs and
+    /// its waste rules (issue 23: the inventory was read twice an
+    /// account-hour).
+    pub async fn history(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<AccountHistory> {
         let inventory = self
             .inventory
             .inventory(tenant, account, None, None)
             .await?;
-        let changed = self.events_since(tenant, account, from).await?;
+        let events = self.events_since(tenant, account, since).await?;
+        Ok(AccountHistory {
+            tenant: tenant.clone(),
+            account: account.clone(),
+            since,
+            inventory,
+            events,
+        })
+    }
+
+    /// [`HistoryReader::timelines`] of `[from, to)` from a read
+    /// [`AccountHistory`]; only the states in force at `from` of resources
+    /// that changed since are read (one small `Query` each), and not even
+    /// those for a resource first seen since `from` (its first history
+    /// row is in the window: nothing was before it).
+    ///
+    /// Errors if `from` is before the history's `since` (its rows would
+    /// be missing), or on a failed read.
+    pub async fn timelines_of(
+        &self,
+        history: &AccountHistory,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<Timeline>> {
+        anyhow::ensure!(
+            from >= history.since,
+            "timelines of {}/{} from {from}: the history read starts at {}",
+            history.tenant,
+            history.account,
+            history.since
+        );
+        let (tenant, account) = (&history.tenant, &history.account);
+        let inventory = &history.inventory;
+        let from_sk = fixed_time(from);
+        let changed = history
+            .events
+            .iter()
+            .filter(|e| e.sk.as_str() >= from_sk.as_str())
+            .cloned();
         let mut by_resource: HashMap<String, Vec<EventRow>> = HashMap::new();
         for e in changed {
             by_resource
@@ -90,9 +146,12 @@ impl HistoryReader {
                     });
                 }
                 Some(events) => {
-                    let initial = self
-                        .state_before(tenant, account, &row.resource_id, from)
-                        .await?;
+                    let initial = if events.iter().any(|e| first_sight(e.change)) {
+                        None
+                    } else {
+                        self.state_before(tenant, account, &row.resource_id, from)
+                            .await?
+                    };
                     out.push(timeline(&row.region, &row.resource_id, initial, events, to));
                 }
             }
@@ -104,7 +163,11 @@ impl HistoryReader {
                 continue;
             }
             let region = events[0].region.clone();
-            let initial = self.state_before(tenant, account, &id, from).await?;
+            let initial = if events.iter().any(|e| first_sight(e.change)) {
+                None
+            } else {
+                self.state_before(tenant, account, &id, from).await?
+            };
             out.push(timeline(&region, &id, initial, events, to));
         }
         out.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
@@ -175,6 +238,27 @@ impl HistoryReader {
             }
         }
     }
+}
+
+/// An account's inventory (by sort key) and its history rows since
+/// `since` (in sort-key order), read by [`HistoryReader::history`].
+#[derive(Debug, Clone)]
+pub struct AccountHistory {
+    pub tenant: TenantId,
+    pub account: AccountId,
+    pub since: DateTime<Utc>,
+    pub inventory: HashMap<String, InventoryRow>,
+    pub events: Vec<EventRow>,
+}
+
+/// Whether a change is a resource's first history row (the describer
+/// writes `launched`, `discovered` or `created` only for a resource it
+/// has no inventory row of): nothing was in force before it.
+fn first_sight(change: Change) -> bool {
+    matches!(
+        change,
+        Change::Launched | Change::Discovered | Change::Created
+    )
 }
 
 /// Rows per page when looking for the state before a window.

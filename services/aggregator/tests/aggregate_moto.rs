@@ -1752,3 +1752,156 @@ async fn a_roll_up_of_thousands_of_groups_is_chunked_and_shrinks_cleanly() {
         assert_eq!(points.len(), 10);
     }
 }
+
+/// Records (table, index, partition value) of every `Query` a DynamoDB
+/// client sends (`:pk`, or `:r` of the `by-resource` index).
+#[derive(Debug, Clone, Default)]
+struct QueriesSeen(std::sync::Arc<std::sync::Mutex<Vec<SeenQuery>>>);
+
+/// (table, index, partition value) of one `Query`.
+type SeenQuery = (String, Option<String>, String);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for QueriesSeen {
+    fn name(&self) -> &'static str {
+        "QueriesSeen"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(q) = context
+            .input()
+            .downcast_ref::<aws_sdk_dynamodb::operation::query::QueryInput>()
+        {
+            let values = q.expression_attribute_values();
+            let key = values
+                .and_then(|v| v.get(":pk").or_else(|| v.get(":r")))
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            self.0.lock().unwrap().push((
+                q.table_name().unwrap_or_default().to_owned(),
+                q.index_name().map(str::to_owned),
+                key,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Issue 23: an aggregate message reads an account's inventory and history
+/// once for its costs and its waste rules, and reads the state before the
+/// hour only of a resource that changed in it, not of one first seen in it.
+#[tokio::test]
+async fn an_aggregate_reads_an_account_once_and_nothing_before_a_first_sight() {
+    let w = world().await;
+    let m5 = |state: &str| instance(state, "m5.large", "RunInstances", &[]);
+    // Discovered long before the hour, stopped at 10:30: its state at
+    // 10:00 is read (running).
+    history(
+        &w,
+        "i-old",
+        &[
+            ("2025-05-20T00:00:00Z", Change::Discovered, m5("running")),
+            ("2025-06-02T10:30:00Z", Change::StateChanged, m5("stopped")),
+        ],
+    )
+    .await;
+    // Launched at 10:15: nothing before it.
+    history(
+        &w,
+        "i-new",
+        &[("2025-06-02T10:15:00Z", Change::Launched, m5("running"))],
+    )
+    .await;
+    // Created at 10:15, deleted at 10:45 (its first row is in the hour).
+    history(
+        &w,
+        "vol-tmp",
+        &[
+            ("2025-06-02T10:15:00Z", Change::Created, volume()),
+            ("2025-06-02T10:45:00Z", Change::Deleted, {
+                let Resource::Volume(mut v) = volume() else {
+                    unreachable!()
+                };
+                v.state = "deleted".into();
+                Resource::Volume(v)
+            }),
+        ],
+    )
+    .await;
+    let seen = QueriesSeen::default();
+    let ddb = w.env.ctx.aws.dynamodb();
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        ddb.config().to_builder().interceptor(seen.clone()).build(),
+    );
+    let agg = Aggregator {
+        history: aggregator::load::HistoryReader::new(ddb, &w.env.ctx.names),
+        ..Aggregator::new(&w.env.ctx)
+    };
+    let reports = agg
+        .aggregate(&AggregateHour {
+            hour: t("2025-06-02T10:00:00Z"),
+            backfill_hours: 0,
+            tenant: Some(w.tenant.clone()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 1);
+
+    let seen = seen.0.lock().unwrap().clone();
+    let names = &w.env.ctx.names;
+    let (inventory, events) = (names.table(Table::Inventory), names.table(Table::Ec2Events));
+    let pk = keys::tenant_account(&w.tenant, &w.account);
+    let count = |table: &str, index: Option<&str>| {
+        seen.iter()
+            .filter(|(t, i, _)| t == table && i.as_deref() == index)
+            .count()
+    };
+    assert_eq!(count(&inventory, None), 1, "inventory read once: {seen:?}");
+    assert_eq!(count(&events, None), 1, "history read once: {seen:?}");
+    let before: Vec<&String> = seen
+        .iter()
+        .filter(|(t, i, _)| *t == events && i.as_deref() == Some("by-resource"))
+        .map(|(_, _, k)| k)
+        .collect();
+    assert_eq!(
+        before,
+        vec![&keys::tenant_resource(&w.tenant, "i-old")],
+        "only i-old's state before the hour is read"
+    );
+    assert!(
+        seen.iter()
+            .all(|(_, _, k)| k.starts_with(w.tenant.as_str())),
+        "{seen:?} {pk}"
+    );
+
+    // The costs as before: i-old running 10:00–10:30 (its state before the
+    // hour found), i-new 10:15–11:00, vol-tmp 30 minutes of 100 GiB gp3
+    // (June: 2 592 000 s).
+    let rows: HashMap<String, _> = agg
+        .graph
+        .resource_hours(&w.tenant, &w.account, t("2025-06-02T10:00:00Z"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.resource_id.clone(), r))
+        .collect();
+    assert!(
+        close(rows["i-old"].cost_usd.unwrap(), 0.5 * 0.096),
+        "{rows:?}"
+    );
+    assert!(
+        close(rows["i-new"].cost_usd.unwrap(), 0.75 * 0.096),
+        "{rows:?}"
+    );
+    assert!(
+        close(
+            rows["vol-tmp"].cost_usd.unwrap(),
+            100.0 * 0.08 * 1800.0 / 2_592_000.0
+        ),
+        "{rows:?}"
+    );
+}

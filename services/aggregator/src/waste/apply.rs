@@ -58,9 +58,31 @@ impl Aggregator {
         account: &AccountId,
         hour: DateTime<Utc>,
     ) -> anyhow::Result<WasteReport> {
+        let history = self
+            .history
+            .history(tenant, account, self.waste_since(hour))
+            .await?;
+        self.evaluate_waste_of(&history, hour).await
+    }
+
+    /// Where the waste rules of `hour` start reading history:
+    /// `waste_history_days` before the hour's end.
+    pub fn waste_since(&self, hour: DateTime<Utc>) -> DateTime<Utc> {
+        hour_of(hour) + Duration::hours(1)
+            - Duration::days(i64::from(self.config.waste_history_days))
+    }
+
+    /// [`Aggregator::evaluate_waste`] of an account's read history
+    /// (`history.since` at or before [`Aggregator::waste_since`]).
+    pub async fn evaluate_waste_of(
+        &self,
+        history: &crate::load::AccountHistory,
+        hour: DateTime<Utc>,
+    ) -> anyhow::Result<WasteReport> {
+        let (tenant, account) = (&history.tenant, &history.account);
         let now = hour_of(hour) + Duration::hours(1);
-        let from = now - Duration::days(i64::from(self.config.waste_history_days));
-        let timelines = self.history.timelines(tenant, account, from, now).await?;
+        let from = self.waste_since(hour);
+        let timelines = self.history.timelines_of(history, from, now).await?;
         let thresholds = self.waste.thresholds(tenant).await?;
         let idle = self
             .idle_verdicts(tenant, account, &timelines, now, &thresholds)
