@@ -88,8 +88,8 @@ impl HistoryReader {
     /// [`HistoryReader::timelines`] of `[from, to)` from a read
     /// [`AccountHistory`]; only the states in force at `from` of resources
     /// that changed since are read (one small `Query` each), and not even
-    /// those for a resource first seen since `from` (its first history
-    /// row is in the window: nothing was before it).
+    /// those for a resource whose first row since `from` is a first sight
+    /// (nothing priced was before it).
     ///
     /// Errors if `from` is before the history's `since` (its rows would
     /// be missing), or on a failed read.
@@ -146,7 +146,7 @@ impl HistoryReader {
                     });
                 }
                 Some(events) => {
-                    let initial = if events.iter().any(|e| first_sight(e.change)) {
+                    let initial = if opens_with_first_sight(&events) {
                         None
                     } else {
                         self.state_before(tenant, account, &row.resource_id, from)
@@ -163,7 +163,7 @@ impl HistoryReader {
                 continue;
             }
             let region = events[0].region.clone();
-            let initial = if events.iter().any(|e| first_sight(e.change)) {
+            let initial = if opens_with_first_sight(&events) {
                 None
             } else {
                 self.state_before(tenant, account, &id, from).await?
@@ -251,14 +251,22 @@ pub struct AccountHistory {
     pub events: Vec<EventRow>,
 }
 
-/// Whether a change is a resource's first history row (the describer
-/// writes `launched`, `discovered` or `created` only for a resource it
-/// has no inventory row of): nothing was in force before it.
-fn first_sight(change: Change) -> bool {
-    matches!(
-        change,
-        Change::Launched | Change::Discovered | Change::Created
-    )
+/// Whether a resource's first history row in a window (`events`, of one
+/// resource) is a first sight: the describer writes `launched`,
+/// `discovered` or `created` only for a resource it has no live inventory
+/// row of, so what was in force before it is nothing, or a gone row's
+/// state (`terminated`, `deleted`, `released`): nothing priced either way.
+/// A first sight later in the window says nothing of the window's start.
+fn opens_with_first_sight(events: &[EventRow]) -> bool {
+    events
+        .iter()
+        .min_by(|a, b| a.sk.cmp(&b.sk))
+        .is_some_and(|e| {
+            matches!(
+                e.change,
+                Change::Launched | Change::Discovered | Change::Created
+            )
+        })
 }
 
 /// Rows per page when looking for the state before a window.

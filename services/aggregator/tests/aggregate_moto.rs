@@ -1809,6 +1809,18 @@ async fn an_aggregate_reads_an_account_once_and_nothing_before_a_first_sight() {
         ],
     )
     .await;
+    // Running before the hour, vanished at 10:20 and seen again at 10:40
+    // (a first sight late in the hour): its state at 10:00 is read.
+    history(
+        &w,
+        "i-back",
+        &[
+            ("2025-05-20T00:00:00Z", Change::Discovered, m5("running")),
+            ("2025-06-02T10:20:00Z", Change::Gone, m5("terminated")),
+            ("2025-06-02T10:40:00Z", Change::Discovered, m5("running")),
+        ],
+    )
+    .await;
     // Launched at 10:15: nothing before it.
     history(
         &w,
@@ -1862,15 +1874,19 @@ async fn an_aggregate_reads_an_account_once_and_nothing_before_a_first_sight() {
     };
     assert_eq!(count(&inventory, None), 1, "inventory read once: {seen:?}");
     assert_eq!(count(&events, None), 1, "history read once: {seen:?}");
-    let before: Vec<&String> = seen
+    let mut before: Vec<&String> = seen
         .iter()
         .filter(|(t, i, _)| *t == events && i.as_deref() == Some("by-resource"))
         .map(|(_, _, k)| k)
         .collect();
+    before.sort();
     assert_eq!(
         before,
-        vec![&keys::tenant_resource(&w.tenant, "i-old")],
-        "only i-old's state before the hour is read"
+        vec![
+            &keys::tenant_resource(&w.tenant, "i-back"),
+            &keys::tenant_resource(&w.tenant, "i-old"),
+        ],
+        "only the states before the hour of i-back and i-old are read"
     );
     assert!(
         seen.iter()
@@ -1895,6 +1911,11 @@ async fn an_aggregate_reads_an_account_once_and_nothing_before_a_first_sight() {
     );
     assert!(
         close(rows["i-new"].cost_usd.unwrap(), 0.75 * 0.096),
+        "{rows:?}"
+    );
+    // i-back: 10:00–10:20 and 10:40–11:00.
+    assert!(
+        close(rows["i-back"].cost_usd.unwrap(), 40.0 / 60.0 * 0.096),
         "{rows:?}"
     );
     assert!(
