@@ -17,12 +17,12 @@ use kopter_schema::{AccountId, Message, Service};
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use tokio::sync::Semaphore;
 
-use crate::diff::{DiffContext, Scope, diff};
+use crate::diff::{DiffContext, Scope, diff, digest_valid_until, observed_digest};
 use crate::ec2::{self, AccountError};
 use crate::zones::{self, Zones};
 use kopter_store::inventory::Write;
 use kopter_store::inventory::{Conflict, InventoryStore};
-use kopter_store::inventory::{EventRow, InventoryRow, ResourceKind, now_ms};
+use kopter_store::inventory::{EventRow, InventoryRow, ResourceKind, inventory_sk, now_ms};
 
 pub(crate) struct DescriberMetrics {
     pub jobs: IntCounterVec,
@@ -34,6 +34,7 @@ pub(crate) struct DescriberMetrics {
     pub sweep_accounts: IntGaugeVec,
     /// `kopter_describer_conflict_retries_total`
     pub conflict_retries: IntCounter,
+    pub digests: IntCounterVec,
 }
 
 /// Describes of one region per message, counting the first, when inventory
@@ -92,6 +93,16 @@ pub(crate) fn m() -> &'static DescriberMetrics {
                     "Accounts in the last sweep by state (ok, denied = unhealthy, transient = skipped).",
                 ),
                 &["sweep", "state"],
+            )
+            .expect("valid metric"),
+        ),
+        digests: metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "kopter_describer_region_digests_total",
+                    "Region describe digests by outcome: unchanged (the inventory read was skipped), stored, raced (not stored: a targeted describe wrote meanwhile), store_failed, invalidated (by a targeted describe's write).",
+                ),
+                &["outcome"],
             )
             .expect("valid metric"),
         ),
@@ -611,11 +622,6 @@ impl Describer {
                 )
             }
         };
-        let mut previous = self
-            .store
-            .inventory(&record.tenant_id, &record.account_id, Some(region), None)
-            .await?;
-        self.publish_pending(&mut previous).await?;
         let ctx = DiffContext {
             tenant: record.tenant_id.clone(),
             account: record.account_id.clone(),
@@ -624,8 +630,72 @@ impl Describer {
             observed_at,
         };
         let n_observed = observed.len();
+        let (tenant, account) = (&record.tenant_id, &record.account_id);
+        // A whole-region describe that observed what the inventory was
+        // last reconciled with skips reading the region's inventory
+        // (issue 23: that `Query` of every row was most of the describer's
+        // reads). Targeted describes do not use digests; they invalidate
+        // them when they write.
+        let digest = match only {
+            None => {
+                let d = observed_digest(&ctx, &scope, &observed);
+                let stored = self.store.region_digest(tenant, account, region).await?;
+                if stored.holds(&d, observed_at) {
+                    m().digests.with_label_values(&["unchanged"]).inc();
+                    return Ok(DescribeReport {
+                        observed: n_observed,
+                        ..Default::default()
+                    });
+                }
+                let sks: Vec<String> = observed
+                    .iter()
+                    .map(|(id, r)| inventory_sk(region, r.kind(), id))
+                    .collect();
+                Some((d, stored, sks))
+            }
+            Some(_) => None,
+        };
+        let mut previous = self
+            .store
+            .inventory(tenant, account, Some(region), None)
+            .await?;
+        self.publish_pending(&mut previous).await?;
         let writes = diff(&ctx, &previous, observed, &scope);
-        let report = self.apply(&ctx, writes).await?;
+        let targeted_write =
+            only.is_some() && writes.iter().any(|w| matches!(w, Write::Put { .. }));
+        if targeted_write {
+            self.store
+                .invalidate_region_digest(tenant, account, region)
+                .await?;
+            m().digests.with_label_values(&["invalidated"]).inc();
+        }
+        let valid_until = digest
+            .as_ref()
+            .map(|(_, _, sks)| digest_valid_until(&ctx, &previous, &writes, sks));
+        let applied = self.apply(&ctx, writes).await;
+        if targeted_write {
+            // Again after the writes: a whole-region describe that read
+            // the inventory between the two must not store its digest.
+            self.store
+                .invalidate_region_digest(tenant, account, region)
+                .await?;
+        }
+        let report = applied?;
+        if let (Some((d, stored, _)), Some(until)) = (digest, valid_until) {
+            match self
+                .store
+                .put_region_digest(tenant, account, region, &d, until, &stored)
+                .await
+            {
+                Ok(true) => m().digests.with_label_values(&["stored"]).inc(),
+                Ok(false) => m().digests.with_label_values(&["raced"]).inc(),
+                // The describe is done; the next one reads the inventory.
+                Err(e) => {
+                    m().digests.with_label_values(&["store_failed"]).inc();
+                    tracing::warn!(%tenant, %account, region, error = %format!("{e:#}"), "could not store the region's describe digest");
+                }
+            }
+        }
         Ok(DescribeReport {
             observed: n_observed,
             ..report

@@ -54,6 +54,73 @@ impl Scope {
 /// other field are written at once).
 pub const TOUCH_EVERY: chrono::Duration = chrono::Duration::hours(6);
 
+/// Version of what [`observed_digest`] hashes: bump it when the diff's
+/// rules change what the same observation writes (the package version is
+/// hashed too, so a new release re-reads every region once).
+const DIGEST_FORMAT: u32 = 1;
+
+/// Hex SHA-256 of a whole-region describe's result and what else the diff
+/// depends on (tenant, account, region, onboarding time, scope, this
+/// build). Two describes with the same digest write the same inventory:
+/// the diff compares every field it stores. Resources are hashed in
+/// (kind, id) order, so EC2's page order does not matter.
+pub fn observed_digest(
+    ctx: &DiffContext,
+    scope: &Scope,
+    observed: &[(String, Resource)],
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&(String, Resource)> = observed.iter().collect();
+    sorted.sort_by(|a, b| (a.1.kind().as_str(), &a.0).cmp(&(b.1.kind().as_str(), &b.0)));
+    let mut h = Sha256::new();
+    let head = serde_json::json!({
+        "format": DIGEST_FORMAT,
+        "build": env!("CARGO_PKG_VERSION"),
+        "tenant": ctx.tenant,
+        "account": ctx.account,
+        "region": ctx.region,
+        "onboarded_at": ctx.onboarded_at,
+        "scope": format!("{scope:?}"),
+    });
+    h.update(head.to_string().as_bytes());
+    for (id, r) in sorted {
+        h.update(b"\n");
+        h.update(id.as_bytes());
+        h.update(b"\t");
+        // Serializing a resource cannot fail (plain fields and maps).
+        h.update(serde_json::to_vec(r).unwrap_or_default());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Until when a region's digest may stand in for reading its inventory:
+/// the oldest `last_seen` among the observed resources' rows after
+/// `writes` (a written or touched row is seen at `observed_at`), plus
+/// [`TOUCH_EVERY`], so a row due for a touch is still touched on time.
+pub fn digest_valid_until(
+    ctx: &DiffContext,
+    previous: &HashMap<String, InventoryRow>,
+    writes: &[Write],
+    observed_sks: &[String],
+) -> DateTime<Utc> {
+    let written: BTreeSet<&str> = writes
+        .iter()
+        .map(|w| match w {
+            Write::Touch { sk } => sk.as_str(),
+            Write::Put { row, .. } => row.sk.as_str(),
+        })
+        .collect();
+    observed_sks
+        .iter()
+        .map(|sk| match previous.get(sk) {
+            Some(p) if !written.contains(sk.as_str()) => p.last_seen,
+            _ => ctx.observed_at,
+        })
+        .min()
+        .unwrap_or(ctx.observed_at)
+        + TOUCH_EVERY
+}
+
 /// Observed resources (`id`, state) against the previous rows of the
 /// region, keyed by sort key.
 pub fn diff(
@@ -1030,5 +1097,101 @@ mod tests {
         assert!(inv.values().all(|r| r.gone));
         // Unpublished keys accumulate until the store clears them.
         assert_eq!(inv.values().next().unwrap().unpublished.len(), 3);
+    }
+
+    #[test]
+    fn a_digest_names_the_observation_not_its_order_or_time() {
+        let a = (
+            "i-1".to_owned(),
+            inst("running", "2024-03-01T10:00:00Z", ""),
+        );
+        let b = (
+            "i-2".to_owned(),
+            inst("stopped", "2024-03-01T09:00:00Z", ""),
+        );
+        let c1 = ctx("2024-03-01T11:00:00Z");
+        let d = observed_digest(&c1, &Scope::Full, &[a.clone(), b.clone()]);
+        assert_eq!(d.len(), 64);
+        // EC2's order and the describe's time do not matter.
+        let c2 = ctx("2024-03-01T12:00:00Z");
+        assert_eq!(
+            d,
+            observed_digest(&c2, &Scope::Full, &[b.clone(), a.clone()])
+        );
+        // Any field, the set, the scope, the onboarding time and the
+        // region do.
+        let stopped = (
+            "i-1".to_owned(),
+            inst("stopped", "2024-03-01T10:00:00Z", ""),
+        );
+        assert_ne!(d, observed_digest(&c1, &Scope::Full, &[stopped, b.clone()]));
+        assert_ne!(d, observed_digest(&c1, &Scope::Full, std::slice::from_ref(&a)));
+        assert_ne!(
+            d,
+            observed_digest(
+                &c1,
+                &Scope::AllBut(ResourceKind::Host),
+                &[a.clone(), b.clone()]
+            )
+        );
+        let mut later = c1.clone();
+        later.onboarded_at = t("2024-02-01T00:00:00Z");
+        assert_ne!(
+            d,
+            observed_digest(&later, &Scope::Full, &[a.clone(), b.clone()])
+        );
+        let mut other = c1.clone();
+        other.region = "eu-west-2".into();
+        assert_ne!(d, observed_digest(&other, &Scope::Full, &[a, b]));
+    }
+
+    /// What the digest relies on: once a diff's writes are applied, the
+    /// same observation writes nothing until a row is due for a touch, and
+    /// `digest_valid_until` is exactly when the first one is.
+    #[test]
+    fn a_reconciled_observation_writes_nothing_until_its_digest_expires() {
+        let observed = vec![
+            (
+                "i-1".to_owned(),
+                inst("running", "2024-03-01T10:00:00Z", ""),
+            ),
+            (
+                "i-2".to_owned(),
+                inst("stopped", "2024-03-01T09:00:00Z", ""),
+            ),
+        ];
+        let sks: Vec<String> = observed
+            .iter()
+            .map(|(id, r)| inventory_sk("eu-west-1", r.kind(), id))
+            .collect();
+        let mut inv = HashMap::new();
+        let c = ctx("2024-03-01T10:30:00Z");
+        let writes = diff(&c, &inv, observed.clone(), &Scope::Full);
+        let until = digest_valid_until(&c, &inv, &writes, &sks);
+        assert_eq!(until, t("2024-03-01T16:30:00Z"));
+        apply(&mut inv, &writes);
+        // The same observation at 12:00 writes nothing and keeps the
+        // validity.
+        let c = ctx("2024-03-01T12:00:00Z");
+        let w = diff(&c, &inv, observed.clone(), &Scope::Full);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(digest_valid_until(&c, &inv, &w, &sks), until);
+        // Just before it, still nothing; at it, the touches.
+        let c = ctx("2024-03-01T16:29:59Z");
+        assert!(diff(&c, &inv, observed.clone(), &Scope::Full).is_empty());
+        let c = ctx("2024-03-01T16:30:00Z");
+        let w = diff(&c, &inv, observed, &Scope::Full);
+        assert_eq!(w.len(), 2);
+        assert!(w.iter().all(|w| matches!(w, Write::Touch { .. })));
+        // After the touches, the next expiry is six hours on.
+        assert_eq!(
+            digest_valid_until(&c, &inv, &w, &sks),
+            t("2024-03-01T22:30:00Z")
+        );
+        // An empty region: six hours from the describe.
+        assert_eq!(
+            digest_valid_until(&c, &HashMap::new(), &[], &[]),
+            t("2024-03-01T22:30:00Z")
+        );
     }
 }

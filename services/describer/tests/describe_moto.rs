@@ -851,3 +851,193 @@ async fn concurrent_describes_of_one_region_retry_lost_races_in_process() {
         );
     }
 }
+
+/// Counts the `Query` calls a DynamoDB client sends to one table.
+#[derive(Debug, Clone)]
+struct QueriesOf {
+    table: String,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for QueriesOf {
+    fn name(&self) -> &'static str {
+        "QueriesOf"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(q) = context
+            .input()
+            .downcast_ref::<aws_sdk_dynamodb::operation::query::QueryInput>()
+            && q.table_name() == Some(self.table.as_str())
+        {
+            self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// Issue 23: a whole-region describe that observes what the inventory was
+/// last reconciled with does not read the region's inventory; a targeted
+/// describe's write (or its simulation: a row written and the region's
+/// generation bumped) makes the next one read and correct it.
+#[tokio::test]
+async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
+    use kopter_store::inventory::{InventoryStore, Write};
+    let env = TestEnv::new().await;
+    let mut d = describer::describer(&env.ctx);
+    let queries = QueriesOf {
+        table: env.ctx.names.table(kopter_schema::Table::Inventory),
+        count: Arc::default(),
+    };
+    let ddb = env.ctx.aws.dynamodb();
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        ddb.config()
+            .to_builder()
+            .interceptor(queries.clone())
+            .build(),
+    );
+    d.store = InventoryStore::new(ddb, &env.ctx.names);
+    let reads = || queries.count.load(std::sync::atomic::Ordering::SeqCst);
+    let rec = onboard(&env, "acme", &["eu-west-1"]).await;
+    let ec2 = customer_ec2(&env, &rec, "eu-west-1").await;
+    let ids = launch(&ec2, 2, &[]).await;
+    let region = "eu-west-1";
+    let (tenant, account) = (&rec.tenant_id, &rec.account_id);
+
+    let first = d.describe(&target(&rec, region), None).await.unwrap();
+    // The instances and their root volumes.
+    assert!(
+        first.written >= 2 && first.written == first.observed,
+        "{first:?}"
+    );
+    assert_eq!(reads(), 1);
+    let stored = d
+        .store
+        .region_digest(tenant, account, region)
+        .await
+        .unwrap();
+    assert!(
+        stored.digest.is_some() && stored.generation == 0,
+        "{stored:?}"
+    );
+
+    // Nothing changed: observed, not read, not written.
+    let again = d.describe(&target(&rec, region), None).await.unwrap();
+    assert_eq!((again.observed, again.written), (first.observed, 0));
+    assert_eq!(reads(), 1, "an unchanged region's inventory is not read");
+
+    // A change in EC2: read and written.
+    ec2.stop_instances()
+        .instance_ids(&ids[0])
+        .send()
+        .await
+        .unwrap();
+    let changed = d.describe(&target(&rec, region), None).await.unwrap();
+    assert_eq!(changed.written, 1);
+    assert_eq!(reads(), 2);
+    let state_of = |id: String| {
+        let d = &d;
+        async move {
+            d.store
+                .inventory(tenant, account, Some(region), None)
+                .await
+                .unwrap()
+                .into_values()
+                .find(|r| r.resource_id == id)
+                .unwrap()
+                .state()
+                .to_owned()
+        }
+    };
+    assert_eq!(state_of(ids[0].clone()).await, "stopped");
+    let base = reads();
+
+    // What a targeted describe does when it writes: the region's
+    // generation moves, then the row. EC2 still says stopped, as the
+    // stored digest does; the next describe must read and correct.
+    d.store
+        .invalidate_region_digest(tenant, account, region)
+        .await
+        .unwrap();
+    let mut row = d
+        .store
+        .inventory(tenant, account, Some(region), None)
+        .await
+        .unwrap()
+        .into_values()
+        .find(|r| r.resource_id == ids[0])
+        .unwrap();
+    let Resource::Instance(i) = &mut row.resource else {
+        panic!("an instance row")
+    };
+    i.state = "running".into();
+    let expected_version = Some(row.version);
+    row.version += 1;
+    d.store
+        .apply(
+            &Write::Put {
+                row: Box::new(row),
+                expected_version,
+                events: vec![],
+            },
+            chrono::Utc::now(),
+            &kopter_schema::items::keys::tenant_account(tenant, account),
+        )
+        .await
+        .unwrap();
+    let base = base + 1;
+    assert_eq!(state_of(ids[0].clone()).await, "running");
+    let base = base + 1;
+    let fixed = d.describe(&target(&rec, region), None).await.unwrap();
+    assert_eq!(fixed.written, 1, "{fixed:?}");
+    assert_eq!(reads(), base + 1, "read after the generation moved");
+    assert_eq!(state_of(ids[0].clone()).await, "stopped");
+
+    // A real targeted describe that writes moves the generation twice
+    // (before and after its writes), so no digest stands.
+    let before = d
+        .store
+        .region_digest(tenant, account, region)
+        .await
+        .unwrap();
+    assert!(before.digest_generation == Some(before.generation));
+    ec2.start_instances()
+        .instance_ids(&ids[0])
+        .send()
+        .await
+        .unwrap();
+    let targeted = TargetedDescribe {
+        tenant: tenant.clone(),
+        account: account.clone(),
+        region: region.into(),
+        instance_ids: vec![ids[0].clone()],
+        volume_ids: vec![],
+        snapshot_ids: vec![],
+    };
+    let t = d
+        .describe(&target(&rec, region), Some(&targeted))
+        .await
+        .unwrap();
+    assert_eq!(t.written, 1, "{t:?}");
+    let after = d
+        .store
+        .region_digest(tenant, account, region)
+        .await
+        .unwrap();
+    assert_eq!(after.generation, before.generation + 2);
+    assert_ne!(after.digest_generation, Some(after.generation));
+    let base = reads();
+    let swept = d.describe(&target(&rec, region), None).await.unwrap();
+    assert_eq!(reads(), base + 1, "read after a targeted write");
+    assert_eq!(swept.observed, first.observed);
+    let stored = d
+        .store
+        .region_digest(tenant, account, region)
+        .await
+        .unwrap();
+    assert_eq!(stored.digest_generation, Some(stored.generation));
+}

@@ -47,6 +47,50 @@ pub struct InventoryStore {
     inventory: String,
     events: String,
     accounts: String,
+    /// Where the region digests live ([`RegionDigest`]).
+    dedup: String,
+}
+
+/// What the describer last reconciled a region's inventory with (issue 23):
+/// the digest of a whole-region describe whose result the inventory held
+/// afterwards, so the next describe that observes the same can skip
+/// reading the region's inventory (a `Query` of every row, each sweep).
+///
+/// One item of the dedup table per account-region,
+/// `{tenant}#describe-digest#{account}#{region}`. `generation` is bumped
+/// by every targeted describe that writes the region (before and after its
+/// writes); a digest counts only while `digest_generation` equals it, and
+/// is written only if the generation read before the region's inventory
+/// was read is still the item's. So a digest never outlives a write it
+/// did not see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionDigest {
+    /// Hex SHA-256 of the describe's result (the describer's
+    /// `observed_digest`); `None` once only the generation is stored.
+    pub digest: Option<String>,
+    /// The digest stands until then: the oldest `last_seen` of the
+    /// region's live rows plus the describer's touch interval, so the
+    /// rows are still touched on time.
+    pub valid_until: Option<DateTime<Utc>>,
+    pub digest_generation: Option<u64>,
+    /// 0 when the item does not exist.
+    pub generation: u64,
+}
+
+impl RegionDigest {
+    /// Whether `digest` observed at `at` matches a stored, current digest.
+    pub fn holds(&self, digest: &str, at: DateTime<Utc>) -> bool {
+        self.digest.as_deref() == Some(digest)
+            && self.digest_generation == Some(self.generation)
+            && self.valid_until.is_some_and(|v| at < v)
+    }
+}
+
+/// Days a region digest item outlives its `valid_until` (TTL).
+const DIGEST_KEEP_DAYS: i64 = 7;
+
+fn digest_key(tenant: &TenantId, account: &AccountId, region: &str) -> String {
+    keys::tenant_dedup(tenant, "describe-digest", &format!("{account}#{region}"))
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -60,7 +104,124 @@ impl InventoryStore {
             inventory: names.table(Table::Inventory),
             events: names.table(Table::Ec2Events),
             accounts: names.table(Table::Accounts),
+            dedup: names.table(Table::Dedup),
         }
+    }
+
+    /// The region's digest item (strongly consistent `GetItem`);
+    /// generation 0 and no digest when there is none.
+    pub async fn region_digest(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        region: &str,
+    ) -> anyhow::Result<RegionDigest> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.dedup)
+            .key("pk", s(digest_key(tenant, account, region)))
+            .consistent_read(true)
+            .send()
+            .await
+            .with_context(|| format!("read the describe digest of {tenant}/{account} {region}"))?;
+        let item = out.item.unwrap_or_default();
+        let num = |k: &str| -> Option<u64> {
+            match item.get(k) {
+                Some(AttributeValue::N(n)) => n.parse().ok(),
+                _ => None,
+            }
+        };
+        Ok(RegionDigest {
+            digest: match item.get("digest") {
+                Some(AttributeValue::S(d)) => Some(d.clone()),
+                _ => None,
+            },
+            valid_until: match item.get("valid_until") {
+                Some(AttributeValue::S(t)) => DateTime::parse_from_rfc3339(t)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc)),
+                _ => None,
+            },
+            digest_generation: num("digest_generation"),
+            generation: num("generation").unwrap_or(0),
+        })
+    }
+
+    /// Stores a whole-region describe's digest, unless the region's
+    /// generation moved since `read` was read (a targeted describe wrote
+    /// meanwhile): `Ok(false)` then, and the next describe reads the
+    /// inventory.
+    pub async fn put_region_digest(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        region: &str,
+        digest: &str,
+        valid_until: DateTime<Utc>,
+        read: &RegionDigest,
+    ) -> anyhow::Result<bool> {
+        let g = read.generation.to_string();
+        let mut req = self
+            .ddb
+            .put_item()
+            .table_name(&self.dedup)
+            .item("pk", s(digest_key(tenant, account, region)))
+            .item("digest", s(digest))
+            .item("valid_until", s(fixed_time(valid_until)))
+            .item("digest_generation", AttributeValue::N(g.clone()))
+            .item("generation", AttributeValue::N(g.clone()))
+            .item(
+                "expires_at",
+                AttributeValue::N(
+                    (valid_until + chrono::Duration::days(DIGEST_KEEP_DAYS))
+                        .timestamp()
+                        .to_string(),
+                ),
+            );
+        req = if read.generation == 0 {
+            req.condition_expression("attribute_not_exists(generation) OR generation = :g")
+        } else {
+            req.condition_expression("generation = :g")
+        }
+        .expression_attribute_values(":g", AttributeValue::N(g));
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!(
+                "store the describe digest of {tenant}/{account} {region}"
+            ))),
+        }
+    }
+
+    /// Bumps the region's generation: a targeted describe is about to
+    /// write (or has written) the region's inventory, so no digest read
+    /// or stored before stands.
+    pub async fn invalidate_region_digest(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        region: &str,
+    ) -> anyhow::Result<()> {
+        let expires = Utc::now() + chrono::Duration::days(DIGEST_KEEP_DAYS);
+        self.ddb
+            .update_item()
+            .table_name(&self.dedup)
+            .key("pk", s(digest_key(tenant, account, region)))
+            .update_expression("ADD generation :one SET expires_at = :exp")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":exp", AttributeValue::N(expires.timestamp().to_string()))
+            .send()
+            .await
+            .with_context(|| {
+                format!("invalidate the describe digest of {tenant}/{account} {region}")
+            })?;
+        Ok(())
     }
 
     pub fn client(&self) -> &aws_sdk_dynamodb::Client {
