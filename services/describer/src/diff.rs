@@ -1125,7 +1125,10 @@ mod tests {
             inst("stopped", "2024-03-01T10:00:00Z", ""),
         );
         assert_ne!(d, observed_digest(&c1, &Scope::Full, &[stopped, b.clone()]));
-        assert_ne!(d, observed_digest(&c1, &Scope::Full, std::slice::from_ref(&a)));
+        assert_ne!(
+            d,
+            observed_digest(&c1, &Scope::Full, std::slice::from_ref(&a))
+        );
         assert_ne!(
             d,
             observed_digest(
