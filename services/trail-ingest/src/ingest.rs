@@ -834,13 +834,11 @@ impl Ingestor {
                         .iter()
                         .map(|f| Message::SecurityFinding(f.clone())),
                 );
-            let mut publish_error = None;
-            for msg in messages {
-                if let Err(e) = outbox.publish(&envelope(msg)).await {
-                    publish_error.get_or_insert(e);
-                }
-            }
-            if let Some(e) = publish_error {
+            // Up to ten a `PublishBatch` request, billed as one request
+            // per 64 KB of payload: a file's targets and findings cost one
+            // request, not one each (issue 23).
+            let envs: Vec<_> = messages.map(envelope).collect();
+            if let Err(e) = outbox.publish_batch(&envs).await {
                 return Err(ReaderError::Aws(e.context("publish derived events")));
             }
         }

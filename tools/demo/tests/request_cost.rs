@@ -91,7 +91,13 @@ fn usd(c: &SignedCall, units: Units) -> f64 {
                 + units.read_halves as f64 / 2.0 * PRICES.dynamodb_rru
         }
         "sqs" => PRICES.sqs_request,
-        "sns" if op == "Publish" || op == "PublishBatch" => PRICES.sns_publish,
+        // SNS bills each 64 KB chunk of a request's payload as one request
+        // (aws.amazon.com/sns/pricing/); the form-encoded body is a little
+        // larger than the payload, so this errs high.
+        "sns" if op == "Publish" || op == "PublishBatch" => {
+            let bytes = c.form.as_ref().map_or(0, String::len);
+            PRICES.sns_publish * bytes.div_ceil(64 * 1024).max(1) as f64
+        }
         "s3" if op.starts_with("Get") || op.starts_with("Head") || op.is_empty() => PRICES.s3_get,
         "s3" => PRICES.s3_put_list,
         "ses" if op.starts_with("Send") => PRICES.ses_email,
