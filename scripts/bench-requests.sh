@@ -11,6 +11,8 @@
 #   KOPTER_BENCH_HOURS     simulated hours per size (default 3)
 #   KOPTER_BENCH_RESOURCES resources per account, about (default 12: the
 #                          demo estate; larger ones repeat its instances)
+#   KOPTER_BENCH_FILES_PER_HOUR  CloudTrail files per account-hour (default
+#                          1; the hour's records split among them)
 #   KOPTER_BENCH_DYNAMODB  `local` (default) or `moto` (units estimated
 #                          from the bytes on the wire)
 #   KOPTER_BENCH_RELEASE   1: build the services and the api in release (the

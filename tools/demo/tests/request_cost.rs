@@ -8,8 +8,8 @@
 //! the ones it reports (`ConsumedCapacity`); on moto they are estimated
 //! from the bytes on the wire. A demo estate of `N` accounts is
 //! watched for a number of simulated hours; each hour: a tenth of the
-//! accounts stop or start an instance, every account delivers one
-//! CloudTrail file, then a describe sweep and the aggregation of a *new*
+//! accounts stop or start an instance, every account delivers its hour's
+//! CloudTrail records (one file, or `KOPTER_BENCH_FILES_PER_HOUR`), then a describe sweep and the aggregation of a *new*
 //! hour (the hour after the last one computed: every cost item and roll-up
 //! of it is written for the first time, as each hour in production) run
 //! and the queues settle. The daily digest runs once and counts as 1/24
@@ -27,7 +27,9 @@
 //! default `10,40`; hours in `KOPTER_BENCH_HOURS`, default 3; resources
 //! per account in `KOPTER_BENCH_RESOURCES`, default 12: the demo estate,
 //! each instance launched ⌈N/12⌉ times; accounts per tenant in
-//! `KOPTER_BENCH_ACCOUNTS_PER_TENANT`, default 5; the services' binaries
+//! `KOPTER_BENCH_ACCOUNTS_PER_TENANT`, default 5; CloudTrail files per
+//! account-hour in `KOPTER_BENCH_FILES_PER_HOUR`, default 1 (the hour's
+//! records split among them); the services' binaries
 //! from `KOPTER_BENCH_BIN_DIR`, default this test build's). Figures in
 //! docs/benchmarks.md.
 
@@ -408,6 +410,10 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
     // Write units of the files' records stored as compactly as CloudTrail
     // ships them (gzip), a KB each: what any store of them pays.
     let mut file_units = 0usize;
+    let files_per_hour: usize = std::env::var("KOPTER_BENCH_FILES_PER_HOUR")
+        .map(|v| v.parse().expect("KOPTER_BENCH_FILES_PER_HOUR: a number"))
+        .unwrap_or(1)
+        .max(1);
     for h in 0..hours {
         // A tenth of the accounts stop or start one instance.
         for (i, rec) in demo.records.iter().enumerate() {
@@ -442,7 +448,9 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
             }
             changes += 1;
         }
-        // One CloudTrail file per account.
+        // The account's CloudTrail records of the hour, in
+        // `files_per_hour` files (CloudTrail delivers about every 5 minutes
+        // per region with activity: 12 an hour is a busy region).
         let now = Utc::now();
         for (i, rec) in demo.records.iter().enumerate() {
             let account = rec.account_id.to_string();
@@ -454,23 +462,26 @@ async fn measure(n: usize, hours: usize, estate_copies: usize) -> Measure {
                     .flat_map(|(_, recs)| recs)
                     .collect();
             unique_records += records.len();
-            let key = trail::key(
-                rec.tenant_id.as_ref(),
-                &account,
-                "us-east-1",
-                now,
-                &format!("H{h}S{salt:08X}"),
-            );
-            let gz = trail::gzip(&records).unwrap();
-            file_units += gz.len().div_ceil(1024);
-            s3.put_object()
-                .bucket(&demo.bucket)
-                .key(&key)
-                .body(gz.into())
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-            files += 1;
+            let per_file = records.len().div_ceil(files_per_hour).max(1);
+            for (f, part) in records.chunks(per_file).enumerate() {
+                let key = trail::key(
+                    rec.tenant_id.as_ref(),
+                    &account,
+                    "us-east-1",
+                    now,
+                    &format!("H{h}F{f}S{salt:08X}"),
+                );
+                let gz = trail::gzip(part).unwrap();
+                file_units += gz.len().div_ceil(1024);
+                s3.put_object()
+                    .bucket(&demo.bucket)
+                    .key(&key)
+                    .body(gz.into())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+                files += 1;
+            }
         }
         demo.tick(
             Service::Describer,
