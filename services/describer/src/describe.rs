@@ -655,9 +655,24 @@ impl Describer {
             }
             Some(_) => None,
         };
+        // A targeted describe of one kind (CloudTrail's usual: instances)
+        // reads only that kind's rows of the region (the diff looks at no
+        // other); leftovers of other rows are published by the next
+        // whole-region describe, which reads them (a targeted write bumps
+        // the region's digest generation).
+        let kind = match &scope {
+            Scope::Only(ids) => {
+                let kinds: BTreeSet<ResourceKind> = ids.iter().map(|(k, _)| *k).collect();
+                match kinds.into_iter().collect::<Vec<_>>().as_slice() {
+                    [k] => Some(*k),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         let mut previous = self
             .store
-            .inventory(tenant, account, Some(region), None)
+            .inventory(tenant, account, Some(region), kind)
             .await?;
         self.publish_pending(&mut previous).await?;
         let writes = diff(&ctx, &previous, observed, &scope);
