@@ -105,70 +105,121 @@ impl Outbox {
     }
 
     /// Publishes events like [`Outbox::publish`], up to
-    /// [`PUBLISH_BATCH_MAX`] per `PublishBatch` request (SNS's limit:
+    /// [`PUBLISH_BATCH_MAX`] per `PublishBatch` request and at most
+    /// [`PUBLISH_BATCH_BYTES`] of messages in one (SNS's limits:
     /// <https://docs.aws.amazon.com/sns/latest/api/API_PublishBatch.html>),
-    /// so N events cost ⌈N/10⌉ requests instead of N.
+    /// so N small events cost ⌈N/10⌉ requests instead of N (SNS bills each
+    /// 64 KB of a request's payload as one request).
     ///
-    /// Errors when a request fails or SNS reports any entry failed
-    /// (naming the envelope ids and SNS's codes); entries of the same
-    /// batch that succeeded stay published, so a caller retrying the
-    /// whole batch publishes them again: use it only for events whose
-    /// consumers tolerate a repeat (every consumer of the topic does).
+    /// Every batch is tried; errors when a request fails or SNS reports
+    /// any entry failed (naming the envelope ids and SNS's codes; the first
+    /// failure, with how many batches failed). Entries that succeeded stay
+    /// published, so a caller retrying the whole list publishes them
+    /// again: use it only for events whose consumers tolerate a repeat
+    /// (every consumer of the topic does).
     pub async fn publish_batch(&self, envs: &[Envelope]) -> anyhow::Result<()> {
         if envs.is_empty() {
             return Ok(());
         }
         let arn = self.topic_arn().await?;
-        for chunk in envs.chunks(PUBLISH_BATCH_MAX) {
-            let mut entries = Vec::with_capacity(chunk.len());
-            for (i, env) in chunk.iter().enumerate() {
-                let (_, attribute) = event_type_attribute(env)?;
-                entries.push(
-                    PublishBatchRequestEntry::builder()
-                        // Unique within the request, [A-Za-z0-9_-]{1,80}.
-                        .id(format!("e{i}"))
-                        .message(env.to_json())
-                        .message_attributes(EVENT_TYPE_ATTRIBUTE, attribute)
-                        .build()
-                        .context("build a PublishBatch entry")?,
-                );
-            }
-            let out = self
-                .sns
-                .publish_batch()
-                .topic_arn(&arn)
-                .set_publish_batch_request_entries(Some(entries))
-                .send()
+        let bodies: Vec<String> = envs.iter().map(Envelope::to_json).collect();
+        let mut failures = Vec::new();
+        let mut batches = 0;
+        for range in batch_ranges(&bodies, PUBLISH_BATCH_MAX, PUBLISH_BATCH_BYTES) {
+            batches += 1;
+            if let Err(e) = self
+                .publish_chunk(&arn, &envs[range.clone()], &bodies[range])
                 .await
-                .with_context(|| format!("publish a batch of {} events", chunk.len()))?;
-            let failed: Vec<String> = out
-                .failed()
-                .iter()
-                .map(|f| {
-                    let env = f
-                        .id()
-                        .strip_prefix('e')
-                        .and_then(|i| i.parse::<usize>().ok())
-                        .and_then(|i| chunk.get(i));
-                    format!(
-                        "{} ({}: {})",
-                        env.map_or("?", |e| e.id.as_str()),
-                        f.code(),
-                        f.message().unwrap_or("no message")
-                    )
-                })
-                .collect();
-            anyhow::ensure!(
-                failed.is_empty(),
-                "SNS refused {} of {} events in a batch: {}",
-                failed.len(),
-                chunk.len(),
-                failed.join(", ")
+            {
+                failures.push(e);
+            }
+        }
+        let n = failures.len();
+        match failures.into_iter().next() {
+            None => Ok(()),
+            Some(first) => Err(first.context(format!(
+                "{n} of {batches} PublishBatch requests failed (the first follows)"
+            ))),
+        }
+    }
+
+    async fn publish_chunk(
+        &self,
+        arn: &str,
+        chunk: &[Envelope],
+        bodies: &[String],
+    ) -> anyhow::Result<()> {
+        let mut entries = Vec::with_capacity(chunk.len());
+        for (i, (env, body)) in chunk.iter().zip(bodies).enumerate() {
+            let (_, attribute) = event_type_attribute(env)?;
+            entries.push(
+                PublishBatchRequestEntry::builder()
+                    // Unique within the request, [A-Za-z0-9_-]{1,80}.
+                    .id(format!("e{i}"))
+                    .message(body.clone())
+                    .message_attributes(EVENT_TYPE_ATTRIBUTE, attribute)
+                    .build()
+                    .context("build a PublishBatch entry")?,
             );
         }
+        let out = self
+            .sns
+            .publish_batch()
+            .topic_arn(arn)
+            .set_publish_batch_request_entries(Some(entries))
+            .send()
+            .await
+            .with_context(|| format!("publish a batch of {} events", chunk.len()))?;
+        let failed: Vec<String> = out
+            .failed()
+            .iter()
+            .map(|f| {
+                let env = f
+                    .id()
+                    .strip_prefix('e')
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .and_then(|i| chunk.get(i));
+                format!(
+                    "{} ({}: {})",
+                    env.map_or("?", |e| e.id.as_str()),
+                    f.code(),
+                    f.message().unwrap_or("no message")
+                )
+            })
+            .collect();
+        anyhow::ensure!(
+            failed.is_empty(),
+            "SNS refused {} of {} events in a batch: {}",
+            failed.len(),
+            chunk.len(),
+            failed.join(", ")
+        );
         Ok(())
     }
 }
+
+/// Consecutive ranges of `bodies` of at most `max` entries and `bytes`
+/// bytes each (an entry larger than `bytes` alone in its range: SNS then
+/// refuses it, as it would a single `Publish`).
+fn batch_ranges(bodies: &[String], max: usize, bytes: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, b) in bodies.iter().enumerate() {
+        if i > start && (i - start == max || size + b.len() > bytes) {
+            out.push(start..i);
+            (start, size) = (i, 0);
+        }
+        size += b.len();
+    }
+    if start < bodies.len() {
+        out.push(start..bodies.len());
+    }
+    out
+}
+
+/// Bytes of messages in one `PublishBatch` request: SNS's 256 KiB for the
+/// whole request's messages, less room for the attributes.
+pub const PUBLISH_BATCH_BYTES: usize = 240 * 1024;
 
 /// Entries per SNS `PublishBatch` request (AWS's maximum).
 pub const PUBLISH_BATCH_MAX: usize = 10;
@@ -186,4 +237,22 @@ fn event_type_attribute(env: &Envelope) -> anyhow::Result<(&'static str, Message
         .build()
         .expect("data type is set");
     Ok((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_ranges;
+
+    #[test]
+    fn batches_are_cut_by_count_and_by_bytes() {
+        let b = |n: usize| "x".repeat(n);
+        // By count: 23 small bodies in 10, 10, 3.
+        let small: Vec<String> = (0..23).map(|_| b(10)).collect();
+        assert_eq!(batch_ranges(&small, 10, 1000), vec![0..10, 10..20, 20..23]);
+        // By bytes: 400 + 400 fit 1000, the third starts a new batch; an
+        // oversized body stands alone.
+        let big = vec![b(400), b(400), b(400), b(2000), b(1)];
+        assert_eq!(batch_ranges(&big, 10, 1000), vec![0..2, 2..3, 3..4, 4..5]);
+        assert!(batch_ranges(&[], 10, 1000).is_empty());
+    }
 }

@@ -100,7 +100,7 @@ pub(crate) fn m() -> &'static DescriberMetrics {
             IntCounterVec::new(
                 Opts::new(
                     "kopter_describer_region_digests_total",
-                    "Region describe digests by outcome: unchanged (the inventory read was skipped), stored, raced (not stored: a targeted describe wrote meanwhile), store_failed, invalidated (by a targeted describe's write).",
+                    "Region describe digests by outcome: unchanged (the inventory read was skipped), stored, raced (not stored: another describe wrote meanwhile), store_failed, read_failed (the inventory was read), invalidated (a describe wrote changed rows).",
                 ),
                 &["outcome"],
             )
@@ -634,32 +634,43 @@ impl Describer {
         // A whole-region describe that observed what the inventory was
         // last reconciled with skips reading the region's inventory
         // (issue 23: that `Query` of every row was most of the describer's
-        // reads). Targeted describes do not use digests; they invalidate
-        // them when they write.
+        // reads). The digest item is read before the inventory: its
+        // generation is what a digest stored below must still find
+        // (`DESIGN.md`, "An unchanged region is not read again").
         let digest = match only {
             None => {
                 let d = observed_digest(&ctx, &scope, &observed);
-                let stored = self.store.region_digest(tenant, account, region).await?;
-                if stored.holds(&d, observed_at) {
-                    m().digests.with_label_values(&["unchanged"]).inc();
-                    return Ok(DescribeReport {
-                        observed: n_observed,
-                        ..Default::default()
-                    });
+                match self.store.region_digest(tenant, account, region).await {
+                    Ok(stored) if stored.holds(&d, observed_at) => {
+                        m().digests.with_label_values(&["unchanged"]).inc();
+                        return Ok(DescribeReport {
+                            observed: n_observed,
+                            ..Default::default()
+                        });
+                    }
+                    Ok(stored) => {
+                        let sks: Vec<String> = observed
+                            .iter()
+                            .map(|(id, r)| inventory_sk(region, r.kind(), id))
+                            .collect();
+                        Some((d, stored, sks))
+                    }
+                    // The digest is an optimisation: without it, read the
+                    // inventory as always (and store none this time).
+                    Err(e) => {
+                        m().digests.with_label_values(&["read_failed"]).inc();
+                        tracing::warn!(%tenant, %account, region, error = %format!("{e:#}"), "could not read the region's describe digest; reading its inventory");
+                        None
+                    }
                 }
-                let sks: Vec<String> = observed
-                    .iter()
-                    .map(|(id, r)| inventory_sk(region, r.kind(), id))
-                    .collect();
-                Some((d, stored, sks))
             }
             Some(_) => None,
         };
         // A targeted describe of one kind (CloudTrail's usual: instances)
         // reads only that kind's rows of the region (the diff looks at no
         // other); leftovers of other rows are published by the next
-        // whole-region describe, which reads them (a targeted write bumps
-        // the region's digest generation).
+        // describe that reads them (a write moves the region's digest
+        // generation, so the next whole-region describe does).
         let kind = match &scope {
             Scope::Only(ids) => {
                 let kinds: BTreeSet<ResourceKind> = ids.iter().map(|(k, _)| *k).collect();
@@ -676,30 +687,47 @@ impl Describer {
             .await?;
         self.publish_pending(&mut previous).await?;
         let writes = diff(&ctx, &previous, observed, &scope);
-        let targeted_write =
-            only.is_some() && writes.iter().any(|w| matches!(w, Write::Put { .. }));
-        if targeted_write {
+        // Changed rows (whole-region or targeted describe alike): bracket
+        // the writes with the region's write lease and generation bumps,
+        // and store no digest (the next describe that finds nothing to
+        // write does).
+        let changes = writes.iter().any(|w| matches!(w, Write::Put { .. }));
+        let valid_until = match &digest {
+            Some((_, _, sks)) if !changes => {
+                Some(digest_valid_until(&ctx, &previous, &writes, sks))
+            }
+            _ => None,
+        };
+        if changes {
             self.store
-                .invalidate_region_digest(tenant, account, region)
+                .begin_region_write(tenant, account, region, chrono::Utc::now())
                 .await?;
             m().digests.with_label_values(&["invalidated"]).inc();
         }
-        let valid_until = digest
-            .as_ref()
-            .map(|(_, _, sks)| digest_valid_until(&ctx, &previous, &writes, sks));
         let applied = self.apply(&ctx, writes).await;
-        if targeted_write {
-            // Again after the writes: a whole-region describe that read
-            // the inventory between the two must not store its digest.
-            self.store
-                .invalidate_region_digest(tenant, account, region)
-                .await?;
+        if changes && let Err(e) = self.store.end_region_write(tenant, account, region).await {
+            // The generation moved at the start and the lease runs out:
+            // no digest stands meanwhile. The writes' own error (a lost
+            // race is retried in-process) comes first.
+            let e = e.context(format!("after writing the inventory of {account} {region}"));
+            return Err(match applied {
+                Err(first) => first.context(format!("{e:#}")),
+                Ok(_) => e,
+            }
+            .into());
         }
         let report = applied?;
         if let (Some((d, stored, _)), Some(until)) = (digest, valid_until) {
             match self
                 .store
-                .put_region_digest(tenant, account, region, &d, until, &stored)
+                .put_region_digest(
+                    tenant,
+                    account,
+                    region,
+                    (&d, until),
+                    &stored,
+                    chrono::Utc::now(),
+                )
                 .await
             {
                 Ok(true) => m().digests.with_label_values(&["stored"]).inc(),

@@ -54,14 +54,16 @@ impl Scope {
 /// other field are written at once).
 pub const TOUCH_EVERY: chrono::Duration = chrono::Duration::hours(6);
 
-/// Version of what [`observed_digest`] hashes: bump it when the diff's
-/// rules change what the same observation writes (the package version is
-/// hashed too, so a new release re-reads every region once).
+/// Version of what [`observed_digest`] hashes: **bump it whenever the
+/// diff's rules or the rows' fields change what the same observation
+/// writes**, so that a release re-reads every region at once instead of
+/// within [`TOUCH_EVERY`]. (The package version is hashed too, but the
+/// workspace's does not move with every release.)
 const DIGEST_FORMAT: u32 = 1;
 
 /// Hex SHA-256 of a whole-region describe's result and what else the diff
-/// depends on (tenant, account, region, onboarding time, scope, this
-/// build). Two describes with the same digest write the same inventory:
+/// depends on (tenant, account, region, onboarding time, scope,
+/// [`DIGEST_FORMAT`]). Two describes with the same digest write the same inventory:
 /// the diff compares every field it stores. Resources are hashed in
 /// (kind, id) order, so EC2's page order does not matter.
 pub fn observed_digest(
@@ -75,7 +77,7 @@ pub fn observed_digest(
     let mut h = Sha256::new();
     let head = serde_json::json!({
         "format": DIGEST_FORMAT,
-        "build": env!("CARGO_PKG_VERSION"),
+        "package": env!("CARGO_PKG_VERSION"),
         "tenant": ctx.tenant,
         "account": ctx.account,
         "region": ctx.region,
@@ -1195,6 +1197,47 @@ mod tests {
         assert_eq!(
             digest_valid_until(&c, &HashMap::new(), &[], &[]),
             t("2024-03-01T22:30:00Z")
+        );
+    }
+
+    #[test]
+    fn the_oldest_unwritten_row_sets_the_digest_expiry() {
+        let observed = vec![
+            (
+                "i-1".to_owned(),
+                inst("running", "2024-03-01T10:00:00Z", ""),
+            ),
+            (
+                "i-2".to_owned(),
+                inst("running", "2024-03-01T10:00:00Z", ""),
+            ),
+        ];
+        let sks: Vec<String> = observed
+            .iter()
+            .map(|(id, r)| inventory_sk("eu-west-1", r.kind(), id))
+            .collect();
+        let mut inv = HashMap::new();
+        let first = diff(
+            &ctx("2024-03-01T10:30:00Z"),
+            &inv,
+            observed.clone(),
+            &Scope::Full,
+        );
+        apply(&mut inv, &first);
+        // i-1 last seen 10:30, i-2 touched at 12:00: i-1 is due first.
+        inv.get_mut(&sks[1]).unwrap().last_seen = t("2024-03-01T12:00:00Z");
+        let c = ctx("2024-03-01T13:00:00Z");
+        let w = diff(&c, &inv, observed.clone(), &Scope::Full);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            digest_valid_until(&c, &inv, &w, &sks),
+            t("2024-03-01T16:30:00Z")
+        );
+        // A row written now counts as seen now; the other one decides.
+        let w = vec![Write::Touch { sk: sks[0].clone() }];
+        assert_eq!(
+            digest_valid_until(&c, &inv, &w, &sks),
+            t("2024-03-01T18:00:00Z")
         );
     }
 }

@@ -852,11 +852,26 @@ async fn concurrent_describes_of_one_region_retry_lost_races_in_process() {
     }
 }
 
-/// Counts the `Query` calls a DynamoDB client sends to one table.
+/// Records the sort-key prefix (`:prefix`, empty for a whole partition) of
+/// every `Query` a DynamoDB client sends to one table.
 #[derive(Debug, Clone)]
 struct QueriesOf {
     table: String,
-    count: Arc<std::sync::atomic::AtomicUsize>,
+    prefixes: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl QueriesOf {
+    fn count(&self) -> usize {
+        self.prefixes.lock().unwrap().len()
+    }
+    fn last(&self) -> String {
+        self.prefixes
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 impl aws_smithy_runtime_api::client::interceptors::Intercept for QueriesOf {
@@ -874,24 +889,32 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for QueriesOf {
             .downcast_ref::<aws_sdk_dynamodb::operation::query::QueryInput>()
             && q.table_name() == Some(self.table.as_str())
         {
-            self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let prefix = q
+                .expression_attribute_values()
+                .and_then(|v| v.get(":prefix"))
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            self.prefixes.lock().unwrap().push(prefix);
         }
         Ok(())
     }
 }
 
 /// Issue 23: a whole-region describe that observes what the inventory was
-/// last reconciled with does not read the region's inventory; a targeted
-/// describe's write (or its simulation: a row written and the region's
-/// generation bumped) makes the next one read and correct it.
+/// last reconciled with does not read the region's inventory. Any describe
+/// that writes a changed row stores no digest and moves the region's
+/// generation, so the next one reads; a writer that died between its two
+/// bumps (its lease) blocks digests; a describe that read before a write
+/// cannot store its digest after it.
 #[tokio::test]
 async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
-    use kopter_store::inventory::{InventoryStore, Write};
+    use kopter_store::inventory::{InventoryStore, REGION_WRITE_LEASE, ResourceKind, Write};
     let env = TestEnv::new().await;
     let mut d = describer::describer(&env.ctx);
     let queries = QueriesOf {
         table: env.ctx.names.table(kopter_schema::Table::Inventory),
-        count: Arc::default(),
+        prefixes: Arc::default(),
     };
     let ddb = env.ctx.aws.dynamodb();
     let ddb = aws_sdk_dynamodb::Client::from_conf(
@@ -901,44 +924,56 @@ async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
             .build(),
     );
     d.store = InventoryStore::new(ddb, &env.ctx.names);
-    let reads = || queries.count.load(std::sync::atomic::Ordering::SeqCst);
+    let reads = || queries.count();
     let rec = onboard(&env, "acme", &["eu-west-1"]).await;
     let ec2 = customer_ec2(&env, &rec, "eu-west-1").await;
     let ids = launch(&ec2, 2, &[]).await;
     let region = "eu-west-1";
     let (tenant, account) = (&rec.tenant_id, &rec.account_id);
+    let digest = || d.store.region_digest(tenant, account, region);
+    let whole = target(&rec, region);
+    let sweep = || d.describe(&whole, None);
 
-    let first = d.describe(&target(&rec, region), None).await.unwrap();
+    // First sight: read, written, no digest stored (it wrote), the
+    // generation moved twice.
+    let first = sweep().await.unwrap();
     // The instances and their root volumes.
     assert!(
         first.written >= 2 && first.written == first.observed,
         "{first:?}"
     );
     assert_eq!(reads(), 1);
-    let stored = d
-        .store
-        .region_digest(tenant, account, region)
-        .await
-        .unwrap();
+    let g = digest().await.unwrap();
+    assert_eq!((g.generation, g.digest.as_deref()), (2, None), "{g:?}");
+    assert_eq!(g.busy_until_ms, None);
+    // Nothing to write: read once more, and the digest stored.
+    let second = sweep().await.unwrap();
+    assert_eq!((second.observed, second.written), (first.observed, 0));
+    assert_eq!(reads(), 2);
+    let stored = digest().await.unwrap();
     assert!(
-        stored.digest.is_some() && stored.generation == 0,
+        stored.digest.is_some() && stored.digest_generation == Some(2),
         "{stored:?}"
     );
-
-    // Nothing changed: observed, not read, not written.
-    let again = d.describe(&target(&rec, region), None).await.unwrap();
+    // Unchanged since: observed, neither read nor written.
+    let again = sweep().await.unwrap();
     assert_eq!((again.observed, again.written), (first.observed, 0));
-    assert_eq!(reads(), 1, "an unchanged region's inventory is not read");
+    assert_eq!(reads(), 2, "an unchanged region's inventory is not read");
 
-    // A change in EC2: read and written.
+    // A change in EC2: read and written; the generation moves past the
+    // digest, so the next describe reads (and stores).
     ec2.stop_instances()
         .instance_ids(&ids[0])
         .send()
         .await
         .unwrap();
-    let changed = d.describe(&target(&rec, region), None).await.unwrap();
-    assert_eq!(changed.written, 1);
-    assert_eq!(reads(), 2);
+    assert_eq!(sweep().await.unwrap().written, 1);
+    assert_eq!(reads(), 3);
+    assert_eq!(digest().await.unwrap().generation, 4);
+    assert_eq!(sweep().await.unwrap().written, 0);
+    assert_eq!(reads(), 4);
+    assert_eq!(sweep().await.unwrap().written, 0);
+    assert_eq!(reads(), 4);
     let state_of = |id: String| {
         let d = &d;
         async move {
@@ -949,28 +984,22 @@ async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
                 .into_values()
                 .find(|r| r.resource_id == id)
                 .unwrap()
-                .state()
-                .to_owned()
         }
     };
-    assert_eq!(state_of(ids[0].clone()).await, "stopped");
-    let base = reads();
+    assert_eq!(state_of(ids[0].clone()).await.state(), "stopped");
+    let base = reads() + 1;
 
-    // What a targeted describe does when it writes: the region's
-    // generation moves, then the row. EC2 still says stopped, as the
-    // stored digest does; the next describe must read and correct.
+    // A writer that dies between its writes and its second bump: its row
+    // (running, while EC2 says stopped, as the stored digest does) and its
+    // lease stay. The next describe reads, corrects the row, and stores no
+    // digest (it wrote); nor does one that finds nothing to write while
+    // the lease is live.
+    let now = chrono::Utc::now();
     d.store
-        .invalidate_region_digest(tenant, account, region)
+        .begin_region_write(tenant, account, region, now)
         .await
         .unwrap();
-    let mut row = d
-        .store
-        .inventory(tenant, account, Some(region), None)
-        .await
-        .unwrap()
-        .into_values()
-        .find(|r| r.resource_id == ids[0])
-        .unwrap();
+    let mut row = state_of(ids[0].clone()).await;
     let Resource::Instance(i) = &mut row.resource else {
         panic!("an instance row")
     };
@@ -984,27 +1013,80 @@ async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
                 expected_version,
                 events: vec![],
             },
-            chrono::Utc::now(),
+            now,
             &kopter_schema::items::keys::tenant_account(tenant, account),
         )
         .await
         .unwrap();
-    let base = base + 1;
-    assert_eq!(state_of(ids[0].clone()).await, "running");
-    let base = base + 1;
-    let fixed = d.describe(&target(&rec, region), None).await.unwrap();
+    let fixed = sweep().await.unwrap();
     assert_eq!(fixed.written, 1, "{fixed:?}");
-    assert_eq!(reads(), base + 1, "read after the generation moved");
-    assert_eq!(state_of(ids[0].clone()).await, "stopped");
+    assert_eq!(reads(), base + 1, "read while a writer's lease is live");
+    assert_eq!(state_of(ids[0].clone()).await.state(), "stopped");
+    let base = reads();
+    sweep().await.unwrap();
+    assert_eq!(
+        reads(),
+        base + 1,
+        "read: the lease is gone, the generation moved"
+    );
+    let stored = digest().await.unwrap();
+    assert_eq!(
+        stored.digest_generation,
+        Some(stored.generation),
+        "{stored:?}"
+    );
 
-    // A real targeted describe that writes moves the generation twice
-    // (before and after its writes), so no digest stands.
-    let before = d
-        .store
-        .region_digest(tenant, account, region)
+    // The lease alone: no digest stands or is stored until it runs out.
+    d.store
+        .begin_region_write(tenant, account, region, now)
         .await
         .unwrap();
-    assert!(before.digest_generation == Some(before.generation));
+    let leased = digest().await.unwrap();
+    let d0 = stored.digest.clone().unwrap();
+    assert!(!leased.holds(&d0, now));
+    let until = now + chrono::Duration::hours(1);
+    assert!(
+        !d.store
+            .put_region_digest(tenant, account, region, (&d0, until), &leased, now)
+            .await
+            .unwrap(),
+        "stored under a live lease"
+    );
+    // A digest read before a write cannot be stored after it.
+    assert!(
+        !d.store
+            .put_region_digest(tenant, account, region, (&d0, until), &stored, now)
+            .await
+            .unwrap(),
+        "stored over a newer generation"
+    );
+    let later = now + REGION_WRITE_LEASE + chrono::Duration::seconds(1);
+    assert!(
+        d.store
+            .put_region_digest(tenant, account, region, (&d0, until), &leased, later)
+            .await
+            .unwrap(),
+        "a lapsed lease no longer blocks"
+    );
+    d.store
+        .end_region_write(tenant, account, region)
+        .await
+        .unwrap();
+    assert!(
+        !digest().await.unwrap().holds(&d0, now),
+        "the end bump moves past it"
+    );
+    sweep().await.unwrap();
+
+    // A targeted describe that writes moves the generation twice (before
+    // and after its writes), reads only the named kind's rows, and no
+    // digest stands after it.
+    let before = digest().await.unwrap();
+    assert_eq!(
+        before.digest_generation,
+        Some(before.generation),
+        "{before:?}"
+    );
     ec2.start_instances()
         .instance_ids(&ids[0])
         .send()
@@ -1023,21 +1105,15 @@ async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
         .await
         .unwrap();
     assert_eq!(t.written, 1, "{t:?}");
-    let after = d
-        .store
-        .region_digest(tenant, account, region)
-        .await
-        .unwrap();
+    assert_eq!(
+        queries.last(),
+        kopter_store::inventory::inventory_prefix(region, Some(ResourceKind::Instance))
+    );
+    let after = digest().await.unwrap();
     assert_eq!(after.generation, before.generation + 2);
     assert_ne!(after.digest_generation, Some(after.generation));
     let base = reads();
-    let swept = d.describe(&target(&rec, region), None).await.unwrap();
+    let swept = sweep().await.unwrap();
     assert_eq!(reads(), base + 1, "read after a targeted write");
     assert_eq!(swept.observed, first.observed);
-    let stored = d
-        .store
-        .region_digest(tenant, account, region)
-        .await
-        .unwrap();
-    assert_eq!(stored.digest_generation, Some(stored.generation));
 }

@@ -52,29 +52,39 @@ pub struct InventoryStore {
 }
 
 /// What the describer last reconciled a region's inventory with (issue 23):
-/// the digest of a whole-region describe whose result the inventory held
-/// afterwards, so the next describe that observes the same can skip
-/// reading the region's inventory (a `Query` of every row, each sweep).
+/// the digest of a whole-region describe that found the inventory already
+/// holding what it observed, so the next describe that observes the same
+/// can skip reading the region's inventory (a `Query` of every row, each
+/// sweep).
 ///
 /// One item of the dedup table per account-region,
-/// `{tenant}#describe-digest#{account}#{region}`. `generation` is bumped
-/// by every targeted describe that writes the region (before and after its
-/// writes); a digest counts only while `digest_generation` equals it, and
-/// is written only if the generation read before the region's inventory
-/// was read is still the item's. So a digest never outlives a write it
-/// did not see.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `{tenant}#describe-digest#{account}#{region}`. Every describe that
+/// writes a changed row (whole-region or targeted) brackets its writes with
+/// [`InventoryStore::begin_region_write`] (bumps `generation`, sets a
+/// `busy_until` lease) and [`InventoryStore::end_region_write`] (bumps it
+/// again, clears the lease). A digest counts only while its
+/// `digest_generation` equals the item's `generation` and no lease is
+/// live; it is stored only by a describe that wrote no changed row, and
+/// only if the generation is still the one read before its inventory read
+/// and no lease is live. So a digest never stands for an inventory that a
+/// write it did not see changed, even if that writer died mid-way (its
+/// lease blocks stores until its writes are long done, and its bump
+/// outlives it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RegionDigest {
     /// Hex SHA-256 of the describe's result (the describer's
-    /// `observed_digest`); `None` once only the generation is stored.
+    /// `observed_digest`); `None` when only a generation is stored.
     pub digest: Option<String>,
     /// The digest stands until then: the oldest `last_seen` of the
-    /// region's live rows plus the describer's touch interval, so the
+    /// region's observed rows plus the describer's touch interval, so the
     /// rows are still touched on time.
     pub valid_until: Option<DateTime<Utc>>,
     pub digest_generation: Option<u64>,
     /// 0 when the item does not exist.
     pub generation: u64,
+    /// A writer's lease (Unix ms): until then no digest stands or is
+    /// stored.
+    pub busy_until_ms: Option<i64>,
 }
 
 impl RegionDigest {
@@ -83,11 +93,17 @@ impl RegionDigest {
         self.digest.as_deref() == Some(digest)
             && self.digest_generation == Some(self.generation)
             && self.valid_until.is_some_and(|v| at < v)
+            && self.busy_until_ms.is_none_or(|b| b < at.timestamp_millis())
     }
 }
 
 /// Days a region digest item outlives its `valid_until` (TTL).
 const DIGEST_KEEP_DAYS: i64 = 7;
+
+/// How long a writer's lease blocks digests: far longer than a region's
+/// writes take, so a writer that died mid-way has long stopped writing
+/// when it runs out.
+pub const REGION_WRITE_LEASE: chrono::Duration = chrono::Duration::minutes(15);
 
 fn digest_key(tenant: &TenantId, account: &AccountId, region: &str) -> String {
     keys::tenant_dedup(tenant, "describe-digest", &format!("{account}#{region}"))
@@ -145,21 +161,26 @@ impl InventoryStore {
             },
             digest_generation: num("digest_generation"),
             generation: num("generation").unwrap_or(0),
+            busy_until_ms: match item.get("busy_until") {
+                Some(AttributeValue::N(n)) => n.parse().ok(),
+                _ => None,
+            },
         })
     }
 
-    /// Stores a whole-region describe's digest, unless the region's
-    /// generation moved since `read` was read (a targeted describe wrote
-    /// meanwhile): `Ok(false)` then, and the next describe reads the
-    /// inventory.
+    /// Stores a whole-region describe's digest (one that wrote no changed
+    /// row), unless the region's generation moved since `read` was read or
+    /// a writer's lease is live: `Ok(false)` then, and the next describe
+    /// reads the inventory. `(digest, valid_until)`: what to store;
+    /// `now`: the lease's clock.
     pub async fn put_region_digest(
         &self,
         tenant: &TenantId,
         account: &AccountId,
         region: &str,
-        digest: &str,
-        valid_until: DateTime<Utc>,
+        (digest, valid_until): (&str, DateTime<Utc>),
         read: &RegionDigest,
+        now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
         let g = read.generation.to_string();
         let mut req = self
@@ -179,12 +200,20 @@ impl InventoryStore {
                         .to_string(),
                 ),
             );
-        req = if read.generation == 0 {
-            req.condition_expression("attribute_not_exists(generation) OR generation = :g")
+        let same = if read.generation == 0 {
+            "(attribute_not_exists(generation) OR generation = :g)"
         } else {
-            req.condition_expression("generation = :g")
-        }
-        .expression_attribute_values(":g", AttributeValue::N(g));
+            "generation = :g"
+        };
+        req = req
+            .condition_expression(format!(
+                "{same} AND (attribute_not_exists(busy_until) OR busy_until < :now)"
+            ))
+            .expression_attribute_values(":g", AttributeValue::N(g))
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(now.timestamp_millis().to_string()),
+            );
         match req.send().await {
             Ok(_) => Ok(true),
             Err(e)
@@ -199,28 +228,73 @@ impl InventoryStore {
         }
     }
 
-    /// Bumps the region's generation: a targeted describe is about to
-    /// write (or has written) the region's inventory, so no digest read
-    /// or stored before stands.
-    pub async fn invalidate_region_digest(
+    /// Before a describe writes changed rows of a region: bumps its
+    /// generation and takes a [`REGION_WRITE_LEASE`] from `now`, so no
+    /// digest read or stored before stands, and none is stored while the
+    /// writes may still land.
+    pub async fn begin_region_write(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        region: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let until = now + REGION_WRITE_LEASE;
+        self.bump_region(
+            tenant,
+            account,
+            region,
+            "ADD generation :one SET busy_until = :until, expires_at = :exp",
+            Some(until.timestamp_millis()),
+        )
+        .await
+        .with_context(|| format!("begin writing the inventory of {tenant}/{account} {region}"))
+    }
+
+    /// After those writes (whether they all succeeded or not): bumps the
+    /// generation again and clears the lease, so a describe that read the
+    /// region between the two bumps does not store its digest.
+    pub async fn end_region_write(
         &self,
         tenant: &TenantId,
         account: &AccountId,
         region: &str,
     ) -> anyhow::Result<()> {
+        self.bump_region(
+            tenant,
+            account,
+            region,
+            "ADD generation :one SET expires_at = :exp REMOVE busy_until",
+            None,
+        )
+        .await
+        .with_context(|| format!("end writing the inventory of {tenant}/{account} {region}"))
+    }
+
+    async fn bump_region(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        region: &str,
+        update: &str,
+        until_ms: Option<i64>,
+    ) -> anyhow::Result<()> {
         let expires = Utc::now() + chrono::Duration::days(DIGEST_KEEP_DAYS);
-        self.ddb
+        let mut req = self
+            .ddb
             .update_item()
             .table_name(&self.dedup)
             .key("pk", s(digest_key(tenant, account, region)))
-            .update_expression("ADD generation :one SET expires_at = :exp")
+            .update_expression(update)
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":exp", AttributeValue::N(expires.timestamp().to_string()))
-            .send()
-            .await
-            .with_context(|| {
-                format!("invalidate the describe digest of {tenant}/{account} {region}")
-            })?;
+            .expression_attribute_values(
+                ":exp",
+                AttributeValue::N(expires.timestamp().to_string()),
+            );
+        if let Some(u) = until_ms {
+            req = req.expression_attribute_values(":until", AttributeValue::N(u.to_string()));
+        }
+        req.send().await?;
         Ok(())
     }
 
@@ -655,3 +729,39 @@ impl InventoryStore {
 
 /// The `ec2-events` index keyed by `{tenant}#{resource id}`.
 pub const BY_RESOURCE: &str = "by-resource";
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_holds_only_current_unexpired_and_unleased() {
+        let at: DateTime<Utc> = "2024-03-01T12:00:00Z".parse().unwrap();
+        let ok = RegionDigest {
+            digest: Some("abc".into()),
+            valid_until: Some(at + chrono::Duration::hours(1)),
+            digest_generation: Some(4),
+            generation: 4,
+            busy_until_ms: None,
+        };
+        assert!(ok.holds("abc", at));
+        assert!(!ok.holds("abd", at), "another observation");
+        assert!(!ok.holds("abc", at + chrono::Duration::hours(1)), "expired");
+        let moved = RegionDigest {
+            generation: 5,
+            ..ok.clone()
+        };
+        assert!(!moved.holds("abc", at), "a write since");
+        let leased = RegionDigest {
+            busy_until_ms: Some(at.timestamp_millis() + 1),
+            ..ok.clone()
+        };
+        assert!(!leased.holds("abc", at), "a writer's live lease");
+        let lapsed = RegionDigest {
+            busy_until_ms: Some(at.timestamp_millis() - 1),
+            ..ok.clone()
+        };
+        assert!(lapsed.holds("abc", at));
+        assert!(!RegionDigest::default().holds("abc", at), "none stored");
+    }
+}
