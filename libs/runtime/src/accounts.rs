@@ -405,11 +405,36 @@ impl AccountStore {
         Ok(())
     }
 
-    /// One account of a tenant.
+    /// One account of a tenant (strongly consistent).
     pub async fn get(
         &self,
         tenant: &TenantId,
         account: &AccountId,
+    ) -> anyhow::Result<Option<AccountRecord>> {
+        self.get_with(tenant, account, true).await
+    }
+
+    /// [`AccountStore::get`] for a job about an account: an eventually
+    /// consistent read (half the read units; a change of the last second
+    /// may not show, as if the job had run a second earlier), and a
+    /// strongly consistent one when it finds nothing (an account onboarded
+    /// just before its first job is not skipped).
+    pub async fn get_for_job(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> anyhow::Result<Option<AccountRecord>> {
+        match self.get_with(tenant, account, false).await? {
+            Some(r) => Ok(Some(r)),
+            None => self.get_with(tenant, account, true).await,
+        }
+    }
+
+    async fn get_with(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        consistent: bool,
     ) -> anyhow::Result<Option<AccountRecord>> {
         let out = self
             .ddb
@@ -417,7 +442,7 @@ impl AccountStore {
             .table_name(&self.accounts)
             .key("pk", AttributeValue::S(keys::account_pk(tenant)))
             .key("sk", AttributeValue::S(keys::account_sk(account)))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .with_context(|| format!("read account {account} of tenant {tenant}"))?;

@@ -44,7 +44,7 @@ impl Describer {
     pub async fn backup(&self, target: &AccountRegion) -> Result<BackupReport, HandlerError> {
         let Some(record) = self
             .accounts
-            .get(&target.tenant, &target.account)
+            .get_for_job(&target.tenant, &target.account)
             .await
             .map_err(HandlerError::retry)?
         else {

@@ -497,7 +497,7 @@ impl Describer {
         } = target;
         let Some(record) = self
             .accounts
-            .get(tenant, account)
+            .get_for_job(tenant, account)
             .await
             .map_err(HandlerError::retry)?
         else {
@@ -698,16 +698,25 @@ impl Describer {
             }
             _ => None,
         };
-        if changes {
-            self.store
+        let writer = if changes {
+            let me = self
+                .store
                 .begin_region_write(tenant, account, region, chrono::Utc::now())
                 .await?;
             m().digests.with_label_values(&["invalidated"]).inc();
-        }
+            Some(me)
+        } else {
+            None
+        };
         let applied = self.apply(&ctx, writes).await;
-        if changes && let Err(e) = self.store.end_region_write(tenant, account, region).await {
-            // The generation moved at the start and the lease runs out:
-            // no digest stands meanwhile. The writes' own error (a lost
+        if let Some(me) = &writer
+            && let Err(e) = self
+                .store
+                .end_region_write(tenant, account, region, me)
+                .await
+        {
+            // The generation moved at the start and this writer's token
+            // stays until its lease runs out: no digest stands meanwhile. The writes' own error (a lost
             // race is retried in-process) comes first.
             let e = e.context(format!("after writing the inventory of {account} {region}"));
             return Err(match applied {

@@ -909,7 +909,9 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for QueriesOf {
 /// cannot store its digest after it.
 #[tokio::test]
 async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
-    use kopter_store::inventory::{InventoryStore, REGION_WRITE_LEASE, ResourceKind, Write};
+    use kopter_store::inventory::{
+        InventoryStore, REGION_WRITE_LEASE, RegionDigest as RegionDigestOf, ResourceKind, Write,
+    };
     let env = TestEnv::new().await;
     let mut d = describer::describer(&env.ctx);
     let queries = QueriesOf {
@@ -945,7 +947,7 @@ async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
     assert_eq!(reads(), 1);
     let g = digest().await.unwrap();
     assert_eq!((g.generation, g.digest.as_deref()), (2, None), "{g:?}");
-    assert_eq!(g.busy_until_ms, None);
+    assert_eq!(g.writers, 0, "{g:?}");
     // Nothing to write: read once more, and the digest stored.
     let second = sweep().await.unwrap();
     assert_eq!((second.observed, second.written), (first.observed, 0));
@@ -990,10 +992,11 @@ async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
     let base = reads() + 1;
 
     // A writer that dies between its writes and its second bump: its row
-    // (running, while EC2 says stopped, as the stored digest does) and its
-    // lease stay. The next describe reads, corrects the row, and stores no
-    // digest (it wrote); nor does one that finds nothing to write while
-    // the lease is live.
+    // (running, while EC2 says stopped, as the stored digest does), its
+    // token and its lease stay. The next describe reads and corrects the
+    // row, and stores no digest (it wrote); nor does one that finds
+    // nothing to write while the dead writer's lease is live. Another
+    // writer's end leaves the dead one's token.
     let now = chrono::Utc::now();
     d.store
         .begin_region_write(tenant, account, region, now)
@@ -1022,60 +1025,63 @@ async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
     assert_eq!(fixed.written, 1, "{fixed:?}");
     assert_eq!(reads(), base + 1, "read while a writer's lease is live");
     assert_eq!(state_of(ids[0].clone()).await.state(), "stopped");
-    let base = reads();
-    sweep().await.unwrap();
-    assert_eq!(
-        reads(),
-        base + 1,
-        "read: the lease is gone, the generation moved"
-    );
-    let stored = digest().await.unwrap();
-    assert_eq!(
-        stored.digest_generation,
-        Some(stored.generation),
-        "{stored:?}"
-    );
-
-    // The lease alone: no digest stands or is stored until it runs out.
-    d.store
-        .begin_region_write(tenant, account, region, now)
-        .await
-        .unwrap();
     let leased = digest().await.unwrap();
+    assert_eq!(leased.writers, 1, "the dead writer's token: {leased:?}");
+    assert!(leased.busy(now));
+    let base = reads();
+    let quiet = sweep().await.unwrap();
+    assert_eq!(quiet.written, 0);
+    assert_eq!(reads(), base + 1);
+    let after = digest().await.unwrap();
+    assert_ne!(after.digest_generation, Some(after.generation), "{after:?}");
+    sweep().await.unwrap();
+    assert_eq!(reads(), base + 2, "no digest while the lease is live");
+
+    // Stores checked directly: not under a live lease, not over a newer
+    // generation, not into an item made again after a TTL deletion; once
+    // the lease has run out, yes (and the dead writer's token goes).
     let d0 = stored.digest.clone().unwrap();
-    assert!(!leased.holds(&d0, now));
     let until = now + chrono::Duration::hours(1);
-    assert!(
-        !d.store
-            .put_region_digest(tenant, account, region, (&d0, until), &leased, now)
-            .await
-            .unwrap(),
-        "stored under a live lease"
-    );
-    // A digest read before a write cannot be stored after it.
-    assert!(
-        !d.store
-            .put_region_digest(tenant, account, region, (&d0, until), &stored, now)
-            .await
-            .unwrap(),
-        "stored over a newer generation"
-    );
+    let put = |read: RegionDigestOf, at: chrono::DateTime<chrono::Utc>| {
+        let (d, d0) = (&d, d0.clone());
+        async move {
+            d.store
+                .put_region_digest(tenant, account, region, (&d0, until), &read, at)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(!put(after.clone(), now).await, "stored under a live lease");
     let later = now + REGION_WRITE_LEASE + chrono::Duration::seconds(1);
     assert!(
-        d.store
-            .put_region_digest(tenant, account, region, (&d0, until), &leased, later)
-            .await
-            .unwrap(),
+        !put(stored.clone(), later).await,
+        "stored over a newer generation"
+    );
+    let reborn = RegionDigestOf {
+        epoch: Some("another-item".into()),
+        ..after.clone()
+    };
+    assert!(!put(reborn, later).await, "stored into another item");
+    assert!(
+        put(after.clone(), later).await,
         "a lapsed lease no longer blocks"
     );
-    d.store
-        .end_region_write(tenant, account, region)
+    let now_stored = digest().await.unwrap();
+    assert_eq!(now_stored.writers, 0);
+    assert!(now_stored.holds(&d0, later));
+    // A writer at work again: its first bump moves past the digest.
+    let me = d
+        .store
+        .begin_region_write(tenant, account, region, chrono::Utc::now())
         .await
         .unwrap();
-    assert!(
-        !digest().await.unwrap().holds(&d0, now),
-        "the end bump moves past it"
-    );
+    assert!(!digest().await.unwrap().holds(&d0, later));
+    d.store
+        .end_region_write(tenant, account, region, &me)
+        .await
+        .unwrap();
+    assert_eq!(digest().await.unwrap().writers, 0);
+    sweep().await.unwrap();
     sweep().await.unwrap();
 
     // A targeted describe that writes moves the generation twice (before

@@ -60,16 +60,18 @@ pub struct InventoryStore {
 /// One item of the dedup table per account-region,
 /// `{tenant}#describe-digest#{account}#{region}`. Every describe that
 /// writes a changed row (whole-region or targeted) brackets its writes with
-/// [`InventoryStore::begin_region_write`] (bumps `generation`, sets a
-/// `busy_until` lease) and [`InventoryStore::end_region_write`] (bumps it
-/// again, clears the lease). A digest counts only while its
-/// `digest_generation` equals the item's `generation` and no lease is
-/// live; it is stored only by a describe that wrote no changed row, and
-/// only if the generation is still the one read before its inventory read
-/// and no lease is live. So a digest never stands for an inventory that a
-/// write it did not see changed, even if that writer died mid-way (its
-/// lease blocks stores until its writes are long done, and its bump
-/// outlives it).
+/// [`InventoryStore::begin_region_write`] (bumps `generation`, adds its
+/// token to `writers`, extends the `busy_until` lease) and
+/// [`InventoryStore::end_region_write`] (bumps it again, removes its
+/// token). A digest counts only while its `digest_generation` equals the
+/// item's `generation` and no writer's lease is live; it is stored only by
+/// a describe that wrote no changed row, and only if the item is still
+/// the one read before its inventory read (same `epoch`: an item deleted
+/// by TTL and made again is another; same `generation`) and no writer is
+/// at work (no token, or every lease run out). So a digest never stands
+/// for an inventory that a write it did not see changed, even if that
+/// writer died mid-way (its token blocks stores until its lease, long
+/// after its writes, and its first bump outlives it).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RegionDigest {
     /// Hex SHA-256 of the describe's result (the describer's
@@ -82,18 +84,32 @@ pub struct RegionDigest {
     pub digest_generation: Option<u64>,
     /// 0 when the item does not exist.
     pub generation: u64,
-    /// A writer's lease (Unix ms): until then no digest stands or is
-    /// stored.
+    /// Random, set when the item is made: tells an item made again after
+    /// a TTL deletion (its generation restarts) from the one read.
+    pub epoch: Option<String>,
+    /// Writers at work (their tokens; a dead writer's stays until its
+    /// lease has run out and a digest replaces the item).
+    pub writers: usize,
+    /// The latest writer's lease (Unix ms).
     pub busy_until_ms: Option<i64>,
 }
 
 impl RegionDigest {
+    /// Whether a writer may be at work at `at` (a token, and a lease not
+    /// run out).
+    pub fn busy(&self, at: DateTime<Utc>) -> bool {
+        self.writers > 0
+            && self
+                .busy_until_ms
+                .is_some_and(|b| b >= at.timestamp_millis())
+    }
+
     /// Whether `digest` observed at `at` matches a stored, current digest.
     pub fn holds(&self, digest: &str, at: DateTime<Utc>) -> bool {
         self.digest.as_deref() == Some(digest)
             && self.digest_generation == Some(self.generation)
             && self.valid_until.is_some_and(|v| at < v)
-            && self.busy_until_ms.is_none_or(|b| b < at.timestamp_millis())
+            && !self.busy(at)
     }
 }
 
@@ -102,8 +118,13 @@ const DIGEST_KEEP_DAYS: i64 = 7;
 
 /// How long a writer's lease blocks digests: far longer than a region's
 /// writes take, so a writer that died mid-way has long stopped writing
-/// when it runs out.
+/// when it runs out. Against the storer's clock: task clocks (Amazon Time
+/// Sync) agree far better than that.
 pub const REGION_WRITE_LEASE: chrono::Duration = chrono::Duration::minutes(15);
+
+fn random_token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
 
 fn digest_key(tenant: &TenantId, account: &AccountId, region: &str) -> String {
     keys::tenant_dedup(tenant, "describe-digest", &format!("{account}#{region}"))
@@ -161,6 +182,14 @@ impl InventoryStore {
             },
             digest_generation: num("digest_generation"),
             generation: num("generation").unwrap_or(0),
+            epoch: match item.get("epoch") {
+                Some(AttributeValue::S(e)) => Some(e.clone()),
+                _ => None,
+            },
+            writers: match item.get("writers") {
+                Some(AttributeValue::Ss(w)) => w.len(),
+                _ => 0,
+            },
             busy_until_ms: match item.get("busy_until") {
                 Some(AttributeValue::N(n)) => n.parse().ok(),
                 _ => None,
@@ -183,6 +212,7 @@ impl InventoryStore {
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
         let g = read.generation.to_string();
+        let epoch = read.epoch.clone().unwrap_or_else(random_token);
         let mut req = self
             .ddb
             .put_item()
@@ -192,6 +222,7 @@ impl InventoryStore {
             .item("valid_until", s(fixed_time(valid_until)))
             .item("digest_generation", AttributeValue::N(g.clone()))
             .item("generation", AttributeValue::N(g.clone()))
+            .item("epoch", s(epoch.clone()))
             .item(
                 "expires_at",
                 AttributeValue::N(
@@ -200,14 +231,20 @@ impl InventoryStore {
                         .to_string(),
                 ),
             );
-        let same = if read.generation == 0 {
-            "(attribute_not_exists(generation) OR generation = :g)"
-        } else {
-            "generation = :g"
+        // The item read, still: same epoch (or none then and none now) and
+        // generation; and no writer at work.
+        let same = match &read.epoch {
+            Some(_) => "epoch = :e AND generation = :g",
+            None => {
+                "attribute_not_exists(epoch) AND (attribute_not_exists(generation) OR generation = :g)"
+            }
         };
+        if read.epoch.is_some() {
+            req = req.expression_attribute_values(":e", s(epoch));
+        }
         req = req
             .condition_expression(format!(
-                "{same} AND (attribute_not_exists(busy_until) OR busy_until < :now)"
+                "{same} AND (attribute_not_exists(writers) OR busy_until < :now)"
             ))
             .expression_attribute_values(":g", AttributeValue::N(g))
             .expression_attribute_values(
@@ -229,56 +266,95 @@ impl InventoryStore {
     }
 
     /// Before a describe writes changed rows of a region: bumps its
-    /// generation and takes a [`REGION_WRITE_LEASE`] from `now`, so no
-    /// digest read or stored before stands, and none is stored while the
-    /// writes may still land.
+    /// generation, adds this writer's token to `writers` and extends the
+    /// lease to [`REGION_WRITE_LEASE`] from `now` (never shortens a later
+    /// one), so no digest read or stored before stands and none is stored
+    /// while the writes may still land. Returns the token for
+    /// [`InventoryStore::end_region_write`]. Idempotent under retries (a
+    /// set and a bump more).
     pub async fn begin_region_write(
         &self,
         tenant: &TenantId,
         account: &AccountId,
         region: &str,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        let until = now + REGION_WRITE_LEASE;
-        self.bump_region(
-            tenant,
-            account,
-            region,
-            "ADD generation :one SET busy_until = :until, expires_at = :exp",
-            Some(until.timestamp_millis()),
-        )
-        .await
-        .with_context(|| format!("begin writing the inventory of {tenant}/{account} {region}"))
+    ) -> anyhow::Result<String> {
+        let me = random_token();
+        let until = (now + REGION_WRITE_LEASE).timestamp_millis();
+        let ctx = || format!("begin writing the inventory of {tenant}/{account} {region}");
+        let extended = self
+            .bump_region(
+                tenant,
+                account,
+                region,
+                "ADD generation :one, writers :me SET epoch = if_not_exists(epoch, :ne), expires_at = :exp, busy_until = :until",
+                &me,
+                Some(until),
+            )
+            .await;
+        match extended {
+            Ok(()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                // Another writer's lease runs longer: keep it.
+                self.bump_region(
+                    tenant,
+                    account,
+                    region,
+                    "ADD generation :one, writers :me SET epoch = if_not_exists(epoch, :ne), expires_at = :exp",
+                    &me,
+                    None,
+                )
+                .await
+                .with_context(ctx)?;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(ctx())),
+        }
+        Ok(me)
     }
 
     /// After those writes (whether they all succeeded or not): bumps the
-    /// generation again and clears the lease, so a describe that read the
-    /// region between the two bumps does not store its digest.
+    /// generation again and removes this writer's token (`me`, from
+    /// [`InventoryStore::begin_region_write`]), so a describe that read the
+    /// region between the two bumps does not store its digest. Other
+    /// writers' tokens and the lease stay.
     pub async fn end_region_write(
         &self,
         tenant: &TenantId,
         account: &AccountId,
         region: &str,
+        me: &str,
     ) -> anyhow::Result<()> {
         self.bump_region(
             tenant,
             account,
             region,
-            "ADD generation :one SET expires_at = :exp REMOVE busy_until",
+            "ADD generation :one DELETE writers :me SET epoch = if_not_exists(epoch, :ne), expires_at = :exp",
+            me,
             None,
         )
         .await
         .with_context(|| format!("end writing the inventory of {tenant}/{account} {region}"))
     }
 
+    /// One `UpdateItem` of the region's digest item; with `until_ms`, only
+    /// if the lease stored is not later.
     async fn bump_region(
         &self,
         tenant: &TenantId,
         account: &AccountId,
         region: &str,
         update: &str,
+        me: &str,
         until_ms: Option<i64>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<
+        (),
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        >,
+    > {
         let expires = Utc::now() + chrono::Duration::days(DIGEST_KEEP_DAYS);
         let mut req = self
             .ddb
@@ -287,12 +363,16 @@ impl InventoryStore {
             .key("pk", s(digest_key(tenant, account, region)))
             .update_expression(update)
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":me", AttributeValue::Ss(vec![me.to_owned()]))
+            .expression_attribute_values(":ne", s(random_token()))
             .expression_attribute_values(
                 ":exp",
                 AttributeValue::N(expires.timestamp().to_string()),
             );
         if let Some(u) = until_ms {
-            req = req.expression_attribute_values(":until", AttributeValue::N(u.to_string()));
+            req = req
+                .condition_expression("attribute_not_exists(busy_until) OR busy_until < :until")
+                .expression_attribute_values(":until", AttributeValue::N(u.to_string()));
         }
         req.send().await?;
         Ok(())
@@ -742,6 +822,8 @@ mod digest_tests {
             valid_until: Some(at + chrono::Duration::hours(1)),
             digest_generation: Some(4),
             generation: 4,
+            epoch: Some("e".into()),
+            writers: 0,
             busy_until_ms: None,
         };
         assert!(ok.holds("abc", at));
@@ -753,15 +835,21 @@ mod digest_tests {
         };
         assert!(!moved.holds("abc", at), "a write since");
         let leased = RegionDigest {
+            writers: 1,
             busy_until_ms: Some(at.timestamp_millis() + 1),
             ..ok.clone()
         };
         assert!(!leased.holds("abc", at), "a writer's live lease");
         let lapsed = RegionDigest {
             busy_until_ms: Some(at.timestamp_millis() - 1),
-            ..ok.clone()
+            ..leased.clone()
         };
-        assert!(lapsed.holds("abc", at));
+        assert!(lapsed.holds("abc", at), "a dead writer's lease ran out");
+        let ended = RegionDigest {
+            writers: 0,
+            ..leased.clone()
+        };
+        assert!(ended.holds("abc", at), "no writer at work");
         assert!(!RegionDigest::default().holds("abc", at), "none stored");
     }
 }
