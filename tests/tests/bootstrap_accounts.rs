@@ -125,6 +125,17 @@ async fn onboarding_refuses_duplicates_and_other_tenants() {
     assert_eq!(listed, vec![rec.clone()]);
     let globex = kopter_schema::TenantId::new("globex").unwrap();
     assert!(store.list(Some(&globex)).await.unwrap().is_empty());
+    // A job's read (eventually consistent, strong when nothing is found)
+    // finds the record just onboarded, and not under another tenant.
+    let for_job = store
+        .get_for_job(&rec.tenant_id, &rec.account_id)
+        .await
+        .unwrap();
+    assert_eq!(for_job, Some(rec.clone()));
+    assert_eq!(
+        store.get_for_job(&globex, &rec.account_id).await.unwrap(),
+        None
+    );
 }
 
 /// The AMI moto offers first in a region (moto only launches known AMIs).
