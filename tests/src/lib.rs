@@ -7,6 +7,7 @@
 //! against one moto server.
 
 pub mod faults;
+pub mod queries;
 
 use std::net::SocketAddr;
 use std::time::Duration;

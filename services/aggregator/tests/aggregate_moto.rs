@@ -17,6 +17,7 @@ use kopter_store::graph::Budget;
 use kopter_store::inventory::{
     Change, EventRow, InstanceFields, InventoryRow, Resource, VolumeFields, inventory_sk,
 };
+use kopter_tests::queries::QueryLog;
 use kopter_tests::{TestEnv, random_account, unique};
 
 const OFFER: &str = include_str!("../../pricing/tests/fixtures/offer_small.json");
@@ -1038,36 +1039,6 @@ async fn hours_written_per_resource_before_packing_still_read_and_are_replaced()
     assert_eq!(ids, vec!["i-odd", "i-web", "vol-1"]);
 }
 
-/// Records the partition of every `Query` a DynamoDB client sends.
-#[derive(Debug, Clone, Default)]
-struct QueriedPartitions(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
-
-impl aws_smithy_runtime_api::client::interceptors::Intercept for QueriedPartitions {
-    fn name(&self) -> &'static str {
-        "QueriedPartitions"
-    }
-
-    fn read_before_execution(
-        &self,
-        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
-    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        if let Some(q) = context
-            .input()
-            .downcast_ref::<aws_sdk_dynamodb::operation::query::QueryInput>()
-        {
-            let pk = q
-                .expression_attribute_values()
-                .and_then(|v| v.get(":pk"))
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default();
-            self.0.lock().unwrap().push(pk);
-        }
-        Ok(())
-    }
-}
-
 /// A cost line of `cost` USD for one hour (`team` tag when given).
 fn cost_line(
     id: &str,
@@ -1110,15 +1081,8 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
     use kopter_store::graph::{GraphStore, expiry};
 
     let w = world().await;
-    let queried = QueriedPartitions::default();
-    let ddb = w.env.ctx.aws.dynamodb();
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        ddb.config()
-            .to_builder()
-            .interceptor(queried.clone())
-            .build(),
-    );
-    let graph = GraphStore::new(ddb, &w.env.ctx.names);
+    let queried = QueryLog::default();
+    let graph = GraphStore::new(queried.client(&w.env.ctx.aws.dynamodb()), &w.env.ctx.names);
     let tenant = &w.tenant;
     let tags = vec!["team".to_owned()];
     let (a, b) = (w.account.clone(), AccountId::new(random_account()).unwrap());
@@ -1176,7 +1140,11 @@ async fn an_account_hour_reads_only_its_own_rows_and_days_stay_exact() {
         p.starts_with(&format!("{tenant}#hour#")) || p.starts_with(&format!("{tenant}#day#"))
     };
     {
-        let q = queried.0.lock().unwrap();
+        let q: Vec<String> = queried
+            .queries()
+            .iter()
+            .map(|q| q.value(":pk").to_owned())
+            .collect();
         assert!(!q.is_empty());
         assert!(!q.iter().any(shared), "tenant-wide partitions read: {q:?}");
     }
@@ -1753,44 +1721,6 @@ async fn a_roll_up_of_thousands_of_groups_is_chunked_and_shrinks_cleanly() {
     }
 }
 
-/// Records (table, index, partition value) of every `Query` a DynamoDB
-/// client sends (`:pk`, or `:r` of the `by-resource` index).
-#[derive(Debug, Clone, Default)]
-struct QueriesSeen(std::sync::Arc<std::sync::Mutex<Vec<SeenQuery>>>);
-
-/// (table, index, partition value) of one `Query`.
-type SeenQuery = (String, Option<String>, String);
-
-impl aws_smithy_runtime_api::client::interceptors::Intercept for QueriesSeen {
-    fn name(&self) -> &'static str {
-        "QueriesSeen"
-    }
-
-    fn read_before_execution(
-        &self,
-        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
-    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        if let Some(q) = context
-            .input()
-            .downcast_ref::<aws_sdk_dynamodb::operation::query::QueryInput>()
-        {
-            let values = q.expression_attribute_values();
-            let key = values
-                .and_then(|v| v.get(":pk").or_else(|| v.get(":r")))
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default();
-            self.0.lock().unwrap().push((
-                q.table_name().unwrap_or_default().to_owned(),
-                q.index_name().map(str::to_owned),
-                key,
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Issue 23: an aggregate message reads an account's inventory and history
 /// once for its costs and its waste rules, and reads the state before the
 /// hour only of a resource that changed in it, not of one first seen in it.
@@ -1844,13 +1774,12 @@ async fn an_aggregate_reads_an_account_once_and_nothing_before_a_first_sight() {
         ],
     )
     .await;
-    let seen = QueriesSeen::default();
-    let ddb = w.env.ctx.aws.dynamodb();
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        ddb.config().to_builder().interceptor(seen.clone()).build(),
-    );
+    let seen = QueryLog::default();
     let agg = Aggregator {
-        history: aggregator::load::HistoryReader::new(ddb, &w.env.ctx.names),
+        history: aggregator::load::HistoryReader::new(
+            seen.client(&w.env.ctx.aws.dynamodb()),
+            &w.env.ctx.names,
+        ),
         ..Aggregator::new(&w.env.ctx)
     };
     let reports = agg
@@ -1863,35 +1792,40 @@ async fn an_aggregate_reads_an_account_once_and_nothing_before_a_first_sight() {
         .unwrap();
     assert_eq!(reports.len(), 1);
 
-    let seen = seen.0.lock().unwrap().clone();
+    let seen = seen.queries();
     let names = &w.env.ctx.names;
     let (inventory, events) = (names.table(Table::Inventory), names.table(Table::Ec2Events));
-    let pk = keys::tenant_account(&w.tenant, &w.account);
     let count = |table: &str, index: Option<&str>| {
         seen.iter()
-            .filter(|(t, i, _)| t == table && i.as_deref() == index)
+            .filter(|q| q.table == table && q.index.as_deref() == index)
             .count()
     };
     assert_eq!(count(&inventory, None), 1, "inventory read once: {seen:?}");
     assert_eq!(count(&events, None), 1, "history read once: {seen:?}");
-    let mut before: Vec<&String> = seen
+    let mut before: Vec<&str> = seen
         .iter()
-        .filter(|(t, i, _)| *t == events && i.as_deref() == Some("by-resource"))
-        .map(|(_, _, k)| k)
+        .filter(|q| q.table == events && q.index.as_deref() == Some("by-resource"))
+        .map(|q| q.value(":r"))
         .collect();
     before.sort();
     assert_eq!(
         before,
         vec![
-            &keys::tenant_resource(&w.tenant, "i-back"),
-            &keys::tenant_resource(&w.tenant, "i-old"),
+            keys::tenant_resource(&w.tenant, "i-back"),
+            keys::tenant_resource(&w.tenant, "i-old"),
         ],
         "only the states before the hour of i-back and i-old are read"
     );
     assert!(
-        seen.iter()
-            .all(|(_, _, k)| k.starts_with(w.tenant.as_str())),
-        "{seen:?} {pk}"
+        seen.iter().all(|q| {
+            let key = if q.index.is_some() {
+                q.value(":r")
+            } else {
+                q.value(":pk")
+            };
+            key.starts_with(&format!("{}#", w.tenant))
+        }),
+        "another tenant's partition read: {seen:?}"
     );
 
     // The costs as before: i-old running 10:00–10:30 (its state before the

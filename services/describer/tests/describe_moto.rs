@@ -852,55 +852,6 @@ async fn concurrent_describes_of_one_region_retry_lost_races_in_process() {
     }
 }
 
-/// Records the sort-key prefix (`:prefix`, empty for a whole partition) of
-/// every `Query` a DynamoDB client sends to one table.
-#[derive(Debug, Clone)]
-struct QueriesOf {
-    table: String,
-    prefixes: Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl QueriesOf {
-    fn count(&self) -> usize {
-        self.prefixes.lock().unwrap().len()
-    }
-    fn last(&self) -> String {
-        self.prefixes
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-impl aws_smithy_runtime_api::client::interceptors::Intercept for QueriesOf {
-    fn name(&self) -> &'static str {
-        "QueriesOf"
-    }
-
-    fn read_before_execution(
-        &self,
-        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
-    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        if let Some(q) = context
-            .input()
-            .downcast_ref::<aws_sdk_dynamodb::operation::query::QueryInput>()
-            && q.table_name() == Some(self.table.as_str())
-        {
-            let prefix = q
-                .expression_attribute_values()
-                .and_then(|v| v.get(":prefix"))
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default();
-            self.prefixes.lock().unwrap().push(prefix);
-        }
-        Ok(())
-    }
-}
-
 /// Issue 23: a whole-region describe that observes what the inventory was
 /// last reconciled with does not read the region's inventory. Any describe
 /// that writes a changed row stores no digest and moves the region's
@@ -914,19 +865,10 @@ async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
     };
     let env = TestEnv::new().await;
     let mut d = describer::describer(&env.ctx);
-    let queries = QueriesOf {
-        table: env.ctx.names.table(kopter_schema::Table::Inventory),
-        prefixes: Arc::default(),
-    };
-    let ddb = env.ctx.aws.dynamodb();
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        ddb.config()
-            .to_builder()
-            .interceptor(queries.clone())
-            .build(),
-    );
-    d.store = InventoryStore::new(ddb, &env.ctx.names);
-    let reads = || queries.count();
+    let log = kopter_tests::queries::QueryLog::default();
+    d.store = InventoryStore::new(log.client(&env.ctx.aws.dynamodb()), &env.ctx.names);
+    let inventory_table = env.ctx.names.table(kopter_schema::Table::Inventory);
+    let reads = || log.of_table(&inventory_table).len();
     let rec = onboard(&env, "acme", &["eu-west-1"]).await;
     let ec2 = customer_ec2(&env, &rec, "eu-west-1").await;
     let ids = launch(&ec2, 2, &[]).await;
@@ -1111,8 +1053,9 @@ async fn an_unchanged_region_is_not_read_again_until_something_wrote_it() {
         .await
         .unwrap();
     assert_eq!(t.written, 1, "{t:?}");
+    let last = log.of_table(&inventory_table).pop().unwrap();
     assert_eq!(
-        queries.last(),
+        last.value(":prefix"),
         kopter_store::inventory::inventory_prefix(region, Some(ResourceKind::Instance))
     );
     let after = digest().await.unwrap();
