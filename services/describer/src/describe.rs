@@ -716,8 +716,9 @@ impl Describer {
                 .await
         {
             // The generation moved at the start and this writer's token
-            // stays until its lease runs out: no digest stands meanwhile. The writes' own error (a lost
-            // race is retried in-process) comes first.
+            // stays until its lease runs out: no digest stands meanwhile.
+            // The writes' own error (a lost race is retried in-process)
+            // comes first.
             let e = e.context(format!("after writing the inventory of {account} {region}"));
             return Err(match applied {
                 Err(first) => first.context(format!("{e:#}")),
