@@ -46,19 +46,6 @@ impl HistoryReader {
         }
     }
 
-    /// Every resource of the account that may have existed in
-    /// `[from, to)`, with its states from before `from` to `to`.
-    pub async fn timelines(
-        &self,
-        tenant: &TenantId,
-        account: &AccountId,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<Timeline>> {
-        let history = self.history(tenant, account, from).await?;
-        self.timelines_of(&history, from, to).await
-    }
-
     /// The account's inventory and its history rows since `since`: two
     /// strongly consistent reads, from which [`HistoryReader::timelines_of`]
     /// builds the timelines of any window starting at or after `since`.
@@ -85,8 +72,9 @@ impl HistoryReader {
         })
     }
 
-    /// [`HistoryReader::timelines`] of `[from, to)` from a read
-    /// [`AccountHistory`]; only the states in force at `from` of resources
+    /// Every resource of the account that may have existed in
+    /// `[from, to)`, with its states from before `from` to `to`, from a
+    /// read [`AccountHistory`]; only the states in force at `from` of resources
     /// that changed since are read (one small `Query` each), and not even
     /// those for a resource whose first row since `from` is a first sight
     /// (nothing priced was before it).
